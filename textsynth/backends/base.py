@@ -1,0 +1,136 @@
+"""The backend interface: requests in, completions out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from textsynth.errors import RecipeError
+
+__all__ = ["Backend", "Completion", "Message", "Request", "Usage"]
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt to send: chat messages plus sampling parameters.
+
+    ``seed`` is the job seed: a deterministic backend gives the same completion for
+    the same request. ``json_schema`` is the output schema, for backends that can
+    constrain decoding or ask the server for structured output.
+    """
+
+    messages: tuple[Message, ...]
+    temperature: float = 0.9
+    top_p: float = 0.95
+    max_tokens: int = 256
+    n: int = 1
+    seed: int = 0
+    json_schema: Mapping[str, Any] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def key(self, backend: str, model: str) -> str:
+        """Content hash identifying this request for the cache (metadata excluded)."""
+        payload = {
+            "backend": backend,
+            "model": model,
+            "messages": list(self.messages),
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "n": self.n,
+            "seed": self.seed,
+            "schema": self.json_schema,
+        }
+        raw = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass
+class Completion:
+    """What a backend returned for one request: one text per choice (``n``)."""
+
+    texts: list[str]
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str = "stop"
+    model: str = ""
+    attempts: int = 1
+
+    @property
+    def text(self) -> str:
+        return self.texts[0] if self.texts else ""
+
+
+class Backend(ABC):
+    """A text generator. Subclasses implement :meth:`generate` and declare ``Options``.
+
+    Capability flags are class attributes; ``max_concurrency`` and ``batch_size``
+    tell the engine how many requests to hand over at once and how many calls may
+    run concurrently.
+    """
+
+    name: ClassVar[str] = ""
+    supports_json_schema: ClassVar[bool] = False
+    supports_batching: ClassVar[bool] = False
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, options: BaseModel | Mapping[str, Any] | None = None) -> None:
+        if isinstance(options, BaseModel):
+            self.options = options
+        else:
+            try:
+                self.options = self.Options(**dict(options or {}))
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                raise RecipeError(err["msg"], field=f"backend.{loc}") from exc
+
+    @property
+    def model_name(self) -> str:
+        """The model identifier recorded in provenance and in the request key."""
+        return str(getattr(self.options, "model", "") or self.name)
+
+    @property
+    def batch_size(self) -> int:
+        """How many requests the engine hands to one :meth:`generate` call."""
+        return int(getattr(self.options, "batch_size", 1) or 1)
+
+    @property
+    def max_concurrency(self) -> int:
+        """How many :meth:`generate` calls may run at once."""
+        return int(getattr(self.options, "concurrency", 1) or 1)
+
+    @abstractmethod
+    async def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Return one completion per request, in order.
+
+        Raise a :class:`~textsynth.errors.BackendError` when the whole call failed.
+        """
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections, models and other resources."""

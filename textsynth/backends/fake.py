@@ -1,0 +1,93 @@
+"""A scripted backend for tests and for trying recipes without a model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from textsynth.backends.base import Backend, Completion, Request, Usage
+
+__all__ = ["FakeBackend"]
+
+Handler = Callable[[Request], "str | Completion | list[str]"]
+
+
+class FakeBackend(Backend):
+    """Answers from a script or a handler function, and records every request.
+
+    >>> fake = FakeBackend(responses=['["turn on the lights"]'])
+    >>> # fake.requests lists what the engine sent
+
+    With ``handler``, each request is answered by ``handler(request)``; otherwise
+    ``responses`` are served in order (and cycled). ``fail`` maps a call number to an
+    exception to raise, for fault injection.
+    """
+
+    name = "fake"
+    supports_json_schema = True
+    supports_batching = True
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        model: str = "fake"
+        responses: list[str] = []
+        batch_size: int = 8
+        concurrency: int = 1
+        latency: float = 0.0
+
+    def __init__(
+        self,
+        options: BaseModel | dict[str, Any] | None = None,
+        *,
+        responses: Iterable[str] | None = None,
+        handler: Handler | None = None,
+        **kwargs: Any,
+    ) -> None:
+        opts = dict(options or {}) if not isinstance(options, BaseModel) else options
+        if isinstance(opts, dict):
+            opts.update(kwargs)
+            if responses is not None:
+                opts["responses"] = list(responses)
+        super().__init__(opts)
+        self.handler = handler
+        self.requests: list[Request] = []
+        self.calls = 0
+        self._cursor = 0
+
+    def enqueue(self, responses: Iterable[str]) -> None:
+        """Append scripted responses."""
+        self.options.responses.extend(responses)  # type: ignore[attr-defined]
+
+    def _answer(self, request: Request) -> Completion:
+        if self.handler is not None:
+            out = self.handler(request)
+            if isinstance(out, Completion):
+                return out
+            texts = out if isinstance(out, list) else [out]
+        else:
+            script: list[str] = self.options.responses  # type: ignore[attr-defined]
+            if not script:
+                texts = [""]
+            else:
+                texts = [script[self._cursor % len(script)]]
+                self._cursor += 1
+        words = sum(len(m["content"].split()) for m in request.messages)
+        return Completion(
+            texts=texts,
+            usage=Usage(words, sum(len(t.split()) for t in texts)),
+            model=self.model_name,
+        )
+
+    async def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        self.calls += 1
+        latency: float = self.options.latency  # type: ignore[attr-defined]
+        if latency:
+            await asyncio.sleep(latency)
+        out = []
+        for request in requests:
+            self.requests.append(request)
+            out.append(self._answer(request))
+        return out

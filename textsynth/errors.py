@@ -1,0 +1,107 @@
+"""The textsynth exception tree.
+
+```
+TextsynthError
+├── RecipeError            bad recipe: file, field path, expected
+├── TemplateError          missing template, syntax error, undefined variable
+├── MissingDependency      an optional extra is not installed; names the extra
+├── BackendError
+│   ├── BackendUnavailable     connection refused, timeouts   (retried)
+│   ├── RateLimited            429, honours Retry-After        (retried)
+│   └── BackendResponseError   other 4xx/5xx with status and body
+├── GenerationError        one request failed for good (attempts, last output)
+├── BudgetExceeded         the run's token or cost budget is spent
+└── ExportError            cannot write or push; says where and why
+```
+
+Third-party exceptions are translated where they cross into textsynth
+(``raise X(...) from exc``). The CLI prints any ``TextsynthError`` as one line.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BackendResponseError",
+    "BackendUnavailable",
+    "BudgetExceeded",
+    "ExportError",
+    "GenerationError",
+    "MissingDependency",
+    "RateLimited",
+    "RecipeError",
+    "TemplateError",
+    "TextsynthError",
+]
+
+
+class TextsynthError(Exception):
+    """Base class of every error textsynth raises on purpose."""
+
+
+class RecipeError(TextsynthError):
+    """The recipe is invalid: ``file: field.path: what was expected``."""
+
+    def __init__(self, message: str, *, file: str | None = None, field: str | None = None):
+        self.file = file
+        self.field = field
+        self.detail = message
+        parts = [p for p in (file, field) if p]
+        super().__init__(": ".join([*parts, message]))
+
+
+class TemplateError(TextsynthError):
+    """A prompt template is missing, malformed, or uses an undefined variable."""
+
+
+class MissingDependency(TextsynthError):
+    """An optional dependency is not installed; the message names the extra."""
+
+    def __init__(self, package: str, extra: str, feature: str):
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the '{package}' package: pip install 'textsynth[{extra}]'"
+        )
+
+
+class BackendError(TextsynthError):
+    """A backend failed to produce a completion."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot be reached (connection refused, timeout); retried."""
+
+
+class RateLimited(BackendError):
+    """The backend answered 429; ``retry_after`` is in seconds when the server said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class BackendResponseError(BackendError):
+    """The backend answered with an error status other than 429."""
+
+    def __init__(self, message: str, status: int | None = None, body: str = ""):
+        self.status = status
+        self.body = body
+        super().__init__(message)
+
+
+class GenerationError(TextsynthError):
+    """One request failed for good after ``attempts`` tries."""
+
+    def __init__(self, message: str, attempts: int = 0, last_output: str | None = None):
+        self.attempts = attempts
+        self.last_output = last_output
+        super().__init__(message)
+
+
+class BudgetExceeded(TextsynthError):
+    """The run's token or cost budget is spent; the run can be resumed with a larger one."""
+
+
+class ExportError(TextsynthError):
+    """The dataset cannot be written or pushed; says where and why."""

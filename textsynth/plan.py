@@ -1,0 +1,99 @@
+"""Planning: a recipe becomes a deterministic stream of jobs per label and language."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from textsynth.recipe import Recipe
+
+__all__ = ["Job", "Planner", "Slot"]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One quota to fill: a label in a language."""
+
+    label: str
+    language: str
+
+    def __str__(self) -> str:
+        return self.label if self.language == "" else f"{self.label}/{self.language}"
+
+
+@dataclass
+class Job:
+    """One prompt to render: everything that varies from request to request."""
+
+    slot: Slot
+    index: int
+    seed: int
+    attributes: dict[str, str] = field(default_factory=dict)
+    fewshot: list[str] = field(default_factory=list)
+    slot_values: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.slot.label
+
+    @property
+    def language(self) -> str:
+        return self.slot.language
+
+
+def _derive_seed(*parts: object) -> int:
+    raw = "\x1f".join(str(p) for p in parts).encode()
+    return int.from_bytes(hashlib.sha256(raw).digest()[:8], "big") >> 1
+
+
+class Planner:
+    """Deterministic jobs: the k-th job of a slot depends only on the recipe and k.
+
+    Attribute combinations (``vary``) are crossed, shuffled once per slot with the
+    recipe seed, and cycled, so every combination is used before any repeats.
+    Few-shot examples and slot values are sampled per job with the job seed.
+    """
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+        keys = sorted(recipe.vary)
+        self._keys = keys
+        self._combos = [dict(zip(keys, values, strict=True))
+                        for values in itertools.product(*(recipe.vary[k] for k in keys))]
+        self._orders: dict[Slot, list[int]] = {}
+
+    @property
+    def slots(self) -> list[Slot]:
+        return [Slot(label, lang) for lang in self.recipe.all_languages
+                for label in self.recipe.labels]
+
+    def _combo(self, slot: Slot, index: int) -> dict[str, str]:
+        if not self._combos:
+            return {}
+        order = self._orders.get(slot)
+        if order is None:
+            order = list(range(len(self._combos)))
+            random.Random(_derive_seed(self.recipe.seed, "vary", slot)).shuffle(order)
+            self._orders[slot] = order
+        cycle, pos = divmod(index, len(order))
+        if cycle:  # later cycles reshuffle so pairs of attributes are not always adjacent
+            rng = random.Random(_derive_seed(self.recipe.seed, "vary", slot, cycle))
+            order = order[:]
+            rng.shuffle(order)
+        return dict(self._combos[order[pos]])
+
+    def job(self, slot: Slot, index: int) -> Job:
+        seed = _derive_seed(self.recipe.seed, slot.label, slot.language, index)
+        rng = random.Random(seed)
+        examples = self.recipe.labels[slot.label].examples
+        k = min(self.recipe.generation.fewshot, len(examples))
+        fewshot = rng.sample(examples, k) if k else []
+        slot_values = {name: rng.choice(values) for name, values in sorted(self.recipe.slots.items())}
+        return Job(slot, index, seed % (2**31), self._combo(slot, index), fewshot, slot_values)
+
+    def jobs(self, slot: Slot) -> Iterator[Job]:
+        for index in itertools.count():
+            yield self.job(slot, index)

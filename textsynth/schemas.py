@@ -1,0 +1,254 @@
+"""Output schemas: what a completion should contain, and how to read it.
+
+Small models rarely emit clean JSON, so every schema reads JSON, JSON in code
+fences, and (for text lists) numbered or bulleted lists, quoted lines and
+chatty preambles. What cannot be read becomes a reject with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from importlib import import_module
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+from textsynth.errors import RecipeError
+
+__all__ = [
+    "Example",
+    "LabeledText",
+    "OutputSchema",
+    "Parsed",
+    "PydanticSchema",
+    "UtteranceList",
+    "extract_json",
+    "load_schema",
+    "split_list",
+]
+
+
+@dataclass
+class Example:
+    """One dataset row: the text, its label, structured fields and provenance."""
+
+    text: str
+    label: str
+    language: str = "en"
+    fields: dict[str, Any] = field(default_factory=dict)
+    template: str = ""
+    template_sha: str = ""
+    model: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    seed: int = 0
+    request_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Parsed:
+    """One candidate read from a completion, or the reason it could not be read."""
+
+    text: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    label: str | None = None
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
+_BULLET = re.compile(r"^\s*(?:[-*•·‣◦]|\(?\d{1,3}[.):]|\(?[a-zA-Z][.)])\s+")
+_PREAMBLE = re.compile(
+    r"^(sure|certainly|of course|okay|ok|here (are|is)|below (are|is)|absolutely|great)\b",
+    re.I,
+)
+_QUOTES = "\"'“”‘’«»„`"
+
+
+def extract_json(text: str) -> Any | None:
+    """The first JSON value in ``text`` (fenced or bare), or ``None``."""
+    chunks = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
+    for chunk in chunks:
+        chunk = chunk.strip()
+        try:
+            return json.loads(chunk)
+        except ValueError:
+            pass
+        for i, ch in enumerate(chunk):
+            if ch in "[{":
+                try:
+                    value, _ = decoder.raw_decode(chunk, i)
+                    return value
+                except ValueError:
+                    continue
+    return None
+
+
+def _clean_line(line: str) -> str:
+    line = _BULLET.sub("", line.strip())
+    line = line.strip().rstrip(",").strip()
+    if len(line) >= 2 and line[0] in _QUOTES and line[-1] in _QUOTES:
+        line = line[1:-1].strip()
+    return line.strip(_QUOTES + " ").strip()
+
+
+def split_list(text: str) -> list[str]:
+    """Items of a plain-text list: numbered, bulleted or one per line; preambles dropped."""
+    text = _FENCE.sub(lambda m: m.group(1), text)
+    items = []
+    for raw in text.splitlines():
+        if not raw.strip():
+            continue
+        line = _clean_line(raw)
+        if not line:
+            continue
+        if _PREAMBLE.match(line) and (line.endswith(":") or len(items) == 0 and "!" in line):
+            continue
+        if line.endswith(":") and not _BULLET.match(raw):
+            continue
+        items.append(line)
+    return items
+
+
+def _texts_from_json(value: Any) -> list[Any] | None:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        for v in value.values():
+            if isinstance(v, list):
+                return v
+        if "text" in value:
+            return [value]
+    return None
+
+
+class OutputSchema(ABC):
+    """Turns one completion into candidates."""
+
+    name: ClassVar[str] = ""
+
+    @abstractmethod
+    def json_schema(self) -> dict[str, Any]:
+        """JSON schema sent to backends that support structured output."""
+
+    @abstractmethod
+    def parse(self, text: str) -> list[Parsed]:
+        """Candidates in ``text``; unreadable parts become ``Parsed(error=...)``."""
+
+
+class UtteranceList(OutputSchema):
+    """A list of utterances for the job's label."""
+
+    name = "utterances"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {"utterances": {"type": "array", "items": {"type": "string"}}},
+            "required": ["utterances"],
+        }
+
+    def parse(self, text: str) -> list[Parsed]:
+        if not text.strip():
+            return [Parsed("", error="empty_completion")]
+        items = _texts_from_json(extract_json(text))
+        if items is None:
+            items = split_list(text)
+        out = []
+        for item in items:
+            if isinstance(item, dict):
+                item = item.get("text") or item.get("utterance")
+            if not isinstance(item, str):
+                out.append(Parsed(str(item), error="not_a_string"))
+                continue
+            cleaned = _clean_line(item)
+            out.append(Parsed(cleaned) if cleaned else Parsed(item, error="empty_item"))
+        return out or [Parsed(text, error="no_items")]
+
+
+class PydanticSchema(OutputSchema):
+    """Objects validated by a pydantic model with a ``text`` field."""
+
+    def __init__(self, model: type[BaseModel], name: str | None = None):
+        if "text" not in model.model_fields:
+            raise RecipeError(f"schema {model.__name__} needs a 'text' field", field="schema")
+        self.model = model
+        self.name = name or model.__name__  # type: ignore[misc]
+
+    def json_schema(self) -> dict[str, Any]:
+        item = self.model.model_json_schema()
+        return {
+            "type": "object",
+            "properties": {"items": {"type": "array", "items": item}},
+            "required": ["items"],
+            **({"$defs": item.pop("$defs")} if "$defs" in item else {}),
+        }
+
+    def parse(self, text: str) -> list[Parsed]:
+        value = extract_json(text)
+        items = _texts_from_json(value)
+        if items is None:
+            return [Parsed(text, error="no_json")]
+        out = []
+        for item in items:
+            if isinstance(item, str):
+                item = {"text": item}
+            try:
+                obj = self.model.model_validate(item)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                raw = item.get("text", "") if isinstance(item, dict) else str(item)
+                out.append(Parsed(str(raw), error=f"invalid: {where}: {err['msg']}"))
+                continue
+            data = obj.model_dump()
+            label = data.pop("label", None)
+            out.append(Parsed(str(data.pop("text")).strip(), fields=data, label=label))
+        return out or [Parsed(text, error="no_items")]
+
+
+class _LabeledTextModel(BaseModel):
+    text: str
+    label: str
+
+
+class LabeledText(PydanticSchema):
+    """One text with the label the model gives it."""
+
+    def __init__(self) -> None:
+        super().__init__(_LabeledTextModel, "labeled_text")
+
+
+_BUILTIN: dict[str, type[OutputSchema]] = {
+    "utterances": UtteranceList,
+    "labeled_text": LabeledText,
+}
+
+
+def register_schema(name: str, cls: type[OutputSchema]) -> None:
+    _BUILTIN[name] = cls
+
+
+def load_schema(ref: str) -> OutputSchema:
+    """A built-in schema by name, or a user pydantic model as ``module:Class``."""
+    if ref in _BUILTIN:
+        return _BUILTIN[ref]()
+    if ":" not in ref:
+        known = ", ".join(sorted(_BUILTIN))
+        raise RecipeError(f"unknown schema '{ref}' (built-in: {known}; or module:Class)",
+                          field="schema")
+    module_name, _, attr = ref.partition(":")
+    try:
+        target = getattr(import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(f"cannot import '{ref}': {exc}", field="schema") from None
+    if isinstance(target, type) and issubclass(target, BaseModel):
+        return PydanticSchema(target, ref)
+    if isinstance(target, type) and issubclass(target, OutputSchema):
+        return target()
+    raise RecipeError(f"'{ref}' is not a pydantic model", field="schema")

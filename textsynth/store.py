@@ -1,0 +1,169 @@
+"""The run store: a SQLite (WAL) file in the output folder.
+
+Every completion is written (and committed) before it is parsed, so an
+interrupted run loses nothing it paid for; the next run reads completions back
+by request key instead of sending the request again. Accepted and rejected rows
+are re-derived on every run (post-processing is not part of the key), so
+changing a quality rule re-uses every stored completion.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from textsynth.backends.base import Completion, Request, Usage
+from textsynth.errors import ExportError
+from textsynth.schemas import Example
+
+__all__ = ["Store"]
+
+STORE_NAME = "textsynth.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS completions (
+    key TEXT PRIMARY KEY,
+    slot TEXT NOT NULL,
+    job_index INTEGER NOT NULL,
+    messages TEXT NOT NULL,
+    texts TEXT NOT NULL,
+    finish_reason TEXT,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    model TEXT,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS examples (
+    seq INTEGER PRIMARY KEY,
+    label TEXT NOT NULL,
+    language TEXT NOT NULL,
+    text TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    label TEXT NOT NULL,
+    language TEXT NOT NULL,
+    text TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    request_key TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class Store:
+    """SQLite store of completions (the cache), accepted examples and rejects."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ExportError(f"cannot open the run store {self.path}: {exc}") from exc
+
+    @classmethod
+    def in_dir(cls, folder: str | Path) -> Store:
+        return cls(Path(folder) / STORE_NAME)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- completions (write-ahead cache) -----------------------------------------
+    def get_completion(self, key: str) -> Completion | None:
+        row = self._db.execute(
+            "SELECT texts, finish_reason, prompt_tokens, completion_tokens, model, attempts"
+            " FROM completions WHERE key = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Completion(json.loads(row[0]), Usage(row[2], row[3]), row[1] or "stop",
+                          row[4] or "", row[5])
+
+    def put_completion(self, key: str, slot: str, job_index: int, request: Request,
+                       completion: Completion) -> None:
+        """Write one completion and commit it at once (before anyone parses it)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (key, slot, job_index, json.dumps(list(request.messages), ensure_ascii=False),
+             json.dumps(completion.texts, ensure_ascii=False), completion.finish_reason,
+             completion.usage.prompt_tokens, completion.usage.completion_tokens,
+             completion.model, completion.attempts, time.time()),
+        )
+
+    def completion_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
+
+    def usage(self) -> Usage:
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0)"
+            " FROM completions").fetchone()
+        return Usage(int(row[0]), int(row[1]))
+
+    # -- accepted and rejected rows (re-derived each run) -------------------------
+    def reset_results(self) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM examples")
+            self._db.execute("DELETE FROM rejects")
+
+    def add_example(self, seq: int, example: Example) -> None:
+        self._db.execute(
+            "INSERT INTO examples VALUES (?,?,?,?,?)",
+            (seq, example.label, example.language, example.text,
+             json.dumps(example.to_dict(), ensure_ascii=False)),
+        )
+
+    def add_reject(self, label: str, language: str, text: str, reason: str, detail: str = "",
+                   request_key: str | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO rejects (label, language, text, reason, detail, request_key)"
+            " VALUES (?,?,?,?,?,?)",
+            (label, language, text, reason, detail, request_key),
+        )
+
+    def examples(self) -> Iterator[Example]:
+        for (data,) in self._db.execute("SELECT data FROM examples ORDER BY seq"):
+            yield Example(**json.loads(data))
+
+    def rejects(self) -> Iterator[dict[str, Any]]:
+        cur = self._db.execute(
+            "SELECT label, language, text, reason, detail, request_key FROM rejects ORDER BY seq")
+        cols = [c[0] for c in cur.description]
+        for row in cur:
+            yield dict(zip(cols, row, strict=True))
+
+    def reject_counts(self) -> dict[str, int]:
+        return dict(self._db.execute(
+            "SELECT reason, COUNT(*) FROM rejects GROUP BY reason ORDER BY 2 DESC").fetchall())
+
+    # -- metadata --------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                         (key, json.dumps(value, ensure_ascii=False, default=str)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def transaction(self) -> sqlite3.Connection:
+        """``with store.transaction(): ...`` groups writes into one commit."""
+        self._db.execute("BEGIN")
+        return self._db
