@@ -171,6 +171,12 @@ class Engine:
             metadata={"slot": str(job.slot), "index": job.index},
         )
 
+    def check(self) -> None:
+        """Render the first prompt of every label, so template errors surface before any
+        model is loaded or request sent."""
+        for slot in self.slots:
+            self.request_for(self.planner.job(slot, 0))
+
     # -- sending -------------------------------------------------------------------
     def _budget_left(self) -> bool:
         budget = self.recipe.budget
@@ -181,7 +187,8 @@ class Engine:
 
     def cost(self, usage: Usage) -> float:
         b = self.recipe.budget
-        return (usage.prompt_tokens * b.input_price + usage.completion_tokens * b.output_price) / 1e6
+        spent = usage.prompt_tokens * b.input_price + usage.completion_tokens * b.output_price
+        return spent / 1e6
 
     def _dispatch(self, job: Job) -> None:
         key_parts = (self.backend.name, self.backend.model_name)
