@@ -52,7 +52,7 @@ def test_bad_regex_is_a_recipe_error_naming_the_field() -> None:
 TEMPLATE = PromptTemplate.load("utterances")
 META = MetaTextFilter(
     ["AddToPlaylist", "BookRestaurant", "get_weather"],
-    instruction_lines(TEMPLATE.source, ["requests people say to a voice assistant"]))
+    instruction_lines(TEMPLATE.source, ["short messages customers send to their bank"]))
 
 # outputs of the embedded 135M model, verbatim
 MODEL_JUNK = [
@@ -66,7 +66,8 @@ MODEL_JUNK = [
     ("Add to playlist", "label_echo"),
     ("intent: get weather", "meta_text"),
     ("Get weather.", "label_echo"),
-    ("Write 5 different things a user might say", "prompt_echo"),
+    ("Write 5 different short requests to add a song", "prompt_echo"),
+    ("messages customers send to their bank", "prompt_echo"),
 ]
 
 

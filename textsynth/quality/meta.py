@@ -28,7 +28,7 @@ _ASSISTANT = re.compile(
     re.I,
 )
 _META = re.compile(
-    r"(^\s*(here('s| is| are)|below (is|are)|the following)\b)"
+    r"(^\s*(here('s| is| are)|below (is|are)|the following)\b)|^\s*\w+( \w+)?:\s"
     r"|\b(for example|examples?:|sample (response|command|request)s?|requests?:|commands?:"
     r"|intent:|label:|output:|answer:|user:|assistant:|note:|translation:|response:"
     r"|voice assistant|chatbot|numbered list|one per line)",
@@ -81,8 +81,12 @@ class MetaTextFilter(Rule):
     def _prompt_echo(self, text: str) -> Verdict:
         if len(word_tokens(text)) < 3:
             return KEEP
-        # the share of the candidate's words that come, in order, from one prompt line
+        # most of the candidate comes from one prompt line, in order
         found = self.instructions.most_contained(text)
         if found is not None and found[1] >= self.echo_threshold:
             return Verdict(False, "prompt_echo", self.instructions.texts[found[0]][:80])
+        # or it carries most of a longer instruction line ("Write 5 different requests to")
+        match = self.instructions.covering(text, min_tokens=5, recall=self.echo_threshold)
+        if match is not None:
+            return Verdict(False, "prompt_echo", self.instructions.texts[match.index][:80])
         return KEEP

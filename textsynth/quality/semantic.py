@@ -35,6 +35,12 @@ def _load(path: str) -> Any:
     except ImportError:
         raise MissingDependency("sentence-transformers", "quality",
                                 "semantic dedup and the embedding judge") from None
+    try:  # the model loads with a progress bar of its own; the run's bar is enough
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
     if not Path(path).is_dir():
         raise RecipeError(f"embedding model folder not found: {path} (models are never "
                           "downloaded)", field="quality.semantic.model")
