@@ -26,7 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SNIPS = ROOT.parent / "shared" / "eval" / "snips"
+# ../shared/eval/snips beside the checkout (or beside the folder of worktrees)
+SNIPS = next((p / "shared" / "eval" / "snips" for p in (ROOT.parent, ROOT.parent.parent)
+              if (p / "shared" / "eval" / "snips").is_dir()), ROOT.parent / "shared")
 
 # quality overrides per variant: one major rule off at a time, then all of them
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -94,10 +96,11 @@ def main() -> None:
     parser.add_argument("--per-label", type=int, default=None)
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--only", nargs="*", help="run only these variants (by name)")
+    parser.add_argument("--snips", type=Path, default=SNIPS, help="folder with test.jsonl")
     args = parser.parse_args()
 
-    test = load_jsonl(SNIPS / "test.jsonl")
-    names = json.loads((SNIPS / "labels.json").read_text())["labels"]
+    test = load_jsonl(args.snips / "test.jsonl")
+    names = json.loads((args.snips / "labels.json").read_text())["labels"]
     base = load_recipe(args.recipe)
     if args.per_label:
         base = base.with_overrides(per_label=args.per_label)

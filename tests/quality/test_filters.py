@@ -52,7 +52,11 @@ def test_bad_regex_is_a_recipe_error_naming_the_field() -> None:
 TEMPLATE = PromptTemplate.load("utterances")
 META = MetaTextFilter(
     ["AddToPlaylist", "BookRestaurant", "get_weather"],
-    instruction_lines(TEMPLATE.source, ["short messages customers send to their bank"]))
+    instruction_lines(TEMPLATE.source, [
+        "short messages customers send to their bank",
+        "Write 5 short requests to add a song, an artist or an album to my playlist (style: a "
+        "command).\nExample format:\n1. Please add a song, an artist or an album to my playlist.",
+    ]))
 
 # outputs of the embedded 135M model, verbatim
 MODEL_JUNK = [
@@ -66,7 +70,9 @@ MODEL_JUNK = [
     ("Add to playlist", "label_echo"),
     ("intent: get weather", "meta_text"),
     ("Get weather.", "label_echo"),
-    ("Write 5 different short requests to add a song", "prompt_echo"),
+    ("Now write 5 new ones", "prompt_echo"),
+    ("Write 5 short requests to add a song", "prompt_echo"),
+    ("Please add a song or an album to my playlist", "prompt_echo"),
     ("messages customers send to their bank", "prompt_echo"),
 ]
 

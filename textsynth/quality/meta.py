@@ -45,8 +45,9 @@ _FILLER = {"intent", "label", "category", "the", "a", "an", "request", "command"
 def instruction_lines(template_source: str, extra: Iterable[str] = ()) -> list[str]:
     """The literal lines of a prompt template (Jinja removed), plus ``extra`` texts."""
     text = _JINJA.sub(" ", template_source)
-    lines = [line.strip() for line in text.splitlines()] + [e.strip() for e in extra]
-    return [line for line in lines if len(word_tokens(line)) >= 3]
+    lines = [line.strip() for line in text.splitlines()]
+    lines += [line.strip() for e in extra for line in e.splitlines()]
+    return list(dict.fromkeys(line for line in lines if len(word_tokens(line)) >= 3))
 
 
 class MetaTextFilter(Rule):
@@ -83,10 +84,11 @@ class MetaTextFilter(Rule):
             return KEEP
         # most of the candidate comes from one prompt line, in order
         found = self.instructions.most_contained(text)
+        # (the detail never quotes the line: it may be a seed example)
         if found is not None and found[1] >= self.echo_threshold:
-            return Verdict(False, "prompt_echo", self.instructions.texts[found[0]][:80])
+            return Verdict(False, "prompt_echo", f"{found[1]:.0%} of it is a prompt line")
         # or it carries most of a longer instruction line ("Write 5 different requests to")
         match = self.instructions.covering(text, min_tokens=5, recall=self.echo_threshold)
         if match is not None:
-            return Verdict(False, "prompt_echo", self.instructions.texts[match.index][:80])
+            return Verdict(False, "prompt_echo", "it repeats most of a prompt line")
         return KEEP
