@@ -62,6 +62,8 @@ META = MetaTextFilter(
 MODEL_JUNK = [
     ("I'm ready to assist you! Available requests are:", "assistant_speak"),
     ("Please upgrade to the latest version of your voice assistant", "assistant_speak"),
+    ("I'm happy to provide you with a daily weather report.", "assistant_speak"),
+    ("I can provide you with a list of the top 10 weather forecasts", "assistant_speak"),
     ("I'm sorry for any misinformed remarks, but I'm designed to find a book", "assistant_speak"),
     ("Here are five examples of voice commands that can be used to add a song", "meta_text"),
     ("Here is a sample response:", "meta_text"),
@@ -116,6 +118,8 @@ def test_pii_found_and_validated() -> None:
     "play the top 100 songs of 1999",
     "the best albums of 1990 2000 2010",
     "order code 2142000759",
+    "2022-06-23 Sunny: 2022-06-23 23:41:42.115",
+    "on 23.06.2022 14 30",
     "set the thermostat to 21.5 degrees",
 ])
 def test_pii_leaves_dates_numbers_and_quantities_alone(text: str) -> None:

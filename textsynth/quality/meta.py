@@ -18,13 +18,13 @@ from textsynth.schemas import Example
 __all__ = ["MetaTextFilter", "instruction_lines"]
 
 _ASSISTANT = re.compile(
-    r"\b(as an ai|i'?m an ai|i am an ai|(ai|a) language model|i'?m (here|ready|happy|glad)"
-    r" to (help|assist)|i('?m| am) (designed|programmed) to"
-    r"|i can(not|'t) (help|assist|do|provide)"
+    r"\b(as an ai|i'?m an ai|i am an ai|(ai|a) language model|i('?m| am) (here|ready|happy|glad"
+    r"|excited|delighted|thrilled) to (help|assist|provide|offer|work)|i('?m| am) (designed"
+    r"|programmed) to|i can(not|'t)? (help|assist|do that|provide|offer)"
     r"|i'?m sorry|i apologi[sz]e|how (can|may) i (help|assist)|let me know if|feel free to"
     r"|hope (this|that) helps|sure,? here|certainly[,!]|of course[,!] here|i('ll| will) help you"
     r"|you (can|could|might|may) (say|ask|use)|please provide|welcome to|your (voice )?assistant"
-    r"|upgrade to the latest version)\b",
+    r"|upgrade to the latest version|what can i (do|prepare|get) for you)\b",
     re.I,
 )
 _META = re.compile(
