@@ -183,6 +183,9 @@ def test_rejects_saved_as_their_own_split_without_seed_copies(recipe_dict: dict,
     rows = [json.loads(line) for line in (tmp_path / "out" / "rejected.jsonl").open()]
     reasons = {r["reason"] for r in rows}
     assert {"seed_leak", "assistant_speak"} <= reasons
+    # each reject names the rule that dropped it
+    assert all(r["detail"].startswith("[meta_text]") for r in rows
+               if r["reason"] == "assistant_speak")
     leaked = [r for r in rows if r["reason"] == "seed_leak"]
     assert all(r["text"] == WITHHELD for r in leaked)
     assert not any("big lamp" in r["text"] or "big lamp" in r["detail"] for r in rows)
