@@ -40,6 +40,12 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "- ROUGE-L novelty": {"novelty": None},
     "- semantic dedup": {"semantic": None},
     "- conflict withdrawal": {"withdraw_conflicts": False},
+    "- all dedup and novelty": {"exact_dedup": False, "near_duplicates": None,
+                                "novelty": None, "semantic": None},
+    "label consistency only": {
+        "assistant_speak": False, "language_id": None, "near_duplicates": None,
+        "novelty": None, "semantic": None, "pii": "off", "withdraw_conflicts": False,
+        "exact_dedup": False, "min_words": 1, "max_words": 60, "max_chars": 400},
     "no rules (exact dedup only)": {
         "label_consistency": None, "assistant_speak": False, "language_id": None,
         "near_duplicates": None, "novelty": None, "semantic": None, "pii": "off",
