@@ -14,7 +14,7 @@ import asyncio
 import math
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +110,7 @@ class Engine:
         self.template = PromptTemplate.load(recipe.template, recipe.base_dir)
         self.schema: OutputSchema = load_schema(recipe.output_schema)
         self.planner = Planner(recipe)
+        self._owns_backend = backend is None
         self.backend = backend or create_backend(recipe.backend.type, recipe.backend.options)
         self.store = store or Store.in_dir(recipe.output_dir)
         self.gate = gate or build_gate(recipe)
@@ -119,6 +120,7 @@ class Engine:
         self.concurrency = gen.concurrency or self.backend.max_concurrency
         self.window = self.batch_size * (self.concurrency + 1)
         self.slots = self.planner.slots
+        self._max_attempts = recipe.max_attempts
         self.stats = {s: SlotStats(recipe.per_label) for s in self.slots}
         self.result = RunResult(self.stats)
         # per slot: accepted texts with the round they came from ("do not repeat" lists)
@@ -126,13 +128,17 @@ class Engine:
         self._lag = max(1, math.ceil(self.window / max(1, len(self.slots))))
         self._futures: dict[tuple[Slot, int], asyncio.Future[Completion]] = {}
         self._keys: dict[tuple[Slot, int], str] = {}
+        self._jobs: dict[tuple[Slot, int], Job] = {}
         self._queue: list[tuple[Job, Request, str, asyncio.Future[Completion]]] = []
+        self._pending: deque[list[tuple[Job, Request, str, asyncio.Future[Completion]]]] = deque()
+        self._reserved = Usage()  # budget held by requests in flight
         self._sem = asyncio.Semaphore(self.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._round = 0
         self._seq = 0
         self._inflight: Counter[Slot] = Counter()
         self._dispatched: dict[Slot, int] = dict.fromkeys(self.slots, 0)
+        self._hungry: set[Slot] = set(self.slots)  # slots that may need more requests
 
     # -- rendering -----------------------------------------------------------------
     def context(self, job: Job) -> dict[str, Any]:
@@ -168,16 +174,23 @@ class Engine:
             n=gen.n,
             seed=job.seed,
             json_schema=self.schema.json_schema(),
-            metadata={"slot": str(job.slot), "index": job.index},
+            metadata={"slot": str(job.slot), "index": job.index, "schema": self.schema},
         )
 
     # -- sending -------------------------------------------------------------------
-    def _budget_left(self) -> bool:
+    def _estimate(self, request: Request) -> Usage:
+        """An upper bound of one request's usage, reserved from the budget while in flight."""
+        prompt = sum(len(m["content"]) for m in request.messages) // 3 + 1
+        return Usage(prompt, request.max_tokens * request.n)
+
+    def _fits(self, need: Usage) -> bool:
         budget = self.recipe.budget
-        used = self.result.usage
-        if budget.max_tokens is not None and used.total_tokens >= budget.max_tokens:
+        if budget.max_tokens is None and budget.max_cost is None:
+            return True
+        planned = self.result.usage + self._reserved + need
+        if budget.max_tokens is not None and planned.total_tokens > budget.max_tokens:
             return False
-        return budget.max_cost is None or self.cost(used) < budget.max_cost
+        return budget.max_cost is None or self.cost(planned) <= budget.max_cost
 
     def cost(self, usage: Usage) -> float:
         b = self.recipe.budget
@@ -191,6 +204,7 @@ class Engine:
         future: asyncio.Future[Completion] = loop.create_future()
         self._futures[(job.slot, job.index)] = future
         self._keys[(job.slot, job.index)] = key
+        self._jobs[(job.slot, job.index)] = job
         self._inflight[job.slot] += 1
         self._dispatched[job.slot] = max(self._dispatched[job.slot], job.index + 1)
         cached = self.store.get_completion(key)
@@ -204,37 +218,56 @@ class Engine:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._queue:
-            return
-        if not self._budget_left():
-            stopped = BudgetExceeded("the run's budget is spent; raise budget.max_tokens or "
-                                     "budget.max_cost and run again to continue")
-            for _, _, _, fut in self._queue:
-                fut.set_exception(stopped)
+        if self._queue:
+            self._pending.append(self._queue)
             self._queue = []
-            return
-        batch, self._queue = self._queue, []
-        task = asyncio.create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._start_pending()
+
+    def _start_pending(self) -> None:
+        """Send queued batches while the budget (less what is in flight) has room."""
+        while self._pending:
+            batch = self._pending[0]
+            need = Usage()
+            for _, request, _, _ in batch:
+                need = need + self._estimate(request)
+            if not self._fits(need):
+                if self._reserved.total_tokens:
+                    return  # what is in flight may use less than reserved: wait for it
+                stopped = BudgetExceeded("the run's budget is spent; raise budget.max_tokens "
+                                         "or budget.max_cost and run again to continue")
+                for pending in self._pending:
+                    for *_, fut in pending:
+                        if not fut.done():
+                            fut.set_exception(stopped)
+                self._pending.clear()
+                return
+            self._pending.popleft()
+            self._reserved = self._reserved + need
+            task = asyncio.create_task(self._send(batch, need))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _send(
-        self, batch: list[tuple[Job, Request, str, asyncio.Future[Completion]]]
+        self, batch: list[tuple[Job, Request, str, asyncio.Future[Completion]]], need: Usage
     ) -> None:
-        async with self._sem:
-            try:
+        completions: list[Completion] = []
+        try:
+            async with self._sem:
                 completions = await self.backend.generate([r for _, r, _, _ in batch])
-            except Exception as exc:  # handed to whoever waits on these jobs
-                for *_, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                return
-        for (job, request, key, fut), completion in zip(batch, completions, strict=True):
-            self.store.put_completion(key, str(job.slot), job.index, request, completion)
-            self.result.sent += 1
-            self.result.usage = self.result.usage + completion.usage
-            if not fut.done():
-                fut.set_result(completion)
+        except Exception as exc:  # handed to whoever waits on these jobs
+            for *_, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+        self._reserved = Usage(self._reserved.prompt_tokens - need.prompt_tokens,
+                               self._reserved.completion_tokens - need.completion_tokens)
+        if completions:
+            for (job, request, key, fut), completion in zip(batch, completions, strict=True):
+                self.store.put_completion(key, str(job.slot), job.index, request, completion)
+                self.result.sent += 1
+                self.result.usage = self.result.usage + completion.usage
+                if not fut.done():
+                    fut.set_result(completion)
+        self._start_pending()
         self._notify("sent")
 
     def _expected_yield(self, slot: Slot) -> float:
@@ -250,25 +283,33 @@ class Engine:
         return expected < st.target
 
     def _lookahead(self) -> None:
-        """Send jobs ahead of the processing order while the window has room."""
+        """Send jobs ahead of the processing order while the window has room.
+
+        Round by round, slot by slot, from the lowest round a slot still needs. A
+        slot that needs no more requests now needs none until one of its jobs is
+        processed, so it leaves ``_hungry`` until then (this keeps the scan short).
+        """
         inflight = sum(self._inflight.values())
-        rnd = self._round
-        limit = self._round + self._lag  # "avoid" lists need rounds up to index - lag processed
-        while inflight < self.window and rnd <= limit:
-            progressed = False
+        hungry = self._hungry
+        if inflight >= self.window or not hungry:
+            self._flush()
+            return
+        # "avoid" lists need rounds up to index - lag processed
+        limit = min(self._round + self._lag, self._max_attempts - 1)
+        rnd = max(self._round, min(self._dispatched[s] for s in hungry))
+        while inflight < self.window and rnd <= limit and hungry:
             for slot in self.slots:
                 if inflight >= self.window:
                     break
-                st = self.stats[slot]
-                if rnd >= self.recipe.max_attempts or st.full or (slot, rnd) in self._futures:
+                if slot not in hungry or rnd < self._dispatched[slot] or \
+                        (slot, rnd) in self._futures:
                     continue
-                if rnd < self._dispatched[slot] or not self._needs_more(slot):
+                if self.stats[slot].full or not self._needs_more(slot):
+                    hungry.discard(slot)
                     continue
                 self._dispatch(self.planner.job(slot, rnd))
                 inflight += 1
-                progressed = True
-            if not progressed:
-                rnd += 1
+            rnd += 1
         self._flush()
 
     # -- processing ----------------------------------------------------------------
@@ -283,6 +324,7 @@ class Engine:
             return await future, key
         finally:
             self._inflight[slot] -= 1
+            self._hungry.add(slot)
 
     def _process(self, job: Job, completion: Completion, key: str) -> None:
         st = self.stats[job.slot]
@@ -333,15 +375,17 @@ class Engine:
         try:
             while True:
                 active = [s for s in self.slots
-                          if not self.stats[s].full and self._round < self.recipe.max_attempts]
+                          if not self.stats[s].full and self._round < self._max_attempts]
                 if not active:
                     break
                 for slot in self.slots:
                     st = self.stats[slot]
-                    if st.full or self._round >= self.recipe.max_attempts:
+                    if st.full or self._round >= self._max_attempts:
                         continue
                     self._lookahead()
-                    job = self.planner.job(slot, self._round)
+                    if (slot, self._round) not in self._futures:
+                        self._dispatch(self.planner.job(slot, self._round))
+                    job = self._jobs.pop((slot, self._round))
                     try:
                         completion, key = await self._completion(slot, self._round)
                     except GenerationError as exc:
@@ -360,6 +404,8 @@ class Engine:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._owns_backend:
+                await self.backend.aclose()
             self.result.seconds = time.perf_counter() - start
             self.result.rule_stats = self.gate.stats()
             self._save_summary()
@@ -371,7 +417,8 @@ class Engine:
                                "candidates": v.candidates, "jobs": v.jobs,
                                "rejected": dict(v.rejected),
                                "prompt_tokens": v.usage.prompt_tokens,
-                               "completion_tokens": v.usage.completion_tokens}
+                               "completion_tokens": v.usage.completion_tokens,
+                               "cost": self.cost(v.usage)}
                       for k, v in self.stats.items()},
             "sent": self.result.sent, "cached": self.result.cached,
             "prompt_tokens": self.store.usage().prompt_tokens,
@@ -379,4 +426,5 @@ class Engine:
             "cost": self.cost(self.store.usage()),
             "stopped": self.result.stopped, "rules": self.result.rule_stats,
             "model": self.backend.model_name, "backend": self.backend.name,
+            "backend_stats": dict(getattr(self.backend, "stats", {})),
         })
