@@ -272,12 +272,17 @@ class FaultServer:
 
         def main() -> None:
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
             self._loop = loop
             loop.run_until_complete(self.start_async())
             ready.set()
             assert self._stopped is not None
             loop.run_until_complete(self._stopped.wait())
             loop.run_until_complete(self.stop_async())
+            left = asyncio.all_tasks(loop)  # handlers still hanging on purpose
+            for task in left:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
             loop.close()
 
         self._thread = threading.Thread(target=main, name="textsynth-fault-server", daemon=True)

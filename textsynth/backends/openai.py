@@ -45,12 +45,13 @@ _FATAL = {401: "the server refused the API key (401): set OPENAI_API_KEY or "
 
 
 def _describe(errors: list[str], finish_reason: str) -> str:
-    text = {"empty_completion": "the answer was empty", "no_json": "the answer held no JSON",
-            "no_items": "the answer held no items"}
-    seen = list(dict.fromkeys(text.get(e, e.removeprefix("invalid: ")) for e in errors))[:3]
-    parts = ["it was cut off at the token limit, so answer more briefly"] \
-        if finish_reason == "length" else []
-    return "; ".join(parts + seen)
+    """The parse errors of an answer as one sentence for the model."""
+    words = {"empty_completion": "the answer was empty", "no_json": "the answer held no JSON",
+             "no_items": "the answer held no items"}
+    parts = [words.get(e, e.removeprefix("invalid: ")) for e in errors]
+    if finish_reason == "length":
+        parts.insert(0, "it was cut off at the token limit, so answer more briefly")
+    return "; ".join(list(dict.fromkeys(parts))[:3])
 
 
 class OpenAIBackend(Backend):
@@ -73,7 +74,8 @@ class OpenAIBackend(Backend):
         model: str = "gpt-4o-mini"
         base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, else OpenAI")
         api_key: SecretStr | None = Field(None, description="default: $OPENAI_API_KEY")
-        headers: dict[str, str] = Field({}, description="extra HTTP headers for every request")
+        headers: dict[str, str] = Field({}, repr=False,
+                                        description="extra HTTP headers for every request")
         extra_body: dict[str, Any] = Field({}, description="extra fields for every request body")
         timeout: float = Field(120.0, gt=0, description="seconds for one request")
         connect_timeout: float = Field(10.0, gt=0)
@@ -195,10 +197,11 @@ class OpenAIBackend(Backend):
                 answer, tries = await self.client.complete(body, tokens)
             except BackendResponseError as exc:
                 attempts += 1
-                if level is not None and exc.status in (400, 422) and level == self._level:
-                    self._level += 1  # the server refuses this response_format: step down
-                    self.stats["structured_fallback"] += 1
-                    continue
+                if level is not None and exc.status in (400, 422):
+                    if level == self._level:  # the server refuses this response_format
+                        self._level += 1
+                        self.stats["structured_fallback"] += 1
+                    continue  # ask again, one step down
                 raise self._refused(exc, attempts) from exc
             self._refused_in_row = 0
             return (*self._read(answer, request), attempts + tries)
@@ -265,15 +268,16 @@ class OpenAIBackend(Backend):
                       ) -> tuple[str, str, Usage, int]:
         """Re-ask with the validation error as a correction turn, ``reasks`` times at most.
 
-        Returns the answer with the most usable items (the later one on a tie),
-        and the usage and attempts of the correction turns.
+        An answer cut off at the token limit is re-asked too (its last item is
+        likely cut). Returns the answer with the most usable items (a complete one
+        before a cut one, the later one on a tie), and the usage and attempts of
+        the correction turns.
         """
         usage, attempts = Usage(), 0
-        parsed = schema.parse(text)
-        errors = [p.error for p in parsed if p.error]
-        best = (len(parsed) - len(errors), text, finish)
+        errors, score = self._check(schema, text, finish)
+        best = (score, text, finish)
         for _ in range(self.opts.reasks):
-            if not errors:
+            if not errors and finish != "length":
                 break
             self.stats["reasks"] += 1
             correction = (f"That answer could not be used: {_describe(errors, finish)}. "
@@ -287,10 +291,15 @@ class OpenAIBackend(Backend):
                 break
             usage, attempts = usage + more, attempts + tries
             text, finish = got[0] if got else ("", "stop")
-            parsed = schema.parse(text)
-            errors = [p.error for p in parsed if p.error]
-            if len(parsed) - len(errors) >= best[0]:
-                best = (len(parsed) - len(errors), text, finish)
-        if errors:
-            self.stats["invalid_after_reasks"] += 1
+            errors, score = self._check(schema, text, finish)
+            if score >= best[0]:
+                best = (score, text, finish)
+        if errors or finish == "length":
+            self.stats["unfixed_after_reasks"] += 1
         return best[1], best[2], usage, attempts
+
+    @staticmethod
+    def _check(schema: OutputSchema, text: str, finish: str) -> tuple[list[str], tuple[int, bool]]:
+        parsed = schema.parse(text)
+        errors = [p.error for p in parsed if p.error]
+        return errors, (len(parsed) - len(errors), finish != "length")
