@@ -11,12 +11,15 @@ dataset as a clean one.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import random
+import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from textsynth.backends import Backend, create_backend
@@ -120,6 +123,12 @@ class Engine:
         self.concurrency = gen.concurrency or self.backend.max_concurrency
         self.window = self.batch_size * (self.concurrency + 1)
         self.slots = self.planner.slots
+        self._labels = {name: s.description for name, s in recipe.labels.items()}
+        self._static_context = {  # the parts of every job's context that never change
+            "task": recipe.description,
+            "n": recipe.generation.examples_per_request,
+            "slot_types": recipe.slots,
+        }
         self._max_attempts = recipe.max_attempts
         self.stats = {s: SlotStats(recipe.per_label) for s in self.slots}
         self.result = RunResult(self.stats)
@@ -132,6 +141,9 @@ class Engine:
         self._queue: list[tuple[Job, Request, str, asyncio.Future[Completion]]] = []
         self._pending: deque[list[tuple[Job, Request, str, asyncio.Future[Completion]]]] = deque()
         self._reserved = Usage()  # budget held by requests in flight
+        self._budgeted = recipe.budget.max_tokens is not None or recipe.budget.max_cost is not None
+        self._unstored: list[tuple[list[Any], list[Completion], Usage]] = []
+        self._tx: sqlite3.Connection | None = None
         self._sem = asyncio.Semaphore(self.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._round = 0
@@ -144,24 +156,24 @@ class Engine:
     def context(self, job: Job) -> dict[str, Any]:
         """Everything a template can use for one job."""
         recipe = self.recipe
-        spec = recipe.labels[job.label]
-        pool = [text for rnd, text in self._accepted[job.slot] if rnd < job.index - self._lag]
-        rng = random.Random(job.seed)
-        avoid = rng.sample(pool, min(len(pool), recipe.generation.avoid))
+        accepted = self._accepted[job.slot]  # in round order: the pool is a prefix
+        cut = bisect.bisect_left(accepted, job.index - self._lag, key=itemgetter(0))
+        avoid: list[str] = []
+        if cut and recipe.generation.avoid:  # the same draw as sampling the pool itself
+            picks = random.Random(job.seed).sample(range(cut), min(cut, recipe.generation.avoid))
+            avoid = [accepted[i][1] for i in picks]
         return {
-            "task": recipe.description,
+            **self._static_context,
+            "labels": dict(self._labels),
             "label": job.label,
             "label_name": job.label.replace("_", " "),
-            "label_description": spec.description,
-            "labels": {name: s.description for name, s in recipe.labels.items()},
+            "label_description": recipe.labels[job.label].description,
             "language": job.language,
             "language_name": language_name(job.language),
             "attributes": job.attributes,
             "examples": job.fewshot,
             "avoid": avoid,
-            "n": recipe.generation.examples_per_request,
             "slots": job.slot_values,
-            "slot_types": recipe.slots,
         }
 
     def request_for(self, job: Job) -> Request:
@@ -194,7 +206,8 @@ class Engine:
 
     def cost(self, usage: Usage) -> float:
         b = self.recipe.budget
-        return (usage.prompt_tokens * b.input_price + usage.completion_tokens * b.output_price) / 1e6
+        spent = usage.prompt_tokens * b.input_price + usage.completion_tokens * b.output_price
+        return spent / 1e6
 
     def _dispatch(self, job: Job) -> None:
         key_parts = (self.backend.name, self.backend.model_name)
@@ -228,10 +241,11 @@ class Engine:
         while self._pending:
             batch = self._pending[0]
             need = Usage()
-            for _, request, _, _ in batch:
-                need = need + self._estimate(request)
-            if not self._fits(need):
-                if self._reserved.total_tokens:
+            if self._budgeted:
+                for _, request, _, _ in batch:
+                    need = need + self._estimate(request)
+            if self._budgeted and not self._fits(need):
+                if self._reserved.total_tokens or self._unstored:
                     return  # what is in flight may use less than reserved: wait for it
                 stopped = BudgetExceeded("the run's budget is spent; raise budget.max_tokens "
                                          "or budget.max_cost and run again to continue")
@@ -250,7 +264,6 @@ class Engine:
     async def _send(
         self, batch: list[tuple[Job, Request, str, asyncio.Future[Completion]]], need: Usage
     ) -> None:
-        completions: list[Completion] = []
         try:
             async with self._sem:
                 completions = await self.backend.generate([r for _, r, _, _ in batch])
@@ -258,17 +271,50 @@ class Engine:
             for *_, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
+            self._release(need)
+            self._start_pending()
+            return
+        self._unstored.append((batch, completions, need))
+        if len(self._unstored) == 1:  # completions that arrive together share one commit
+            asyncio.get_running_loop().call_soon(self._store_completions)
+
+    def _release(self, need: Usage) -> None:
         self._reserved = Usage(self._reserved.prompt_tokens - need.prompt_tokens,
                                self._reserved.completion_tokens - need.completion_tokens)
-        if completions:
-            for (job, request, key, fut), completion in zip(batch, completions, strict=True):
-                self.store.put_completion(key, str(job.slot), job.index, request, completion)
+
+    def _store_completions(self) -> None:
+        """Write (and commit) the completions that arrived, then hand them on to parsing."""
+        done, self._unstored = self._unstored, []
+        if not done:
+            return
+        self._commit_results()
+        with self.store.transaction():
+            for batch, completions, _ in done:
+                for (job, request, key, _), completion in zip(batch, completions, strict=True):
+                    self.store.put_completion(key, str(job.slot), job.index, request, completion)
+        for batch, completions, need in done:
+            self._release(need)
+            for (*_, fut), completion in zip(batch, completions, strict=True):
                 self.result.sent += 1
                 self.result.usage = self.result.usage + completion.usage
                 if not fut.done():
                     fut.set_result(completion)
         self._start_pending()
         self._notify("sent")
+
+    def _results_tx(self) -> None:
+        """Accepted and rejected rows are written in one transaction per burst of processing.
+
+        They are re-derived from the stored completions on every run, so a crash that
+        loses the open transaction loses nothing.
+        """
+        if self._tx is None:
+            self._tx = self.store.transaction()
+
+    def _commit_results(self) -> None:
+        if self._tx is not None:
+            self._tx.commit()
+            self._tx = None
 
     def _expected_yield(self, slot: Slot) -> float:
         st = self.stats[slot]
@@ -320,6 +366,8 @@ class Engine:
             self._flush()
         future = self._futures.pop((slot, index))
         key = self._keys.pop((slot, index))
+        if not future.done():
+            self._commit_results()  # before others run: they write to the store too
         try:
             return await future, key
         finally:
@@ -353,6 +401,7 @@ class Engine:
                     self._reject(job, example.text, verdict.reason, verdict.detail, key)
                     continue
                 self.gate.accept(example)
+                self._results_tx()
                 st.accepted += 1
                 self._accepted[job.slot].append((job.index, example.text))
                 self.store.add_example(self._seq, example)
@@ -360,6 +409,7 @@ class Engine:
 
     def _reject(self, job: Job, text: str, reason: str, detail: str, key: str) -> None:
         self.stats[job.slot].rejected[reason] += 1
+        self._results_tx()
         self.store.add_reject(job.label, job.language, text, reason, detail, key)
 
     def _notify(self, event: str) -> None:
@@ -398,6 +448,8 @@ class Engine:
         except BudgetExceeded as exc:
             self.result.stopped = str(exc)
         finally:
+            self._commit_results()
+            self._store_completions()  # arrived but not yet written: they are paid for
             for fut in self._futures.values():
                 fut.cancel()
             for task in list(self._tasks):

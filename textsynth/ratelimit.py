@@ -122,7 +122,7 @@ class RateLimiter:
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 self._leave()  # we were given the place, then cancelled: hand it on
-            else:
+            elif fut in self._waiters:
                 self._waiters.remove(fut)
             raise
 

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import random
+import signal
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -329,11 +330,15 @@ def main(argv: list[str] | None = None) -> None:
         await server.start_async()
         print(server.url, flush=True)
         assert server._stopped is not None
+        with contextlib.suppress(NotImplementedError):  # not on Windows
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, server._stopped.set)
         try:
             await server._stopped.wait()
         finally:
             await server.stop_async()
-            print(json.dumps(dict(server.stats)), flush=True)
+            summary = {**server.stats, "duplicates": len(server.duplicates()),
+                       "max_inflight": server.max_inflight}
+            print(json.dumps(summary), flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())

