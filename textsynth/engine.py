@@ -189,6 +189,12 @@ class Engine:
             metadata={"slot": str(job.slot), "index": job.index, "schema": self.schema},
         )
 
+    def check(self) -> None:
+        """Render the first prompt of every label, so template errors surface before any
+        model is loaded or request sent."""
+        for slot in self.slots:
+            self.request_for(self.planner.job(slot, 0))
+
     # -- sending -------------------------------------------------------------------
     def _estimate(self, request: Request) -> Usage:
         """An upper bound of one request's usage, reserved from the budget while in flight."""

@@ -91,7 +91,8 @@ class Planner:
         examples = self.recipe.labels[slot.label].examples
         k = min(self.recipe.generation.fewshot, len(examples))
         fewshot = rng.sample(examples, k) if k else []
-        slot_values = {name: rng.choice(values) for name, values in sorted(self.recipe.slots.items())}
+        slots = sorted(self.recipe.slots.items())
+        slot_values = {name: rng.choice(values) for name, values in slots}
         return Job(slot, index, seed % (2**31), self._combo(slot, index), fewshot, slot_values)
 
     def jobs(self, slot: Slot) -> Iterator[Job]:

@@ -100,14 +100,14 @@ def _clean_line(line: str) -> str:
 def split_list(text: str) -> list[str]:
     """Items of a plain-text list: numbered, bulleted or one per line; preambles dropped."""
     text = _FENCE.sub(lambda m: m.group(1), text)
-    items = []
+    items: list[str] = []
     for raw in text.splitlines():
         if not raw.strip():
             continue
         line = _clean_line(raw)
         if not line:
             continue
-        if _PREAMBLE.match(line) and (line.endswith(":") or len(items) == 0 and "!" in line):
+        if _PREAMBLE.match(line) and (line.endswith(":") or (len(items) == 0 and "!" in line)):
             continue
         if line.endswith(":") and not _BULLET.match(raw):
             continue

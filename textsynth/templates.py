@@ -73,7 +73,8 @@ class PromptTemplate:
         recipe's folder.
         """
         builtin = builtin_template_dir()
-        if "/" not in ref and "\\" not in ref and not ref.endswith(SUFFIX) and ref not in ("..", "."):
+        is_name = not any(c in ref for c in "/\\") and ref not in ("..", ".")
+        if is_name and not ref.endswith(SUFFIX):
             path = builtin / f"{ref}{SUFFIX}"
             if not path.is_file():
                 known = ", ".join(builtin_templates())

@@ -68,7 +68,7 @@ def get_backend(name: str) -> type[Backend]:
         module, _, attr = target.partition(":")
         cls = getattr(import_module(module), attr)
         _registry[name] = cls
-        return cls  # type: ignore[no-any-return]
+        return cls
     return target
 
 

@@ -22,8 +22,9 @@ class FakeBackend(Backend):
     >>> # fake.requests lists what the engine sent
 
     With ``handler``, each request is answered by ``handler(request)``; otherwise
-    ``responses`` are served in order (and cycled). ``fail`` maps a call number to an
-    exception to raise, for fault injection.
+    ``responses`` are served in order (and cycled). A response may contain ``{seed}``
+    and ``{label}`` (from the request's job), which makes answers depend only on the
+    request: what a deterministic model would do.
     """
 
     name = "fake"
@@ -72,8 +73,12 @@ class FakeBackend(Backend):
             if not script:
                 texts = [""]
             else:
-                texts = [script[self._cursor % len(script)]]
+                text = script[self._cursor % len(script)]
                 self._cursor += 1
+                if "{" in text:
+                    label = str(request.metadata.get("slot", "")).split("/")[0]
+                    text = text.replace("{seed}", str(request.seed)).replace("{label}", label)
+                texts = [text]
         words = sum(len(m["content"].split()) for m in request.messages)
         return Completion(
             texts=texts,

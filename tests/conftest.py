@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture
+def recipe_dict(tmp_path: Path) -> dict:
+    """A small valid recipe on the fake backend, writing under tmp_path."""
+    return {
+        "name": "test",
+        "labels": {"turn_on": "Switch something on", "turn_off": "Switch something off"},
+        "per_label": 6,
+        "backend": {"type": "fake"},
+        "export": {"dir": str(tmp_path / "out")},
+        "quality": {"min_words": 2},
+    }
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path):
+    import yaml
+
+    def write(data: dict, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return write

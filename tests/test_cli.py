@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from datasets import load_from_disk
+
+from textsynth.cli import main
+
+FAKE_LINES = "\n".join(f"{i}. please switch {{label}} item {i} code {{seed}}" for i in range(1, 4))
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "textsynth", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def _fake_recipe(write_recipe, recipe_dict: dict, **options) -> Path:
+    recipe_dict["backend"] = {"type": "fake", "options": {"responses": [FAKE_LINES], **options}}
+    return write_recipe(recipe_dict)
+
+
+def test_run_writes_dataset_and_summary(write_recipe, recipe_dict: dict, tmp_path: Path) -> None:
+    path = _fake_recipe(write_recipe, recipe_dict)
+    proc = _cli("run", str(path), "--per-label", "5", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "accepted" in proc.stdout and "10/10" in proc.stdout
+    ds = load_from_disk(str(tmp_path / "out" / "dataset"))
+    assert sum(len(s) for s in ds.values()) == 10
+    assert ds["train"].features["label"].names == ["turn_on", "turn_off"]
+    assert (tmp_path / "out" / "README.md").is_file()
+
+
+def test_recipe_error_is_one_line_and_nonzero(write_recipe, recipe_dict: dict) -> None:
+    recipe_dict["labelz"] = {}
+    proc = _cli("run", str(write_recipe(recipe_dict)))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "labelz: unknown key" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_undefined_template_variable_fails_before_any_request(
+        write_recipe, recipe_dict: dict, tmp_path: Path) -> None:
+    (tmp_path / "t.jinja").write_text("Write {{ n }} for {{ lable }}")
+    recipe_dict["template"] = "t.jinja"
+    proc = _cli("run", str(_fake_recipe(write_recipe, recipe_dict)))
+    assert proc.returncode == 2
+    assert "'lable' is undefined" in proc.stderr
+    assert not (tmp_path / "out" / "dataset").exists()
+
+
+def test_missing_template_file(write_recipe, recipe_dict: dict) -> None:
+    recipe_dict["template"] = "nowhere.jinja"
+    proc = _cli("run", str(_fake_recipe(write_recipe, recipe_dict)))
+    assert proc.returncode == 2 and "template file not found" in proc.stderr
+
+
+def test_preview_prints_prompts_without_a_model(write_recipe, recipe_dict: dict) -> None:
+    recipe_dict["backend"] = {"type": "transformers", "options": {"model": "/no/such/model"}}
+    proc = _cli("preview", str(write_recipe(recipe_dict)), "-n", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("Intent:") == 3 and "turn on" in proc.stdout
+
+
+def test_main_in_process_reports_error(capsys, tmp_path: Path) -> None:
+    try:
+        main(["run", str(tmp_path / "missing.yaml")])
+    except SystemExit as exc:
+        assert exc.code == 2
+    assert "recipe file not found" in capsys.readouterr().err
+
+
+def test_kill_9_then_rerun_matches_clean_run(write_recipe, recipe_dict: dict,
+                                             tmp_path: Path) -> None:
+    recipe_dict["per_label"] = 40
+    path = _fake_recipe(write_recipe, recipe_dict, latency=0.15, batch_size=1)
+    proc = subprocess.Popen([sys.executable, "-m", "textsynth", "run", str(path), "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "out" / "textsynth.db"
+    deadline = time.time() + 60
+    stored = 0
+    while time.time() < deadline:
+        if db.exists():
+            try:
+                stored = sqlite3.connect(db).execute(
+                    "SELECT COUNT(*) FROM completions").fetchone()[0]
+            except sqlite3.OperationalError:
+                stored = 0
+            if stored >= 5:
+                break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert stored >= 5
+    rerun = _cli("run", str(path), "-q")
+    assert rerun.returncode == 0, rerun.stderr
+    con = sqlite3.connect(db)
+    total = con.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+    assert total == 28  # 80 rows / 3 per request, every request stored exactly once
+    resumed = [r[0] for r in con.execute("SELECT text FROM examples ORDER BY seq")]
+
+    recipe_dict["export"]["dir"] = str(tmp_path / "clean")
+    clean_path = write_recipe(yaml.safe_load(path.read_text()) | {"export": {
+        "dir": str(tmp_path / "clean")}}, "clean.yaml")
+    assert _cli("run", str(clean_path), "-q").returncode == 0
+    clean = [r[0] for r in sqlite3.connect(tmp_path / "clean" / "textsynth.db").execute(
+        "SELECT text FROM examples ORDER BY seq")]
+    assert resumed == clean and len(set(clean)) == 80

@@ -1,0 +1,93 @@
+"""textsynth: build labeled text datasets with LLMs.
+
+>>> from textsynth import load_recipe, run_recipe
+>>> outcome = run_recipe(load_recipe("examples/smart_home_intents.yaml"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textsynth.backends import (
+    Backend,
+    available_backends,
+    create_backend,
+    get_backend,
+    register_backend,
+)
+from textsynth.backends.base import Completion, Request, Usage
+from textsynth.backends.fake import FakeBackend
+from textsynth.errors import (
+    BackendError,
+    BackendResponseError,
+    BackendUnavailable,
+    BudgetExceeded,
+    ExportError,
+    GenerationError,
+    MissingDependency,
+    RateLimited,
+    RecipeError,
+    TemplateError,
+    TextsynthError,
+)
+from textsynth.recipe import Recipe, load_recipe
+from textsynth.schemas import Example, OutputSchema, load_schema
+from textsynth.templates import PromptTemplate
+
+if TYPE_CHECKING:
+    from textsynth.engine import Engine, RunResult
+    from textsynth.pipeline import RunOutcome, run_recipe
+    from textsynth.store import Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendResponseError",
+    "BackendUnavailable",
+    "BudgetExceeded",
+    "Completion",
+    "Engine",
+    "Example",
+    "ExportError",
+    "FakeBackend",
+    "GenerationError",
+    "MissingDependency",
+    "OutputSchema",
+    "PromptTemplate",
+    "RateLimited",
+    "Recipe",
+    "RecipeError",
+    "Request",
+    "RunOutcome",
+    "RunResult",
+    "Store",
+    "TemplateError",
+    "TextsynthError",
+    "Usage",
+    "available_backends",
+    "create_backend",
+    "get_backend",
+    "load_recipe",
+    "load_schema",
+    "register_backend",
+    "run_recipe",
+]
+
+_LAZY = {
+    "Engine": "textsynth.engine",
+    "RunResult": "textsynth.engine",
+    "RunOutcome": "textsynth.pipeline",
+    "run_recipe": "textsynth.pipeline",
+    "Store": "textsynth.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'textsynth' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(module), name)

@@ -1,0 +1,75 @@
+"""From a recipe to a dataset on disk: engine, export and card in one call."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textsynth.backends import Backend
+from textsynth.engine import Engine, RunResult
+from textsynth.recipe import Recipe
+
+__all__ = ["RunOutcome", "generate", "preview_prompts", "run_recipe"]
+
+
+@dataclass
+class RunOutcome:
+    result: RunResult
+    dataset: Any
+    out_dir: Path
+    cost: float
+
+
+def preview_prompts(recipe: Recipe, n: int = 5) -> list[tuple[str, tuple[dict[str, str], ...]]]:
+    """The first ``n`` prompts, spread over the labels, rendered without any backend."""
+    from textsynth.backends.fake import FakeBackend
+    from textsynth.store import Store
+
+    engine = Engine(recipe, backend=FakeBackend(), store=Store(":memory:"))
+    out = []
+    for i in range(n):
+        slot = engine.slots[i % len(engine.slots)]
+        job = engine.planner.job(slot, i // len(engine.slots))
+        out.append((f"{slot} #{job.index}", engine.request_for(job).messages))
+    return out
+
+
+async def generate(recipe: Recipe, backend: Backend | None = None, progress: Any = None,
+                   out_dir: Path | None = None) -> RunOutcome:
+    """Run the engine, then export the dataset and its card. Async core of :func:`run_recipe`."""
+    from textsynth.export.card import write_card
+    from textsynth.export.dataset import export_dataset
+    from textsynth.store import Store
+
+    out = Path(out_dir or recipe.output_dir)
+    store = Store.in_dir(out)
+    try:
+        engine = Engine(recipe, backend=backend, store=store, progress=progress)
+        engine.check()
+        try:
+            result = await engine.run()
+        finally:
+            if backend is None:
+                await engine.backend.aclose()
+        dataset = export_dataset(recipe, store, out)
+        summary = store.get_meta("summary", {})
+        write_card(recipe, dataset, summary, out)
+        return RunOutcome(result, dataset, out, engine.cost(store.usage()))
+    finally:
+        store.close()
+
+
+def run_recipe(recipe: Recipe, backend: Backend | None = None, progress: bool = False,
+               console: Any = None, out_dir: Path | None = None) -> RunOutcome:
+    """Generate the dataset for ``recipe`` and write it to its output folder.
+
+    >>> outcome = run_recipe(load_recipe("examples/smart_home_intents.yaml"))  # doctest: +SKIP
+    """
+    if not progress:
+        return asyncio.run(generate(recipe, backend, None, out_dir))
+    from textsynth.progress import RunProgress
+
+    with RunProgress(console) as bar:
+        return asyncio.run(generate(recipe, backend, bar, out_dir))

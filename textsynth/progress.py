@@ -1,0 +1,83 @@
+"""Rich progress display and the end-of-run summary table."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from textsynth.engine import Engine, RunResult
+
+__all__ = ["RunProgress", "summary_table"]
+
+
+class RunProgress:
+    """A live bar per label (accepted / target) plus requests, tokens and rejects."""
+
+    def __init__(self, console: Console | None = None, enabled: bool = True):
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            console=self.console, disable=not enabled, transient=False,
+        )
+        self._tasks: dict[Any, Any] = {}
+        self._totals: Any = None
+
+    def __enter__(self) -> RunProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, engine: Engine, event: str) -> None:
+        if not self._tasks:
+            for slot, st in engine.stats.items():
+                name = slot.label if len(engine.recipe.all_languages) == 1 else str(slot)
+                self._tasks[slot] = self.progress.add_task(name, total=st.target, info="")
+            total = sum(s.target for s in engine.stats.values())
+            self._totals = self.progress.add_task("[bold]all labels", info="", total=total)
+        for slot, st in engine.stats.items():
+            rejected = sum(st.rejected.values())
+            self.progress.update(self._tasks[slot], completed=st.accepted,
+                                 info=f"{st.jobs} req, {rejected} rej")
+        res = engine.result
+        accepted = sum(s.accepted for s in engine.stats.values())
+        self.progress.update(
+            self._totals, completed=accepted,
+            info=f"{res.sent} sent, {res.cached} cached, {res.usage.total_tokens:,} tokens, "
+                 f"{sum(res.rejected.values())} rejected")
+
+
+def summary_table(result: RunResult, cost: float | None = None) -> Table:
+    """Per label: accepted, target, candidates, acceptance rate, top reject reasons."""
+    table = Table(title="textsynth run", show_footer=True)
+    table.add_column("label", footer="total")
+    accepted = sum(s.accepted for s in result.slots.values())
+    target = sum(s.target for s in result.slots.values())
+    candidates = sum(s.candidates for s in result.slots.values())
+    table.add_column("accepted", justify="right", footer=f"{accepted}/{target}")
+    table.add_column("requests", justify="right",
+                     footer=str(sum(s.jobs for s in result.slots.values())))
+    table.add_column("candidates", justify="right", footer=str(candidates))
+    table.add_column("accept rate", justify="right",
+                     footer=f"{accepted / candidates:.0%}" if candidates else "-")
+    table.add_column("tokens", justify="right", footer=f"{result.usage.total_tokens:,}")
+    table.add_column("rejected (top reasons)")
+    for slot, st in result.slots.items():
+        reasons = ", ".join(f"{r} {n}" for r, n in st.rejected.most_common(3))
+        mark = "" if st.full else f" [red](short {st.shortfall})[/red]"
+        table.add_row(str(slot) if slot.language else slot.label,
+                      f"{st.accepted}/{st.target}{mark}", str(st.jobs), str(st.candidates),
+                      f"{st.accepted / st.candidates:.0%}" if st.candidates else "-",
+                      f"{st.usage.total_tokens:,}", reasons)
+    caption = (f"{result.sent} requests sent, {result.cached} from the store, "
+               f"{result.seconds:.1f} s")
+    if cost:
+        caption += f", cost {cost:.4f}"
+    table.caption = caption
+    return table
