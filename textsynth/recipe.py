@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from textsynth.errors import RecipeError
 from textsynth.quality.config import QualitySpec
@@ -21,6 +31,7 @@ __all__ = [
     "LabelSpec",
     "Recipe",
     "load_recipe",
+    "redact_secrets",
 ]
 
 ExportFormat = Literal["arrow", "parquet", "jsonl", "csv", "rasa"]
@@ -38,10 +49,18 @@ class LabelSpec(_Strict):
 
 
 class BackendSpec(_Strict):
-    """Which backend generates, and its options (checked against the backend's ``Options``)."""
+    """Which backend generates, and its options (checked against the backend's ``Options``).
+
+    Secrets (API keys, tokens, authorization headers) never leave as JSON: a JSON
+    dump, as written to the run store and the dataset card, shows them redacted.
+    """
 
     type: str = "transformers"
     options: dict[str, Any] = {}
+
+    @field_serializer("options")
+    def _redact(self, options: dict[str, Any], info: SerializationInfo) -> dict[str, Any]:
+        return redact_secrets(options) if info.mode == "json" else options
 
 
 class GenerationSpec(_Strict):
@@ -191,6 +210,20 @@ class Recipe(_Strict):
                 data["backend"] = {"type": new_type, "options": {}}
         data["backend"]["options"].update(changes)
         return _validate(data, str(self.source) if self.source else None)
+
+
+_SECRET_NAME = re.compile(
+    r"(^|[_-])(api[_-]?key|key|token|secret|password|authorization|cookie)$", re.I)
+
+
+def redact_secrets(value: Any) -> Any:
+    """``value`` with every entry whose name looks secret replaced by ``"***"``."""
+    if isinstance(value, dict):
+        return {k: "***" if v and _SECRET_NAME.search(str(k)) else redact_secrets(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_secrets(v) for v in value]
+    return value
 
 
 def _slug(name: str) -> str:
