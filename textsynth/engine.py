@@ -108,7 +108,7 @@ class Engine:
                  gate: QualityGate | None = None):
         self.recipe = recipe
         self.template = PromptTemplate.load(recipe.template, recipe.base_dir)
-        self.schema: OutputSchema = load_schema(recipe.output_schema)
+        self.schema: OutputSchema = load_schema(recipe.output_schema).for_recipe(recipe)
         self.planner = Planner(recipe)
         self.backend = backend or create_backend(recipe.backend.type, recipe.backend.options)
         self.store = store or Store.in_dir(recipe.output_dir)
