@@ -59,7 +59,7 @@ def run(
     console.print(summary_table(outcome.result, outcome.cost))
     console.print(f"dataset written to [bold]{outcome.out_dir}[/bold]")
     if outcome.pushed is not None:
-        console.print(f"pushed to [bold]{outcome.pushed.url}[/bold]")
+        console.print(f"pushed to [bold]{outcome.pushed.url}[/bold]", soft_wrap=True)
     elif recipe.export.hub is not None:
         console.print(f"[yellow]not pushed to {recipe.export.hub.repo_id}:[/yellow] the quotas "
                       "are not met; push anyway with 'textsynth push'")
@@ -109,7 +109,8 @@ def push(
     result = push_dataset(output_dir, target, private=private or bool(hub and hub.private),
                           revision=revision or (hub.revision if hub else None), message=message)
     _console().print(f"pushed {len(result.files)} files to [bold]{result.url}[/bold]"
-                     + (f" (removed {len(result.deleted)} old shards)" if result.deleted else ""))
+                     + (f" (removed {len(result.deleted)} old shards)" if result.deleted else ""),
+                     soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -79,13 +79,16 @@ class FakeHub:
         return Handler
 
     # -- plumbing -------------------------------------------------------------------
-    def _reply(self, req: BaseHTTPRequestHandler, status: int, body: Any = None) -> None:
+    def _reply(self, req: BaseHTTPRequestHandler, status: int, body: Any = None,
+               code: str | None = None) -> None:
         data = json.dumps(body if body is not None else {}).encode()
         req.send_response(status)
         req.send_header("Content-Type", "application/json")
         req.send_header("Content-Length", str(len(data)))
-        if status >= 400:
+        if status >= 400:  # the Hub names the error in headers; huggingface_hub reads them
             req.send_header("X-Error-Message", (body or {}).get("error", "error"))
+        if code:
+            req.send_header("X-Error-Code", code)
         req.end_headers()
         req.wfile.write(data)
 
@@ -95,8 +98,9 @@ class FakeHub:
         path = unquote(urlsplit(req.path).path)
         self.calls.append((method, path))
         self.headers_seen.append(json.dumps(dict(req.headers)))
-        if req.headers.get("Authorization") != f"Bearer {self.token}" or \
-                self.mode == "unauthorized":
+        presigned = path.startswith("/lfs-upload/")  # like S3 URLs: no Hub credentials
+        if not presigned and (req.headers.get("Authorization") != f"Bearer {self.token}"
+                              or self.mode == "unauthorized"):
             return self._reply(req, 401, {"error": "Invalid credentials in Authorization header"})
         try:
             self._route(req, method, path, body)
@@ -120,8 +124,9 @@ class FakeHub:
         if parts[:2] == ["api", "datasets"]:
             repo_id = "/".join(parts[2:4])
             if repo_id not in self.repos or self.mode == "forbidden":
-                status = 403 if self.mode == "forbidden" else 404
-                return self._reply(req, status, {"error": "Repository not found"})
+                if self.mode == "forbidden":
+                    return self._reply(req, 403, {"error": "Forbidden"})
+                return self._reply(req, 404, {"error": "Repository not found"}, "RepoNotFound")
             rest = parts[4:]
             if not rest and method == "GET":
                 return self._reply(req, 200, {"id": repo_id, "sha": "0" * 40, "private": False})
@@ -129,7 +134,7 @@ class FakeHub:
                 self.branches[repo_id].add("/".join(rest[1:]))
                 return self._reply(req, 200, {})
             if rest[:1] == ["tree"]:
-                return self._tree(req, repo_id, "/".join(rest[3:]))
+                return self._tree(req, repo_id, "/".join(rest[2:]))
             if rest[:1] == ["preupload"]:
                 return self._preupload(req, json.loads(body))
             if rest[:1] == ["commit"]:
@@ -146,7 +151,8 @@ class FakeHub:
         if payload.get("type") != "dataset":
             return self._reply(req, 400, {"error": "expected a dataset repo"})
         if repo_id in self.repos:
-            return self._reply(req, 409, {"error": "You already created this dataset repo"})
+            return self._reply(req, 409, {"error": "You already created this dataset repo",
+                                          "url": f"{self.endpoint}/datasets/{repo_id}"})
         self.repos[repo_id] = {}
         self.branches[repo_id] = {"main"}
         return self._reply(req, 200, {"url": f"{self.endpoint}/datasets/{repo_id}",
@@ -155,7 +161,7 @@ class FakeHub:
     def _tree(self, req: BaseHTTPRequestHandler, repo_id: str, prefix: str) -> None:
         files = [p for p in self.repos[repo_id] if p.startswith(prefix.rstrip("/") + "/")]
         if not files:
-            return self._reply(req, 404, {"error": "Entry not found"})
+            return self._reply(req, 404, {"error": "Entry not found"}, "EntryNotFound")
         return self._reply(req, 200, [
             {"type": "file", "path": p, "oid": hashlib.sha1(self.repos[repo_id][p]).hexdigest(),
              "size": len(self.repos[repo_id][p])} for p in sorted(files)])
@@ -176,7 +182,8 @@ class FakeHub:
         if self.mode == "readonly":
             return self._reply(req, 403, {"error": "You don't have write access to this repo"})
         if revision not in self.branches[repo_id]:
-            return self._reply(req, 404, {"error": f"Revision not found: {revision}"})
+            return self._reply(req, 404, {"error": f"Revision not found: {revision}"},
+                               "RevisionNotFound")
         items = [json.loads(line) for line in body.splitlines() if line.strip()]
         files = dict(self.repos[repo_id])
         for item in items:

@@ -237,9 +237,10 @@ def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None) ->
             _remove(out / name)
         for name in {w.split("/")[0] for w in written}:
             os.replace(stage / name, out / name)
-        _remove(stage)
     except OSError as exc:
         raise ExportError(f"cannot write the dataset to {out}: {exc}") from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     report.files = sorted(written)
     store.set_meta("export", asdict(report))
     return ds

@@ -9,8 +9,10 @@ Pushing reads the output folder and writes nothing into it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +48,8 @@ def recipe_hub(out_dir: str | Path) -> HubSpec | None:
     if not db.is_file():
         return None
     try:
-        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        # immutable: read the file as it is, creating no -wal/-shm beside it
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?immutable=1", uri=True)
         try:
             row = con.execute("SELECT value FROM meta WHERE key = 'recipe'").fetchone()
         finally:
@@ -109,13 +112,16 @@ def _translate(exc: BaseException, repo_id: str, endpoint: str, token: str) -> E
     return ExportError(message.replace(token, "<redacted>"))
 
 
+_NETWORK_ERRORS = ("ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout",
+                   "RemoteProtocolError", "ReadError", "WriteError", "NetworkError",
+                   "TransportError")
+
+
 def _is_network_error(err: BaseException) -> bool:
-    try:
-        from httpx2 import TransportError
-    except ImportError:  # older huggingface_hub releases use httpx or requests
-        TransportError = ()  # type: ignore[assignment]
-    return isinstance(err, TransportError | ConnectionError | TimeoutError) or \
-        type(err).__name__ in ("ConnectError", "ConnectTimeout", "ReadTimeout", "ConnectionError")
+    # huggingface_hub's HTTP client changed across releases (requests, httpx, httpx2):
+    # match transport errors by class name rather than import each client
+    return isinstance(err, ConnectionError | TimeoutError) or any(
+        cls.__name__ in _NETWORK_ERRORS for cls in type(err).__mro__)
 
 
 def _http_message(status: int | None, repo_id: str, detail: str) -> str:
@@ -133,13 +139,17 @@ def _http_message(status: int | None, repo_id: str, detail: str) -> str:
 
 def _stale_shards(api: Any, repo_id: str, revision: str | None, keep: set[str]) -> list[str]:
     """Files under data/ in the repository that this push does not replace."""
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         entries = list(api.list_repo_tree(repo_id, path_in_repo=PARQUET_DIR, recursive=True,
                                           repo_type="dataset", revision=revision))
-    except (EntryNotFoundError, RepositoryNotFoundError):
-        return []
+    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+        return []  # nothing pushed there yet
     files = [e.path for e in entries if type(e).__name__ == "RepoFile"]
     return sorted(p for p in files if p not in keep)
 
@@ -155,20 +165,47 @@ def push_dataset(out_dir: str | Path, repo_id: str, *, private: bool = False,
 
     >>> push_dataset("output/smart-home-slots", "me/smart-home-slots")  # doctest: +SKIP
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
+    from huggingface_hub import HfApi, constants
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    out = Path(out_dir)
-    card, shards = _files(out)
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
         raise ExportError(f"'{repo_id}' is not a valid repo id (expected 'name' or "
                           f"'namespace/name'): {exc}") from None
+    card, shards = _files(Path(out_dir))
     secret = _token(token)
     endpoint = constants.ENDPOINT
     api = HfApi(endpoint=endpoint, token=secret)
     paths = [f"{PARQUET_DIR}/{p.name}" for p in shards]
+    with _quiet_hub():
+        return _push(api, repo_id, endpoint, secret, card, shards, paths, private=private,
+                     revision=revision, message=message)
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """No upload progress bars: a failed push must read as one line."""
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+
+
+def _push(api: Any, repo_id: str, endpoint: str, secret: str, card: Path, shards: list[Path],
+          paths: list[str], *, private: bool, revision: str | None,
+          message: str | None) -> PushResult:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, constants
+
     try:
         url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         if revision and revision != constants.DEFAULT_REVISION:
