@@ -58,6 +58,11 @@ def run(
 
     console.print(summary_table(outcome.result, outcome.cost))
     console.print(f"dataset written to [bold]{outcome.out_dir}[/bold]")
+    if outcome.pushed is not None:
+        console.print(f"pushed to [bold]{outcome.pushed.url}[/bold]", soft_wrap=True)
+    elif recipe.export.hub is not None:
+        console.print(f"[yellow]not pushed to {recipe.export.hub.repo_id}:[/yellow] the quotas "
+                      "are not met; push anyway with 'textsynth push'")
     if outcome.result.stopped:
         console.print(f"[yellow]stopped early:[/yellow] {outcome.result.stopped}")
     for label, short in outcome.result.shortfalls.items():
@@ -82,6 +87,30 @@ def preview(
         for message in messages:
             console.print(f"[bold]{message['role']}[/bold]", highlight=False)
             console.print(message["content"], markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def push(
+    output_dir: Annotated[Path, typer.Argument(help="Output folder of a run.")],
+    repo_id: Annotated[str | None, typer.Argument(
+        help="Dataset repo, 'namespace/name' (default: the recipe's export.hub.repo_id).")] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+    revision: Annotated[str | None, typer.Option("--revision", help="Branch to push to.")] = None,
+    message: Annotated[str | None, typer.Option("--message", "-m",
+                                                help="Commit message.")] = None,
+) -> None:
+    """Upload a run's Parquet shards and dataset card to the Hugging Face Hub."""
+    from textsynth.export.hub import push_dataset, recipe_hub
+
+    hub = recipe_hub(output_dir)
+    target = repo_id or (hub.repo_id if hub else None)
+    if not target:
+        raise typer.BadParameter("give REPO_ID (the recipe has no export.hub.repo_id)")
+    result = push_dataset(output_dir, target, private=private or bool(hub and hub.private),
+                          revision=revision or (hub.revision if hub else None), message=message)
+    _console().print(f"pushed {len(result.files)} files to [bold]{result.url}[/bold]"
+                     + (f" (removed {len(result.deleted)} old shards)" if result.deleted else ""),
+                     soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -111,7 +111,7 @@ class Engine:
                  gate: QualityGate | None = None):
         self.recipe = recipe
         self.template = PromptTemplate.load(recipe.template, recipe.base_dir)
-        self.schema: OutputSchema = load_schema(recipe.output_schema)
+        self.schema: OutputSchema = load_schema(recipe.output_schema).for_recipe(recipe)
         self.planner = Planner(recipe)
         self._owns_backend = backend is None
         self.backend = backend or create_backend(recipe.backend.type, recipe.backend.options)

@@ -46,6 +46,7 @@ class LabelSpec(_Strict):
 
     description: str = ""
     examples: list[str] = []
+    slots: list[str] | None = Field(None, description="slot types this label uses (default: all)")
 
 
 class BackendSpec(_Strict):
@@ -97,6 +98,11 @@ class ExportSpec(_Strict):
     formats: list[ExportFormat] = ["arrow", "parquet", "jsonl"]
     save_rejects: bool = False
     hub: HubSpec | None = None
+    bio_tags: bool = Field(False, description="add whitespace tokens and BIO tags for entities")
+    group_near_duplicates: bool = Field(
+        False, description="keep near-duplicate texts in one split (no train/test leakage)")
+    near_duplicate_threshold: float = Field(0.85, gt=0.0, le=1.0)
+    rows_per_shard: int = Field(100_000, ge=1, description="rows per Parquet file")
 
     @field_validator("splits")
     @classmethod
@@ -156,6 +162,15 @@ class Recipe(_Strict):
             if not values:
                 raise ValueError(f"'{key}' needs at least one value")
         return v
+
+    @model_validator(mode="after")
+    def _check_label_slots(self) -> Recipe:
+        for name, spec in self.labels.items():
+            unknown = sorted(set(spec.slots or []) - set(self.slots))
+            if unknown:
+                raise ValueError(f"labels.{name}.slots: {', '.join(unknown)} not declared "
+                                 "under slots")
+        return self
 
     @model_validator(mode="after")
     def _check_backend_options(self) -> Recipe:
