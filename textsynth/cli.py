@@ -84,6 +84,76 @@ def preview(
             console.print(message["content"], markup=False, highlight=False, soft_wrap=True)
 
 
+DataArg = Annotated[Path, typer.Argument(help="A textsynth output folder, a saved dataset "
+                                          "folder, or a JSONL/CSV/Parquet file.")]
+
+
+@app.command()
+def report(
+    data: DataArg,
+    reference: Annotated[Path | None, typer.Option(
+        "--reference", help="Real data to compare with (same kinds of input).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Report folder (default: DATA/report).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Write an HTML quality report with plots and print its key figures."""
+    from textsynth.report import figures_table
+    from textsynth.report import build_report, write_report
+
+    result = build_report(data, reference)
+    folder = out or (data / "report" if data.is_dir() else data.with_name(f"{data.stem}-report"))
+    page = write_report(result, folder)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({**result.to_dict(), "html": str(page)}, ensure_ascii=False))
+        return
+    console = _console()
+    console.print(figures_table(result))
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+    console.print(f"report written to [bold]{page}[/bold]")
+
+
+@app.command("eval")
+def eval_command(
+    data: DataArg,
+    test: Annotated[Path, typer.Option("--test", help="Real labeled test data.")],
+    train_real: Annotated[Path | None, typer.Option(
+        "--train-real", help="Real training data: a baseline, and real + synthetic.")] = None,
+    label_names: Annotated[Path | None, typer.Option(
+        "--label-names", help="JSON file of readable label names, for the names baseline.")
+    ] = None,
+    label_map: Annotated[str | None, typer.Option(
+        "--label-map", help="synthetic=test,... or a JSON file, when label names differ.")
+    ] = None,
+    split: Annotated[str | None, typer.Option(
+        "--split", help="Train on this split of the synthetic set only (default: all).")
+    ] = None,
+    embeddings: Annotated[bool, typer.Option(
+        "--embeddings/--no-embeddings", help="Also train on sentence embeddings, if installed.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Train a classifier on the synthetic set and score it on real test data."""
+    from textsynth.evaluate import eval_tables
+    from textsynth.evaluate import evaluate
+
+    result = evaluate(data, test, train_real=train_real, label_names=label_names,
+                      label_map=label_map, embeddings=None if embeddings else False, split=split)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    console = _console()
+    for table in eval_tables(result):
+        console.print(table)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print as one line and exit non-zero."""
     try:
