@@ -98,8 +98,7 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Write an HTML quality report with plots and print its key figures."""
-    from textsynth.report import figures_table
-    from textsynth.report import build_report, write_report
+    from textsynth.report import build_report, figures_table, write_report
 
     result = build_report(data, reference)
     folder = out or (data / "report" if data.is_dir() else data.with_name(f"{data.stem}-report"))
@@ -137,8 +136,7 @@ def eval_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Train a classifier on the synthetic set and score it on real test data."""
-    from textsynth.evaluate import eval_tables
-    from textsynth.evaluate import evaluate
+    from textsynth.evaluate import eval_tables, evaluate
 
     result = evaluate(data, test, train_real=train_real, label_names=label_names,
                       label_map=label_map, embeddings=None if embeddings else False, split=split)

@@ -177,7 +177,9 @@ def _map_labels(data: LabeledSet, test_labels: Sequence[str], explicit: Mapping[
         raise DataError(f"none of the {what} labels ({', '.join(sorted(set(data.labels)))}) "
                         f"match a test label ({', '.join(test_labels)}); pass --label-map "
                         "synthetic=test,...")
-    texts, labels, unmapped = [], [], {}
+    texts: list[str] = []
+    labels: list[str] = []
+    unmapped: dict[str, int] = {}
     for text, label in zip(data.texts, data.labels, strict=True):
         if label in mapping:
             texts.append(text)

@@ -274,9 +274,9 @@ def build_report(data: str | Path | LabeledSet, reference: str | Path | LabeledS
         report.vocabulary_overlap = vocabulary_overlap(syn.texts, ref.texts)
         report.texts["reference"] = ref.texts
         if report.reference.sampled:
-            report.notes.append(f"size-dependent reference figures use a seeded sample of "
-                                f"{report.reference.sampled} of its {len(ref)} rows (as many as the "
-                                "synthetic set)")
+            report.notes.append(
+                f"size-dependent reference figures use a seeded sample of "
+                f"{report.reference.sampled} of its {len(ref)} rows (as many as the synthetic set)")
     if not isinstance(data, LabeledSet) and Path(data).is_dir():
         _store_figures(Path(data), report)
     if syn.skipped:

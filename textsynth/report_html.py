@@ -152,9 +152,11 @@ def plot_map(report: QualityReport) -> Figure:
 
 def plots(report: QualityReport) -> list[tuple[str, str, Callable[[QualityReport], Figure]]]:
     """``(file name, caption, draw)`` for every plot this report has data for."""
-    out = [("labels.png", "Label distribution", plot_labels),
-           ("lengths.png", "Length distribution (words per row)", plot_lengths),
-           ("diversity.png", "Diversity figures", plot_diversity)]
+    out: list[tuple[str, str, Callable[[QualityReport], Figure]]] = [
+        ("labels.png", "Label distribution", plot_labels),
+        ("lengths.png", "Length distribution (words per row)", plot_lengths),
+        ("diversity.png", "Diversity figures", plot_diversity),
+    ]
     if report.synthetic.languages:
         out.append(("languages.png", "Rows per language", plot_languages))
     if report.rejects:

@@ -211,8 +211,8 @@ def _read_parquet(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         ds = Dataset.from_parquet(str(path))
     except Exception as exc:  # pyarrow raises many types for a bad file
         raise DataError(f"cannot read the Parquet file: {exc}", source=str(path)) from exc
-    feature = ds.features.get("label")  # type: ignore[union-attr]
-    return ds.to_list(), list(getattr(feature, "names", None) or [])  # type: ignore[union-attr]
+    feature = ds.features.get("label")
+    return ds.to_list(), list(getattr(feature, "names", None) or [])
 
 
 def _pick(columns: Iterable[str], wanted: str | None, candidates: tuple[str, ...], what: str,
