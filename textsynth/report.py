@@ -279,6 +279,8 @@ def build_report(data: str | Path | LabeledSet, reference: str | Path | LabeledS
                 f"{report.reference.sampled} of its {len(ref)} rows (as many as the synthetic set)")
     if not isinstance(data, LabeledSet) and Path(data).is_dir():
         _store_figures(Path(data), report)
+    else:
+        report.notes.append("not a textsynth output folder: rejection reasons are unknown")
     if syn.skipped:
         report.notes.append(f"{syn.skipped} rows without a text or a label were skipped")
     by_label: dict[str, list[str]] = defaultdict(list)

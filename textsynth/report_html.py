@@ -186,7 +186,7 @@ _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto
 color:#222}h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em;
 text-align:left;font-size:.92em}th{background:#f3f3f3}figure{display:inline-block;margin:.5em;
-vertical-align:top}figcaption{font-size:.85em;color:#555}img{max-width:100%;
+vertical-align:top;max-width:520px}figcaption{font-size:.85em;color:#555}img{max-width:100%;
 border:1px solid #eee}.note{color:#8a5a00}ul.samples{font-size:.9em}"""
 
 
@@ -197,12 +197,14 @@ def _sections(report: QualityReport) -> list[str]:
     parts = ["<h2>Key figures</h2>", _table(head, figures)]
     labels = sorted(set(report.synthetic.labels) | set(report.reference.labels
                                                         if report.reference else {}))
+    has_store = bool(report.summary)
     label_rows = [[lab, report.synthetic.labels.get(lab, 0)]
                   + ([report.reference.labels.get(lab, 0)] if report.reference else [])
-                  + [sum(report.rejects_by_label.get(lab, {}).values())] for lab in labels]
-    parts += ["<h2>Labels</h2>", _table(["label", "synthetic"] + (["reference"] if has_ref
-                                                                    else []) + ["rejected"],
-                                        label_rows)]
+                  + ([sum(report.rejects_by_label.get(lab, {}).values())] if has_store else [])
+                  for lab in labels]
+    head = ["label", "synthetic"] + (["reference"] if has_ref else []) + (
+        ["rejected"] if has_store else [])
+    parts += ["<h2>Labels</h2>", _table(head, label_rows)]
     if report.language_check:
         rows = [[lang, v["rows"], v["passed"], f"{100 * v['passed'] / max(1, v['rows']):.1f}%"]
                 for lang, v in sorted(report.language_check.items())]
