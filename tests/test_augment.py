@@ -217,7 +217,8 @@ def test_cli_translate_missing_source_is_one_line(tmp_path: Path) -> None:
 
 def test_cli_paraphrase_with_fake_backend(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "textsynth", "paraphrase", str(_write(tmp_path, ROWS[1:])), "-n", "1",
+        [sys.executable, "-m", "textsynth", "paraphrase", str(_write(tmp_path, ROWS[1:])),
+         "-n", "1",
          "--backend", "fake", "--option", "responses=['1. another way to say it {seed}']",
          "--out", str(tmp_path / "out"), "--quiet"],
         capture_output=True, text=True, timeout=120)

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHARED
 from textsynth import FakeBackend, Request, load_recipe, run_recipe
 from textsynth.errors import DataError, MissingDependency
 from textsynth.evaluate import evaluate, load_label_names, parse_label_map, readable_label
 from textsynth.sources import LabeledSet, load_labeled
 
 # the shared folder sits beside the checkout (or beside its parent, for a worktree)
-SNIPS = next((p / "eval" / "snips" for p in (SHARED, ROOT.parent.parent / "shared")
-              if (p / "eval" / "snips").is_dir()), SHARED / "eval" / "snips")
+_ROOT = Path(__file__).resolve().parent.parent
+SNIPS = next((p / "eval" / "snips" for p in (_ROOT.parent / "shared",
+                                              _ROOT.parent.parent / "shared")
+              if (p / "eval" / "snips").is_dir()), _ROOT.parent / "shared" / "eval" / "snips")
 TEST, SEEDS, NAMES = SNIPS / "test.jsonl", SNIPS / "seeds_10.jsonl", SNIPS / "labels.json"
 needs_snips = pytest.mark.skipif(not TEST.is_file(), reason="SNIPS evaluation data not present")
 
