@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 from textsynth.backends import Backend, available_backends, create_backend
 from textsynth.backends.base import Completion, Request, Usage
-from textsynth.engine import language_name
 from textsynth.errors import DataError, GenerationError
+from textsynth.languages import language_name
 from textsynth.quality.normalize import normalize
 from textsynth.recipe import Recipe, load_recipe
 from textsynth.schemas import Example, UtteranceList, split_list
