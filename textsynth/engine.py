@@ -26,7 +26,7 @@ from textsynth.languages import language_name
 from textsynth.plan import Job, Planner, Slot
 from textsynth.quality import QualityGate, build_gate
 from textsynth.recipe import Recipe
-from textsynth.schemas import Example, OutputSchema, load_schema
+from textsynth.schemas import Example, OutputSchema, Parsed, load_schema
 from textsynth.store import Store
 from textsynth.templates import PromptTemplate
 
@@ -99,7 +99,7 @@ class Engine:
         self.planner = Planner(recipe)
         self.backend = backend or create_backend(recipe.backend.type, recipe.backend.options)
         self.store = store or Store.in_dir(recipe.output_dir)
-        self.gate = gate or build_gate(recipe)
+        self.gate = gate or build_gate(recipe, self.backend)
         self.progress = progress
         gen = recipe.generation
         self.batch_size = gen.batch_size or self.backend.batch_size
@@ -278,37 +278,62 @@ class Engine:
         finally:
             self._inflight[slot] -= 1
 
-    def _process(self, job: Job, completion: Completion, key: str) -> None:
+    def _example(self, job: Job, completion: Completion, key: str, parsed: Parsed) -> Example:
+        return Example(
+            text=parsed.text, label=job.label, language=job.language,
+            fields=parsed.fields, template=self.template.name,
+            template_sha=self.template.sha, model=completion.model or
+            self.backend.model_name, attributes=job.attributes, seed=job.seed,
+            request_id=key,
+        )
+
+    async def _process(self, job: Job, completion: Completion, key: str) -> None:
         st = self.stats[job.slot]
         st.jobs += 1
         st.usage = st.usage + completion.usage
-        for text in completion.texts:
-            for parsed in self.schema.parse(text):
-                if st.full:
+        parsed_all = [p for text in completion.texts for p in self.schema.parse(text)]
+        if self.gate.needs_prepare:  # model-backed rules judge the whole batch at once
+            await self.gate.prepare([self._example(job, completion, key, p) for p in parsed_all
+                                     if not p.error and p.label in (None, job.label)])
+        for parsed in parsed_all:
+            if st.full:
+                return
+            st.candidates += 1
+            if parsed.error:
+                self._reject(job, parsed.text, f"parse:{parsed.error}", "", key)
+                continue
+            if parsed.label is not None and parsed.label != job.label:
+                self._reject(job, parsed.text, "label_mismatch", parsed.label, key)
+                continue
+            example = self._example(job, completion, key, parsed)
+            verdict = self.gate.check(example)
+            for label, text in self.gate.withdrawals():
+                self._withdraw(label, text, example)
+            if not verdict.keep:
+                self._reject(job, example.text, verdict.reason, verdict.detail, key)
+                continue
+            self.gate.accept(example)
+            st.accepted += 1
+            self._accepted[job.slot].append((job.index, example.text))
+            self.store.add_example(self._seq, example)
+            self._seq += 1
+
+    def _withdraw(self, label: str, text: str, newcomer: Example) -> None:
+        """Take back an accepted example whose text turned up under another label."""
+        for slot in self.slots:
+            if slot.label != label:
+                continue
+            accepted = self._accepted[slot]
+            for i, (_, seen) in enumerate(accepted):
+                if seen == text:
+                    del accepted[i]
+                    st = self.stats[slot]
+                    st.accepted -= 1
+                    st.rejected["cross_label_conflict"] += 1
+                    self.store.withdraw_example(
+                        label, slot.language, text, "cross_label_conflict",
+                        f"also generated under '{newcomer.label}'")
                     return
-                st.candidates += 1
-                if parsed.error:
-                    self._reject(job, parsed.text, f"parse:{parsed.error}", "", key)
-                    continue
-                if parsed.label is not None and parsed.label != job.label:
-                    self._reject(job, parsed.text, "label_mismatch", parsed.label, key)
-                    continue
-                example = Example(
-                    text=parsed.text, label=job.label, language=job.language,
-                    fields=parsed.fields, template=self.template.name,
-                    template_sha=self.template.sha, model=completion.model or
-                    self.backend.model_name, attributes=job.attributes, seed=job.seed,
-                    request_id=key,
-                )
-                verdict = self.gate.check(example)
-                if not verdict.keep:
-                    self._reject(job, example.text, verdict.reason, verdict.detail, key)
-                    continue
-                self.gate.accept(example)
-                st.accepted += 1
-                self._accepted[job.slot].append((job.index, example.text))
-                self.store.add_example(self._seq, example)
-                self._seq += 1
 
     def _reject(self, job: Job, text: str, reason: str, detail: str, key: str) -> None:
         self.stats[job.slot].rejected[reason] += 1
@@ -342,7 +367,7 @@ class Engine:
                         st.jobs += 1
                         self._reject(job, exc.last_output or "", "generation_failed", str(exc), "")
                         continue
-                    self._process(job, completion, key)
+                    await self._process(job, completion, key)
                     self._notify("processed")
                 self._round += 1
         except BudgetExceeded as exc:

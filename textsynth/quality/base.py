@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from textsynth.schemas import Example
@@ -34,14 +34,19 @@ KEEP = Verdict(True)
 class Rule(ABC):
     """A filter or deduplicator. ``check`` decides; ``add`` learns accepted rows.
 
-    Each rule counts what it kept and what it dropped, by reason.
+    Each rule counts what it kept and what it dropped, by reason. A rule that
+    needs a model (a judge) sets ``needs_prepare`` and does its async work in
+    :meth:`prepare`, which the engine awaits on a batch of candidates before it
+    calls ``check`` on each of them.
     """
 
     name: ClassVar[str] = ""
+    needs_prepare: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.kept = 0
         self.dropped: Counter[str] = Counter()
+        self._withdrawn: list[tuple[str, str]] = []
 
     @abstractmethod
     def check(self, example: Example) -> Verdict:
@@ -50,9 +55,17 @@ class Rule(ABC):
     def add(self, example: Example) -> None:  # noqa: B027 - stateless rules ignore it
         """Remember an accepted example (dedup and novelty rules use this)."""
 
-    def remove_label_conflicts(self) -> set[str]:
-        """Texts accepted earlier that must now be withdrawn (cross-label conflicts)."""
-        return set()
+    async def prepare(self, examples: Sequence[Example]) -> None:  # noqa: B027 - optional
+        """Batch work (model calls) on candidates that ``check`` will see next."""
+
+    def withdraw(self, label: str, text: str) -> None:
+        """Ask for an accepted ``(label, text)`` to be withdrawn (a cross-label conflict)."""
+        self._withdrawn.append((label, text))
+
+    def remove_label_conflicts(self) -> list[tuple[str, str]]:
+        """Accepted ``(label, text)`` pairs that must now be withdrawn; drains the list."""
+        out, self._withdrawn = self._withdrawn, []
+        return out
 
     def __call__(self, example: Example) -> Verdict:
         verdict = self.check(example)
@@ -64,10 +77,35 @@ class Rule(ABC):
 
 
 class QualityGate:
-    """Runs rules in order (cheap ones first); the first drop wins."""
+    """Runs rules in order (cheap ones first); the first drop wins.
+
+    >>> gate = QualityGate([LengthFilter(min_words=2)])  # doctest: +SKIP
+    >>> await gate.prepare(candidates)  # needed when gate.needs_prepare  # doctest: +SKIP
+    >>> verdict = gate.check(candidate)  # doctest: +SKIP
+    >>> if verdict.keep: gate.accept(candidate)  # doctest: +SKIP
+    """
 
     def __init__(self, rules: Iterable[Rule]):
         self.rules = list(rules)
+
+    @property
+    def needs_prepare(self) -> bool:
+        return any(rule.needs_prepare for rule in self.rules)
+
+    async def prepare(self, examples: Sequence[Example]) -> None:
+        """Let model-backed rules judge a batch of candidates in one go.
+
+        Each such rule sees only the candidates that the rules before it would
+        keep (checked without counting), so no model call is spent on a
+        candidate that a cheap filter drops anyway.
+        """
+        for position, rule in enumerate(self.rules):
+            if not rule.needs_prepare:
+                continue
+            earlier = self.rules[:position]
+            survivors = [e for e in (_survivor(x, earlier) for x in examples) if e is not None]
+            if survivors:
+                await rule.prepare(survivors)
 
     def check(self, example: Example) -> Verdict:
         text = example.text
@@ -83,9 +121,27 @@ class QualityGate:
         for rule in self.rules:
             rule.add(example)
 
+    def withdrawals(self) -> list[tuple[str, str]]:
+        """Accepted ``(label, text)`` pairs to withdraw after the last check (conflicts)."""
+        out: list[tuple[str, str]] = []
+        for rule in self.rules:
+            out.extend(rule.remove_label_conflicts())
+        return out
+
     def stats(self) -> dict[str, dict[str, int]]:
         """Per rule: kept and dropped counts by reason."""
         return {
             rule.name or type(rule).__name__: {"kept": rule.kept, **dict(rule.dropped)}
             for rule in self.rules
         }
+
+
+def _survivor(example: Example, rules: Sequence[Rule]) -> Example | None:
+    """``example`` as ``rules`` would pass it on (masked text), or None if one drops it."""
+    for rule in rules:
+        verdict = rule.check(example)
+        if not verdict.keep:
+            return None
+        if verdict.text is not None:
+            example = replace(example, text=verdict.text)
+    return example

@@ -1,14 +1,74 @@
-"""The recipe's ``quality:`` section: which rules run and how strict they are."""
+"""The recipe's ``quality:`` section: which rules run and how strict they are.
+
+Rules that take a threshold accept a number (the threshold), ``true`` (the
+default settings) or ``false`` (off)::
+
+    quality:
+      near_duplicates: 0.8       # MinHash Jaccard
+      novelty: 0.7               # ROUGE-L F1, as in Self-Instruct
+      semantic: false            # embedding cosine (needs textsynth[quality])
+      language_id: true          # lingua (needs textsynth[quality])
+      pii: mask                  # reject | mask | off
+      label_consistency: embedding
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Literal
 
-__all__ = ["QualitySpec"]
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+__all__ = [
+    "LabelConsistencySpec",
+    "LanguageIdSpec",
+    "NearDuplicateSpec",
+    "QualitySpec",
+    "SemanticSpec",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NearDuplicateSpec(_Strict):
+    threshold: float = Field(0.8, gt=0.0, le=1.0, description="estimated Jaccard similarity")
+    num_perm: int = Field(64, ge=8, le=512)
+    ngram: int = Field(4, ge=1, le=16, description="character n-gram size")
+
+
+class SemanticSpec(_Strict):
+    threshold: float = Field(0.9, gt=0.0, le=1.0, description="cosine similarity")
+    model: str | None = Field(None, description="sentence-transformers folder; default: "
+                                                "the bundled all-MiniLM-L6-v2")
+
+
+class LanguageIdSpec(_Strict):
+    min_ratio: float = Field(0.5, gt=0.0, le=1.0, description=(
+        "drop when the expected language scores below this share of the top language"))
+    min_words: int = Field(3, ge=1, description="shorter texts are not judged")
+
+
+class LabelConsistencySpec(_Strict):
+    judge: Literal["model", "embedding"] = "model"
+    min_similarity: float = Field(0.0, ge=-1.0, le=1.0,
+                                  description="embedding judge: closer to no label is unclear")
+    template: str = "judge_label"
+
+
+def _shorthand(value: Any, key: str = "threshold") -> Any:
+    """``false``/``null`` -> off, ``true`` -> defaults, a number -> that threshold."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, int | float):
+        return {key: value}
+    return value
 
 
 class QualitySpec(BaseModel):
-    """Quality rules applied to every candidate during generation."""
+    """Quality rules applied to every candidate during generation, cheapest first."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -16,4 +76,68 @@ class QualitySpec(BaseModel):
     max_words: int = Field(40, ge=1)
     min_chars: int = Field(3, ge=0)
     max_chars: int = Field(300, ge=1)
-    assistant_speak: bool = True
+    allow: list[str] = Field([], description="regexes; a candidate must match one")
+    deny: list[str] = Field([], description="regexes; a candidate matching any is dropped")
+    assistant_speak: bool = Field(True, description=(
+        "drop assistant-speak, refusals, announcements, placeholders, prompt and label echo"))
+    pii: Literal["reject", "mask", "off"] = "reject"
+    language_id: LanguageIdSpec | None = None
+    custom: list[str] = Field([], description="user checks as 'module:function'")
+    seed_leak: float | None = Field(0.8, gt=0.0, le=1.0, description=(
+        "ROUGE-L F1 with any seed at which a candidate counts as a copy"))
+    exact_dedup: bool = True
+    near_duplicates: NearDuplicateSpec | None = None
+    novelty: float | None = Field(None, gt=0.0, le=1.0, description=(
+        "ROUGE-L F1 with a seed or accepted example of the label at which to drop"))
+    semantic: SemanticSpec | None = None
+    withdraw_conflicts: bool = Field(False, description=(
+        "when a text turns up under a second label, withdraw the first one too"))
+    label_consistency: LabelConsistencySpec | None = None
+    judge: Any = Field(None, description="a separate backend for the model judge "
+                                         "({type, options}); default: the generation backend")
+
+    @field_validator("near_duplicates", "semantic", mode="before")
+    @classmethod
+    def _threshold_shorthand(cls, v: Any) -> Any:
+        return _shorthand(v)
+
+    @field_validator("language_id", mode="before")
+    @classmethod
+    def _language_shorthand(cls, v: Any) -> Any:
+        return _shorthand(v, "min_ratio")
+
+    @field_validator("seed_leak", "novelty", mode="before")
+    @classmethod
+    def _float_shorthand(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is False:
+            return None
+        if v is True:
+            return {"seed_leak": 0.8, "novelty": 0.7}[str(info.field_name)]
+        return v
+
+    @field_validator("label_consistency", mode="before")
+    @classmethod
+    def _judge_shorthand(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return {"judge": v}
+        return _shorthand(v)
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _judge_backend(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        from textsynth.backends import get_backend
+        from textsynth.errors import RecipeError
+        from textsynth.recipe import BackendSpec
+
+        try:
+            spec = BackendSpec.model_validate(v)
+            get_backend(spec.type).Options(**spec.options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ValueError(f"{where}: {err['msg']}" if where else err["msg"]) from None
+        except RecipeError as exc:
+            raise ValueError(exc.detail) from None
+        return spec

@@ -1,30 +1,186 @@
-"""Deduplicators: rules that judge a candidate against what was already accepted."""
+"""Deduplicators: rules that judge a candidate against what was already accepted.
+
+Exact, near-duplicate (MinHash LSH) and semantic (embedding cosine) dedup work
+across labels: the same or near-same text under two labels is a conflict. The
+candidate is dropped and, with ``withdraw_conflicts`` (the default), the earlier
+example is withdrawn too, since a classifier cannot learn from a text that
+belongs to two labels; the region stays marked, so later matches are dropped.
+ROUGE-L novelty (Self-Instruct) compares within a label, against its seeds and
+accepted examples.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from textsynth.quality.base import KEEP, Rule, Verdict
 from textsynth.quality.normalize import normalize
 from textsynth.schemas import Example
 
-__all__ = ["ExactDedup"]
+if TYPE_CHECKING:
+    from textsynth.quality.semantic import Embedder
+
+__all__ = ["ExactDedup", "NearDuplicateDedup", "RougeNovelty", "SemanticDedup"]
 
 
-class ExactDedup(Rule):
+@dataclass
+class _Owner:
+    label: str
+    text: str
+    conflicted: bool = False
+
+
+class _CrossLabelRule(Rule):
+    """Shared handling of a match: same label is a duplicate, another label a conflict."""
+
+    kind = "duplicate"
+
+    def __init__(self, withdraw_conflicts: bool = True):
+        super().__init__()
+        self.withdraw_conflicts = withdraw_conflicts
+        self.owners: list[_Owner] = []
+
+    def _judge(self, example: Example, item: int, detail: str = "") -> Verdict:
+        owner = self.owners[item]
+        if owner.conflicted:
+            return Verdict(False, f"cross_label_{self.kind}",
+                           f"matches a text claimed by two labels{detail}")
+        if owner.label == example.label:
+            return Verdict(False, self.kind, f"matches {owner.text!r}{detail}")
+        if self.withdraw_conflicts:
+            owner.conflicted = True
+            self.withdraw(owner.label, owner.text)
+        return Verdict(False, f"cross_label_{self.kind}",
+                       f"matches {owner.text!r} under '{owner.label}'{detail}")
+
+
+class ExactDedup(_CrossLabelRule):
     """Normalised exact duplicates across the whole run (every label)."""
 
-    name = "dedup"
+    name = "exact_dedup"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: dict[str, str] = {}
+    def __init__(self, withdraw_conflicts: bool = True):
+        super().__init__(withdraw_conflicts)
+        self.seen: dict[str, int] = {}
 
     def check(self, example: Example) -> Verdict:
-        owner = self.seen.get(normalize(example.text))
-        if owner is None:
-            return KEEP
-        if owner == example.label:
-            return Verdict(False, "duplicate")
-        return Verdict(False, "cross_label_duplicate", f"already under '{owner}'")
+        item = self.seen.get(normalize(example.text))
+        return KEEP if item is None else self._judge(example, item)
 
     def add(self, example: Example) -> None:
-        self.seen.setdefault(normalize(example.text), example.label)
+        key = normalize(example.text)
+        if key not in self.seen:
+            self.seen[key] = len(self.owners)
+            self.owners.append(_Owner(example.label, example.text))
+
+
+class NearDuplicateDedup(_CrossLabelRule):
+    """Near duplicates by MinHash LSH over character 4-grams (Jaccard >= threshold)."""
+
+    name = "near_dedup"
+    kind = "near_duplicate"
+
+    def __init__(self, threshold: float = 0.8, num_perm: int = 64, ngram: int = 4,
+                 withdraw_conflicts: bool = True):
+        from textsynth.quality.minhash import MinHashIndex
+
+        super().__init__(withdraw_conflicts)
+        self.index = MinHashIndex(threshold, num_perm, ngram)
+        self._last: tuple[str, Any] | None = None
+
+    def _signature(self, text: str) -> Any:
+        if self._last is None or self._last[0] != text:
+            self._last = (text, self.index.signatures([text])[0])
+        return self._last[1]
+
+    def check(self, example: Example) -> Verdict:
+        sig = self._signature(example.text)
+        item = self.index.query(sig)
+        if item is None:
+            return KEEP
+        score = self.index.similarity(sig, item)
+        return self._judge(example, item, f" (Jaccard ~{score:.2f})")
+
+    def add(self, example: Example) -> None:
+        self.index.insert(self._signature(example.text))
+        self.owners.append(_Owner(example.label, example.text))
+
+
+class SemanticDedup(_CrossLabelRule):
+    """Paraphrases: cosine of sentence embeddings (all-MiniLM-L6-v2) >= threshold."""
+
+    name = "semantic_dedup"
+    kind = "semantic_duplicate"
+    needs_prepare = True
+
+    def __init__(self, threshold: float = 0.9, embedder: Embedder | None = None,
+                 withdraw_conflicts: bool = True):
+        from textsynth.quality.semantic import Embedder, SemanticIndex
+
+        super().__init__(withdraw_conflicts)
+        self.embedder = embedder or Embedder()
+        self.index = SemanticIndex(threshold)
+        self._cache: dict[str, Any] = {}
+
+    def _vector(self, text: str) -> Any:
+        vector = self._cache.get(text)
+        if vector is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            vector = self._cache[text] = self.embedder.encode([text])[0]
+        return vector
+
+    async def prepare(self, examples: Any) -> None:
+        """Embed a whole completion's candidates in one batch (faster than one by one)."""
+        texts = [e.text for e in examples if e.text not in self._cache]
+        if texts:
+            for text, vector in zip(texts, self.embedder.encode(texts), strict=True):
+                self._cache[text] = vector
+
+    def check(self, example: Example) -> Verdict:
+        found = self.index.query(self._vector(example.text))
+        if found is None:
+            return KEEP
+        item, score = found
+        return self._judge(example, item, f" (cosine {score:.2f})")
+
+    def add(self, example: Example) -> None:
+        self.index.insert(self._vector(example.text))
+        self.owners.append(_Owner(example.label, example.text))
+        self._cache.pop(example.text, None)
+
+
+class RougeNovelty(Rule):
+    """Self-Instruct's novelty test: ROUGE-L F1 with every seed and accepted example
+    of the same label must stay below ``threshold`` (0.7 in Self-Instruct)."""
+
+    name = "novelty"
+
+    def __init__(self, threshold: float = 0.7, seeds: dict[str, list[str]] | None = None):
+        from textsynth.quality.rouge import RougePool
+
+        super().__init__()
+        self.threshold = threshold
+        self._pool_type = RougePool
+        self.pools: dict[str, RougePool] = {
+            label: RougePool(list(texts)) for label, texts in (seeds or {}).items()}
+        self._seed_counts = {label: len(texts) for label, texts in (seeds or {}).items()}
+
+    def check(self, example: Example) -> Verdict:
+        pool = self.pools.get(example.label)
+        if pool is None:
+            return KEEP
+        match = pool.closest(example.text, cutoff=self.threshold)
+        if match is None:
+            return KEEP
+        if match.index < self._seed_counts.get(example.label, 0):
+            return Verdict(False, "not_novel", f"ROUGE-L {match.f1:.2f} with a seed example")
+        return Verdict(False, "not_novel",
+                       f"ROUGE-L {match.f1:.2f} with {pool.texts[match.index]!r}")
+
+    def add(self, example: Example) -> None:
+        pool = self.pools.get(example.label)
+        if pool is None:
+            pool = self.pools[example.label] = self._pool_type()
+        pool.add(example.text)

@@ -1,17 +1,32 @@
-"""Filters: rules that judge one candidate on its own."""
+"""Filters: rules that judge one candidate on its own (or against the seeds)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from importlib import import_module
+from typing import Any, Literal
 
+from textsynth.errors import RecipeError
 from textsynth.quality.base import KEEP, Rule, Verdict
+from textsynth.quality.meta import MetaTextFilter
+from textsynth.quality.normalize import word_tokens
 from textsynth.schemas import Example
 
-__all__ = ["AssistantSpeakFilter", "LengthFilter"]
+__all__ = [
+    "CustomFilter",
+    "LanguageFilter",
+    "LengthFilter",
+    "MetaTextFilter",
+    "PIIFilter",
+    "RegexFilter",
+    "SeedLeakFilter",
+    "load_callable",
+]
 
 
 class LengthFilter(Rule):
-    """Bounds on words and characters."""
+    """Bounds on words and characters (a word of an unspaced script is one character)."""
 
     name = "length"
 
@@ -23,6 +38,8 @@ class LengthFilter(Rule):
 
     def check(self, example: Example) -> Verdict:
         words = len(example.text.split())
+        if words < self.min_words:  # "明天北京的天气怎么样" is one spaced word, ten words
+            words = max(words, len(word_tokens(example.text)))
         chars = len(example.text)
         if words < self.min_words or chars < self.min_chars:
             return Verdict(False, "too_short", f"{words} words, {chars} chars")
@@ -31,22 +48,166 @@ class LengthFilter(Rule):
         return KEEP
 
 
-_ASSISTANT = re.compile(
-    r"\b(as an ai|i'?m an ai|i am an ai|language model|i'?m (here|ready) to (help|assist)"
-    r"|i can(not|'t) (help|assist)|i'?m sorry,? but|sure,? here|here (are|is) (some|a few|\d+)"
-    r"|let me know if|feel free to|hope this helps|how can i (help|assist)"
-    r"|upgrade to the latest version)\b",
-    re.I,
-)
+def compile_patterns(patterns: Sequence[str], field: str) -> list[re.Pattern[str]]:
+    """Compile regexes, naming the recipe field of any that is invalid."""
+    out = []
+    for i, pattern in enumerate(patterns):
+        try:
+            out.append(re.compile(pattern))
+        except re.error as exc:
+            raise RecipeError(f"not a valid regular expression {pattern!r}: {exc}",
+                              field=f"{field}.{i}") from None
+    return out
 
 
-class AssistantSpeakFilter(Rule):
-    """Drops replies that talk like an assistant instead of like a user."""
+class RegexFilter(Rule):
+    """``deny``: drop what matches any pattern; ``allow``: keep only what matches one."""
 
-    name = "assistant_speak"
+    name = "regex"
+
+    def __init__(self, allow: Sequence[str] = (), deny: Sequence[str] = ()):
+        super().__init__()
+        self.allow = compile_patterns(allow, "quality.allow")
+        self.deny = compile_patterns(deny, "quality.deny")
 
     def check(self, example: Example) -> Verdict:
-        match = _ASSISTANT.search(example.text)
-        if match:
-            return Verdict(False, "assistant_speak", match.group(0))
+        for pattern in self.deny:
+            match = pattern.search(example.text)
+            if match:
+                return Verdict(False, "denied", f"{pattern.pattern!r} matched {match.group(0)!r}")
+        if self.allow and not any(p.search(example.text) for p in self.allow):
+            return Verdict(False, "not_allowed", "matches no allow pattern")
         return KEEP
+
+
+class LanguageFilter(Rule):
+    """The candidate must be in its slot's language (lingua); short texts are not judged."""
+
+    name = "language"
+
+    def __init__(self, languages: Iterable[str], min_ratio: float = 0.5, min_words: int = 3):
+        from textsynth.quality.language import LanguageIdentifier
+
+        super().__init__()
+        self.min_words = min_words
+        self.min_ratio = min_ratio
+        self._identifiers: dict[str, LanguageIdentifier] = {}
+        for code in languages:  # built now, so an unknown code fails before generation
+            self._identifier(code)
+
+    def _identifier(self, code: str) -> Any:
+        from textsynth.quality.language import LanguageIdentifier
+
+        if code not in self._identifiers:
+            self._identifiers[code] = LanguageIdentifier([code], self.min_ratio)
+        return self._identifiers[code]
+
+    def check(self, example: Example) -> Verdict:
+        if len(word_tokens(example.text)) < self.min_words:
+            return KEEP
+        guess = self._identifier(example.language).guess(example.text)
+        if guess.best == example.language.split("-")[0].lower():
+            return KEEP
+        if guess.expected_score >= self.min_ratio * guess.best_score:
+            return KEEP
+        return Verdict(False, "wrong_language",
+                       f"looks like '{guess.best}' ({guess.best_score:.2f}), "
+                       f"expected '{example.language}' ({guess.expected_score:.2f})")
+
+
+class PIIFilter(Rule):
+    """E-mail addresses, phone, card and account numbers, IBANs: reject or mask."""
+
+    name = "pii"
+
+    def __init__(self, mode: Literal["reject", "mask"] = "reject"):
+        super().__init__()
+        self.mode = mode
+
+    def check(self, example: Example) -> Verdict:
+        from textsynth.quality.pii import find_pii, mask_pii
+
+        found = find_pii(example.text)
+        if not found:
+            return KEEP
+        kinds = ", ".join(sorted({m.kind for m in found}))
+        if self.mode == "mask":
+            return Verdict(True, "pii_masked", kinds, text=mask_pii(example.text, found))
+        return Verdict(False, "pii", kinds)
+
+
+class SeedLeakFilter(Rule):
+    """No seed (real) example may be copied: drops candidates too close to any seed.
+
+    Too close means ROUGE-L F1 at or above ``threshold``, or a seed of five words
+    or more found, in order, inside the candidate. The reason's detail names the
+    seed by label and position, never by its text, so the rejects do not repeat it.
+    """
+
+    name = "seed_leak"
+
+    def __init__(self, seeds: Mapping[str, Sequence[str]], threshold: float = 0.8,
+                 contained_words: int = 5):
+        from textsynth.quality.rouge import RougePool
+
+        super().__init__()
+        self.threshold = threshold
+        self.contained_words = contained_words
+        self._where = [(label, i) for label, texts in seeds.items() for i in range(len(texts))]
+        self.pool = RougePool([t for texts in seeds.values() for t in texts])
+
+    def check(self, example: Example) -> Verdict:
+        match = self.pool.closest(example.text, cutoff=self.threshold)
+        if match is None:
+            match = self.pool.covering(example.text, self.contained_words, recall=1.0)
+        if match is None:
+            return KEEP
+        label, i = self._where[match.index]
+        return Verdict(False, "seed_leak",
+                       f"ROUGE-L {match.f1:.2f} with seed #{i + 1} of '{label}'")
+
+
+CheckFunction = Callable[[Example], Any]
+
+
+def load_callable(ref: str, field: str = "quality.custom") -> CheckFunction:
+    """Import ``module:function`` (a RecipeError names the field if that fails)."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise RecipeError(f"expected 'module:function', got {ref!r}", field=field)
+    try:
+        target = import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(f"cannot import {ref!r}: {exc}", field=field) from None
+    if not callable(target):
+        raise RecipeError(f"{ref!r} is not callable", field=field)
+    return target
+
+
+class CustomFilter(Rule):
+    """A user function ``f(example)``: True/None keeps; False or a reason string drops;
+    a :class:`Verdict` is used as is."""
+
+    def __init__(self, function: CheckFunction, name: str | None = None):
+        super().__init__()
+        self.function = function
+        self.label: str = name or str(getattr(function, "__name__", "custom"))
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"custom:{self.label}"
+
+    def check(self, example: Example) -> Verdict:
+        result = self.function(example)
+        if isinstance(result, Verdict):
+            return result
+        if result is None or result is True:
+            return KEEP
+        if result is False:
+            return Verdict(False, self.label)
+        if isinstance(result, str):
+            return Verdict(False, result)
+        raise RecipeError(f"custom filter {self.label} returned {type(result).__name__}; "
+                          "expected bool, str, None or Verdict", field="quality.custom")

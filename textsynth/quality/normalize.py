@@ -1,14 +1,25 @@
-"""Text normalisation shared by the dedup rules."""
+"""Text normalisation and tokenisation shared by the quality rules.
+
+Everything here works on any script: words are runs of letters or digits, and
+scripts written without spaces (Chinese, Japanese, Thai ...) count each
+character as a word, so ROUGE-L and MinHash behave the same in every language.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 
-__all__ = ["normalize"]
+__all__ = ["encode_tokens", "normalize", "word_tokens"]
 
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _SPACE = re.compile(r"\s+")
+# Han, Hiragana, Katakana, Thai, Lao, Khmer, Myanmar: no spaces between words
+_UNSPACED = (
+    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uf900-\ufaff\U00020000-\U0002fa1f"
+)
+_TOKEN = re.compile(rf"[{_UNSPACED}]|[^\W_{_UNSPACED}]+", re.UNICODE)
 
 
 def normalize(text: str) -> str:
@@ -20,3 +31,30 @@ def normalize(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     text = _PUNCT.sub(" ", text)
     return _SPACE.sub(" ", text).strip()
+
+
+def word_tokens(text: str) -> list[str]:
+    """Case-folded words; each character of an unspaced script is a word of its own.
+
+    >>> word_tokens("Play 周杰伦's songs, NOW!")
+    ['play', '周', '杰', '伦', 's', 'songs', 'now']
+    """
+    return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+def encode_tokens(tokens: list[str], vocab: dict[str, str]) -> str:
+    """One character per token (shared ``vocab``), so string algorithms compare token lists.
+
+    Two token lists encoded with the same ``vocab`` have a longest common
+    subsequence of characters equal to their longest common subsequence of tokens.
+    """
+    out = []
+    for token in tokens:
+        code = vocab.get(token)
+        if code is None:
+            # private-use planes 15-16 hold 131,068 symbols, then the rest of the range
+            index = len(vocab)
+            code = chr(0xF0000 + index) if index < 0x20000 else chr(0x10000 + index - 0x20000)
+            vocab[token] = code
+        out.append(code)
+    return "".join(out)
