@@ -69,18 +69,40 @@ def test_translate_keeps_labels_and_slots_and_records_the_source(tmp_path: Path)
     assert "- de" in card
 
 
-def test_one_row_per_source_row_and_language(tmp_path: Path) -> None:
-    def any_language(request: Request) -> str:
-        lang = request.messages[-1]["content"].strip().rsplit("\n", 1)[-1].rstrip(":")
-        return f"{lang} version of {_source(request)}"
+SONGS = [{"text": f"Play song number {i} for me", "label": "PlayMusic"} for i in range(3)]
+PHRASES = {"German": "Bitte spiel das Lied {n} für mich", "Italian": "Per favore suona la "
+           "canzone {n} per me", "Swahili": "Tafadhali cheza wimbo {n} kwa ajili yangu"}
 
-    outcome = translate(_write(tmp_path), ["de", "it", "sw"], tmp_path / "out",
-                        backend=FakeBackend(handler=any_language))
+
+def _polyglot(request: Request) -> str:
+    language = request.messages[-1]["content"].strip().rsplit("\n", 1)[-1].rstrip(":")
+    return PHRASES[language].format(n=_source(request).split()[3])
+
+
+def test_one_row_per_source_row_and_language(tmp_path: Path) -> None:
+    outcome = translate(_write(tmp_path, SONGS), ["de", "it", "sw"], tmp_path / "out",
+                        backend=FakeBackend(handler=_polyglot))
     rows = _rows(tmp_path / "out")
     assert outcome.accepted == 9
     assert sorted((r["source_id"], r["language"]) for r in rows) == sorted(
         (f"row {i}", lang) for i in range(3) for lang in ("de", "it", "sw"))
-    assert {r["text"].split(" version")[0] for r in rows if r["language"] == "sw"} == {"Swahili"}
+    assert {r["text"] for r in rows if r["language"] == "sw"} == {
+        f"Tafadhali cheza wimbo {i} kwa ajili yangu" for i in range(3)}
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert all(f"- {code}" in card for code in ("de", "it", "sw"))
+
+
+def test_wrong_language_answers_are_rejected(tmp_path: Path) -> None:
+    def english_for_swahili(request: Request) -> str:
+        if "Swahili" in request.messages[-1]["content"]:
+            return f"Please play the song {_source(request).split()[3]} for me now"
+        return _polyglot(request)
+
+    outcome = translate(_write(tmp_path, SONGS), ["de", "sw"], tmp_path / "out",
+                        backend=FakeBackend(handler=english_for_swahili), max_attempts=2)
+    assert outcome.rejected["wrong_language"] == 6  # 3 rows x 2 attempts
+    assert outcome.accepted == 3 and len(outcome.missing) == 3
+    assert {r["language"] for r in _rows(tmp_path / "out")} == {"de"}
 
 
 def test_lost_slot_and_copied_source_are_retried_with_a_new_seed(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ in the new text, and record the source row (``source_id``, ``source_text``,
 
 The run works like a recipe run: every completion is written to the run store in the
 output folder before it is read, so a second run sends nothing twice; candidates go
-through the same quality gate (length, assistant-speak, dedup and, once configured,
-the language rule on the row's target language); a row whose answer is rejected is
-asked again with a new seed, up to ``max_attempts`` times. The output is exported
+through the same quality gate as a recipe's (``quality`` takes the recipe's
+``quality:`` keys), with the language rule on by default: every output row must be in
+its target language. A row whose answer is rejected is asked again with a new seed
+(and a temperature of at least 0.7), up to ``max_attempts`` times. The output is exported
 like a recipe's (``dataset/``, parquet, JSONL, card).
 """
 
@@ -150,7 +151,7 @@ class AugmentRun:
             "labels": {lab: {} for lab in labels},
             "per_label": max(1, max(counts.values()) * self.n * (len(targets or [1]))),
             "template": template or self.mode, "backend": backend_spec,
-            "quality": quality or {}, "seed": self.seed,
+            "quality": {"language_id": True, **(quality or {})}, "seed": self.seed,
             "export": {"dir": str(self.out_dir), **({"splits": splits} if splits else {})},
         }
         return load_recipe(spec)  # a user template path is relative to the working folder
@@ -258,7 +259,8 @@ class AugmentRun:
             return text, spans, "untranslated"
         return text, spans, None
 
-    def _process(self, task: _Task, key: str, completion: Completion | Exception) -> None:
+    async def _process(self, task: _Task, key: str, completion: Completion | Exception
+                       ) -> None:
         task.attempts += 1
         row = task.row
         if not isinstance(completion, Completion):
@@ -268,21 +270,39 @@ class AugmentRun:
         if not found:
             self._reject(task, completion.text, "parse:no_text", "", key)
         seed = _seed(self.seed, self.mode, row.id, task.target, task.attempts - 1)
+        judged = []
         for candidate in found:
+            text, spans, problem = self._judge(task, candidate)
+            judged.append((self._example(task, text, spans, key, completion, seed), problem))
+        if self.gate.needs_prepare:  # model-backed rules judge the whole answer at once
+            await self.gate.prepare([ex for ex, problem in judged if problem is None])
+        for example, problem in judged:
             if len(task.accepted) >= task.want:
                 return
-            text, spans, problem = self._judge(task, candidate)
             if problem:
-                self._reject(task, text, problem.split(":")[0], problem, key)
+                self._reject(task, example.text, problem.split(":")[0], problem, key)
                 continue
-            example = self._example(task, text, spans, key, completion, seed)
             verdict = self.gate.check(example)
+            for label, text in self.gate.withdrawals():
+                self._withdraw(label, text, example)
             if not verdict.keep:
                 self._reject(task, example.text, verdict.reason, verdict.detail, key)
                 continue
             self.gate.accept(example)
             task.accepted.append(example.text)
             self._examples.append(example)
+
+    def _withdraw(self, label: str, text: str, newcomer: Example) -> None:
+        """Take back an accepted row whose text turned up under another label."""
+        for i, old in enumerate(self._examples):
+            if old.label == label and old.text == text:
+                del self._examples[i]
+                owner = next(t for t in self.tasks if t.row.id == old.fields["source_id"]
+                             and t.target == old.language)
+                owner.accepted.remove(text)
+                self._reject(owner, text, "cross_label_conflict",
+                             f"also generated under '{newcomer.label}'", old.request_id)
+                return
 
     def _reject(self, task: _Task, text: str, reason: str, detail: str, key: str) -> None:
         self.rejected[reason] += 1
@@ -295,7 +315,7 @@ class AugmentRun:
         from textsynth.export.dataset import export_dataset
         from textsynth.quality import build_gate
 
-        self.gate = build_gate(self.recipe)
+        self.gate = build_gate(self.recipe, self.backend)
         self._examples: list[Example] = []
         self._store = Store.in_dir(self.out_dir)
         try:
@@ -311,7 +331,7 @@ class AugmentRun:
                         break
                     answers = await self._complete(pending)
                     for task, (key, completion) in zip(pending, answers, strict=True):
-                        self._process(task, key, completion)
+                        await self._process(task, key, completion)
             finally:
                 if self._owns_backend:
                     await self.backend.aclose()
