@@ -25,6 +25,7 @@ from typing import Any
 from textsynth.backends import Backend, create_backend
 from textsynth.backends.base import Completion, Request, Usage
 from textsynth.errors import BudgetExceeded, GenerationError
+from textsynth.languages import language_name
 from textsynth.plan import Job, Planner, Slot
 from textsynth.quality import QualityGate, build_gate
 from textsynth.recipe import Recipe
@@ -33,20 +34,6 @@ from textsynth.store import Store
 from textsynth.templates import PromptTemplate
 
 __all__ = ["Engine", "RunResult", "SlotStats", "language_name"]
-
-_LANGUAGE_NAMES = {
-    "en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian",
-    "pt": "Portuguese", "nl": "Dutch", "sv": "Swedish", "da": "Danish", "no": "Norwegian",
-    "fi": "Finnish", "pl": "Polish", "cs": "Czech", "ru": "Russian", "uk": "Ukrainian",
-    "tr": "Turkish", "ar": "Arabic", "he": "Hebrew", "hi": "Hindi", "bn": "Bengali",
-    "zh": "Chinese", "ja": "Japanese", "ko": "Korean", "vi": "Vietnamese", "id": "Indonesian",
-    "sw": "Swahili", "el": "Greek", "ro": "Romanian", "hu": "Hungarian", "th": "Thai",
-}
-
-
-def language_name(code: str) -> str:
-    return _LANGUAGE_NAMES.get(code.lower().split("-")[0], code)
-
 
 @dataclass
 class SlotStats:
