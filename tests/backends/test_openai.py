@@ -403,3 +403,23 @@ def test_default_reply_is_stable_and_unique() -> None:
     assert default_reply(body, 0) == default_reply(dict(body), 0)
     assert default_reply(body, 0) != default_reply(body, 1)
     assert len(json.loads(default_reply(body, 0, items=4))) == 4
+
+
+def test_cli_runs_any_recipe_against_an_endpoint(write_recipe, recipe_dict: dict,
+                                                 server: FaultServer, tmp_path: Path) -> None:
+    path = write_recipe(recipe_dict)  # a recipe written for the fake backend
+    proc = subprocess.run(
+        [sys.executable, "-m", "textsynth", "run", str(path), "--base-url", server.url,
+         "--model", "served-model", "--quiet"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert server.stats["ok"] >= 4 and server.bodies[0]["model"] == "served-model"
+    assert (tmp_path / "out" / "dataset").is_dir()
+
+
+def test_cli_bad_base_url_is_one_line(write_recipe, recipe_dict: dict) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "textsynth", "run", str(write_recipe(recipe_dict)),
+         "--base-url", "localhost:1"], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "base_url must start with http" in proc.stderr
+    assert "Traceback" not in proc.stderr
