@@ -423,3 +423,12 @@ def test_cli_bad_base_url_is_one_line(write_recipe, recipe_dict: dict) -> None:
          "--base-url", "localhost:1"], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "base_url must start with http" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_and_a_hosted_run_import_no_heavy_library() -> None:
+    code = ("import sys, textsynth.cli, textsynth.pipeline, textsynth.engine, "
+            "textsynth.backends.openai; "
+            "print(sorted({'torch', 'transformers', 'datasets', 'openai'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
