@@ -156,25 +156,38 @@ class RateLimiter:
             if self.tokens is not None:
                 self.tokens.take(tokens)
 
-    @asynccontextmanager
-    async def slot(self, tokens: float = 0, *, priority: bool = False) -> AsyncIterator[_Ticket]:
-        """Hold one place in flight for one request of about ``tokens`` tokens.
+    async def acquire(self, tokens: float = 0, *, priority: bool = False) -> None:
+        """Take one place in flight for a request of about ``tokens`` tokens.
 
-        ``priority`` puts the caller ahead of new requests (used by retries).
+        ``priority`` puts the caller ahead of new requests (used by retries). Every
+        ``acquire`` needs one :meth:`release`.
         """
         await self._enter(priority)
-        ticket = _Ticket(tokens)
         try:
             await self._pace(tokens)
+        except BaseException:
+            self._leave()
+            raise
+
+    def release(self, tokens: float = 0, used: float | None = None) -> None:
+        """Give the place back; ``used`` (the real token count) corrects the estimate."""
+        if self.tokens is not None and used is not None:
+            extra = tokens - used
+            if extra > 0:
+                self.tokens.give(extra)
+            else:
+                self.tokens.take(-extra)
+        self._leave()
+
+    @asynccontextmanager
+    async def slot(self, tokens: float = 0, *, priority: bool = False) -> AsyncIterator[_Ticket]:
+        """``async with limiter.slot(tokens) as ticket:`` :meth:`acquire` and :meth:`release`."""
+        await self.acquire(tokens, priority=priority)
+        ticket = _Ticket(tokens)
+        try:
             yield ticket
         finally:
-            if self.tokens is not None and ticket.actual is not None:
-                extra = ticket.tokens - ticket.actual
-                if extra > 0:
-                    self.tokens.give(extra)
-                else:
-                    self.tokens.take(-extra)
-            self._leave()
+            self.release(tokens, ticket.actual)
 
     # -- feedback -------------------------------------------------------------------------
     def succeeded(self) -> None:

@@ -175,17 +175,20 @@ class ChatClient:
         return answer
 
     async def _attempt(self, data: bytes, tokens: int, retry: bool) -> dict[str, Any]:
-        async with self.limiter.slot(tokens, priority=retry) as ticket:
-            try:
-                answer = await self._post(data)
-            except RateLimited as exc:
-                self.stats["rate_limited"] += 1
-                self.limiter.rate_limited(exc.retry_after)
-                raise
+        await self.limiter.acquire(tokens, priority=retry)
+        used: int | None = None
+        try:
+            answer = await self._post(data)
             usage = answer.get("usage") or {}
-            ticket.used(int(usage.get("total_tokens") or tokens))
+            used = int(usage.get("total_tokens") or tokens)
             self.limiter.succeeded()
             return answer
+        except RateLimited as exc:
+            self.stats["rate_limited"] += 1
+            self.limiter.rate_limited(exc.retry_after)
+            raise
+        finally:
+            self.limiter.release(tokens, used)
 
     # -- with retries --------------------------------------------------------------------
     def _wait(self, state: RetryCallState) -> float:
