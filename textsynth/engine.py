@@ -454,15 +454,24 @@ class Engine:
                 self._round += 1
         except BudgetExceeded as exc:
             self.result.stopped = str(exc)
-        finally:
-            self._commit_results()
-            self._store_completions()  # arrived but not yet written: they are paid for
-            for fut in self._futures.values():
-                fut.cancel()
+        except BaseException:
             for task in list(self._tasks):
                 task.cancel()
+            raise
+        finally:
+            self._commit_results()
+            self._pending.clear()  # waiting for budget: never sent
+            # requests sent ahead and still in flight are paid for: wait and store them
+            # (after an error they were cancelled above); those not sent yet are dropped
+            self.backend.cancel_queued()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._store_completions()
+            for fut in self._futures.values():
+                if not fut.done():
+                    fut.cancel()
+                elif not fut.cancelled():
+                    fut.exception()  # retrieved: no "never retrieved" warnings
             if self._owns_backend:
                 await self.backend.aclose()
             self.result.seconds = time.perf_counter() - start

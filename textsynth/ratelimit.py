@@ -137,6 +137,14 @@ class RateLimiter:
                 self.inflight += 1
                 fut.set_result(None)
 
+    def cancel_waiting(self) -> int:
+        """Cancel every request still waiting for a place; returns how many."""
+        waiting = [fut for fut in self._waiters if not fut.done()]
+        self._waiters.clear()
+        for fut in waiting:
+            fut.cancel()
+        return len(waiting)
+
     # -- pacing ---------------------------------------------------------------------------
     async def _pace(self, tokens: float) -> None:
         if self._pacing is None and self._pause_until <= self._clock():

@@ -432,3 +432,14 @@ def test_cli_and_a_hosted_run_import_no_heavy_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_at_the_end_answers_in_flight_are_kept_and_unsent_requests_dropped(
+        tmp_path: Path) -> None:
+    with FaultServer(items=3, latency=0.05) as srv:
+        engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=9, concurrency=1,
+                                 lookahead=8))
+        answered = srv.stats["ok"]
+    assert engine.result.complete
+    assert engine.backend.stats["dropped_unsent"] >= 1  # type: ignore[attr-defined]
+    assert engine.store.completion_count() == answered  # everything paid for is stored

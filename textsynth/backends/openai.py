@@ -140,6 +140,9 @@ class OpenAIBackend(Backend):
         """How structured output is asked for now (it steps down if the server refuses)."""
         return _LEVELS[self._level]
 
+    def cancel_queued(self) -> None:
+        self.stats["dropped_unsent"] += self.limiter.cancel_waiting()
+
     async def aclose(self) -> None:
         await self.client.aclose()
 
