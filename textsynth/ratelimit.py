@@ -102,7 +102,8 @@ class RateLimiter:
         self._last_cut = -float("inf")
         self._pause_until = 0.0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._pacing = asyncio.Lock() if (self.requests or self.tokens) else None
+        self._pacing: asyncio.Lock | None = None
+        self._pacing_loop: asyncio.AbstractEventLoop | None = None
 
     # -- in flight --------------------------------------------------------------------
     def _has_room(self) -> bool:
@@ -146,11 +147,16 @@ class RateLimiter:
         return len(waiting)
 
     # -- pacing ---------------------------------------------------------------------------
+    def _lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._pacing is None or self._pacing_loop is not loop:  # a lock serves one loop
+            self._pacing, self._pacing_loop = asyncio.Lock(), loop
+        return self._pacing
+
     async def _pace(self, tokens: float) -> None:
-        if self._pacing is None and self._pause_until <= self._clock():
+        if self.requests is None and self.tokens is None and self._pause_until <= self._clock():
             return
-        lock = self._pacing or asyncio.Lock()
-        async with lock:  # first come, first paced
+        async with self._lock():  # first come, first paced
             while True:
                 wait = self._pause_until - self._clock()
                 for bucket in (self.requests, self.tokens):

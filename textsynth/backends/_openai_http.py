@@ -169,7 +169,8 @@ class ChatClient:
             answer = json.loads(raw)
         except ValueError:
             answer = None
-        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list) \
+                or not answer["choices"]:
             raise BackendResponseError(f"{self.base_url} answered with something that is not "
                                        f"a chat completion: {raw[:120]!r}", 200)
         return answer
