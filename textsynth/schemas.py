@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, ClassVar
 
@@ -47,7 +47,8 @@ class Example:
     request_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The row as a plain dict (shallow: ``fields`` and ``attributes`` are shared)."""
+        return dict(self.__dict__)
 
 
 @dataclass
