@@ -89,7 +89,7 @@ def _error_message(raw: bytes) -> str:
 
 
 def _gave_up(exc: BackendError, attempts: int) -> BackendError:
-    note = f"{exc} (gave up after {attempts} attempts)"
+    note = f"{exc} (gave up after {attempts} attempts; run again to resume)"
     if isinstance(exc, RateLimited):
         return RateLimited(note, exc.retry_after)
     if isinstance(exc, BackendResponseError):
