@@ -443,3 +443,12 @@ def test_at_the_end_answers_in_flight_are_kept_and_unsent_requests_dropped(
     assert engine.result.complete
     assert engine.backend.stats["dropped_unsent"] >= 1  # type: ignore[attr-defined]
     assert engine.store.completion_count() == answered  # everything paid for is stored
+
+
+def test_error_messages_hide_credentials_in_the_url(tmp_path: Path) -> None:
+    with FaultServer() as srv:
+        port = srv.port
+    url = f"http://user:pw-SECRET@127.0.0.1:{port}/v1?api-key=q-SECRET"
+    with pytest.raises(BackendUnavailable) as info:
+        run(make_recipe(tmp_path, url, max_retries=0))
+    assert "SECRET" not in str(info.value) and f"127.0.0.1:{port}/v1" in str(info.value)
