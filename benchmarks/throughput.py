@@ -156,6 +156,31 @@ def _measure(name: str, args: argparse.Namespace, faults: dict[str, float]) -> d
     return result
 
 
+def startup() -> tuple[float, float]:
+    """Seconds for ``textsynth run --help``, and from ``textsynth run`` to its first request."""
+    import yaml
+
+    from textsynth.testing import FaultServer
+
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "textsynth", "run", "--help"], check=True,
+                   capture_output=True)
+    help_seconds = time.perf_counter() - start
+    with FaultServer(items=5) as server, tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "recipe.yaml"
+        path.write_text(yaml.safe_dump({"name": "startup", "labels": {"a": "A"}, "per_label": 5,
+                                        "export": {"dir": f"{tmp}/out"}}))
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "textsynth", "run", str(path), "--quiet",
+                                 "--base-url", server.url, "--model", "m"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not server.stats["requests"] and proc.poll() is None:
+            time.sleep(0.002)
+        first_request = time.perf_counter() - start
+        proc.wait(120)
+    return help_seconds, first_request
+
+
 def _row(name: str, r: dict[str, Any], ceiling: float) -> str:
     rate = r["requests"] / r["seconds"]
     return (f"{name:<16} {rate:>8.0f} {rate / ceiling:>8.0%} {r['seconds']:>7.2f} "
@@ -168,7 +193,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--retry-after", type=float, default=1.0)
-    parser.add_argument("--lookahead", type=int, default=4)
+    parser.add_argument("--lookahead", type=int, default=8)
     parser.add_argument("--clients", default=",".join(CLIENTS))
     parser.add_argument("--no-faults", action="store_true", help="skip the run with faults")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -179,6 +204,9 @@ def main() -> None:
         child(args)
         return
 
+    help_seconds, first_request = startup()
+    print(f"startup: `textsynth run --help` {help_seconds:.2f} s; `textsynth run` to its first "
+          f"request {first_request:.2f} s")
     ceiling = args.concurrency / args.latency
     print(f"{args.requests} requests, {args.concurrency} at once, server latency "
           f"{args.latency * 1000:.0f} ms: ceiling {ceiling:.0f} requests/s")

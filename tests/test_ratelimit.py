@@ -133,3 +133,14 @@ def test_bad_settings_are_refused() -> None:
 ])
 def test_retry_after_header(headers: dict[str, str], seconds: float | None) -> None:
     assert parse_retry_after(headers) == seconds
+
+
+def test_one_limiter_serves_successive_event_loops() -> None:
+    limiter = RateLimiter(concurrency=2, requests_per_minute=6000)
+
+    async def burst() -> None:
+        await asyncio.wait_for(asyncio.gather(*(_hold(limiter, 0.001) for _ in range(6))), 5)
+
+    for _ in range(2):  # e.g. a backend reused by two asyncio.run calls
+        asyncio.run(burst())
+    assert limiter.inflight == 0

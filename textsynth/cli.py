@@ -45,13 +45,18 @@ def run(
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="Backend name.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model name or path.")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+        "(implies --backend openai; the key comes from OPENAI_API_KEY).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Generate the dataset a recipe describes (resumes an interrupted run)."""
     from textsynth.pipeline import run_recipe
 
+    if base_url is not None and backend is None:
+        backend = "openai"
     recipe = _load(recipe_path, out=out, per_label=per_label, seed=seed, backend=backend,
-                   model=model)
+                   model=model, base_url=base_url)
     console = _console()
     outcome = run_recipe(recipe, progress=not quiet, console=_console(stderr=True))
     from textsynth.progress import summary_table

@@ -188,14 +188,15 @@ class Engine:
         prompt = sum(len(m["content"]) for m in request.messages) // 3 + 1
         return Usage(prompt, request.max_tokens * request.n)
 
-    def _fits(self, need: Usage) -> bool:
+    def _fits(self) -> bool:
+        """Whether another request may start: the budget is not reached even if every
+        request in flight uses its worst case. The run stops once the budget is reached
+        and overshoots it by at most one request."""
         budget = self.recipe.budget
-        if budget.max_tokens is None and budget.max_cost is None:
-            return True
-        planned = self.result.usage + self._reserved + need
-        if budget.max_tokens is not None and planned.total_tokens > budget.max_tokens:
+        planned = self.result.usage + self._reserved
+        if budget.max_tokens is not None and planned.total_tokens >= budget.max_tokens:
             return False
-        return budget.max_cost is None or self.cost(planned) <= budget.max_cost
+        return budget.max_cost is None or self.cost(planned) < budget.max_cost
 
     def cost(self, usage: Usage) -> float:
         b = self.recipe.budget
@@ -237,7 +238,7 @@ class Engine:
             if self._budgeted:
                 for _, request, _, _ in batch:
                     need = need + self._estimate(request)
-            if self._budgeted and not self._fits(need):
+            if self._budgeted and not self._fits():
                 if self._reserved.total_tokens or self._unstored:
                     return  # what is in flight may use less than reserved: wait for it
                 stopped = BudgetExceeded("the run's budget is spent; raise budget.max_tokens "
@@ -471,13 +472,14 @@ class Engine:
                 task.cancel()
             raise
         finally:
-            self._pending.clear()  # nothing new is sent once the run is over
+            self._commit_results()
+            self._pending.clear()  # waiting for budget: never sent
             # requests sent ahead and still in flight are paid for: wait and store them
-            # (after an error they were cancelled above)
+            # (after an error they were cancelled above); those not sent yet are dropped
+            self.backend.cancel_queued()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._commit_results()
-            self._store_completions()  # arrived but not yet written: they are paid for
+            self._store_completions()
             for fut in self._futures.values():
                 if not fut.done():
                     fut.cancel()

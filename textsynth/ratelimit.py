@@ -102,7 +102,8 @@ class RateLimiter:
         self._last_cut = -float("inf")
         self._pause_until = 0.0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._pacing = asyncio.Lock() if (self.requests or self.tokens) else None
+        self._pacing: asyncio.Lock | None = None
+        self._pacing_loop: asyncio.AbstractEventLoop | None = None
 
     # -- in flight --------------------------------------------------------------------
     def _has_room(self) -> bool:
@@ -137,12 +138,25 @@ class RateLimiter:
                 self.inflight += 1
                 fut.set_result(None)
 
+    def cancel_waiting(self) -> int:
+        """Cancel every request still waiting for a place; returns how many."""
+        waiting = [fut for fut in self._waiters if not fut.done()]
+        self._waiters.clear()
+        for fut in waiting:
+            fut.cancel()
+        return len(waiting)
+
     # -- pacing ---------------------------------------------------------------------------
+    def _lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._pacing is None or self._pacing_loop is not loop:  # a lock serves one loop
+            self._pacing, self._pacing_loop = asyncio.Lock(), loop
+        return self._pacing
+
     async def _pace(self, tokens: float) -> None:
-        if self._pacing is None and self._pause_until <= self._clock():
+        if self.requests is None and self.tokens is None and self._pause_until <= self._clock():
             return
-        lock = self._pacing or asyncio.Lock()
-        async with lock:  # first come, first paced
+        async with self._lock():  # first come, first paced
             while True:
                 wait = self._pause_until - self._clock()
                 for bucket in (self.requests, self.tokens):
@@ -156,25 +170,38 @@ class RateLimiter:
             if self.tokens is not None:
                 self.tokens.take(tokens)
 
-    @asynccontextmanager
-    async def slot(self, tokens: float = 0, *, priority: bool = False) -> AsyncIterator[_Ticket]:
-        """Hold one place in flight for one request of about ``tokens`` tokens.
+    async def acquire(self, tokens: float = 0, *, priority: bool = False) -> None:
+        """Take one place in flight for a request of about ``tokens`` tokens.
 
-        ``priority`` puts the caller ahead of new requests (used by retries).
+        ``priority`` puts the caller ahead of new requests (used by retries). Every
+        ``acquire`` needs one :meth:`release`.
         """
         await self._enter(priority)
-        ticket = _Ticket(tokens)
         try:
             await self._pace(tokens)
+        except BaseException:
+            self._leave()
+            raise
+
+    def release(self, tokens: float = 0, used: float | None = None) -> None:
+        """Give the place back; ``used`` (the real token count) corrects the estimate."""
+        if self.tokens is not None and used is not None:
+            extra = tokens - used
+            if extra > 0:
+                self.tokens.give(extra)
+            else:
+                self.tokens.take(-extra)
+        self._leave()
+
+    @asynccontextmanager
+    async def slot(self, tokens: float = 0, *, priority: bool = False) -> AsyncIterator[_Ticket]:
+        """``async with limiter.slot(tokens) as ticket:`` :meth:`acquire` and :meth:`release`."""
+        await self.acquire(tokens, priority=priority)
+        ticket = _Ticket(tokens)
+        try:
             yield ticket
         finally:
-            if self.tokens is not None and ticket.actual is not None:
-                extra = ticket.tokens - ticket.actual
-                if extra > 0:
-                    self.tokens.give(extra)
-                else:
-                    self.tokens.take(-extra)
-            self._leave()
+            self.release(tokens, ticket.actual)
 
     # -- feedback -------------------------------------------------------------------------
     def succeeded(self) -> None:

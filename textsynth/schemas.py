@@ -11,7 +11,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -51,7 +51,8 @@ class Example:
     request_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The row as a plain dict (shallow: ``fields`` and ``attributes`` are shared)."""
+        return dict(self.__dict__)
 
 
 @dataclass

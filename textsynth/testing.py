@@ -50,9 +50,10 @@ def body_key(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def default_reply(body: Mapping[str, Any], choice: int, items: int = 1) -> str:
+def default_reply(body: Mapping[str, Any], choice: int, items: int = 1,
+                  key: str | None = None) -> str:
     """A JSON list of ``items`` texts, unique per request and choice, stable across calls."""
-    digest = hashlib.sha256(f"{body_key(body)}:{choice}".encode()).digest()
+    digest = hashlib.sha256(f"{key or body_key(body)}:{choice}".encode()).digest()
     texts = []
     for i in range(items):
         words = [_WORDS[b % len(_WORDS)] for b in digest[i * 4:i * 4 + 4]]
@@ -115,7 +116,8 @@ class FaultServer:
         self.script = deque(script)
         self.retry_after = retry_after
         self.hang = hang
-        self.reply = reply or (lambda body, choice: default_reply(body, choice, items))
+        self.reply = reply
+        self.items = items
         self.model = model
         self.json_schema = json_schema
         self.json_object = json_object
@@ -155,12 +157,13 @@ class FaultServer:
             draw -= share
         return "ok"
 
-    def _completion(self, body: Mapping[str, Any], fault: str) -> dict[str, Any]:
+    def _completion(self, body: Mapping[str, Any], fault: str, key: str) -> dict[str, Any]:
         n = int(body.get("n") or 1) if self.supports_n else 1
         prompt = sum(_words(str(m.get("content") or "")) for m in body.get("messages", []))
         choices, out_tokens = [], 0
         for i in range(n):
-            text, finish = self.reply(body, i), "stop"
+            text = self.reply(body, i) if self.reply else default_reply(body, i, self.items, key)
+            finish = "stop"
             if fault == "empty":
                 text = ""
             elif fault == "length":
@@ -169,7 +172,7 @@ class FaultServer:
             choices.append({"index": i, "finish_reason": finish,
                             "message": {"role": "assistant", "content": text}})
         return {
-            "id": f"chatcmpl-{body_key(body)}", "object": "chat.completion", "created": 0,
+            "id": f"chatcmpl-{key}", "object": "chat.completion", "created": 0,
             "model": str(body.get("model") or self.model), "choices": choices,
             "usage": {"prompt_tokens": prompt, "completion_tokens": out_tokens,
                       "total_tokens": prompt + out_tokens},
@@ -227,8 +230,9 @@ class FaultServer:
         unsupported = self._unsupported(body)
         if unsupported is not None:
             return unsupported
-        self.served[body_key(body)] += 1
-        return web.json_response(self._completion(body, fault))
+        key = body_key(body)
+        self.served[key] += 1
+        return web.json_response(self._completion(body, fault, key))
 
     async def _models(self, request: web.Request) -> web.Response:
         models = [{"id": self.model, "object": "model"}]

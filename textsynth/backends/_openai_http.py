@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_random_exponential
+from yarl import URL
 
 from textsynth.errors import (
     BackendError,
@@ -89,7 +90,7 @@ def _error_message(raw: bytes) -> str:
 
 
 def _gave_up(exc: BackendError, attempts: int) -> BackendError:
-    note = f"{exc} (gave up after {attempts} attempts)"
+    note = f"{exc} (gave up after {attempts} attempts; run again to resume)"
     if isinstance(exc, RateLimited):
         return RateLimited(note, exc.retry_after)
     if isinstance(exc, BackendResponseError):
@@ -112,6 +113,8 @@ class ChatClient:
     ):
         self.base_url = base_url.rstrip("/")
         self.url = f"{self.base_url}/chat/completions"
+        # what messages show: no user, password or query (they may hold a key)
+        self.shown = str(URL(self.base_url).with_user(None).with_query(None))
         self._headers = {"Content-Type": "application/json", **headers}
         self.limiter = limiter
         self.timeout = timeout
@@ -150,42 +153,46 @@ class ChatClient:
                 status = resp.status
                 if status == 429:
                     after = parse_retry_after(resp.headers)
-                    raise RateLimited(f"{self.base_url} is rate limiting (429): "
+                    raise RateLimited(f"{self.shown} is rate limiting (429): "
                                       f"{_error_message(raw)}", after)
         except TimeoutError as exc:
             raise BackendUnavailable(
-                f"no answer from {self.base_url} within {self.timeout:g} s") from exc
+                f"no answer from {self.shown} within {self.timeout:g} s") from exc
         except aiohttp.ClientConnectorError as exc:
             reason = exc.os_error.strerror or str(exc.os_error) or str(exc)
-            raise BackendUnavailable(f"cannot connect to {self.base_url}: {reason}") from exc
+            raise BackendUnavailable(f"cannot connect to {self.shown}: {reason}") from exc
         except aiohttp.ClientError as exc:
             raise BackendUnavailable(
-                f"the connection to {self.base_url} broke: {exc or type(exc).__name__}") from exc
+                f"the connection to {self.shown} broke: {exc or type(exc).__name__}") from exc
         if status >= 400:
             raise BackendResponseError(
-                f"{self.base_url} answered {status}: {_error_message(raw)}", status,
+                f"{self.shown} answered {status}: {_error_message(raw)}", status,
                 raw[:2000].decode("utf-8", "replace"))
         try:
             answer = json.loads(raw)
         except ValueError:
             answer = None
-        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
-            raise BackendResponseError(f"{self.base_url} answered with something that is not "
+        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list) \
+                or not answer["choices"]:
+            raise BackendResponseError(f"{self.shown} answered with something that is not "
                                        f"a chat completion: {raw[:120]!r}", 200)
         return answer
 
     async def _attempt(self, data: bytes, tokens: int, retry: bool) -> dict[str, Any]:
-        async with self.limiter.slot(tokens, priority=retry) as ticket:
-            try:
-                answer = await self._post(data)
-            except RateLimited as exc:
-                self.stats["rate_limited"] += 1
-                self.limiter.rate_limited(exc.retry_after)
-                raise
+        await self.limiter.acquire(tokens, priority=retry)
+        used: int | None = None
+        try:
+            answer = await self._post(data)
             usage = answer.get("usage") or {}
-            ticket.used(int(usage.get("total_tokens") or tokens))
+            used = int(usage.get("total_tokens") or tokens)
             self.limiter.succeeded()
             return answer
+        except RateLimited as exc:
+            self.stats["rate_limited"] += 1
+            self.limiter.rate_limited(exc.retry_after)
+            raise
+        finally:
+            self.limiter.release(tokens, used)
 
     # -- with retries --------------------------------------------------------------------
     def _wait(self, state: RetryCallState) -> float:

@@ -58,8 +58,8 @@ class OpenAIBackend(Backend):
     """Chat completions from an OpenAI-compatible endpoint, fast and fault tolerant.
 
     >>> backend = OpenAIBackend({"base_url": "http://127.0.0.1:8000/v1", "model": "m"})
-    >>> backend.max_concurrency
-    256
+    >>> backend.max_concurrency  # requests handed over at once: concurrency x lookahead
+    512
     """
 
     name = "openai"
@@ -80,7 +80,7 @@ class OpenAIBackend(Backend):
         timeout: float = Field(120.0, gt=0, description="seconds for one request")
         connect_timeout: float = Field(10.0, gt=0)
         concurrency: int = Field(64, ge=1, le=4096, description="requests in flight at most")
-        lookahead: int = Field(4, ge=1, le=64, description=(
+        lookahead: int = Field(8, ge=1, le=64, description=(
             "requests handed over ahead of ordered processing, in multiples of concurrency, "
             "so that one slow retry does not stall the others"))
         batch_size: int = Field(1, ge=1)
@@ -139,6 +139,9 @@ class OpenAIBackend(Backend):
     def structured_mode(self) -> str:
         """How structured output is asked for now (it steps down if the server refuses)."""
         return _LEVELS[self._level]
+
+    def cancel_queued(self) -> None:
+        self.stats["dropped_unsent"] += self.limiter.cancel_waiting()
 
     async def aclose(self) -> None:
         await self.client.aclose()
