@@ -89,8 +89,8 @@ def _datasketch(texts: list[str]) -> int:
 
 
 def run_one(method: str, n: int) -> dict[str, float]:
-    import numpy  # noqa: F401 - imported before timing, like the libraries below
     import datasketch  # noqa: F401
+    import numpy  # noqa: F401 - imported before timing, like the libraries below
 
     from textsynth.quality.dedup import ExactDedup, NearDuplicateDedup
     from textsynth.quality.minhash import MinHashIndex

@@ -400,7 +400,8 @@ class Engine:
             for label, text in self.gate.withdrawals():
                 self._withdraw(label, text, example)
             if not verdict.keep:
-                self._reject(job, example.text, verdict.reason, verdict.detail, key)
+                detail = f"[{verdict.rule}] {verdict.detail}".strip()
+                self._reject(job, example.text, verdict.reason, detail, key)
                 continue
             self.gate.accept(example)
             self._results_tx()

@@ -89,7 +89,8 @@ def test_minhash_cross_label_near_duplicate() -> None:
 
 def test_minhash_bulk_matches_one_at_a_time() -> None:
     rng = random.Random(1)
-    words = "play add find book rate the song album table movie jazz rock paris tonight".split()
+    words = ["play", "add", "find", "book", "rate", "the", "song", "album", "table", "movie",
+             "jazz", "rock", "paris", "tonight"]
     texts = [" ".join(rng.choices(words, k=rng.randint(2, 7))) for _ in range(600)]
     texts += [t.upper() + "!" for t in texts[:50]]
     bulk = MinHashIndex(threshold=0.8).dedup(texts)

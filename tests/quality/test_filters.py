@@ -52,12 +52,18 @@ def test_bad_regex_is_a_recipe_error_naming_the_field() -> None:
 TEMPLATE = PromptTemplate.load("utterances")
 META = MetaTextFilter(
     ["AddToPlaylist", "BookRestaurant", "get_weather"],
-    instruction_lines(TEMPLATE.source, ["requests people say to a voice assistant"]))
+    instruction_lines(TEMPLATE.source, [
+        "short messages customers send to their bank",
+        "Write 5 short requests to add a song, an artist or an album to my playlist (style: a "
+        "command).\nExample format:\n1. Please add a song, an artist or an album to my playlist.",
+    ]))
 
 # outputs of the embedded 135M model, verbatim
 MODEL_JUNK = [
     ("I'm ready to assist you! Available requests are:", "assistant_speak"),
     ("Please upgrade to the latest version of your voice assistant", "assistant_speak"),
+    ("I'm happy to provide you with a daily weather report.", "assistant_speak"),
+    ("I can provide you with a list of the top 10 weather forecasts", "assistant_speak"),
     ("I'm sorry for any misinformed remarks, but I'm designed to find a book", "assistant_speak"),
     ("Here are five examples of voice commands that can be used to add a song", "meta_text"),
     ("Here is a sample response:", "meta_text"),
@@ -66,7 +72,10 @@ MODEL_JUNK = [
     ("Add to playlist", "label_echo"),
     ("intent: get weather", "meta_text"),
     ("Get weather.", "label_echo"),
-    ("Write 5 different things a user might say", "prompt_echo"),
+    ("Now write 5 new ones", "prompt_echo"),
+    ("Write 5 short requests to add a song", "prompt_echo"),
+    ("Please add a song or an album to my playlist", "prompt_echo"),
+    ("messages customers send to their bank", "prompt_echo"),
 ]
 
 
@@ -109,6 +118,8 @@ def test_pii_found_and_validated() -> None:
     "play the top 100 songs of 1999",
     "the best albums of 1990 2000 2010",
     "order code 2142000759",
+    "2022-06-23 Sunny: 2022-06-23 23:41:42.115",
+    "on 23.06.2022 14 30",
     "set the thermostat to 21.5 degrees",
 ])
 def test_pii_leaves_dates_numbers_and_quantities_alone(text: str) -> None:

@@ -22,7 +22,7 @@ def run(recipe, backend):
     return engine, asyncio.run(engine.run())
 
 
-def _handler(counter=itertools.count()):
+def _handler(counter: itertools.count):
     """Generation: two 'on' lines and one 'off' line per request. Judge: reads the text."""
 
     def answer(request: Request) -> str:
@@ -146,7 +146,7 @@ def test_recipe_quality_shorthands_and_errors(recipe_dict: dict) -> None:
         load_recipe(recipe_dict)
     assert info.value.field == "quality.near_duplicates.threshold"
     recipe_dict["quality"] = {"pii": "hide"}
-    with pytest.raises(RecipeError, match="quality.pii"):
+    with pytest.raises(RecipeError, match=r"quality\.pii"):
         load_recipe(recipe_dict)
 
 
@@ -156,9 +156,39 @@ def test_build_gate_orders_rules_cheapest_first(recipe_dict: dict) -> None:
                               "custom": ["textsynth.quality.pii:find_pii"]}
     gate = build_gate(load_recipe(recipe_dict))
     assert [r.name for r in gate.rules] == [
-        "length", "regex", "meta_text", "pii", "custom:find_pii", "seed_leak", "exact_dedup",
+        "seed_leak", "length", "regex", "meta_text", "pii", "custom:find_pii", "exact_dedup",
         "near_dedup", "novelty"]
     recipe_dict["quality"] = {"custom": ["textsynth.quality.pii:missing"]}
     with pytest.raises(RecipeError) as info:
         build_gate(load_recipe(recipe_dict))
     assert info.value.field == "quality.custom.0"
+
+
+def test_rejects_saved_as_their_own_split_without_seed_copies(recipe_dict: dict,
+                                                              tmp_path) -> None:
+    import json
+
+    from textsynth.export.dataset import export_dataset
+    from textsynth.quality.rejects import WITHHELD
+
+    recipe_dict["labels"]["turn_on"] = {"description": "on",
+                                        "examples": ["please switch the big lamp on now"]}
+    recipe_dict["export"]["save_rejects"] = True
+    recipe_dict["export"]["formats"] = ["jsonl", "arrow"]
+    recipe = load_recipe(recipe_dict)
+    fake = FakeBackend(handler=lambda r: "1. please switch the big lamp on now\n"
+                                         f"2. As an AI I cannot {r.seed}\n3. go {r.seed} now")
+    engine, _ = run(recipe, fake)
+    export_dataset(recipe, engine.store, tmp_path / "out")
+    rows = [json.loads(line) for line in (tmp_path / "out" / "rejected.jsonl").open()]
+    reasons = {r["reason"] for r in rows}
+    assert {"seed_leak", "assistant_speak"} <= reasons
+    # each reject names the rule that dropped it
+    assert all(r["detail"].startswith("[meta_text]") for r in rows
+               if r["reason"] == "assistant_speak")
+    leaked = [r for r in rows if r["reason"] == "seed_leak"]
+    assert all(r["text"] == WITHHELD for r in leaked)
+    assert not any("big lamp" in r["text"] or "big lamp" in r["detail"] for r in rows)
+    from datasets import load_from_disk
+
+    assert load_from_disk(str(tmp_path / "out" / "rejected")).num_rows == len(rows)

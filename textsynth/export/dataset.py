@@ -184,14 +184,14 @@ def _write_all(recipe: Recipe, ds: Any, store: Store, stage: Path,
         report.rasa_skipped = write_rasa_nlu(rows, list(recipe.labels), stage / RASA_FILE)
         written.append(RASA_FILE)
     if recipe.export.save_rejects:
-        _write_jsonl(list(store.rejects()), stage / REJECTS_FILE)
-        written.append(REJECTS_FILE)
+        written += _write_rejects(recipe, store, stage, formats)
     return written
 
 
 def _owned(recipe: Recipe) -> list[str]:
     """Everything an export may have written before (replaced or removed on each export)."""
-    names = [DATASET_DIR, PARQUET_DIR, "rasa", REJECTS_FILE]
+    names = [DATASET_DIR, PARQUET_DIR, "rasa", REJECTS_FILE, "rejected", "rejected.parquet",
+             "rejected.jsonl", "rejected.csv"]
     for split in recipe.export.splits:
         names += [f"{split}.jsonl", f"{split}.csv"]
     return names
@@ -244,3 +244,34 @@ def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None) ->
     report.files = sorted(written)
     store.set_meta("export", asdict(report))
     return ds
+
+
+def _write_rejects(recipe: Recipe, store: Store, out: Path, formats: set[Any]) -> list[str]:
+    """The rejected candidates as their own split ``rejected``, beside the dataset.
+
+    Kept out of ``data/`` so that loading the dataset never mixes rejects in.
+    """
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    from textsynth.quality.rejects import REJECTS_SPLIT, reject_rows
+
+    rows = reject_rows(store)
+    names = ("text", "label", "language", "reason", "detail", "request_id")
+    features = Features({n: ClassLabel(names=list(recipe.labels)) if n == "label"
+                         else Value("string") for n in names})
+    split = Dataset.from_dict({n: [r[n] for r in rows] for n in names}, features=features)
+    written = []
+    for fmt, name in (("arrow", REJECTS_SPLIT), ("parquet", f"{REJECTS_SPLIT}.parquet"),
+                      ("jsonl", f"{REJECTS_SPLIT}.jsonl"), ("csv", f"{REJECTS_SPLIT}.csv")):
+        if fmt not in formats:
+            continue
+        if fmt == "arrow":
+            split.save_to_disk(str(out / name))
+        elif fmt == "parquet":
+            split.to_parquet(str(out / name))
+        elif fmt == "jsonl":
+            split.to_json(str(out / name), force_ascii=False, lines=True)
+        else:
+            split.to_csv(str(out / name), index=False)
+        written.append(name)
+    return written

@@ -86,8 +86,8 @@ class NearDuplicateDedup(_CrossLabelRule):
         from textsynth.quality.minhash import MinHashIndex
 
         super().__init__(withdraw_conflicts)
-        # a run's accepted set is small: compare with all of it, LSH only beyond 50k
-        self.index = MinHashIndex(threshold, num_perm, ngram, exhaustive_below=50_000)
+        # a run's accepted set is small: compare with all of it, LSH only beyond 5k
+        self.index = MinHashIndex(threshold, num_perm, ngram, exhaustive_below=5_000)
         self._last: tuple[str, Any] | None = None
 
     def _signature(self, text: str) -> Any:

@@ -18,17 +18,17 @@ from textsynth.schemas import Example
 __all__ = ["MetaTextFilter", "instruction_lines"]
 
 _ASSISTANT = re.compile(
-    r"\b(as an ai|i'?m an ai|i am an ai|(ai|a) language model|i'?m (here|ready|happy|glad)"
-    r" to (help|assist)|i('?m| am) (designed|programmed) to"
-    r"|i can(not|'t) (help|assist|do|provide)"
+    r"\b(as an ai|i'?m an ai|i am an ai|(ai|a) language model|i('?m| am) (here|ready|happy|glad"
+    r"|excited|delighted|thrilled) to (help|assist|provide|offer|work)|i('?m| am) (designed"
+    r"|programmed) to|i can(not|'t)? (help|assist|do that|provide|offer)"
     r"|i'?m sorry|i apologi[sz]e|how (can|may) i (help|assist)|let me know if|feel free to"
     r"|hope (this|that) helps|sure,? here|certainly[,!]|of course[,!] here|i('ll| will) help you"
     r"|you (can|could|might|may) (say|ask|use)|please provide|welcome to|your (voice )?assistant"
-    r"|upgrade to the latest version)\b",
+    r"|upgrade to the latest version|what can i (do|prepare|get) for you)\b",
     re.I,
 )
 _META = re.compile(
-    r"(^\s*(here('s| is| are)|below (is|are)|the following)\b)"
+    r"(^\s*(here('s| is| are)|below (is|are)|the following)\b)|^\s*\w+( \w+)?:\s"
     r"|\b(for example|examples?:|sample (response|command|request)s?|requests?:|commands?:"
     r"|intent:|label:|output:|answer:|user:|assistant:|note:|translation:|response:"
     r"|voice assistant|chatbot|numbered list|one per line)",
@@ -45,8 +45,9 @@ _FILLER = {"intent", "label", "category", "the", "a", "an", "request", "command"
 def instruction_lines(template_source: str, extra: Iterable[str] = ()) -> list[str]:
     """The literal lines of a prompt template (Jinja removed), plus ``extra`` texts."""
     text = _JINJA.sub(" ", template_source)
-    lines = [line.strip() for line in text.splitlines()] + [e.strip() for e in extra]
-    return [line for line in lines if len(word_tokens(line)) >= 3]
+    lines = [line.strip() for line in text.splitlines()]
+    lines += [line.strip() for e in extra for line in e.splitlines()]
+    return list(dict.fromkeys(line for line in lines if len(word_tokens(line)) >= 3))
 
 
 class MetaTextFilter(Rule):
@@ -81,8 +82,13 @@ class MetaTextFilter(Rule):
     def _prompt_echo(self, text: str) -> Verdict:
         if len(word_tokens(text)) < 3:
             return KEEP
-        # the share of the candidate's words that come, in order, from one prompt line
+        # most of the candidate comes from one prompt line, in order
         found = self.instructions.most_contained(text)
+        # (the detail never quotes the line: it may be a seed example)
         if found is not None and found[1] >= self.echo_threshold:
-            return Verdict(False, "prompt_echo", self.instructions.texts[found[0]][:80])
+            return Verdict(False, "prompt_echo", f"{found[1]:.0%} of it is a prompt line")
+        # or it carries most of a longer instruction line ("Write 5 different requests to")
+        match = self.instructions.covering(text, min_tokens=5, recall=self.echo_threshold)
+        if match is not None:
+            return Verdict(False, "prompt_echo", "it repeats most of a prompt line")
         return KEEP

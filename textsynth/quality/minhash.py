@@ -46,7 +46,7 @@ def lsh_params(threshold: float, num_perm: int, fn_weight: float = 0.8) -> tuple
             p = 1.0 - (1.0 - grid**rows) ** bands
             fp = np.trapezoid(np.where(grid < threshold, p, 0.0), grid)
             fn = np.trapezoid(np.where(grid >= threshold, 1.0 - p, 0.0), grid)
-            err = (1 - fn_weight) * fp + fn_weight * fn
+            err = float((1 - fn_weight) * fp + fn_weight * fn)
             if err < best_err:
                 best, best_err = (bands, rows), err
     return best
