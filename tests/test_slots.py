@@ -167,17 +167,36 @@ def test_planner_samples_only_the_label_slot_types(recipe_dict: dict) -> None:
     assert set(planner.job(play, 0).slot_values) == {"artist", "room"}
 
 
-def test_slots_template_annotates_fewshot_examples_and_names_job_values() -> None:
+def test_slots_template_names_the_job_values_and_shows_examples() -> None:
     template = PromptTemplate.load("slots")
-    base = {"task": "", "label": "set_alarm", "label_description": "Set an alarm",
-            "language": "en", "language_name": "English", "attributes": {}, "avoid": [],
-            "n": 3, "slots": {"time": "noon"}, "slot_types": {"time": ["7 am", "noon"]}}
-    text = template.render(**base, examples=["set an alarm for 7 am"])
-    assert 'must contain the time "noon"' in text
-    assert ('{"text": "set an alarm for 7 am", "intent": "set_alarm", '
-            '"entities": {"time": "7 am"}}') in text
-    bare = template.render(**base, examples=[])
-    assert '"entities": {"time": "noon"}}' in bare
+    base = {"task": "", "label": "set_alarm", "label_name": "set alarm",
+            "label_description": "Set an alarm", "language": "en", "language_name": "English",
+            "attributes": {}, "avoid": [], "n": 3,
+            "slot_types": {"time": ["7 am", "noon"], "room": ["kitchen"]}}
+    text = template.render(**base, slots={"time": "noon", "room": "kitchen"},
+                           examples=["set an alarm for 7 am"])
+    assert 'must mention the room "kitchen" and the time "noon".' in text
+    assert "- set an alarm for 7 am" in text
+    assert text.endswith("1.")
+    bare = template.render(**base, slots={}, examples=[])
+    assert "must mention" not in bare and "Examples" not in bare
+
+
+def test_plain_list_answers_are_annotated_with_declared_values() -> None:
+    schema = SlotSchema({"room": ["kitchen", "living room", "room"], "time": ["7 am"]})
+    parsed = schema.parse('Here are some requests:\n1. "Lights on in the Living Room"\n'
+                          "Example 2: wake me at 7 am in the kitchen\n3. turn it up\n"
+                          "4. at 7 amish time")
+    assert [p.text for p in parsed] == ["Lights on in the Living Room",
+                                        "wake me at 7 am in the kitchen", "turn it up",
+                                        "at 7 amish time"]
+    assert parsed[0].fields["entities"] == [
+        {"start": 17, "end": 28, "entity": "room", "value": "Living Room"}]
+    assert [e["entity"] for e in parsed[1].fields["entities"]] == ["time", "room"]
+    assert [p.error for p in parsed[2:]] == ["no_entity_found", "no_entity_found"]
+    # an object without entities is annotated the same way
+    obj = schema.parse('{"text": "kitchen lights please", "intent": "x"}')[0]
+    assert obj.fields["entities"][0]["value"] == "kitchen"
 
 
 def test_engine_stores_spans_and_counts_rejects_by_reason(recipe_dict: dict) -> None:

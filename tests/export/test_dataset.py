@@ -174,3 +174,15 @@ def test_export_reports_groups_in_the_store(slots_recipe_dict: dict) -> None:
     assert report["near_duplicate_groups"] >= 2
     assert report["splits"] == {k: len(v) for k, v in outcome.dataset.items()}
     assert "near-duplicates" in (outcome.out_dir / "README.md").read_text()
+
+
+def test_rejects_are_saved_with_their_reasons_when_asked(slots_recipe_dict: dict) -> None:
+    slots_recipe_dict["export"]["save_rejects"] = True
+    outcome = run_slots(slots_recipe_dict)
+    rows = [json.loads(line) for line in
+            (outcome.out_dir / "rejects.jsonl").read_text().splitlines()]
+    assert len(rows) == sum(outcome.result.rejected.values())
+    assert {r["reason"] for r in rows} == set(outcome.result.rejected)
+    assert {"label", "text", "detail"} <= set(rows[0])
+    slots_recipe_dict["export"]["save_rejects"] = False
+    assert not (run_slots(slots_recipe_dict).out_dir / "rejects.jsonl").exists()
