@@ -115,6 +115,16 @@ def test_repo_id_defaults_to_the_recipe_hub_setting(slots_recipe_dict: dict,
         assert "README.md" in hub.repos["tester/from-recipe"]
 
 
+def test_token_from_the_standard_login_file(slots_run: RunOutcome, tmp_path: Path) -> None:
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    (home / "token").write_text(TOKEN)  # where 'hf auth login' keeps it under HF_HOME
+    with FakeHub() as hub:
+        proc = _push(tmp_path, slots_run.out_dir, hub.endpoint, REPO, token=None)
+        assert proc.returncode == 0, proc.stderr
+        assert "README.md" in hub.repos[REPO]
+
+
 def _fails(proc: subprocess.CompletedProcess[str], message: str) -> None:
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
