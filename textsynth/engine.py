@@ -360,13 +360,20 @@ class Engine:
                 self._round += 1
         except BudgetExceeded as exc:
             self.result.stopped = str(exc)
-        finally:
-            for fut in self._futures.values():
-                fut.cancel()
+        except BaseException:
             for task in list(self._tasks):
                 task.cancel()
+            raise
+        finally:
+            # requests sent ahead and still in flight are paid for: wait and store them
+            # (after an error they were cancelled above)
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            for fut in self._futures.values():
+                if not fut.done():
+                    fut.cancel()
+                elif not fut.cancelled():
+                    fut.exception()  # retrieved: no "never retrieved" warnings
             self.result.seconds = time.perf_counter() - start
             self.result.rule_stats = self.gate.stats()
             self._save_summary()
