@@ -31,7 +31,8 @@ _TEXT_KEYS = ("text", "utterance", "sentence")
 _ENTITY_KEYS = ("entities", "slots", "entity")
 _TYPE_KEYS = ("entity", "type", "name", "slot")
 _TOKEN = re.compile(r"\S+")
-_LABELLED_LINE = re.compile(r"^(example|request|utterance|sentence)\s*\d*\s*[:.)-]\s*", re.I)
+_LABELLED_LINE = re.compile(
+    r"^(?:(?:example|request|utterance|sentence)\s*\d*\s*[:.)-]|\[\d{1,3}\])\s*", re.I)
 
 
 @dataclass(frozen=True)
@@ -298,13 +299,14 @@ class SlotSchema(OutputSchema):
         if not text.strip():
             return [Parsed("", error="empty_completion")]
         items = _items(_json_values(text))
-        if items:
-            return [self._candidate(item) for item in items]
-        if not any(self.slot_values.values()):
-            return [Parsed(text, error="no_json")]
-        plain = "\n".join(_LABELLED_LINE.sub("", line.strip()) for line in text.splitlines())
-        return [self._annotated(line) for line in split_list(plain)] or \
-            [Parsed(text, error="no_items")]
+        if any(isinstance(item, dict) for item in items) or not any(self.slot_values.values()):
+            return [self._candidate(item) for item in items] or [Parsed(text, error="no_json")]
+        # a plain list (or a JSON list of strings): annotate with the declared values
+        lines = [i.strip() for i in items if isinstance(i, str) and i.strip()]
+        if not lines:
+            plain = "\n".join(_LABELLED_LINE.sub("", ln.strip()) for ln in text.splitlines())
+            lines = split_list(plain)
+        return [self._annotated(line) for line in lines] or [Parsed(text, error="no_items")]
 
     def _annotated(self, utterance: str) -> Parsed:
         spans = find_values(utterance, self.slot_values)
