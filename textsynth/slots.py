@@ -31,6 +31,7 @@ _TEXT_KEYS = ("text", "utterance", "sentence")
 _ENTITY_KEYS = ("entities", "slots", "entity")
 _TYPE_KEYS = ("entity", "type", "name", "slot")
 _TOKEN = re.compile(r"\S+")
+_INNER_NUMBER = re.compile(r"^\s*\d{1,3}[.)]\s+")
 _LABELLED_LINE = re.compile(
     r"^(?:(?:example|request|utterance|sentence)\s*\d*\s*[:.)-]|\[\d{1,3}\])\s*", re.I)
 
@@ -309,6 +310,7 @@ class SlotSchema(OutputSchema):
         return [self._annotated(line) for line in lines] or [Parsed(text, error="no_items")]
 
     def _annotated(self, utterance: str) -> Parsed:
+        utterance = _INNER_NUMBER.sub("", utterance).strip()  # "2. 2. text", '"1. text"'
         spans = find_values(utterance, self.slot_values)
         if not spans:
             return Parsed(utterance, error="no_entity_found")
