@@ -166,6 +166,15 @@ def test_near_duplicates_never_straddle_splits() -> None:
     assert any(len({where[i] for i, gg in enumerate(groups) if gg == g}) > 1 for g in set(groups))
 
 
+def test_a_group_spanning_labels_stays_in_one_split() -> None:
+    labels = ["on", "off"] * 10
+    groups = [0] * 4 + list(range(1, 17))  # rows 0-3 (both labels) are near-duplicates
+    split = stratified_split(labels, {"train": 0.5, "test": 0.5}, 1, groups)
+    assert any({0, 1, 2, 3} <= set(idx) for idx in split.values())
+    for name in split:
+        assert sum(labels[i] == "on" for i in split[name]) == 5
+
+
 def test_export_reports_groups_in_the_store(slots_recipe_dict: dict) -> None:
     slots_recipe_dict["export"]["group_near_duplicates"] = True
     outcome = run_slots(slots_recipe_dict)
