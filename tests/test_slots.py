@@ -194,8 +194,10 @@ def test_plain_list_answers_are_annotated_with_declared_values() -> None:
         {"start": 17, "end": 28, "entity": "room", "value": "Living Room"}]
     assert [e["entity"] for e in parsed[1].fields["entities"]] == ["time", "room"]
     assert [p.error for p in parsed[2:]] == ["no_entity_found", "no_entity_found"]
-    doubled = schema.parse('1. "2. set the kitchen lights"\n3. 3. kitchen lamp off please')
-    assert [p.text for p in doubled] == ["set the kitchen lights", "kitchen lamp off please"]
+    doubled = schema.parse('1. "2. set the kitchen lights"\n3. 3. kitchen lamp off please\n'
+                           "**4. kitchen fan on**")
+    assert [p.text for p in doubled] == ["set the kitchen lights", "kitchen lamp off please",
+                                         "kitchen fan on"]
     # so are a JSON list of strings, and a list whose lines hold bracketed numbers
     assert schema.parse('["kitchen lights on"]')[0].fields["entities"][0]["value"] == "kitchen"
     assert schema.parse("[1] kitchen lights on\n[2] bedroom too")[1].text == "bedroom too"

@@ -310,7 +310,8 @@ class SlotSchema(OutputSchema):
         return [self._annotated(line) for line in lines] or [Parsed(text, error="no_items")]
 
     def _annotated(self, utterance: str) -> Parsed:
-        utterance = _INNER_NUMBER.sub("", utterance).strip()  # "2. 2. text", '"1. text"'
+        # leftovers of list markup: "2. 2. text", '"1. text"', "**1. text**"
+        utterance = _INNER_NUMBER.sub("", utterance.strip("*_ ")).strip("*_ ")
         spans = find_values(utterance, self.slot_values)
         if not spans:
             return Parsed(utterance, error="no_entity_found")
