@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from conftest import run_slots
 from datasets import ClassLabel, List, Value, load_dataset, load_from_disk
 from pydantic import BaseModel
+from slots_fixtures import run_slots
 
 from textsynth import ExportError, load_recipe
 from textsynth.export import dataset as dataset_module

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_slots
 from datasets import load_dataset
 from hub_server import TOKEN, FakeHub
+from slots_fixtures import run_slots
 
 from textsynth.pipeline import RunOutcome
 
