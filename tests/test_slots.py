@@ -167,17 +167,43 @@ def test_planner_samples_only_the_label_slot_types(recipe_dict: dict) -> None:
     assert set(planner.job(play, 0).slot_values) == {"artist", "room"}
 
 
-def test_slots_template_annotates_fewshot_examples_and_names_job_values() -> None:
+def test_slots_template_names_the_job_values_and_shows_examples() -> None:
     template = PromptTemplate.load("slots")
-    base = {"task": "", "label": "set_alarm", "label_description": "Set an alarm",
-            "language": "en", "language_name": "English", "attributes": {}, "avoid": [],
-            "n": 3, "slots": {"time": "noon"}, "slot_types": {"time": ["7 am", "noon"]}}
-    text = template.render(**base, examples=["set an alarm for 7 am"])
-    assert 'must contain the time "noon"' in text
-    assert ('{"text": "set an alarm for 7 am", "intent": "set_alarm", '
-            '"entities": {"time": "7 am"}}') in text
-    bare = template.render(**base, examples=[])
-    assert '"entities": {"time": "noon"}}' in bare
+    base = {"task": "", "label": "set_alarm", "label_name": "set alarm",
+            "label_description": "Set an alarm", "language": "en", "language_name": "English",
+            "attributes": {}, "avoid": [], "n": 3,
+            "slot_types": {"time": ["7 am", "noon"], "room": ["kitchen"]}}
+    text = template.render(**base, slots={"time": "noon", "room": "kitchen"},
+                           examples=["set an alarm for 7 am"])
+    assert 'must mention the room "kitchen" and the time "noon".' in text
+    assert "- set an alarm for noon" in text  # the example speaks of this job's values
+    assert text.endswith("1.")
+    bare = template.render(**base, slots={}, examples=[])
+    assert "must mention" not in bare and "Examples" not in bare
+
+
+def test_plain_list_answers_are_annotated_with_declared_values() -> None:
+    schema = SlotSchema({"room": ["kitchen", "living room", "room"], "time": ["7 am"]})
+    parsed = schema.parse('Here are some requests:\n1. "Lights on in the Living Room"\n'
+                          "Example 2: wake me at 7 am in the kitchen\n3. turn it up\n"
+                          "4. at 7 amish time")
+    assert [p.text for p in parsed] == ["Lights on in the Living Room",
+                                        "wake me at 7 am in the kitchen", "turn it up",
+                                        "at 7 amish time"]
+    assert parsed[0].fields["entities"] == [
+        {"start": 17, "end": 28, "entity": "room", "value": "Living Room"}]
+    assert [e["entity"] for e in parsed[1].fields["entities"]] == ["time", "room"]
+    assert [p.error for p in parsed[2:]] == ["no_entity_found", "no_entity_found"]
+    doubled = schema.parse('1. "2. set the kitchen lights"\n3. 3. kitchen lamp off please\n'
+                           "**4. kitchen fan on**")
+    assert [p.text for p in doubled] == ["set the kitchen lights", "kitchen lamp off please",
+                                         "kitchen fan on"]
+    # so are a JSON list of strings, and a list whose lines hold bracketed numbers
+    assert schema.parse('["kitchen lights on"]')[0].fields["entities"][0]["value"] == "kitchen"
+    assert schema.parse("[1] kitchen lights on\n[2] bedroom too")[1].text == "bedroom too"
+    # an object without entities is annotated the same way
+    obj = schema.parse('{"text": "kitchen lights please", "intent": "x"}')[0]
+    assert obj.fields["entities"][0]["value"] == "kitchen"
 
 
 def test_engine_stores_spans_and_counts_rejects_by_reason(recipe_dict: dict) -> None:
@@ -204,16 +230,19 @@ def test_engine_stores_spans_and_counts_rejects_by_reason(recipe_dict: dict) -> 
 
 @pytest.mark.model
 def test_smart_home_slots_example_on_the_embedded_model(tmp_path: Path) -> None:
+    import yaml
+
     from textsynth.pipeline import run_recipe
 
-    recipe = load_recipe(ROOT / "examples" / "smart_home_slots.yaml").with_overrides(
-        out=tmp_path / "out", per_label=2)
-    outcome = run_recipe(recipe)
+    data = yaml.safe_load((ROOT / "examples" / "smart_home_slots.yaml").read_text())
+    data.update(per_label=1)
+    data["generation"].update(max_attempts=2, max_tokens=80)
+    data["export"]["dir"] = str(tmp_path / "out")
+    outcome = run_recipe(load_recipe(data))  # one batch of 12 requests at most
     rows = [r for split in outcome.dataset.values() for r in split]
-    assert rows
-    with_entities = 0
+    assert len(rows) >= 2, outcome.result.rejected
     for row in rows:
-        with_entities += bool(row["entities"])
+        assert row["entities"]
         for span in row["entities"]:
             assert row["text"][span["start"]:span["end"]] == span["value"]
-    assert with_entities >= len(rows) // 2
+    assert (tmp_path / "out" / "rasa" / "nlu.yml").is_file()

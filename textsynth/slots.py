@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from textsynth.schemas import OutputSchema, Parsed
+from textsynth.schemas import OutputSchema, Parsed, split_list
 
 if TYPE_CHECKING:
     from textsynth.recipe import Recipe
 
-__all__ = ["SlotSchema", "Span", "SpanError", "bio_labels", "bio_tags", "locate_spans",
-           "relocate_spans"]
+__all__ = ["SlotSchema", "Span", "SpanError", "bio_labels", "bio_tags", "find_values",
+           "locate_spans", "relocate_spans"]
 
 _TEXT_KEYS = ("text", "utterance", "sentence")
 _ENTITY_KEYS = ("entities", "slots", "entity")
 _TYPE_KEYS = ("entity", "type", "name", "slot")
 _TOKEN = re.compile(r"\S+")
+_INNER_NUMBER = re.compile(r"^\s*\d{1,3}[.)]\s+")
+_LABELLED_LINE = re.compile(
+    r"^(?:(?:example|request|utterance|sentence)\s*\d*\s*[:.)-]|\[\d{1,3}\])\s*", re.I)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,25 @@ def locate_spans(text: str, entities: Iterable[tuple[str, str]]) -> list[Span]:
         start, end = free[0]
         placed.append(Span(start, end, entity, text[start:end]))
     return sorted(placed, key=lambda s: s.start)
+
+
+def find_values(text: str, slot_values: Mapping[str, Sequence[str]]) -> list[Span]:
+    """Spans for every declared slot value that occurs in ``text`` as whole words.
+
+    Used when a model writes plain utterances instead of entities: longer values win
+    over shorter ones they overlap ("living room" over "room"), each mention counts.
+
+    >>> find_values("lights on in the Living Room", {"room": ["room", "living room"]})
+    [Span(start=17, end=28, entity='room', value='Living Room')]
+    """
+    found = [(start, end, entity) for entity, values in slot_values.items() for value in values
+             if value.strip() for start, end in _occurrences(text, value.strip())
+             if _whole_word(text, start, end)]
+    placed: list[Span] = []
+    for start, end, entity in sorted(found, key=lambda f: (f[0] - f[1], f[0])):
+        if all(end <= p.start or start >= p.end for p in placed):
+            placed.append(Span(start, end, entity, text[start:end]))
+    return sorted(placed, key=lambda p: p.start)
 
 
 def relocate_spans(text: str, spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -229,16 +251,24 @@ class SlotSchema(OutputSchema):
     "kitchen"}]``. Bound to a recipe (:meth:`for_recipe`), entity types must be the
     recipe's slot types and an intent is matched to the recipe's labels; an intent
     that names no label is ignored (the job's label stands).
+
+    Small models often answer with a plain list of utterances instead of JSON; then
+    (and for an object without ``entities``) each utterance is annotated with the
+    declared slot values it contains, and one that contains none is rejected
+    (``no_entity_found``), so no row carries a mention left unannotated by guesswork.
     """
 
     name = "slots"
 
-    def __init__(self, slot_types: Sequence[str] = (), labels: Sequence[str] = ()):
-        self.slot_types = list(slot_types)
+    def __init__(self, slots: Mapping[str, Sequence[str]] | Sequence[str] = (),
+                 labels: Sequence[str] = ()):
+        self.slot_values: dict[str, Sequence[str]] = (
+            dict(slots) if isinstance(slots, Mapping) else {key: () for key in slots})
+        self.slot_types = list(self.slot_values)
         self.labels = {_intent_key(label): label for label in labels}
 
     def for_recipe(self, recipe: Recipe) -> SlotSchema:
-        return SlotSchema(list(recipe.slots), list(recipe.labels))
+        return SlotSchema(recipe.slots, list(recipe.labels))
 
     def json_schema(self) -> dict[str, Any]:
         entity: dict[str, Any] = {"type": "string"}
@@ -270,8 +300,22 @@ class SlotSchema(OutputSchema):
         if not text.strip():
             return [Parsed("", error="empty_completion")]
         items = _items(_json_values(text))
-        out = [self._candidate(item) for item in items]
-        return out or [Parsed(text, error="no_json")]
+        if any(isinstance(item, dict) for item in items) or not any(self.slot_values.values()):
+            return [self._candidate(item) for item in items] or [Parsed(text, error="no_json")]
+        # a plain list (or a JSON list of strings): annotate with the declared values
+        lines = [i.strip() for i in items if isinstance(i, str) and i.strip()]
+        if not lines:
+            plain = "\n".join(_LABELLED_LINE.sub("", ln.strip()) for ln in text.splitlines())
+            lines = split_list(plain)
+        return [self._annotated(line) for line in lines] or [Parsed(text, error="no_items")]
+
+    def _annotated(self, utterance: str) -> Parsed:
+        # leftovers of list markup: "2. 2. text", '"1. text"', "**1. text**"
+        utterance = _INNER_NUMBER.sub("", utterance.strip("*_ ")).strip("*_ ")
+        spans = find_values(utterance, self.slot_values)
+        if not spans:
+            return Parsed(utterance, error="no_entity_found")
+        return Parsed(utterance, fields={"entities": [s.to_dict() for s in spans]})
 
     def _candidate(self, item: Any) -> Parsed:
         if not isinstance(item, dict):
@@ -280,6 +324,10 @@ class SlotSchema(OutputSchema):
         if raw_text is None or not raw_text.strip():
             return Parsed(json.dumps(item, ensure_ascii=False), error="no_text")
         utterance = raw_text.strip()
+        if not any(k in item for k in _ENTITY_KEYS) and any(self.slot_values.values()):
+            found = self._annotated(utterance)
+            found.label = self._label(item.get("intent"))
+            return found
         try:
             pairs = _pairs(next((item[k] for k in _ENTITY_KEYS if k in item), None))
             unknown = sorted({t for t, _ in pairs} - set(self.slot_types))
@@ -288,9 +336,11 @@ class SlotSchema(OutputSchema):
             spans = locate_spans(utterance, pairs)
         except SpanError as exc:
             return Parsed(utterance, error=exc.reason)
-        intent = item.get("intent")
-        label = None
-        if isinstance(intent, str) and intent.strip():
-            key = _intent_key(intent)
-            label = self.labels.get(key, None if self.labels else key)
-        return Parsed(utterance, fields={"entities": [s.to_dict() for s in spans]}, label=label)
+        return Parsed(utterance, fields={"entities": [s.to_dict() for s in spans]},
+                      label=self._label(item.get("intent")))
+
+    def _label(self, intent: Any) -> str | None:
+        if not isinstance(intent, str) or not intent.strip():
+            return None
+        key = _intent_key(intent)
+        return self.labels.get(key, None if self.labels else key)

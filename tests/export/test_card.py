@@ -4,8 +4,8 @@ import os
 
 import pytest
 import yaml
-from conftest import run_slots
 from huggingface_hub import DatasetCard, DatasetCardData
+from slots_fixtures import run_slots
 
 from textsynth.export.card import redact
 from textsynth.pipeline import RunOutcome

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from conftest import run_slots
 from datasets import ClassLabel, List, Value, load_dataset, load_from_disk
 from pydantic import BaseModel
+from slots_fixtures import run_slots
 
 from textsynth import ExportError, load_recipe
 from textsynth.export import dataset as dataset_module
@@ -166,6 +166,15 @@ def test_near_duplicates_never_straddle_splits() -> None:
     assert any(len({where[i] for i, gg in enumerate(groups) if gg == g}) > 1 for g in set(groups))
 
 
+def test_a_group_spanning_labels_stays_in_one_split() -> None:
+    labels = ["on", "off"] * 10
+    groups = [0] * 4 + list(range(1, 17))  # rows 0-3 (both labels) are near-duplicates
+    split = stratified_split(labels, {"train": 0.5, "test": 0.5}, 1, groups)
+    assert any({0, 1, 2, 3} <= set(idx) for idx in split.values())
+    for name in split:
+        assert sum(labels[i] == "on" for i in split[name]) == 5
+
+
 def test_export_reports_groups_in_the_store(slots_recipe_dict: dict) -> None:
     slots_recipe_dict["export"]["group_near_duplicates"] = True
     outcome = run_slots(slots_recipe_dict)
@@ -174,3 +183,15 @@ def test_export_reports_groups_in_the_store(slots_recipe_dict: dict) -> None:
     assert report["near_duplicate_groups"] >= 2
     assert report["splits"] == {k: len(v) for k, v in outcome.dataset.items()}
     assert "near-duplicates" in (outcome.out_dir / "README.md").read_text()
+
+
+def test_rejects_are_saved_with_their_reasons_when_asked(slots_recipe_dict: dict) -> None:
+    slots_recipe_dict["export"]["save_rejects"] = True
+    outcome = run_slots(slots_recipe_dict)
+    rows = [json.loads(line) for line in
+            (outcome.out_dir / "rejects.jsonl").read_text().splitlines()]
+    assert len(rows) == sum(outcome.result.rejected.values())
+    assert {r["reason"] for r in rows} == set(outcome.result.rejected)
+    assert {"label", "text", "detail"} <= set(rows[0])
+    slots_recipe_dict["export"]["save_rejects"] = False
+    assert not (run_slots(slots_recipe_dict).out_dir / "rejects.jsonl").exists()

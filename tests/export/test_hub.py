@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_slots
 from datasets import load_dataset
 from hub_server import TOKEN, FakeHub
+from slots_fixtures import run_slots
 
 from textsynth.pipeline import RunOutcome
 
@@ -113,6 +113,16 @@ def test_repo_id_defaults_to_the_recipe_hub_setting(slots_recipe_dict: dict,
         del hub.repos["tester/from-recipe"]
         assert _push(tmp_path, out, hub.endpoint).returncode == 0
         assert "README.md" in hub.repos["tester/from-recipe"]
+
+
+def test_token_from_the_standard_login_file(slots_run: RunOutcome, tmp_path: Path) -> None:
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    (home / "token").write_text(TOKEN)  # where 'hf auth login' keeps it under HF_HOME
+    with FakeHub() as hub:
+        proc = _push(tmp_path, slots_run.out_dir, hub.endpoint, REPO, token=None)
+        assert proc.returncode == 0, proc.stderr
+        assert "README.md" in hub.repos[REPO]
 
 
 def _fails(proc: subprocess.CompletedProcess[str], message: str) -> None:

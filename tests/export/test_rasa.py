@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import run_slots
+from slots_fixtures import run_slots
 
 from textsynth.export.rasa import annotate, rasa_nlu_yaml, read_rasa_nlu
 from textsynth.pipeline import RunOutcome

@@ -138,8 +138,12 @@ def _entities_section(recipe: Recipe, dataset: Any) -> str:
             for t in types]
     tags = "tokens" in next(iter(dataset.values())).features
     return ("## Entities\n\nEach row's `entities` lists character spans with "
-            "`text[start:end] == value`." + (" `tokens` are the whitespace tokens of `text` "
-                                             "and `tags` their BIO tags." if tags else "")
+            "`text[start:end] == value`. textsynth located every span itself: from the "
+            "entities the model named or, for plain utterances, from the declared slot values "
+            "the text contains as whole words; a candidate with a value missing from its text, "
+            "inside a word, or overlapping another was rejected."
+            + (" `tokens` are the whitespace tokens of `text` and `tags` their BIO tags."
+               if tags else "")
             + "\n\n" + _table(["entity", "values the prompts asked for", "mentions"], rows)
             + "\n\n")
 

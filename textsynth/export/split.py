@@ -54,21 +54,24 @@ class _UnionFind:
 def near_duplicate_groups(keys: Sequence[str], threshold: float) -> list[int]:
     """A group id per key: keys with similarity >= ``threshold`` (0..1) share a group.
 
-    Similarity is rapidfuzz's normalised Indel ratio; groups are transitive.
+    Similarity is rapidfuzz's normalised Indel ratio; groups are transitive. Equal
+    keys are compared once, so data with few distinct skeletons groups fast.
     """
     try:
         from rapidfuzz import fuzz, process
     except ImportError:
         raise MissingDependency("rapidfuzz", "quality", "export.group_near_duplicates") from None
-    uf = _UnionFind(len(keys))
+    unique = list(dict.fromkeys(keys))
+    uf = _UnionFind(len(unique))
     cutoff = threshold * 100
-    for lo in range(0, len(keys), _BLOCK):
-        block = keys[lo:lo + _BLOCK]
-        scores = process.cdist(block, keys, scorer=fuzz.ratio, score_cutoff=cutoff, workers=1)
+    for lo in range(0, len(unique), _BLOCK):
+        block = unique[lo:lo + _BLOCK]
+        scores = process.cdist(block, unique, scorer=fuzz.ratio, score_cutoff=cutoff, workers=1)
         for i, j in zip(*scores.nonzero(), strict=True):
             if lo + int(i) < int(j):
                 uf.union(lo + int(i), int(j))
-    return [uf.find(i) for i in range(len(keys))]
+    index = {key: i for i, key in enumerate(unique)}
+    return [uf.find(index[key]) for key in keys]
 
 
 def _counts(n: int, ratios: dict[str, float], turn: int) -> list[int]:
@@ -91,35 +94,51 @@ def stratified_split(labels: Sequence[str], ratios: dict[str, float], seed: int,
     """Row indices per split, stratified by label, deterministic for a seed.
 
     Each label's rows are shuffled and cut by the ratios (largest remainders get the
-    leftover rows). With ``groups``, rows of one group never straddle two splits:
-    a label's groups are placed whole, largest first, where the split is furthest
-    below its share, so the ratios hold as nearly as the group sizes allow.
+    leftover rows). With ``groups``, rows of one group never straddle two splits,
+    whatever their labels: groups are placed whole, largest first, in the split whose
+    labels are furthest below their share, so the ratios hold as nearly as the group
+    sizes allow.
     """
     by_label: dict[str, list[int]] = defaultdict(list)
     for i, label in enumerate(labels):
         by_label[label].append(i)
     names = list(ratios)
+    targets = {label: _counts(len(by_label[label]), ratios, turn)
+               for turn, label in enumerate(sorted(by_label))}
+    if groups is not None:
+        return _grouped(labels, names, targets, groups, seed)
     out: dict[str, list[int]] = {name: [] for name in names}
-    for turn, label in enumerate(sorted(by_label)):
+    for label in sorted(by_label):
         idx = by_label[label]
-        rng = random.Random(f"{seed}:{label}")
-        targets = _counts(len(idx), ratios, turn)
-        if groups is None:
-            rng.shuffle(idx)
-            start = 0
-            for name, count in zip(names, targets, strict=True):
-                out[name].extend(idx[start:start + count])
-                start += count
-            continue
-        members: dict[int, list[int]] = defaultdict(list)
-        for i in idx:
-            members[groups[i]].append(i)
-        bundles = list(members.values())
-        rng.shuffle(bundles)
-        bundles.sort(key=len, reverse=True)  # stable: equal sizes keep the shuffled order
-        filled = [0] * len(names)
-        for bundle in bundles:
-            j = max(range(len(names)), key=lambda k: (targets[k] - filled[k], -k))
-            out[names[j]].extend(bundle)
-            filled[j] += len(bundle)
+        random.Random(f"{seed}:{label}").shuffle(idx)
+        start = 0
+        for name, count in zip(names, targets[label], strict=True):
+            out[name].extend(idx[start:start + count])
+            start += count
+    return {name: sorted(v) for name, v in out.items()}
+
+
+def _grouped(labels: Sequence[str], names: list[str], targets: dict[str, list[int]],
+             groups: Sequence[int], seed: int) -> dict[str, list[int]]:
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, group in enumerate(groups):
+        members[group].append(i)
+    bundles = [members[g] for g in sorted(members)]
+    random.Random(f"{seed}:groups").shuffle(bundles)
+    bundles.sort(key=len, reverse=True)  # stable: equal sizes keep the shuffled order
+    filled = {label: [0] * len(names) for label in targets}
+    out: dict[str, list[int]] = {name: [] for name in names}
+    for bundle in bundles:
+        need: dict[str, int] = defaultdict(int)
+        for i in bundle:
+            need[labels[i]] += 1
+
+        def room(j: int, need: dict[str, int] = need) -> tuple[float, int]:
+            gap = sum(n * (targets[lb][j] - filled[lb][j]) for lb, n in need.items())
+            return gap, -j
+
+        j = max(range(len(names)), key=room)
+        out[names[j]].extend(bundle)
+        for label, n in need.items():
+            filled[label][j] += n
     return {name: sorted(v) for name, v in out.items()}
