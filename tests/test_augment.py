@@ -276,3 +276,30 @@ def test_relocate_reordered_bare_and_unmarked_slots() -> None:
     assert {s.name: text[s.start:s.end] for s in spans} == {"artist": "Daft Punk",
                                                            "playlist": "party"}
     assert relocate("Füge etwas hinzu", source)[2] == ["artist", "playlist"]
+
+
+@pytest.mark.model
+def test_translate_and_paraphrase_on_the_embedded_model(tmp_path: Path) -> None:
+    from textsynth.backends.transformers import TransformersBackend
+    from textsynth.report import build_report
+
+    rows = [{"text": "What will the weather be like in Berlin tomorrow", "label": "GetWeather"},
+            {"text": "Play [Yesterday](song) by [The Beatles](artist)", "label": "PlayMusic"}]
+    src = _write(tmp_path, rows)
+    backend = TransformersBackend({"batch_size": 4})
+    out = translate(src, ["de"], tmp_path / "de", backend=backend, max_attempts=2)
+    # what the model could not do is said, row by row; what it did passes every check
+    assert out.accepted + sum(out.missing.values()) == 2
+    assert 2 <= out.sent <= 4  # two rows, at most two attempts each
+    with Store.in_dir(tmp_path / "de") as store:
+        assert store.completion_count() == out.sent
+        examples = list(store.examples())
+    for ex in examples:
+        assert ex.language == "de" and ex.fields["source_text"] in {
+            "What will the weather be like in Berlin tomorrow", "Play Yesterday by The Beatles"}
+    if examples:
+        report = build_report(tmp_path / "de")
+        assert report.language_check == {"de": {"rows": len(examples), "passed": len(examples)}}
+    para = paraphrase(src, 2, tmp_path / "en", backend=backend, max_attempts=2)
+    assert para.accepted + sum(para.missing.values()) == 4
+    assert 2 <= para.sent <= 4

@@ -116,8 +116,11 @@ class QualityReport:
         if self.rejects:
             rows.append(("rejected candidates", sum(self.rejects.values()), None))
             rows.append(("acceptance rate", round(s.rows / self.candidates, 4), None))
-        if self.language_pass_rate is not None:
-            rows.append(("language check passed", round(self.language_pass_rate, 4), None))
+        if self.language_check:
+            rows_checked = sum(v["rows"] for v in self.language_check.values())
+            passed = sum(v["passed"] for v in self.language_check.values())
+            rows.append(("language check passed",
+                         f"{passed}/{rows_checked} ({passed / rows_checked:.0%})", None))
         return rows
 
     def to_dict(self) -> dict[str, Any]:

@@ -109,12 +109,12 @@ def _read(path: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
             return _read_saved(path / "dataset")
         parquet = sorted((path / "data").glob("*.parquet")) if (path / "data").is_dir() else []
         if parquet:
-            return _read_files(parquet)
+            return _read_files(parquet, by_split=True)
         if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
             return _read_saved(path)
         jsonl = sorted(path.glob("*.jsonl"))
         if jsonl:
-            return _read_files(jsonl)
+            return _read_files(jsonl, by_split=True)
         raise DataError("not a dataset folder (no dataset/, data/*.parquet, *.jsonl or "
                         "save_to_disk files)", source=str(path))
     return _read_files([path])
@@ -143,11 +143,13 @@ def _split_of(path: Path) -> str:
     return path.name.split(".")[0].split("-")[0]
 
 
-def _read_files(paths: list[Path]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+def _read_files(paths: list[Path], by_split: bool = False
+                ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Rows by split; in an output folder the split is in each file's name."""
     tables: dict[str, list[dict[str, Any]]] = {}
     names: list[str] = []
     for p in paths:
-        key = _split_of(p) if len(paths) > 1 else ""
+        key = _split_of(p) if by_split else ""
         suffix = p.suffix.lower()
         if suffix in (".jsonl", ".json"):
             rows = _read_json(p)
