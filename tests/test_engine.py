@@ -154,6 +154,7 @@ def test_budget_stops_cleanly(recipe_dict: dict) -> None:
     _, result = run(recipe, fake)
     assert result.stopped and "budget" in result.stopped
     assert not result.complete
-    # requests are only sent while their worst case fits: the budget is never overrun
-    assert 0 < result.usage.total_tokens <= 150
+    # requests are only sent while their estimated worst case fits: the budget is passed
+    # by one request at most
+    assert 150 - 60 < result.usage.total_tokens <= 150 + 60
     assert len(fake.requests) >= 2

@@ -44,6 +44,16 @@ Progress = Callable[[int, int], None]
 _RETRY_TEMPERATURE = 0.7
 
 
+class AugmentedRows(UtteranceList):
+    """Rows made from source rows: the exported columns include their lineage."""
+
+    def dataset_features(self) -> dict[str, Any]:
+        from datasets import Value
+
+        return {name: Value("string")
+                for name in ("slots", "source_id", "source_text", "source_language")}
+
+
 @dataclass
 class SourceRow:
     id: str
@@ -340,7 +350,7 @@ class AugmentRun:
                     self._store.add_example(seq, example)
             summary = self._summary()
             self._store.set_meta("summary", summary)
-            dataset = export_dataset(self.recipe, self._store, self.out_dir)
+            dataset = export_dataset(self.recipe, self._store, self.out_dir, AugmentedRows())
             write_card(self.recipe, dataset, summary, self.out_dir)
         finally:
             self._store.close()

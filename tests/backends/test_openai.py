@@ -185,7 +185,7 @@ def test_empty_answer_is_reasked_with_a_correction_turn(tmp_path: Path,
 
 def _orders(good: bool, body: Mapping[str, Any] | None = None) -> str:
     tone = "polite" if good else "very rude"
-    tag = (body or {}).get("seed", 0)
+    tag = (body or {}).get("seed", 0) % 1000  # short: no phone-number look-alikes
     return json.dumps({"items": [{"text": f"please send order {tag}-{i} today", "tone": tone}
                                  for i in range(3)]})
 
@@ -335,7 +335,7 @@ def test_api_key_is_in_no_file_the_run_wrote(tmp_path: Path, monkeypatch: pytest
         assert secret.encode() not in data and env_secret.encode() not in data, path
     assert secret not in caplog.text and env_secret not in caplog.text
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "visible" in card and "***" in card
+    assert "<redacted>" in card  # the card redacts keys and whole header maps
     assert secret not in repr(recipe.model_dump(mode="json"))
 
 

@@ -189,9 +189,9 @@ def test_rejects_are_saved_with_their_reasons_when_asked(slots_recipe_dict: dict
     slots_recipe_dict["export"]["save_rejects"] = True
     outcome = run_slots(slots_recipe_dict)
     rows = [json.loads(line) for line in
-            (outcome.out_dir / "rejects.jsonl").read_text().splitlines()]
+            (outcome.out_dir / "rejected.jsonl").read_text().splitlines()]
     assert len(rows) == sum(outcome.result.rejected.values())
     assert {r["reason"] for r in rows} == set(outcome.result.rejected)
     assert {"label", "text", "detail"} <= set(rows[0])
     slots_recipe_dict["export"]["save_rejects"] = False
-    assert not (run_slots(slots_recipe_dict).out_dir / "rejects.jsonl").exists()
+    assert not (run_slots(slots_recipe_dict).out_dir / "rejected.jsonl").exists()

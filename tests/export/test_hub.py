@@ -99,7 +99,7 @@ def test_repo_id_defaults_to_the_recipe_hub_setting(slots_recipe_dict: dict,
     slots_recipe_dict["per_label"] = 2
     recipe_path = tmp_path / "recipe.yaml"
     slots_recipe_dict["backend"] = {"type": "fake", "options": {"responses": [
-        '{"text": "turn on the kitchen light {seed}", "intent": "{label}", '
+        '{"text": "could you switch the lamp in the kitchen on {seed}", "intent": "{label}", '
         '"entities": {"room": "kitchen"}}']}}
     recipe_path.write_text(yaml.safe_dump(slots_recipe_dict))
     out = Path(slots_recipe_dict["export"]["dir"])

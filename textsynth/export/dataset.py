@@ -218,7 +218,8 @@ def _quiet_datasets() -> Iterator[None]:
             ds_logging.enable_progress_bar()
 
 
-def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None) -> Any:
+def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None,
+                   schema: OutputSchema | None = None) -> Any:
     """Write the dataset in every format the recipe asks for; return the ``DatasetDict``.
 
     What was exported (files, split sizes, near-duplicate groups, rows Rasa cannot
@@ -226,7 +227,7 @@ def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None) ->
     """
     out = Path(out_dir or recipe.output_dir)
     report = ExportReport()
-    ds = build_dataset(recipe, list(store.examples()), report=report)
+    ds = build_dataset(recipe, list(store.examples()), schema=schema, report=report)
     stage = out / _STAGING
     try:
         _remove(stage)
