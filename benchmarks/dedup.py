@@ -70,7 +70,8 @@ def _incremental(rule: object, texts: list[str]) -> int:
 
 
 def _datasketch(texts: list[str]) -> int:
-    from datasketch import MinHash, MinHashLSH
+    """The same dedup with datasketch's MinHash + MinHashLSH, for comparison."""
+    from datasketch import MinHash, MinHashLSH  # pip install datasketch
 
     from textsynth.quality.normalize import normalize
 
@@ -89,7 +90,6 @@ def _datasketch(texts: list[str]) -> int:
 
 
 def run_one(method: str, n: int) -> dict[str, float]:
-    import datasketch  # noqa: F401
     import numpy  # noqa: F401 - imported before timing, like the libraries below
 
     from textsynth.quality.dedup import ExactDedup, NearDuplicateDedup
@@ -109,6 +109,9 @@ def run_one(method: str, n: int) -> dict[str, float]:
     elif method == "minhash-rule":
         dropped = _incremental(NearDuplicateDedup(threshold=0.8), texts)
     elif method == "datasketch":
+        import datasketch  # noqa: F401 - imported before timing
+
+        start = time.perf_counter()
         dropped = _datasketch(texts)
     elif method == "semantic":
         vectors = embedder.encode(texts)

@@ -86,6 +86,13 @@ class RunResult:
 ProgressHook = Callable[["Engine", str], None]
 
 
+def _complete(parsed: list[Parsed], cut: bool) -> list[Parsed]:
+    """When the completion hit max_tokens, its last item was cut off mid-way."""
+    if cut and parsed and not parsed[-1].error:
+        parsed[-1] = Parsed(parsed[-1].text, error="truncated")
+    return parsed
+
+
 class Engine:
     """Fills every label's quota from a recipe, resuming from the store.
 
@@ -381,7 +388,8 @@ class Engine:
         st = self.stats[job.slot]
         st.jobs += 1
         st.usage = st.usage + completion.usage
-        parsed_all = [p for text in completion.texts for p in self.schema.parse(text)]
+        parsed_all = [p for text in completion.texts for p in _complete(
+            self.schema.parse(text), completion.finish_reason == "length")]
         if self.gate.needs_prepare:  # model-backed rules judge the whole batch at once
             await self.gate.prepare([self._example(job, completion, key, p) for p in parsed_all
                                      if not p.error and p.label in (None, job.label)])

@@ -144,3 +144,16 @@ def test_semantic_dedup_drops_paraphrases_keeps_other_meanings(semantic_rule) ->
         ("BookRestaurant", "reserve a table for 2 at a sushi restaurant"),
     ])
     assert reasons == ["", "semantic_duplicate", "", "", "semantic_duplicate"]
+
+
+def test_novelty_keeps_away_from_the_label_description() -> None:
+    rule = RougeNovelty(0.7, references={
+        "AddToPlaylist": ["add a song, an artist or an album to my playlist"]})
+    reasons = feed(rule, [
+        ("AddToPlaylist", "Please add a song, an artist or album to my playlist."),
+        ("AddToPlaylist", "Please add a new album to your playlist."),
+        ("AddToPlaylist", "put Hey Jude on my road trip playlist"),
+    ])
+    assert reasons == ["not_novel", "", ""]
+    assert "label description" in rule.check(
+        Example("add a song, an artist or an album to my playlist", "AddToPlaylist")).detail

@@ -54,8 +54,8 @@ META = MetaTextFilter(
     ["AddToPlaylist", "BookRestaurant", "get_weather"],
     instruction_lines(TEMPLATE.source, [
         "short messages customers send to their bank",
-        "Write 5 short requests to add a song, an artist or an album to my playlist (style: a "
-        "command).\nExample format:\n1. Please add a song, an artist or an album to my playlist.",
+        "Write 5 short requests people say to a voice assistant to   (style: a command).\n"
+        "Example format:\n1. Please  .",
     ]))
 
 # outputs of the embedded 135M model, verbatim
@@ -73,8 +73,7 @@ MODEL_JUNK = [
     ("intent: get weather", "meta_text"),
     ("Get weather.", "label_echo"),
     ("Now write 5 new ones", "prompt_echo"),
-    ("Write 5 short requests to add a song", "prompt_echo"),
-    ("Please add a song or an album to my playlist", "prompt_echo"),
+    ("Write 5 short requests people say to add a song", "prompt_echo"),
     ("messages customers send to their bank", "prompt_echo"),
 ]
 
@@ -93,6 +92,7 @@ def test_meta_text_drops_small_model_junk(text: str, why: str) -> None:
     "明天北京的天气怎么样",
     "call me at [PHONE] when the table is ready",  # a PII mask is not a placeholder
     "play the playlist called get weather",  # a label name inside a real request
+    "Please add a song or an album to my playlist",  # repeats the description: novelty's job
 ])
 def test_meta_text_keeps_real_requests(text: str) -> None:
     assert reason(META, text) == ""

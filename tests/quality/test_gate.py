@@ -192,3 +192,16 @@ def test_rejects_saved_as_their_own_split_without_seed_copies(recipe_dict: dict,
     from datasets import load_from_disk
 
     assert load_from_disk(str(tmp_path / "out" / "rejected")).num_rows == len(rows)
+
+
+def test_last_item_of_a_cut_off_completion_is_dropped(recipe_dict: dict) -> None:
+    from textsynth.backends.base import Completion
+
+    recipe_dict["per_label"] = 2
+    recipe = load_recipe(recipe_dict)
+    fake = FakeBackend(handler=lambda r: Completion(
+        [f"1. switch it number {r.seed} please\n2. and also number {r.seed} the"],
+        finish_reason="length"))
+    engine, result = run(recipe, fake)
+    assert all(" the" not in e.text for e in engine.store.examples())
+    assert result.rejected["parse:truncated"] >= 2

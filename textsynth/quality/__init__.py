@@ -54,7 +54,8 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
         nd = q.near_duplicates
         rules.append(dedup.NearDuplicateDedup(nd.threshold, nd.num_perm, nd.ngram, withdraw))
     if q.novelty is not None:
-        rules.append(dedup.RougeNovelty(q.novelty, seeds))
+        descriptions = {label: [spec.description] for label, spec in recipe.labels.items()}
+        rules.append(dedup.RougeNovelty(q.novelty, seeds, descriptions))
     if q.semantic is not None:
         from textsynth.quality.semantic import Embedder
 
@@ -65,8 +66,15 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
     return QualityGate(rules)
 
 
+_GAP = "\x00"
+
+
 def _prompts(recipe: Recipe, template: PromptTemplate) -> list[str]:
-    """The first prompt of each label, rendered as the engine would (for prompt echo)."""
+    """The first prompt of each label, rendered as the engine would, for prompt echo.
+
+    The label's name and description are left out: a candidate that repeats the
+    description is not echoing instructions (novelty judges it instead).
+    """
     from textsynth.engine import language_name
     from textsynth.errors import TemplateError
 
@@ -74,8 +82,8 @@ def _prompts(recipe: Recipe, template: PromptTemplate) -> list[str]:
     out: list[str] = []
     for label, spec in recipe.labels.items():
         context = {
-            "task": recipe.description, "label": label, "label_name": label.replace("_", " "),
-            "label_description": spec.description,
+            "task": recipe.description, "label": label, "label_name": _GAP,
+            "label_description": _GAP,
             "labels": {n: s.description for n, s in recipe.labels.items()},
             "language": recipe.all_languages[0],
             "language_name": language_name(recipe.all_languages[0]), "attributes": first,
@@ -84,7 +92,8 @@ def _prompts(recipe: Recipe, template: PromptTemplate) -> list[str]:
             "slots": {k: v[0] for k, v in recipe.slots.items()}, "slot_types": recipe.slots,
         }
         try:
-            out.extend(m["content"] for m in template.render_messages(**context))
+            out.extend(m["content"].replace(_GAP, " ")
+                       for m in template.render_messages(**context))
         except TemplateError:  # a template with variables of its own: static lines only
             return []
     return out

@@ -38,16 +38,20 @@ _MASK_TAGS = "|".join(re.escape(m) for m in MASKS.values())
 _PLACEHOLDER = re.compile(
     rf"(?!{_MASK_TAGS})(\[[^\]\n]{{1,40}}\]|\{{[^}}\n]{{1,40}}\}}|<[^>\n]{{1,40}}>)")
 _CAMEL = re.compile(r"[a-z](?=[A-Z])")
+_LIST_ITEM = re.compile(r"^(\d{1,3}[.)]|[-*•])\s")
 _JINJA = re.compile(r"\{#.*?#\}|\{%.*?%\}|\{\{.*?\}\}", re.S)
 _FILLER = {"intent", "label", "category", "the", "a", "an", "request", "command", "to"}
 
 
 def instruction_lines(template_source: str, extra: Iterable[str] = ()) -> list[str]:
-    """The literal lines of a prompt template (Jinja removed), plus ``extra`` texts."""
+    """The instruction lines of a prompt: the template's literal lines (Jinja
+    removed) and the lines of ``extra`` texts (rendered prompts), leaving out list
+    items, which are examples to imitate rather than instructions to obey."""
     text = _JINJA.sub(" ", template_source)
     lines = [line.strip() for line in text.splitlines()]
     lines += [line.strip() for e in extra for line in e.splitlines()]
-    return list(dict.fromkeys(line for line in lines if len(word_tokens(line)) >= 3))
+    return list(dict.fromkeys(line for line in lines
+                              if len(word_tokens(line)) >= 3 and not _LIST_ITEM.match(line)))
 
 
 class MetaTextFilter(Rule):

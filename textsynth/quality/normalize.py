@@ -15,6 +15,8 @@ __all__ = ["encode_tokens", "normalize", "normalize_many", "word_tokens"]
 
 _NON_WORD = re.compile(r"\W+", re.UNICODE)
 _NON_WORD_LINE = re.compile(r"[^\w\n]+", re.UNICODE)
+_ASCII_PUNCT = str.maketrans({c: " " for c in map(chr, range(128))
+                              if c != "\n" and not (c.isalnum() or c == "_")})
 # Han, Hiragana, Katakana, Thai, Lao, Khmer, Myanmar: no spaces between words
 _UNSPACED = (
     "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
@@ -33,8 +35,11 @@ def normalize(text: str) -> str:
 
 
 def normalize_many(texts: Sequence[str]) -> list[str]:
-    """``[normalize(t) for t in texts]`` in a few calls (line breaks become spaces)."""
-    joined = "\n".join(_NON_WORD.sub(" ", t) if "\n" in t else t for t in texts)
+    """``[normalize(t) for t in texts]`` in a few calls over the joined texts."""
+    joined = "\n".join(t.replace("\n", " ") if "\n" in t else t for t in texts)
+    if joined.isascii():  # NFKC and casefold reduce to lower(); punctuation to spaces
+        lines = joined.lower().translate(_ASCII_PUNCT).split("\n")
+        return [" ".join(line.split()) for line in lines]
     joined = _NON_WORD_LINE.sub(" ", unicodedata.normalize("NFKC", joined).casefold())
     return [line.strip() for line in joined.split("\n")]
 
