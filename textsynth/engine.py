@@ -87,10 +87,14 @@ ProgressHook = Callable[["Engine", str], None]
 
 
 def _complete(parsed: list[Parsed], cut: bool) -> list[Parsed]:
-    """When the completion hit max_tokens, its last item was cut off mid-way."""
-    if cut and parsed and not parsed[-1].error:
-        parsed[-1] = Parsed(parsed[-1].text, error="truncated")
+    """When the completion hit max_tokens, its last item may be cut off mid-way."""
+    last = parsed[-1] if parsed else None
+    if cut and last is not None and not last.error and not last.text.endswith(_ENDINGS):
+        parsed[-1] = Parsed(last.text, error="truncated")
     return parsed
+
+
+_ENDINGS = tuple(".!?。！？…\"'”’)")
 
 
 class Engine:

@@ -98,6 +98,14 @@ def test_meta_text_keeps_real_requests(text: str) -> None:
     assert reason(META, text) == ""
 
 
+def test_meta_text_drops_repeated_vary_attributes() -> None:
+    rule = MetaTextFilter(["PlayMusic"], attributes={"style": ["a casual request", "terse"]})
+    assert reason(rule, "find it with the current style: a casual request") == "prompt_echo"
+    assert reason(rule, "Here is a casual request for you") == "meta_text"
+    assert reason(rule, "play something in a casual request mood") == "prompt_echo"
+    assert reason(rule, "play something terse and casual") == ""  # one-word values are words
+
+
 def test_pii_found_and_validated() -> None:
     assert [m.kind for m in find_pii("card 4111 1111 1111 1111, mail jo.doe+x@mail.co.uk")] \
         == ["card", "email"]

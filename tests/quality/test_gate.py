@@ -200,8 +200,10 @@ def test_last_item_of_a_cut_off_completion_is_dropped(recipe_dict: dict) -> None
     recipe_dict["per_label"] = 2
     recipe = load_recipe(recipe_dict)
     fake = FakeBackend(handler=lambda r: Completion(
-        [f"1. switch it number {r.seed} please\n2. and also number {r.seed} the"],
-        finish_reason="length"))
+        [f"1. switch it number {r.seed} please\n2. and also number {r.seed} the",
+         f"1. switch it off {r.seed}\n2. all done with {r.seed}."], finish_reason="length"))
     engine, result = run(recipe, fake)
-    assert all(" the" not in e.text for e in engine.store.examples())
-    assert result.rejected["parse:truncated"] >= 2
+    texts = [e.text for e in engine.store.examples()]
+    assert all(" the" not in t for t in texts)
+    assert any(t.startswith("all done") for t in texts)  # ends a sentence: not cut
+    assert result.rejected["parse:truncated"] >= 1

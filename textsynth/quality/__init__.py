@@ -38,7 +38,7 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
         template = PromptTemplate.load(recipe.template, recipe.base_dir)
         lines = instruction_lines(template.source, [recipe.description, *_prompts(recipe,
                                                                                  template)])
-        rules.append(filters.MetaTextFilter(recipe.labels, lines))
+        rules.append(filters.MetaTextFilter(recipe.labels, lines, attributes=recipe.vary))
     if q.pii != "off":
         rules.append(filters.PIIFilter(q.pii))
     if q.language_id is not None:

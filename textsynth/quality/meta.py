@@ -8,7 +8,7 @@ the prompt's instructions, or just say the label's name. None of that is data.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from textsynth.quality.base import KEEP, Rule, Verdict
 from textsynth.quality.normalize import word_tokens
@@ -60,7 +60,8 @@ class MetaTextFilter(Rule):
     name = "meta_text"
 
     def __init__(self, labels: Iterable[str] = (), instructions: Iterable[str] = (),
-                 echo_threshold: float = 0.75):
+                 echo_threshold: float = 0.75,
+                 attributes: Mapping[str, Iterable[str]] | None = None):
         from textsynth.quality.rouge import RougePool
 
         super().__init__()
@@ -70,6 +71,12 @@ class MetaTextFilter(Rule):
                 self.label_names[" ".join(t for t in word_tokens(form) if t not in _FILLER)] = label
         self.instructions = RougePool(list(instructions))
         self.echo_threshold = echo_threshold
+        # the recipe's `vary` attributes, as the model may repeat them ("style: casual")
+        attributes = attributes or {}
+        phrases = [rf"\b{re.escape(key)}\s*:" for key in attributes]
+        phrases += [rf"\b{re.escape(v)}\b" for values in attributes.values() for v in values
+                    if len(v.split()) >= 2]
+        self._attributes = re.compile("|".join(phrases), re.I) if phrases else None
 
     def check(self, example: Example) -> Verdict:
         text = example.text
@@ -78,6 +85,10 @@ class MetaTextFilter(Rule):
             match = pattern.search(text)
             if match:
                 return Verdict(False, reason, match.group(0).strip())
+        if self._attributes is not None:
+            match = self._attributes.search(text)
+            if match:
+                return Verdict(False, "prompt_echo", f"repeats the attribute {match.group(0)!r}")
         core = " ".join(t for t in word_tokens(text) if t not in _FILLER)
         if core in self.label_names:
             return Verdict(False, "label_echo", f"just the label '{self.label_names[core]}'")

@@ -28,6 +28,9 @@ def default_embedding_model() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+_CACHES: dict[str, dict[str, Any]] = {}
+
+
 @functools.lru_cache(maxsize=4)
 def _load(path: str) -> Any:
     try:
@@ -50,16 +53,17 @@ def _load(path: str) -> Any:
 class Embedder:
     """Unit-length sentence embeddings; the model loads on first use and is shared.
 
-    Recent texts are cached, so rules that embed the same candidate (semantic
-    dedup and the embedding judge) pay for it once.
+    Recent texts are cached per model (shared by every Embedder of that model),
+    so rules that embed the same candidate (semantic dedup and the embedding
+    judge) pay for it once, and so does a re-run over stored completions.
     """
 
     def __init__(self, model: str | Path | None = None, batch_size: int = 64,
-                 cache_size: int = 4096):
+                 cache_size: int = 20_000):
         self.model_path = str(model or default_embedding_model())
         self.batch_size = batch_size
         self.cache_size = cache_size
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[str, np.ndarray] = _CACHES.setdefault(self.model_path, {})
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), dim)`` float32 embeddings with norm 1."""
