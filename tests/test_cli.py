@@ -66,7 +66,7 @@ def test_preview_prints_prompts_without_a_model(write_recipe, recipe_dict: dict)
     recipe_dict["backend"] = {"type": "transformers", "options": {"model": "/no/such/model"}}
     proc = _cli("preview", str(write_recipe(recipe_dict)), "-n", "3")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("Intent:") == 3 and "turn on" in proc.stdout
+    assert proc.stdout.count("Example format:") == 3 and "switch something on" in proc.stdout
 
 
 def test_main_in_process_reports_error(capsys, tmp_path: Path) -> None:

@@ -83,6 +83,17 @@ class RunResult:
 ProgressHook = Callable[["Engine", str], None]
 
 
+def _complete(parsed: list[Parsed], cut: bool) -> list[Parsed]:
+    """When the completion hit max_tokens, its last item may be cut off mid-way."""
+    last = parsed[-1] if parsed else None
+    if cut and last is not None and not last.error and not last.text.endswith(_ENDINGS):
+        parsed[-1] = Parsed(last.text, error="truncated")
+    return parsed
+
+
+_ENDINGS = tuple(".!?。！？…\"'”’)")
+
+
 class Engine:
     """Fills every label's quota from a recipe, resuming from the store.
 
@@ -291,7 +302,8 @@ class Engine:
         st = self.stats[job.slot]
         st.jobs += 1
         st.usage = st.usage + completion.usage
-        parsed_all = [p for text in completion.texts for p in self.schema.parse(text)]
+        parsed_all = [p for text in completion.texts for p in _complete(
+            self.schema.parse(text), completion.finish_reason == "length")]
         if self.gate.needs_prepare:  # model-backed rules judge the whole batch at once
             await self.gate.prepare([self._example(job, completion, key, p) for p in parsed_all
                                      if not p.error and p.label in (None, job.label)])
@@ -310,7 +322,8 @@ class Engine:
             for label, text in self.gate.withdrawals():
                 self._withdraw(label, text, example)
             if not verdict.keep:
-                self._reject(job, example.text, verdict.reason, verdict.detail, key)
+                detail = f"[{verdict.rule}] {verdict.detail}".strip()
+                self._reject(job, example.text, verdict.reason, detail, key)
                 continue
             self.gate.accept(example)
             st.accepted += 1

@@ -125,6 +125,30 @@ def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None) ->
                 split.to_json(str(out / f"{name}.jsonl"), force_ascii=False, lines=True)
             if "csv" in formats:
                 split.to_csv(str(out / f"{name}.csv"), index=False)
+        if recipe.export.save_rejects:
+            _write_rejects(recipe, store, out, formats)
     except OSError as exc:
         raise ExportError(f"cannot write the dataset to {out}: {exc}") from exc
     return ds
+
+
+def _write_rejects(recipe: Recipe, store: Store, out: Path, formats: set[Any]) -> None:
+    """The rejected candidates as their own split ``rejected``, beside the dataset."""
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    from textsynth.quality.rejects import REJECTS_SPLIT, reject_rows
+
+    rows = reject_rows(store)
+    names = ("text", "label", "language", "reason", "detail", "request_id")
+    features = Features({n: ClassLabel(names=list(recipe.labels)) if n == "label"
+                         else Value("string") for n in names})
+    split = Dataset.from_dict({n: [r[n] for r in rows] for n in names}, features=features)
+    if "arrow" in formats:
+        split.save_to_disk(str(out / REJECTS_SPLIT))
+    if "parquet" in formats:
+        (out / "data").mkdir(exist_ok=True)
+        split.to_parquet(str(out / "data" / f"{REJECTS_SPLIT}-00000-of-00001.parquet"))
+    if "jsonl" in formats:
+        split.to_json(str(out / f"{REJECTS_SPLIT}.jsonl"), force_ascii=False, lines=True)
+    if "csv" in formats:
+        split.to_csv(str(out / f"{REJECTS_SPLIT}.csv"), index=False)

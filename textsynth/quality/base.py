@@ -19,13 +19,15 @@ class Verdict:
 
     ``reason`` is a short machine-readable tag (``too_short``, ``near_duplicate``);
     ``detail`` is free text for people. ``text``, when set on a kept candidate,
-    replaces its text (PII masking).
+    replaces its text (PII masking). The gate fills in ``rule``, the name of the
+    rule that dropped the candidate.
     """
 
     keep: bool
     reason: str = ""
     detail: str = ""
     text: str | None = None
+    rule: str = ""
 
 
 KEEP = Verdict(True)
@@ -112,7 +114,7 @@ class QualityGate:
         for rule in self.rules:
             verdict = rule(example)
             if not verdict.keep:
-                return Verdict(False, verdict.reason, verdict.detail)
+                return Verdict(False, verdict.reason, verdict.detail, rule=_name(rule))
             if verdict.text is not None and verdict.text != example.text:
                 example.text = verdict.text
         return Verdict(True, text=example.text if example.text != text else None)
@@ -130,10 +132,11 @@ class QualityGate:
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per rule: kept and dropped counts by reason."""
-        return {
-            rule.name or type(rule).__name__: {"kept": rule.kept, **dict(rule.dropped)}
-            for rule in self.rules
-        }
+        return {_name(rule): {"kept": rule.kept, **dict(rule.dropped)} for rule in self.rules}
+
+
+def _name(rule: Rule) -> str:
+    return rule.name or type(rule).__name__
 
 
 def _survivor(example: Example, rules: Sequence[Rule]) -> Example | None:

@@ -86,7 +86,8 @@ class NearDuplicateDedup(_CrossLabelRule):
         from textsynth.quality.minhash import MinHashIndex
 
         super().__init__(withdraw_conflicts)
-        self.index = MinHashIndex(threshold, num_perm, ngram)
+        # a run's accepted set is small: compare with all of it, LSH only beyond 5k
+        self.index = MinHashIndex(threshold, num_perm, ngram, exhaustive_below=5_000)
         self._last: tuple[str, Any] | None = None
 
     def _signature(self, text: str) -> Any:
@@ -153,19 +154,29 @@ class SemanticDedup(_CrossLabelRule):
 
 class RougeNovelty(Rule):
     """Self-Instruct's novelty test: ROUGE-L F1 with every seed and accepted example
-    of the same label must stay below ``threshold`` (0.7 in Self-Instruct)."""
+    of the same label must stay below ``threshold`` (0.7 in Self-Instruct).
+
+    ``references`` are further texts per label to stay away from, such as the
+    label's description: a small model that copies the description into every
+    answer is not writing new examples.
+    """
 
     name = "novelty"
 
-    def __init__(self, threshold: float = 0.7, seeds: dict[str, list[str]] | None = None):
+    def __init__(self, threshold: float = 0.7, seeds: dict[str, list[str]] | None = None,
+                 references: dict[str, list[str]] | None = None):
         from textsynth.quality.rouge import RougePool
 
         super().__init__()
         self.threshold = threshold
         self._pool_type = RougePool
-        self.pools: dict[str, RougePool] = {
-            label: RougePool(list(texts)) for label, texts in (seeds or {}).items()}
-        self._seed_counts = {label: len(texts) for label, texts in (seeds or {}).items()}
+        self.pools: dict[str, RougePool] = {}
+        self._fixed: dict[str, tuple[int, int]] = {}  # label -> (seeds, seeds + references)
+        for label in {*(seeds or {}), *(references or {})}:
+            first = list((seeds or {}).get(label, []))
+            more = [r for r in (references or {}).get(label, []) if r]
+            self.pools[label] = RougePool(first + more)
+            self._fixed[label] = (len(first), len(first) + len(more))
 
     def check(self, example: Example) -> Verdict:
         pool = self.pools.get(example.label)
@@ -174,10 +185,14 @@ class RougeNovelty(Rule):
         match = pool.closest(example.text, cutoff=self.threshold)
         if match is None:
             return KEEP
-        if match.index < self._seed_counts.get(example.label, 0):
-            return Verdict(False, "not_novel", f"ROUGE-L {match.f1:.2f} with a seed example")
-        return Verdict(False, "not_novel",
-                       f"ROUGE-L {match.f1:.2f} with {pool.texts[match.index]!r}")
+        n_seeds, n_fixed = self._fixed.get(example.label, (0, 0))
+        if match.index < n_seeds:
+            what = "a seed example"
+        elif match.index < n_fixed:
+            what = "the label description"
+        else:
+            what = repr(pool.texts[match.index])
+        return Verdict(False, "not_novel", f"ROUGE-L {match.f1:.2f} with {what}")
 
     def add(self, example: Example) -> None:
         pool = self.pools.get(example.label)

@@ -8,7 +8,7 @@ the prompt's instructions, or just say the label's name. None of that is data.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from textsynth.quality.base import KEEP, Rule, Verdict
 from textsynth.quality.normalize import word_tokens
@@ -18,17 +18,17 @@ from textsynth.schemas import Example
 __all__ = ["MetaTextFilter", "instruction_lines"]
 
 _ASSISTANT = re.compile(
-    r"\b(as an ai|i'?m an ai|i am an ai|(ai|a) language model|i'?m (here|ready|happy|glad)"
-    r" to (help|assist)|i('?m| am) (designed|programmed) to"
-    r"|i can(not|'t) (help|assist|do|provide)"
+    r"\b(as an ai|i'?m an ai|i am an ai|(ai|a) language model|i('?m| am) (here|ready|happy|glad"
+    r"|excited|delighted|thrilled) to (help|assist|provide|offer|work)|i('?m| am) (designed"
+    r"|programmed) to|i can(not|'t)? (help|assist|do that|provide|offer)"
     r"|i'?m sorry|i apologi[sz]e|how (can|may) i (help|assist)|let me know if|feel free to"
     r"|hope (this|that) helps|sure,? here|certainly[,!]|of course[,!] here|i('ll| will) help you"
     r"|you (can|could|might|may) (say|ask|use)|please provide|welcome to|your (voice )?assistant"
-    r"|upgrade to the latest version)\b",
+    r"|upgrade to the latest version|what can i (do|prepare|get) for you)\b",
     re.I,
 )
 _META = re.compile(
-    r"(^\s*(here('s| is| are)|below (is|are)|the following)\b)"
+    r"(^\s*(here('s| is| are)|below (is|are)|the following)\b)|^\s*\w+( \w+)?:\s"
     r"|\b(for example|examples?:|sample (response|command|request)s?|requests?:|commands?:"
     r"|intent:|label:|output:|answer:|user:|assistant:|note:|translation:|response:"
     r"|voice assistant|chatbot|numbered list|one per line)",
@@ -38,15 +38,20 @@ _MASK_TAGS = "|".join(re.escape(m) for m in MASKS.values())
 _PLACEHOLDER = re.compile(
     rf"(?!{_MASK_TAGS})(\[[^\]\n]{{1,40}}\]|\{{[^}}\n]{{1,40}}\}}|<[^>\n]{{1,40}}>)")
 _CAMEL = re.compile(r"[a-z](?=[A-Z])")
+_LIST_ITEM = re.compile(r"^(\d{1,3}[.)]|[-*•])\s")
 _JINJA = re.compile(r"\{#.*?#\}|\{%.*?%\}|\{\{.*?\}\}", re.S)
 _FILLER = {"intent", "label", "category", "the", "a", "an", "request", "command", "to"}
 
 
 def instruction_lines(template_source: str, extra: Iterable[str] = ()) -> list[str]:
-    """The literal lines of a prompt template (Jinja removed), plus ``extra`` texts."""
+    """The instruction lines of a prompt: the template's literal lines (Jinja
+    removed) and the lines of ``extra`` texts (rendered prompts), leaving out list
+    items, which are examples to imitate rather than instructions to obey."""
     text = _JINJA.sub(" ", template_source)
-    lines = [line.strip() for line in text.splitlines()] + [e.strip() for e in extra]
-    return [line for line in lines if len(word_tokens(line)) >= 3]
+    lines = [line.strip() for line in text.splitlines()]
+    lines += [line.strip() for e in extra for line in e.splitlines()]
+    return list(dict.fromkeys(line for line in lines
+                              if len(word_tokens(line)) >= 3 and not _LIST_ITEM.match(line)))
 
 
 class MetaTextFilter(Rule):
@@ -55,7 +60,8 @@ class MetaTextFilter(Rule):
     name = "meta_text"
 
     def __init__(self, labels: Iterable[str] = (), instructions: Iterable[str] = (),
-                 echo_threshold: float = 0.75):
+                 echo_threshold: float = 0.75,
+                 attributes: Mapping[str, Iterable[str]] | None = None):
         from textsynth.quality.rouge import RougePool
 
         super().__init__()
@@ -65,6 +71,12 @@ class MetaTextFilter(Rule):
                 self.label_names[" ".join(t for t in word_tokens(form) if t not in _FILLER)] = label
         self.instructions = RougePool(list(instructions))
         self.echo_threshold = echo_threshold
+        # the recipe's `vary` attributes, as the model may repeat them ("style: casual")
+        attributes = attributes or {}
+        phrases = [rf"\b{re.escape(key)}\s*:" for key in attributes]
+        phrases += [rf"\b{re.escape(v)}\b" for values in attributes.values() for v in values
+                    if len(v.split()) >= 2]
+        self._attributes = re.compile("|".join(phrases), re.I) if phrases else None
 
     def check(self, example: Example) -> Verdict:
         text = example.text
@@ -73,6 +85,10 @@ class MetaTextFilter(Rule):
             match = pattern.search(text)
             if match:
                 return Verdict(False, reason, match.group(0).strip())
+        if self._attributes is not None:
+            match = self._attributes.search(text)
+            if match:
+                return Verdict(False, "prompt_echo", f"repeats the attribute {match.group(0)!r}")
         core = " ".join(t for t in word_tokens(text) if t not in _FILLER)
         if core in self.label_names:
             return Verdict(False, "label_echo", f"just the label '{self.label_names[core]}'")
@@ -81,8 +97,13 @@ class MetaTextFilter(Rule):
     def _prompt_echo(self, text: str) -> Verdict:
         if len(word_tokens(text)) < 3:
             return KEEP
-        # the share of the candidate's words that come, in order, from one prompt line
+        # most of the candidate comes from one prompt line, in order
         found = self.instructions.most_contained(text)
+        # (the detail never quotes the line: it may be a seed example)
         if found is not None and found[1] >= self.echo_threshold:
-            return Verdict(False, "prompt_echo", self.instructions.texts[found[0]][:80])
+            return Verdict(False, "prompt_echo", f"{found[1]:.0%} of it is a prompt line")
+        # or it carries most of a longer instruction line ("Write 5 different requests to")
+        match = self.instructions.covering(text, min_tokens=5, recall=self.echo_threshold)
+        if match is not None:
+            return Verdict(False, "prompt_echo", "it repeats most of a prompt line")
         return KEEP

@@ -15,10 +15,10 @@ than a bytes object: see ``benchmarks/dedup.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from textsynth.quality.normalize import normalize
+from textsynth.quality.normalize import normalize_many
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,11 +28,14 @@ __all__ = ["MinHashIndex", "lsh_params"]
 _MASK64 = (1 << 64) - 1
 
 
-def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """Bands and rows minimising false positives plus false negatives around ``threshold``.
+def lsh_params(threshold: float, num_perm: int, fn_weight: float = 0.8) -> tuple[int, int]:
+    """Bands and rows minimising weighted false positives and negatives around ``threshold``.
+
+    Candidates are confirmed on their signatures, so a false positive costs one
+    comparison while a false negative is a missed duplicate: misses weigh more.
 
     >>> lsh_params(0.8, 64)
-    (6, 10)
+    (8, 8)
     """
     import numpy as np
 
@@ -43,8 +46,9 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
             p = 1.0 - (1.0 - grid**rows) ** bands
             fp = np.trapezoid(np.where(grid < threshold, p, 0.0), grid)
             fn = np.trapezoid(np.where(grid >= threshold, 1.0 - p, 0.0), grid)
-            if fp + fn < best_err:
-                best, best_err = (bands, rows), fp + fn
+            err = float((1 - fn_weight) * fp + fn_weight * fn)
+            if err < best_err:
+                best, best_err = (bands, rows), err
     return best
 
 
@@ -57,7 +61,7 @@ class MinHashIndex:
     """
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 64, ngram: int = 4,
-                 seed: int = 1):
+                 seed: int = 1, exhaustive_below: int = 0):
         import numpy as np
 
         if not 0.0 < threshold <= 1.0:
@@ -65,6 +69,7 @@ class MinHashIndex:
         self.threshold = threshold
         self.num_perm = num_perm
         self.ngram = ngram
+        self.exhaustive_below = exhaustive_below
         self.bands, self.rows = lsh_params(threshold, num_perm)
         rng = np.random.default_rng(seed)
         self._a = rng.integers(1, 1 << 32, num_perm, dtype=np.uint64) | np.uint64(1)
@@ -84,25 +89,24 @@ class MinHashIndex:
         import numpy as np
 
         n = self.ngram
-        codes, starts = [], []
-        offset = 0
-        for text in texts:
-            norm = normalize(text) or "\x00"
-            arr = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32)
-            if len(arr) < n:
-                arr = np.concatenate([arr, np.zeros(n - len(arr), dtype=np.uint32)])
-            codes.append(arr)
-            starts.append(offset)
-            offset += len(arr) - n + 1
-        flat = np.concatenate(codes).astype(np.uint64)
-        lengths = np.array([len(c) for c in codes], dtype=np.int64)
+        padded = [norm.ljust(n, "\x00") for norm in normalize_many(texts)]
+        flat = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32)
+        flat = flat.astype(np.uint64)
+        lengths = np.fromiter(map(len, padded), dtype=np.int64, count=len(padded))
+        windows = lengths - n + 1
+        starts = np.concatenate([[0], np.cumsum(windows)[:-1]])
         hashes = self._shingle_hashes(flat, lengths)
-        out = np.empty((len(texts), self.num_perm), dtype=np.uint32)
-        idx = np.asarray(starts, dtype=np.int64)
+        idx = starts
+        if len(hashes) < 2048:  # a few texts (one candidate): numpy call overhead dominates
+            perm = hashes[:, None] * self._a32[None, :] + self._b32[None, :]
+            return np.minimum.reduceat(perm, idx, axis=0)
+        out = np.empty((self.num_perm, len(texts)), dtype=np.uint32)
+        perm = np.empty_like(hashes)
         for k in range(self.num_perm):  # one pass per permutation keeps memory flat
-            perm = hashes * self._a32[k] + self._b32[k]  # uint32 wraparound is the modulus
-            out[:, k] = np.minimum.reduceat(perm, idx)
-        return out
+            np.multiply(hashes, self._a32[k], out=perm)  # uint32 wraparound is the modulus
+            np.add(perm, self._b32[k], out=perm)
+            np.minimum.reduceat(perm, idx, out=out[k])
+        return out.T.copy()
 
     def _shingle_hashes(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """32-bit hashes of every n-gram that lies inside one text, text after text."""
@@ -139,48 +143,82 @@ class MinHashIndex:
         """Estimated Jaccard similarity of ``sig`` and the stored ``item``."""
         return float((self._sigs[item] == sig).mean())
 
-    def _candidates(self, keys: Sequence[int]) -> Iterator[int]:
-        seen = set()
-        for table, key in zip(self._tables, keys, strict=True):
-            item = table.get(key)
-            if item is not None and item not in seen:
-                seen.add(item)
-                yield item
-
     def query(self, sig: np.ndarray, keys: Sequence[int] | None = None) -> int | None:
-        """The first stored item that is a near-duplicate of ``sig``, or None."""
-        if keys is None:
-            keys = self.band_keys(sig[None])[0].tolist()
-        for item in self._candidates(keys):
-            if self.similarity(sig, item) >= self.threshold:
-                return item
-        return None
+        """The first stored item that is a near-duplicate of ``sig``, or None.
 
-    def insert(self, sig: np.ndarray, keys: Sequence[int] | None = None) -> int:
-        """Store ``sig``; returns its item number (0, 1, 2 ... in insertion order)."""
+        Up to ``exhaustive_below`` stored items, every one is compared (no LSH
+        misses); above that, only the LSH candidates are.
+        """
         import numpy as np
 
+        if 0 < self.size <= self.exhaustive_below:
+            sims = (self._sigs[: self.size] == sig).mean(axis=1)
+            best = int(np.argmax(sims))
+            return best if sims[best] >= self.threshold else None
         if keys is None:
             keys = self.band_keys(sig[None])[0].tolist()
-        item = self.size
-        if item == len(self._sigs):
-            grown = np.empty((2 * len(self._sigs), self.num_perm), dtype=np.uint32)
-            grown[:item] = self._sigs
+        tried = -1
+        for table, key in zip(self._tables, keys, strict=True):
+            item = table.get(key)
+            if item is not None and item != tried:
+                if self.similarity(sig, item) >= self.threshold:
+                    return item
+                tried = item
+        return None
+
+    def _reserve(self, count: int) -> None:
+        """Room for ``count`` more signatures."""
+        import numpy as np
+
+        need = self.size + count
+        if need > len(self._sigs):
+            grown = np.empty((max(need, 2 * len(self._sigs)), self.num_perm), dtype=np.uint32)
+            grown[: self.size] = self._sigs[: self.size]
             self._sigs = grown
+
+    def insert(self, sig: np.ndarray, keys: Sequence[int] | None = None) -> int:
+        """Store ``sig``; returns its item number (0, 1, 2 ... in order)."""
+        if keys is None:
+            keys = self.band_keys(sig[None])[0].tolist()
+        self._reserve(1)
+        item = self.size
         self._sigs[item] = sig
+        self.size += 1
         for table, key in zip(self._tables, keys, strict=True):
             table.setdefault(key, item)
-        self.size += 1
         return item
 
-    def dedup(self, texts: Sequence[str], chunk: int = 4096) -> list[int | None]:
-        """For each text in order: the stored item it duplicates, or None (then it is stored)."""
+    def dedup(self, texts: Sequence[str], chunk: int = 8192) -> list[int | None]:
+        """For each text in order: the item number of an earlier near-duplicate, or None
+        (and then the text is stored as the next item).
+
+        The same result as ``query`` then ``insert`` one text at a time with LSH
+        only, but signatures are computed and stored a chunk at a time.
+        """
         out: list[int | None] = []
+        tables = self._tables
         for start in range(0, len(texts), chunk):
             sigs = self.signatures(texts[start:start + chunk])
-            for sig, keys in zip(sigs, self.band_keys(sigs).tolist(), strict=True):
-                match = self.query(sig, keys)
+            kept: list[int] = []  # offsets in this chunk; item number = self.size + rank
+            for offset, keys in enumerate(self.band_keys(sigs).tolist()):
+                match, tried = None, -1
+                for table, key in zip(tables, keys, strict=True):
+                    item = table.get(key)
+                    if item is None or item == tried:
+                        continue
+                    stored = self._sigs[item] if item < self.size else sigs[
+                        kept[item - self.size]]
+                    if (stored == sigs[offset]).mean() >= self.threshold:
+                        match = item
+                        break
+                    tried = item
                 if match is None:
-                    self.insert(sig, keys)
+                    item = self.size + len(kept)
+                    kept.append(offset)
+                    for table, key in zip(tables, keys, strict=True):
+                        table.setdefault(key, item)
                 out.append(match)
+            self._reserve(len(kept))
+            self._sigs[self.size:self.size + len(kept)] = sigs[kept]
+            self.size += len(kept)
         return out

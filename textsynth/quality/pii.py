@@ -30,6 +30,8 @@ _DATE_LIKE = re.compile(r"^\d{1,4}([./-])\d{1,2}\1\d{1,4}$")
 _PHONE_WORD = re.compile(
     r"(call|phone|tel|mobile|cell|ring|text|whatsapp|fax|number|telefon|téléphone|teléfono"
     r"|telefono|电话|電話|номер)", re.I)
+_DATE_INSIDE = re.compile(
+    r"\b(1[89]|20)\d\d-[01]\d-[0-3]\d\b|\b[0-3]?\d[./][01]?\d[./](19|20)?\d\d\b")
 _YEAR = re.compile(r"^(1[89]|20|21)\d\d$")
 
 MASKS = {"email": "[EMAIL]", "iban": "[IBAN]", "card": "[CARD_NUMBER]",
@@ -62,7 +64,7 @@ def _number_kind(raw: str, before: str) -> str | None:
     "phone" (``before`` is the text in front of it): "code 2142000759" is not.
     """
     digits = re.sub(r"\D", "", raw)
-    if _DATE_LIKE.match(raw.strip()):
+    if _DATE_LIKE.match(raw.strip()) or _DATE_INSIDE.search(raw):
         return None
     if 13 <= len(digits) <= 19 and _luhn(digits) and not raw.startswith("+"):
         return "card"

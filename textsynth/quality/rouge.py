@@ -22,7 +22,7 @@ def _rapidfuzz() -> tuple[Any, Any, Any]:
         from rapidfuzz import process
         from rapidfuzz.distance import Indel, LCSseq
     except ImportError:
-        raise MissingDependency("rapidfuzz", "quality",
+        raise MissingDependency("rapidfuzz", "quality",  # a core dependency since 0.1
                                 "ROUGE-L novelty and seed leakage") from None
     return process, Indel, LCSseq
 
