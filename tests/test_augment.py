@@ -125,6 +125,15 @@ def test_lost_slot_and_copied_source_are_retried_with_a_new_seed(tmp_path: Path)
     assert reasons["slot_lost"] == "slot_lost:artist,playlist"
 
 
+def test_runaway_output_is_rejected(tmp_path: Path) -> None:
+    def loops(request: Request) -> str:
+        return "Spiel " + "und noch einmal " * 20 if "jazz" in _source(request) else german(request)
+
+    outcome = translate(_write(tmp_path), ["de"], tmp_path / "out", backend=FakeBackend(
+        handler=loops), max_attempts=1)
+    assert outcome.rejected["too_long_for_source"] == 1 and outcome.missing == {"row 2": 1}
+
+
 def test_gives_up_after_max_attempts_and_says_which_rows(tmp_path: Path) -> None:
     def stubborn(request: Request) -> str:
         return german(request) if "weather" in _source(request) else _source(request)

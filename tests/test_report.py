@@ -160,3 +160,19 @@ def test_report_renders_in_headless_chromium(output_dir: Path, reference: Path,
     assert colours is not None
     painted = {c for _, c in colours}
     assert (59, 111, 182) in painted and (224, 128, 58) in painted
+
+
+def test_report_never_shows_a_leaked_seed(recipe_dict: dict, tmp_path: Path) -> None:
+    seed = "please switch the kitchen light on now"
+    recipe_dict["labels"] = {"turn_on": {"description": "Switch on", "examples": [seed]},
+                             "turn_off": {"description": "Switch off", "examples": []}}
+    recipe_dict["per_label"] = 2
+
+    def copies(request: Request) -> str:
+        return f"1. {seed}\n" + _lines(request)
+
+    run_recipe(load_recipe(recipe_dict), backend=FakeBackend(handler=copies))
+    report = build_report(tmp_path / "out")
+    assert report.rejects["seed_leak"] >= 1
+    html = write_report(report, tmp_path / "report").read_text()
+    assert seed not in html and "withheld" in html

@@ -54,9 +54,13 @@ def test_output_folder_prefers_dataset_then_parquet_then_jsonl(tmp_path: Path) -
     (out / "data").mkdir(parents=True)
     _dataset(ROWS).to_parquet(str(out / "data" / "train-00000-of-00001.parquet"))
     (out / "train.jsonl").write_text(json.dumps({"text": "other", "label": "on"}) + "\n")
+    # rejected candidates (export.save_rejects) sit beside the data but are not data
+    (out / "rejected.jsonl").write_text(json.dumps({"text": "junk", "label": "on"}) + "\n")
+    _dataset(ROWS[:1]).to_parquet(str(out / "data" / "rejected-00000-of-00001.parquet"))
     data = load_labeled(out)
     assert data.labels == ["on", "off"] and {r["split"] for r in data.rows} == {"train"}
     (out / "data" / "train-00000-of-00001.parquet").unlink()
+    (out / "data" / "rejected-00000-of-00001.parquet").unlink()
     assert load_labeled(out).texts == ["other"]
 
 

@@ -42,6 +42,7 @@ __all__ = ["AugmentOutcome", "AugmentRun", "paraphrase", "translate"]
 Mode = Literal["translate", "paraphrase"]
 Progress = Callable[[int, int], None]
 _RETRY_TEMPERATURE = 0.7
+MAX_LENGTH_RATIO = 3.0  # an output this many times longer than its source (in characters)
 
 
 class AugmentedRows(UtteranceList):
@@ -258,8 +259,10 @@ class AugmentRun:
         )
 
     def _judge(self, task: _Task, candidate: str) -> tuple[str, list[Span], str | None]:
-        text, spans, missing = relocate(candidate, task.row.spans)
-        text = " ".join(text.split())
+        text, spans, missing = relocate(" ".join(candidate.split()), task.row.spans)
+        if len(text) > MAX_LENGTH_RATIO * len(task.row.text) + 20:
+            # a small model's favourite failure: the same words over and over
+            return text, spans, f"too_long_for_source:{len(text)} vs {len(task.row.text)} chars"
         if missing:
             return text, spans, f"slot_lost:{','.join(missing)}"
         same = normalize(text) == normalize(task.row.text)

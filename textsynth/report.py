@@ -211,6 +211,7 @@ def vocabulary_overlap(synthetic: list[str], reference: list[str]) -> float:
 
 
 def _store_figures(folder: Path, report: QualityReport) -> None:
+    from textsynth.quality.rejects import reject_rows
     from textsynth.store import STORE_NAME, Store
 
     if not (folder / STORE_NAME).is_file():
@@ -221,7 +222,7 @@ def _store_figures(folder: Path, report: QualityReport) -> None:
         report.recipe = store.get_meta("recipe", {}) or {}
         by_label: dict[str, Counter[str]] = defaultdict(Counter)
         samples: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for row in store.rejects():
+        for row in reject_rows(store):  # seed-leak texts are withheld, as in the export
             by_label[row["label"]][row["reason"]] += 1
             if len(samples[row["reason"]]) < SAMPLES:
                 samples[row["reason"]].append((row["label"], row["text"]))

@@ -24,6 +24,7 @@ from textsynth.errors import DataError
 
 __all__ = ["LabeledSet", "load_labeled"]
 
+REJECTS_SPLIT = "rejected"  # written beside the data by export.save_rejects
 TEXT_COLUMNS = ("text", "utterance", "sentence", "content")
 LABEL_COLUMNS = ("label", "intent", "category", "class")
 
@@ -84,6 +85,7 @@ def load_labeled(source: str | Path | LabeledSet, *, split: str | Sequence[str] 
     if not path.exists():
         raise DataError("no such file or folder", source=str(path))
     tables, names = _read(path)
+    tables.pop(REJECTS_SPLIT, None)  # candidates the run rejected are not data
     wanted = [split] if isinstance(split, str) else list(split or [])
     if wanted:
         missing = [s for s in wanted if s not in tables]
