@@ -22,6 +22,7 @@ from textsynth.errors import (
     BackendResponseError,
     BackendUnavailable,
     BudgetExceeded,
+    DataError,
     ExportError,
     GenerationError,
     MissingDependency,
@@ -35,8 +36,12 @@ from textsynth.schemas import Example, OutputSchema, load_schema
 from textsynth.templates import PromptTemplate
 
 if TYPE_CHECKING:
+    from textsynth.augment import paraphrase, translate
     from textsynth.engine import Engine, RunResult
+    from textsynth.evaluate import Evaluation, evaluate
     from textsynth.pipeline import RunOutcome, run_recipe
+    from textsynth.report import QualityReport, build_report, write_report
+    from textsynth.sources import LabeledSet, load_labeled
     from textsynth.store import Store
 
 __version__ = "0.1.0"
@@ -48,14 +53,18 @@ __all__ = [
     "BackendUnavailable",
     "BudgetExceeded",
     "Completion",
+    "DataError",
     "Engine",
+    "Evaluation",
     "Example",
     "ExportError",
     "FakeBackend",
     "GenerationError",
+    "LabeledSet",
     "MissingDependency",
     "OutputSchema",
     "PromptTemplate",
+    "QualityReport",
     "RateLimited",
     "Recipe",
     "RecipeError",
@@ -67,12 +76,18 @@ __all__ = [
     "TextsynthError",
     "Usage",
     "available_backends",
+    "build_report",
     "create_backend",
+    "evaluate",
     "get_backend",
+    "load_labeled",
     "load_recipe",
     "load_schema",
+    "paraphrase",
     "register_backend",
     "run_recipe",
+    "translate",
+    "write_report",
 ]
 
 _LAZY = {
@@ -81,6 +96,15 @@ _LAZY = {
     "RunOutcome": "textsynth.pipeline",
     "run_recipe": "textsynth.pipeline",
     "Store": "textsynth.store",
+    "Evaluation": "textsynth.evaluate",
+    "evaluate": "textsynth.evaluate",
+    "LabeledSet": "textsynth.sources",
+    "load_labeled": "textsynth.sources",
+    "QualityReport": "textsynth.report",
+    "build_report": "textsynth.report",
+    "write_report": "textsynth.report",
+    "paraphrase": "textsynth.augment",
+    "translate": "textsynth.augment",
 }
 
 

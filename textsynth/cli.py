@@ -45,19 +45,29 @@ def run(
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="Backend name.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model name or path.")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+        "(implies --backend openai; the key comes from OPENAI_API_KEY).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Generate the dataset a recipe describes (resumes an interrupted run)."""
     from textsynth.pipeline import run_recipe
 
+    if base_url is not None and backend is None:
+        backend = "openai"
     recipe = _load(recipe_path, out=out, per_label=per_label, seed=seed, backend=backend,
-                   model=model)
+                   model=model, base_url=base_url)
     console = _console()
     outcome = run_recipe(recipe, progress=not quiet, console=_console(stderr=True))
     from textsynth.progress import summary_table
 
     console.print(summary_table(outcome.result, outcome.cost))
     console.print(f"dataset written to [bold]{outcome.out_dir}[/bold]")
+    if outcome.pushed is not None:
+        console.print(f"pushed to [bold]{outcome.pushed.url}[/bold]", soft_wrap=True)
+    elif recipe.export.hub is not None:
+        console.print(f"[yellow]not pushed to {recipe.export.hub.repo_id}:[/yellow] the quotas "
+                      "are not met; push anyway with 'textsynth push'")
     if outcome.result.stopped:
         console.print(f"[yellow]stopped early:[/yellow] {outcome.result.stopped}")
     for label, short in outcome.result.shortfalls.items():
@@ -82,6 +92,184 @@ def preview(
         for message in messages:
             console.print(f"[bold]{message['role']}[/bold]", highlight=False)
             console.print(message["content"], markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def push(
+    output_dir: Annotated[Path, typer.Argument(help="Output folder of a run.")],
+    repo_id: Annotated[str | None, typer.Argument(
+        help="Dataset repo, 'namespace/name' (default: the recipe's export.hub.repo_id).")] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+    revision: Annotated[str | None, typer.Option("--revision", help="Branch to push to.")] = None,
+    message: Annotated[str | None, typer.Option("--message", "-m",
+                                                help="Commit message.")] = None,
+) -> None:
+    """Upload a run's Parquet shards and dataset card to the Hugging Face Hub."""
+    from textsynth.export.hub import push_dataset, recipe_hub
+
+    hub = recipe_hub(output_dir)
+    target = repo_id or (hub.repo_id if hub else None)
+    if not target:
+        raise typer.BadParameter("give REPO_ID (the recipe has no export.hub.repo_id)")
+    result = push_dataset(output_dir, target, private=private or bool(hub and hub.private),
+                          revision=revision or (hub.revision if hub else None), message=message)
+    _console().print(f"pushed {len(result.files)} files to [bold]{result.url}[/bold]"
+                     + (f" (removed {len(result.deleted)} old shards)" if result.deleted else ""),
+                     soft_wrap=True)
+
+
+DataArg = Annotated[Path, typer.Argument(help="A textsynth output folder, a saved dataset "
+                                          "folder, or a JSONL/CSV/Parquet file.")]
+
+
+@app.command()
+def report(
+    data: DataArg,
+    reference: Annotated[Path | None, typer.Option(
+        "--reference", help="Real data to compare with (same kinds of input).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Report folder (default: DATA/report).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Write an HTML quality report with plots and print its key figures."""
+    from textsynth.report import build_report, figures_table, write_report
+
+    result = build_report(data, reference)
+    folder = out or (data / "report" if data.is_dir() else data.with_name(f"{data.stem}-report"))
+    page = write_report(result, folder)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({**result.to_dict(), "html": str(page)}, ensure_ascii=False))
+        return
+    console = _console()
+    console.print(figures_table(result))
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+    console.print(f"report written to [bold]{page}[/bold]")
+
+
+@app.command("eval")
+def eval_command(
+    data: DataArg,
+    test: Annotated[Path, typer.Option("--test", help="Real labeled test data.")],
+    train_real: Annotated[Path | None, typer.Option(
+        "--train-real", help="Real training data: a baseline, and real + synthetic.")] = None,
+    label_names: Annotated[Path | None, typer.Option(
+        "--label-names", help="JSON file of readable label names, for the names baseline.")
+    ] = None,
+    label_map: Annotated[str | None, typer.Option(
+        "--label-map", help="synthetic=test,... or a JSON file, when label names differ.")
+    ] = None,
+    split: Annotated[str | None, typer.Option(
+        "--split", help="Train on this split of the synthetic set only (default: all).")
+    ] = None,
+    embeddings: Annotated[bool, typer.Option(
+        "--embeddings/--no-embeddings", help="Also train on sentence embeddings, if installed.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Train a classifier on the synthetic set and score it on real test data."""
+    from textsynth.evaluate import eval_tables, evaluate
+
+    result = evaluate(data, test, train_real=train_real, label_names=label_names,
+                      label_map=label_map, embeddings=None if embeddings else False, split=split)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    console = _console()
+    for table in eval_tables(result):
+        console.print(table)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+
+
+def _backend_options(model: str | None, options: list[str] | None) -> dict[str, Any]:
+    import yaml
+
+    from textsynth.errors import RecipeError
+
+    out: dict[str, Any] = {"model": model} if model else {}
+    for item in options or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--option {item!r} is not KEY=VALUE", field="backend.options")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _augment(mode: str, source: Path, out: Path | None, extra: dict[str, Any], backend: str,
+             model: str | None, option: list[str] | None, quiet: bool) -> None:
+    import asyncio
+
+    from rich.progress import Progress
+
+    from textsynth.augment import AugmentRun
+
+    folder = out or Path("output") / f"{source.stem}-{mode}"
+    with Progress(console=_console(stderr=True), disable=quiet, transient=True) as bar:
+        task = bar.add_task(mode, total=None)
+        run = AugmentRun(mode, source, folder, backend_type=backend,  # type: ignore[arg-type]
+                         backend_options=_backend_options(model, option),
+                         progress=lambda done, total: bar.update(task, completed=done,
+                                                                 total=total), **extra)
+        outcome = asyncio.run(run.run())
+    console = _console()
+    rejected = ", ".join(f"{k} {v}" for k, v in outcome.rejected.most_common()) or "none"
+    console.print(f"{outcome.accepted} rows written to [bold]{outcome.out_dir}[/bold] "
+                  f"({outcome.sent} requests sent, {outcome.cached} from the store; "
+                  f"rejected: {escape(rejected)})")
+    if outcome.missing:
+        console.print(f"[yellow]{len(outcome.missing)} source rows got fewer outputs than "
+                      f"asked ({sum(outcome.missing.values())} missing) after every attempt"
+                      "[/yellow]")
+
+
+BackendOpt = Annotated[str, typer.Option("--backend", help="Backend name.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name or path.")]
+OptionOpt = Annotated[list[str] | None, typer.Option(
+    "--option", help="Backend option KEY=VALUE (repeatable).")]
+AttemptsOpt = Annotated[int, typer.Option("--max-attempts", min=1,
+                                          help="Tries per source row before giving up.")]
+SourceLangOpt = Annotated[str, typer.Option(
+    "--source-language", help="Language of rows without a language column.")]
+TemplateOpt = Annotated[str | None, typer.Option("--template", help="Prompt template.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Output folder.")]
+
+
+@app.command()
+def translate(
+    source: DataArg,
+    to: Annotated[str, typer.Option("--to", help="Target languages, comma-separated: de,it")],
+    out: OutOpt = None, backend: BackendOpt = "transformers", model: ModelOpt = None,
+    option: OptionOpt = None, source_language: SourceLangOpt = "en",
+    max_attempts: AttemptsOpt = 3, template: TemplateOpt = None, seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Translate a labeled dataset into other languages, keeping labels and slots."""
+    languages = [c.strip() for c in to.split(",") if c.strip()]
+    _augment("translate", source, out, {"languages": languages, "source_language":
+             source_language, "max_attempts": max_attempts, "template": template,
+             "seed": seed}, backend, model, option, quiet)
+
+
+@app.command()
+def paraphrase(
+    source: DataArg,
+    n: Annotated[int, typer.Option("-n", min=1, help="Paraphrases per source row.")] = 3,
+    out: OutOpt = None, backend: BackendOpt = "transformers", model: ModelOpt = None,
+    option: OptionOpt = None, source_language: SourceLangOpt = "en",
+    max_attempts: AttemptsOpt = 3, template: TemplateOpt = None, seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Augment a small real seed set with paraphrases, keeping labels and slots."""
+    _augment("paraphrase", source, out, {"n": n, "source_language": source_language,
+             "max_attempts": max_attempts, "template": template, "seed": seed}, backend,
+             model, option, quiet)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,17 +11,21 @@ dataset as a clean one.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import random
+import sqlite3
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from textsynth.backends import Backend, create_backend
 from textsynth.backends.base import Completion, Request, Usage
 from textsynth.errors import BudgetExceeded, GenerationError
+from textsynth.languages import language_name
 from textsynth.plan import Job, Planner, Slot
 from textsynth.quality import QualityGate, build_gate
 from textsynth.recipe import Recipe
@@ -30,20 +34,6 @@ from textsynth.store import Store
 from textsynth.templates import PromptTemplate
 
 __all__ = ["Engine", "RunResult", "SlotStats", "language_name"]
-
-_LANGUAGE_NAMES = {
-    "en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian",
-    "pt": "Portuguese", "nl": "Dutch", "sv": "Swedish", "da": "Danish", "no": "Norwegian",
-    "fi": "Finnish", "pl": "Polish", "cs": "Czech", "ru": "Russian", "uk": "Ukrainian",
-    "tr": "Turkish", "ar": "Arabic", "he": "Hebrew", "hi": "Hindi", "bn": "Bengali",
-    "zh": "Chinese", "ja": "Japanese", "ko": "Korean", "vi": "Vietnamese", "id": "Indonesian",
-    "sw": "Swahili", "el": "Greek", "ro": "Romanian", "hu": "Hungarian", "th": "Thai",
-}
-
-
-def language_name(code: str) -> str:
-    return _LANGUAGE_NAMES.get(code.lower().split("-")[0], code)
-
 
 @dataclass
 class SlotStats:
@@ -119,8 +109,9 @@ class Engine:
                  gate: QualityGate | None = None):
         self.recipe = recipe
         self.template = PromptTemplate.load(recipe.template, recipe.base_dir)
-        self.schema: OutputSchema = load_schema(recipe.output_schema)
+        self.schema: OutputSchema = load_schema(recipe.output_schema).for_recipe(recipe)
         self.planner = Planner(recipe)
+        self._owns_backend = backend is None
         self.backend = backend or create_backend(recipe.backend.type, recipe.backend.options)
         self.store = store or Store.in_dir(recipe.output_dir)
         self.gate = gate or build_gate(recipe, self.backend)
@@ -130,6 +121,13 @@ class Engine:
         self.concurrency = gen.concurrency or self.backend.max_concurrency
         self.window = self.batch_size * (self.concurrency + 1)
         self.slots = self.planner.slots
+        self._labels = {name: s.description for name, s in recipe.labels.items()}
+        self._static_context = {  # the parts of every job's context that never change
+            "task": recipe.description,
+            "n": recipe.generation.examples_per_request,
+            "slot_types": recipe.slots,
+        }
+        self._max_attempts = recipe.max_attempts
         self.stats = {s: SlotStats(recipe.per_label) for s in self.slots}
         self.result = RunResult(self.stats)
         # per slot: accepted texts with the round they came from ("do not repeat" lists)
@@ -137,36 +135,43 @@ class Engine:
         self._lag = max(1, math.ceil(self.window / max(1, len(self.slots))))
         self._futures: dict[tuple[Slot, int], asyncio.Future[Completion]] = {}
         self._keys: dict[tuple[Slot, int], str] = {}
+        self._jobs: dict[tuple[Slot, int], Job] = {}
         self._queue: list[tuple[Job, Request, str, asyncio.Future[Completion]]] = []
+        self._pending: deque[list[tuple[Job, Request, str, asyncio.Future[Completion]]]] = deque()
+        self._reserved = Usage()  # budget held by requests in flight
+        self._budgeted = recipe.budget.max_tokens is not None or recipe.budget.max_cost is not None
+        self._unstored: list[tuple[list[Any], list[Completion], Usage]] = []
+        self._tx: sqlite3.Connection | None = None
         self._sem = asyncio.Semaphore(self.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._round = 0
         self._seq = 0
         self._inflight: Counter[Slot] = Counter()
         self._dispatched: dict[Slot, int] = dict.fromkeys(self.slots, 0)
+        self._hungry: set[Slot] = set(self.slots)  # slots that may need more requests
 
     # -- rendering -----------------------------------------------------------------
     def context(self, job: Job) -> dict[str, Any]:
         """Everything a template can use for one job."""
         recipe = self.recipe
-        spec = recipe.labels[job.label]
-        pool = [text for rnd, text in self._accepted[job.slot] if rnd < job.index - self._lag]
-        rng = random.Random(job.seed)
-        avoid = rng.sample(pool, min(len(pool), recipe.generation.avoid))
+        accepted = self._accepted[job.slot]  # in round order: the pool is a prefix
+        cut = bisect.bisect_left(accepted, job.index - self._lag, key=itemgetter(0))
+        avoid: list[str] = []
+        if cut and recipe.generation.avoid:  # the same draw as sampling the pool itself
+            picks = random.Random(job.seed).sample(range(cut), min(cut, recipe.generation.avoid))
+            avoid = [accepted[i][1] for i in picks]
         return {
-            "task": recipe.description,
+            **self._static_context,
+            "labels": dict(self._labels),
             "label": job.label,
             "label_name": job.label.replace("_", " "),
-            "label_description": spec.description,
-            "labels": {name: s.description for name, s in recipe.labels.items()},
+            "label_description": recipe.labels[job.label].description,
             "language": job.language,
             "language_name": language_name(job.language),
             "attributes": job.attributes,
             "examples": job.fewshot,
             "avoid": avoid,
-            "n": recipe.generation.examples_per_request,
             "slots": job.slot_values,
-            "slot_types": recipe.slots,
         }
 
     def request_for(self, job: Job) -> Request:
@@ -179,7 +184,7 @@ class Engine:
             n=gen.n,
             seed=job.seed,
             json_schema=self.schema.json_schema(),
-            metadata={"slot": str(job.slot), "index": job.index},
+            metadata={"slot": str(job.slot), "index": job.index, "schema": self.schema},
         )
 
     def check(self) -> None:
@@ -189,12 +194,20 @@ class Engine:
             self.request_for(self.planner.job(slot, 0))
 
     # -- sending -------------------------------------------------------------------
-    def _budget_left(self) -> bool:
+    def _estimate(self, request: Request) -> Usage:
+        """An upper bound of one request's usage, reserved from the budget while in flight."""
+        prompt = sum(len(m["content"]) for m in request.messages) // 3 + 1
+        return Usage(prompt, request.max_tokens * request.n)
+
+    def _fits(self) -> bool:
+        """Whether another request may start: the budget is not reached even if every
+        request in flight uses its worst case. The run stops once the budget is reached
+        and overshoots it by at most one request."""
         budget = self.recipe.budget
-        used = self.result.usage
-        if budget.max_tokens is not None and used.total_tokens >= budget.max_tokens:
+        planned = self.result.usage + self._reserved
+        if budget.max_tokens is not None and planned.total_tokens >= budget.max_tokens:
             return False
-        return budget.max_cost is None or self.cost(used) < budget.max_cost
+        return budget.max_cost is None or self.cost(planned) < budget.max_cost
 
     def cost(self, usage: Usage) -> float:
         b = self.recipe.budget
@@ -209,6 +222,7 @@ class Engine:
         future: asyncio.Future[Completion] = loop.create_future()
         self._futures[(job.slot, job.index)] = future
         self._keys[(job.slot, job.index)] = key
+        self._jobs[(job.slot, job.index)] = job
         self._inflight[job.slot] += 1
         self._dispatched[job.slot] = max(self._dispatched[job.slot], job.index + 1)
         cached = self.store.get_completion(key)
@@ -222,38 +236,90 @@ class Engine:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._queue:
-            return
-        if not self._budget_left():
-            stopped = BudgetExceeded("the run's budget is spent; raise budget.max_tokens or "
-                                     "budget.max_cost and run again to continue")
-            for _, _, _, fut in self._queue:
-                fut.set_exception(stopped)
+        if self._queue:
+            self._pending.append(self._queue)
             self._queue = []
-            return
-        batch, self._queue = self._queue, []
-        task = asyncio.create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._start_pending()
+
+    def _start_pending(self) -> None:
+        """Send queued batches while the budget (less what is in flight) has room."""
+        while self._pending:
+            batch = self._pending[0]
+            need = Usage()
+            if self._budgeted:
+                for _, request, _, _ in batch:
+                    need = need + self._estimate(request)
+            if self._budgeted and not self._fits():
+                if self._reserved.total_tokens or self._unstored:
+                    return  # what is in flight may use less than reserved: wait for it
+                stopped = BudgetExceeded("the run's budget is spent; raise budget.max_tokens "
+                                         "or budget.max_cost and run again to continue")
+                for pending in self._pending:
+                    for *_, fut in pending:
+                        if not fut.done():
+                            fut.set_exception(stopped)
+                self._pending.clear()
+                return
+            self._pending.popleft()
+            self._reserved = self._reserved + need
+            task = asyncio.create_task(self._send(batch, need))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _send(
-        self, batch: list[tuple[Job, Request, str, asyncio.Future[Completion]]]
+        self, batch: list[tuple[Job, Request, str, asyncio.Future[Completion]]], need: Usage
     ) -> None:
-        async with self._sem:
-            try:
+        try:
+            async with self._sem:
                 completions = await self.backend.generate([r for _, r, _, _ in batch])
-            except Exception as exc:  # handed to whoever waits on these jobs
-                for *_, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                return
-        for (job, request, key, fut), completion in zip(batch, completions, strict=True):
-            self.store.put_completion(key, str(job.slot), job.index, request, completion)
-            self.result.sent += 1
-            self.result.usage = self.result.usage + completion.usage
-            if not fut.done():
-                fut.set_result(completion)
+        except Exception as exc:  # handed to whoever waits on these jobs
+            for *_, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            self._release(need)
+            self._start_pending()
+            return
+        self._unstored.append((batch, completions, need))
+        if len(self._unstored) == 1:  # completions that arrive together share one commit
+            asyncio.get_running_loop().call_soon(self._store_completions)
+
+    def _release(self, need: Usage) -> None:
+        self._reserved = Usage(self._reserved.prompt_tokens - need.prompt_tokens,
+                               self._reserved.completion_tokens - need.completion_tokens)
+
+    def _store_completions(self) -> None:
+        """Write (and commit) the completions that arrived, then hand them on to parsing."""
+        done, self._unstored = self._unstored, []
+        if not done:
+            return
+        self._commit_results()
+        with self.store.transaction():
+            for batch, completions, _ in done:
+                for (job, request, key, _), completion in zip(batch, completions, strict=True):
+                    self.store.put_completion(key, str(job.slot), job.index, request, completion)
+        for batch, completions, need in done:
+            self._release(need)
+            for (*_, fut), completion in zip(batch, completions, strict=True):
+                self.result.sent += 1
+                self.result.usage = self.result.usage + completion.usage
+                if not fut.done():
+                    fut.set_result(completion)
+        self._start_pending()
         self._notify("sent")
+
+    def _results_tx(self) -> None:
+        """Accepted and rejected rows are written in one transaction per burst of processing.
+
+        They are re-derived from the stored completions on every run, so a crash that
+        loses the open transaction loses nothing.
+        """
+        if self._tx is None:
+            self._tx = self.store.transaction()
+
+    def _commit_results(self) -> None:
+        if self._tx is not None:
+            self._tx.commit()
+            self._tx = None
 
     def _expected_yield(self, slot: Slot) -> float:
         st = self.stats[slot]
@@ -268,25 +334,33 @@ class Engine:
         return expected < st.target
 
     def _lookahead(self) -> None:
-        """Send jobs ahead of the processing order while the window has room."""
+        """Send jobs ahead of the processing order while the window has room.
+
+        Round by round, slot by slot, from the lowest round a slot still needs. A
+        slot that needs no more requests now needs none until one of its jobs is
+        processed, so it leaves ``_hungry`` until then (this keeps the scan short).
+        """
         inflight = sum(self._inflight.values())
-        rnd = self._round
-        limit = self._round + self._lag  # "avoid" lists need rounds up to index - lag processed
-        while inflight < self.window and rnd <= limit:
-            progressed = False
+        hungry = self._hungry
+        if inflight >= self.window or not hungry:
+            self._flush()
+            return
+        # "avoid" lists need rounds up to index - lag processed
+        limit = min(self._round + self._lag, self._max_attempts - 1)
+        rnd = max(self._round, min(self._dispatched[s] for s in hungry))
+        while inflight < self.window and rnd <= limit and hungry:
             for slot in self.slots:
                 if inflight >= self.window:
                     break
-                st = self.stats[slot]
-                if rnd >= self.recipe.max_attempts or st.full or (slot, rnd) in self._futures:
+                if slot not in hungry or rnd < self._dispatched[slot] or \
+                        (slot, rnd) in self._futures:
                     continue
-                if rnd < self._dispatched[slot] or not self._needs_more(slot):
+                if self.stats[slot].full or not self._needs_more(slot):
+                    hungry.discard(slot)
                     continue
                 self._dispatch(self.planner.job(slot, rnd))
                 inflight += 1
-                progressed = True
-            if not progressed:
-                rnd += 1
+            rnd += 1
         self._flush()
 
     # -- processing ----------------------------------------------------------------
@@ -297,10 +371,13 @@ class Engine:
             self._flush()
         future = self._futures.pop((slot, index))
         key = self._keys.pop((slot, index))
+        if not future.done():
+            self._commit_results()  # before others run: they write to the store too
         try:
             return await future, key
         finally:
             self._inflight[slot] -= 1
+            self._hungry.add(slot)
 
     def _example(self, job: Job, completion: Completion, key: str, parsed: Parsed) -> Example:
         return Example(
@@ -339,6 +416,7 @@ class Engine:
                 self._reject(job, example.text, verdict.reason, detail, key)
                 continue
             self.gate.accept(example)
+            self._results_tx()
             st.accepted += 1
             self._accepted[job.slot].append((job.index, example.text))
             self.store.add_example(self._seq, example)
@@ -356,6 +434,7 @@ class Engine:
                     st = self.stats[slot]
                     st.accepted -= 1
                     st.rejected["cross_label_conflict"] += 1
+                    self._results_tx()
                     self.store.withdraw_example(
                         label, slot.language, text, "cross_label_conflict",
                         f"also generated under '{newcomer.label}'")
@@ -363,6 +442,7 @@ class Engine:
 
     def _reject(self, job: Job, text: str, reason: str, detail: str, key: str) -> None:
         self.stats[job.slot].rejected[reason] += 1
+        self._results_tx()
         self.store.add_reject(job.label, job.language, text, reason, detail, key)
 
     def _notify(self, event: str) -> None:
@@ -378,15 +458,17 @@ class Engine:
         try:
             while True:
                 active = [s for s in self.slots
-                          if not self.stats[s].full and self._round < self.recipe.max_attempts]
+                          if not self.stats[s].full and self._round < self._max_attempts]
                 if not active:
                     break
                 for slot in self.slots:
                     st = self.stats[slot]
-                    if st.full or self._round >= self.recipe.max_attempts:
+                    if st.full or self._round >= self._max_attempts:
                         continue
                     self._lookahead()
-                    job = self.planner.job(slot, self._round)
+                    if (slot, self._round) not in self._futures:
+                        self._dispatch(self.planner.job(slot, self._round))
+                    job = self._jobs.pop((slot, self._round))
                     try:
                         completion, key = await self._completion(slot, self._round)
                     except GenerationError as exc:
@@ -403,15 +485,21 @@ class Engine:
                 task.cancel()
             raise
         finally:
+            self._commit_results()
+            self._pending.clear()  # waiting for budget: never sent
             # requests sent ahead and still in flight are paid for: wait and store them
-            # (after an error they were cancelled above)
+            # (after an error they were cancelled above); those not sent yet are dropped
+            self.backend.cancel_queued()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._store_completions()
             for fut in self._futures.values():
                 if not fut.done():
                     fut.cancel()
                 elif not fut.cancelled():
                     fut.exception()  # retrieved: no "never retrieved" warnings
+            if self._owns_backend:
+                await self.backend.aclose()
             self.result.seconds = time.perf_counter() - start
             self.result.rule_stats = self.gate.stats()
             self._save_summary()
@@ -423,7 +511,8 @@ class Engine:
                                "candidates": v.candidates, "jobs": v.jobs,
                                "rejected": dict(v.rejected),
                                "prompt_tokens": v.usage.prompt_tokens,
-                               "completion_tokens": v.usage.completion_tokens}
+                               "completion_tokens": v.usage.completion_tokens,
+                               "cost": self.cost(v.usage)}
                       for k, v in self.stats.items()},
             "sent": self.result.sent, "cached": self.result.cached,
             "prompt_tokens": self.store.usage().prompt_tokens,
@@ -431,4 +520,5 @@ class Engine:
             "cost": self.cost(self.store.usage()),
             "stopped": self.result.stopped, "rules": self.result.rule_stats,
             "model": self.backend.model_name, "backend": self.backend.name,
+            "backend_stats": dict(getattr(self.backend, "stats", {})),
         })

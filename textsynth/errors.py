@@ -11,6 +11,7 @@ TextsynthError
 │   └── BackendResponseError   other 4xx/5xx with status and body
 ├── GenerationError        one request failed for good (attempts, last output)
 ├── BudgetExceeded         the run's token or cost budget is spent
+├── DataError              an input dataset cannot be read or has no usable rows
 └── ExportError            cannot write or push; says where and why
 ```
 
@@ -25,6 +26,7 @@ __all__ = [
     "BackendResponseError",
     "BackendUnavailable",
     "BudgetExceeded",
+    "DataError",
     "ExportError",
     "GenerationError",
     "MissingDependency",
@@ -101,6 +103,14 @@ class GenerationError(TextsynthError):
 
 class BudgetExceeded(TextsynthError):
     """The run's token or cost budget is spent; the run can be resumed with a larger one."""
+
+
+class DataError(TextsynthError):
+    """An input dataset (for eval, report or translate) cannot be read or has no usable rows."""
+
+    def __init__(self, message: str, *, source: str | None = None):
+        self.source = source
+        super().__init__(f"{source}: {message}" if source else message)
 
 
 class ExportError(TextsynthError):

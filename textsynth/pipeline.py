@@ -20,6 +20,7 @@ class RunOutcome:
     dataset: Any
     out_dir: Path
     cost: float
+    pushed: Any = None  # export.hub.PushResult when the recipe names a Hub repo
 
 
 def preview_prompts(recipe: Recipe, n: int = 5) -> list[tuple[str, tuple[dict[str, str], ...]]]:
@@ -55,10 +56,23 @@ async def generate(recipe: Recipe, backend: Backend | None = None, progress: Any
                 await engine.backend.aclose()
         dataset = export_dataset(recipe, store, out)
         summary = store.get_meta("summary", {})
-        write_card(recipe, dataset, summary, out)
-        return RunOutcome(result, dataset, out, engine.cost(store.usage()))
+        write_card(recipe, dataset, summary, out, store=store)
+        outcome = RunOutcome(result, dataset, out, engine.cost(store.usage()))
     finally:
         store.close()
+    hub = recipe.export.hub
+    if hub is not None and result.complete:
+        from textsynth.errors import ExportError
+        from textsynth.export.hub import push_dataset
+
+        try:
+            outcome.pushed = push_dataset(out, hub.repo_id, private=hub.private,
+                                          revision=hub.revision)
+        except ExportError as exc:
+            raise ExportError(f"the dataset is saved in {out} but was not pushed: {exc} "
+                              f"(push it later with 'textsynth push {out} {hub.repo_id}')"
+                              ) from None
+    return outcome
 
 
 def run_recipe(recipe: Recipe, backend: Backend | None = None, progress: bool = False,

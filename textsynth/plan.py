@@ -91,7 +91,9 @@ class Planner:
         examples = self.recipe.labels[slot.label].examples
         k = min(self.recipe.generation.fewshot, len(examples))
         fewshot = rng.sample(examples, k) if k else []
-        slots = sorted(self.recipe.slots.items())
+        wanted = self.recipe.labels[slot.label].slots
+        slots = sorted((k, v) for k, v in self.recipe.slots.items()
+                       if wanted is None or k in wanted)
         slot_values = {name: rng.choice(values) for name, values in slots}
         return Job(slot, index, seed % (2**31), self._combo(slot, index), fewshot, slot_values)
 

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from textsynth.errors import RecipeError
 from textsynth.quality.config import QualitySpec
@@ -21,6 +31,7 @@ __all__ = [
     "LabelSpec",
     "Recipe",
     "load_recipe",
+    "redact_secrets",
 ]
 
 ExportFormat = Literal["arrow", "parquet", "jsonl", "csv", "rasa"]
@@ -35,13 +46,22 @@ class LabelSpec(_Strict):
 
     description: str = ""
     examples: list[str] = []
+    slots: list[str] | None = Field(None, description="slot types this label uses (default: all)")
 
 
 class BackendSpec(_Strict):
-    """Which backend generates, and its options (checked against the backend's ``Options``)."""
+    """Which backend generates, and its options (checked against the backend's ``Options``).
+
+    Secrets (API keys, tokens, authorization headers) never leave as JSON: a JSON
+    dump, as written to the run store and the dataset card, shows them redacted.
+    """
 
     type: str = "transformers"
     options: dict[str, Any] = {}
+
+    @field_serializer("options")
+    def _redact(self, options: dict[str, Any], info: SerializationInfo) -> dict[str, Any]:
+        return redact_secrets(options) if info.mode == "json" else options
 
 
 class GenerationSpec(_Strict):
@@ -78,6 +98,11 @@ class ExportSpec(_Strict):
     formats: list[ExportFormat] = ["arrow", "parquet", "jsonl"]
     save_rejects: bool = False
     hub: HubSpec | None = None
+    bio_tags: bool = Field(False, description="add whitespace tokens and BIO tags for entities")
+    group_near_duplicates: bool = Field(
+        False, description="keep near-duplicate texts in one split (no train/test leakage)")
+    near_duplicate_threshold: float = Field(0.85, gt=0.0, le=1.0)
+    rows_per_shard: int = Field(100_000, ge=1, description="rows per Parquet file")
 
     @field_validator("splits")
     @classmethod
@@ -139,6 +164,15 @@ class Recipe(_Strict):
         return v
 
     @model_validator(mode="after")
+    def _check_label_slots(self) -> Recipe:
+        for name, spec in self.labels.items():
+            unknown = sorted(set(spec.slots or []) - set(self.slots))
+            if unknown:
+                raise ValueError(f"labels.{name}.slots: {', '.join(unknown)} not declared "
+                                 "under slots")
+        return self
+
+    @model_validator(mode="after")
     def _check_backend_options(self) -> Recipe:
         from textsynth.backends import get_backend
 
@@ -191,6 +225,20 @@ class Recipe(_Strict):
                 data["backend"] = {"type": new_type, "options": {}}
         data["backend"]["options"].update(changes)
         return _validate(data, str(self.source) if self.source else None)
+
+
+_SECRET_NAME = re.compile(
+    r"(^|[_-])(api[_-]?key|key|token|secret|password|authorization|cookie)$", re.I)
+
+
+def redact_secrets(value: Any) -> Any:
+    """``value`` with every entry whose name looks secret replaced by ``"***"``."""
+    if isinstance(value, dict):
+        return {k: "***" if v and _SECRET_NAME.search(str(k)) else redact_secrets(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_secrets(v) for v in value]
+    return value
 
 
 def _slug(name: str) -> str:

@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
 from textsynth.errors import RecipeError
+
+if TYPE_CHECKING:
+    from textsynth.recipe import Recipe
 
 __all__ = [
     "Example",
@@ -47,7 +51,8 @@ class Example:
     request_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The row as a plain dict (shallow: ``fields`` and ``attributes`` are shared)."""
+        return dict(self.__dict__)
 
 
 @dataclass
@@ -140,6 +145,10 @@ class OutputSchema(ABC):
     def parse(self, text: str) -> list[Parsed]:
         """Candidates in ``text``; unreadable parts become ``Parsed(error=...)``."""
 
+    def for_recipe(self, recipe: Recipe) -> OutputSchema:
+        """This schema bound to a recipe (its labels, slot types); most need nothing."""
+        return self
+
 
 class UtteranceList(OutputSchema):
     """A list of utterances for the job's label."""
@@ -224,13 +233,20 @@ class LabeledText(PydanticSchema):
         super().__init__(_LabeledTextModel, "labeled_text")
 
 
-_BUILTIN: dict[str, type[OutputSchema]] = {
+def _slot_schema() -> OutputSchema:
+    from textsynth.slots import SlotSchema
+
+    return SlotSchema()
+
+
+_BUILTIN: dict[str, Callable[[], OutputSchema]] = {
     "utterances": UtteranceList,
     "labeled_text": LabeledText,
+    "slots": _slot_schema,
 }
 
 
-def register_schema(name: str, cls: type[OutputSchema]) -> None:
+def register_schema(name: str, cls: Callable[[], OutputSchema]) -> None:
     _BUILTIN[name] = cls
 
 

@@ -142,19 +142,26 @@ class Store:
     def withdraw_example(self, label: str, language: str, text: str, reason: str,
                          detail: str = "") -> bool:
         """Move an accepted example to the rejects (a later conflict showed it is bad)."""
-        with self._db:
+        own = not self._db.in_transaction  # else it joins the caller's transaction
+        if own:
             self._db.execute("BEGIN")
+        try:
             row = self._db.execute(
                 "SELECT seq, data FROM examples WHERE label = ? AND language = ? AND text = ?"
                 " ORDER BY seq LIMIT 1", (label, language, text)).fetchone()
-            if row is None:
-                return False
-            self._db.execute("DELETE FROM examples WHERE seq = ?", (row[0],))
-            key = json.loads(row[1]).get("request_id")
-            self._db.execute(
-                "INSERT INTO rejects (label, language, text, reason, detail, request_key)"
-                " VALUES (?,?,?,?,?,?)", (label, language, text, reason, detail, key))
-        return True
+            if row is not None:
+                self._db.execute("DELETE FROM examples WHERE seq = ?", (row[0],))
+                key = json.loads(row[1]).get("request_id")
+                self._db.execute(
+                    "INSERT INTO rejects (label, language, text, reason, detail, request_key)"
+                    " VALUES (?,?,?,?,?,?)", (label, language, text, reason, detail, key))
+        except BaseException:
+            if own:
+                self._db.rollback()
+            raise
+        if own:
+            self._db.commit()
+        return row is not None
 
     def examples(self) -> Iterator[Example]:
         for (data,) in self._db.execute("SELECT data FROM examples ORDER BY seq"):

@@ -132,5 +132,12 @@ class Backend(ABC):
         Raise a :class:`~textsynth.errors.BackendError` when the whole call failed.
         """
 
+    def cancel_queued(self) -> None:  # noqa: B027 - optional hook
+        """Drop requests that wait in the backend's own queue and were not sent yet.
+
+        The engine calls this when a run ends: it still waits for (and stores) what
+        is in flight, but needs nothing more. Their ``generate`` calls are cancelled.
+        """
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections, models and other resources."""

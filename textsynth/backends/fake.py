@@ -23,8 +23,9 @@ class FakeBackend(Backend):
 
     With ``handler``, each request is answered by ``handler(request)``; otherwise
     ``responses`` are served in order (and cycled). A response may contain ``{seed}``
-    and ``{label}`` (from the request's job), which makes answers depend only on the
-    request: what a deterministic model would do.
+    (a short base-36 token of the request's seed: letters and digits, so it never looks
+    like a phone or card number to the PII rule) and ``{label}``, which makes answers
+    depend only on the request: what a deterministic model would do.
     """
 
     name = "fake"
@@ -77,7 +78,7 @@ class FakeBackend(Backend):
                 self._cursor += 1
                 if "{" in text:
                     label = str(request.metadata.get("slot", "")).split("/")[0]
-                    text = text.replace("{seed}", str(request.seed)).replace("{label}", label)
+                    text = text.replace("{seed}", _token(request.seed)).replace("{label}", label)
                 texts = [text]
         words = sum(len(m["content"].split()) for m in request.messages)
         return Completion(
@@ -96,3 +97,13 @@ class FakeBackend(Backend):
             self.requests.append(request)
             out.append(self._answer(request))
         return out
+
+
+def _token(seed: int) -> str:
+    digits = "abcdefghijklmnopqrstuvwxyz0123456789"
+    out = ""
+    while True:
+        seed, rem = divmod(seed, 36)
+        out = digits[rem] + out
+        if not seed:
+            return out

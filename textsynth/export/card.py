@@ -1,16 +1,42 @@
-"""The dataset card (README.md) written next to the exported dataset."""
+"""The dataset card (README.md): a Hub YAML header and the whole story of the data.
+
+The header is built with ``huggingface_hub``'s ``DatasetCardData`` and carries
+``configs`` and ``dataset_info`` in the form ``datasets`` writes them, so
+``load_dataset(folder)`` and the Hub's viewer restore the exact features
+(``ClassLabel``, entity spans) and splits. The body says what the data is for,
+which model made it from which prompt and recipe, the counts per label and split,
+why candidates were rejected, what it cost, and how to make it again. Nothing
+secret goes in: keys, tokens and credentials in URLs are redacted.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from textsynth.errors import ExportError
+from textsynth.errors import ExportError, TextsynthError
+from textsynth.export.dataset import PARQUET_DIR
 from textsynth.recipe import Recipe
 
-__all__ = ["render_card", "write_card"]
+if TYPE_CHECKING:
+    from textsynth.store import Store
+
+__all__ = ["card_data", "redact", "render_card", "write_card"]
+
+REDACTED = "<redacted>"
+_SECRET_KEY = re.compile(r"^(.*[_-])?(api[_-]?key|key|token|secret|passw(or)?d|auth"
+                         r"|authorization|cookies?|credentials?|headers?)$", re.I)
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+_URL_SECRET_PARAM = re.compile(
+    r"([?&](?:api[_-]?key|key|token|access_token|sig|signature)=)[^&\s]+", re.I)
+_TOKEN_SHAPED = re.compile(
+    r"\b(sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{20,})")
+_SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "TEXTSYNTH_API_KEY")
 
 
 def _size_category(n: int) -> str:
@@ -21,43 +47,218 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def render_card(recipe: Recipe, dataset: Any, summary: dict[str, Any]) -> str:
-    """The card's markdown: YAML header for the Hub, then how the data was made."""
-    from huggingface_hub import DatasetCard, DatasetCardData
+def redact(value: Any) -> Any:
+    """``value`` with secrets replaced: secret-named keys, URL credentials, token shapes."""
+    if isinstance(value, dict):
+        return {k: REDACTED if _SECRET_KEY.search(str(k)) and v not in (None, "", {}, [])
+                else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        value = _URL_USERINFO.sub(lambda m: m.group("scheme"), value)
+        value = _URL_SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, value)
+        return _TOKEN_SHAPED.sub(REDACTED, value)
+    return value
+
+
+def _scrub(text: str) -> str:
+    """Last line of defence: no secret from the environment appears in the card."""
+    for name in _SECRET_ENV:
+        secret = os.environ.get(name, "")
+        if len(secret) >= 8:
+            text = text.replace(secret, REDACTED)
+    return str(redact(text))
+
+
+def card_data(recipe: Recipe, dataset: Any, out_dir: Path | None = None) -> Any:
+    """The card's YAML header as ``DatasetCardData`` (with ``configs`` and ``dataset_info``)."""
+    from datasets.info import DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
 
     total = sum(len(split) for split in dataset.values())
+    has_entities = any("entities" in split.features for split in dataset.values())
+    tasks = ["text-classification"] + (["token-classification"] if has_entities else [])
+    langs = recipe.all_languages
     data = DatasetCardData(
-        language=recipe.all_languages,
-        license=recipe.license,
-        task_categories=["text-classification"],
-        size_categories=[_size_category(total)],
-        tags=["synthetic", "textsynth"],
         pretty_name=recipe.name,
+        language=langs,
+        license=recipe.license,
+        task_categories=tasks,
+        size_categories=[_size_category(total)],
+        tags=["synthetic", "textsynth"] + (["nlu"] if has_entities else []),
+        annotations_creators=["machine-generated"],
+        language_creators=["machine-generated"],
+        multilinguality=["multilingual" if len(langs) > 1 else "monolingual"],
     )
-    counts = {
-        name: {label: 0 for label in recipe.labels} for name in dataset
-    }
+    parquet = sorted((Path(out_dir) / PARQUET_DIR).glob("*.parquet")) if out_dir else []
+    if not dataset or not parquet:
+        return data
+    info = next(iter(dataset.values())).info.copy()
+    info.splits = SplitDict()
     for name, split in dataset.items():
-        names = split.features["label"].names
-        for value in split["label"]:
-            counts[name][names[value]] += 1
-    lines = ["| label | " + " | ".join(dataset) + " |",
-             "|---|" + "---|" * len(dataset)]
-    for label in recipe.labels:
-        lines.append(f"| {label} | " + " | ".join(str(counts[s][label]) for s in dataset) + " |")
-    recipe_yaml = yaml.safe_dump(recipe.model_dump(mode="json", by_alias=True, exclude={"source"}),
-                                 sort_keys=False, allow_unicode=True)
+        info.splits.add(SplitInfo(name=name, num_bytes=split.data.nbytes,
+                                  num_examples=len(split)))
+    info.download_size = sum(p.stat().st_size for p in parquet)
+    info.dataset_size = sum(split.data.nbytes for split in dataset.values())
+    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    MetadataConfigs({"default": {"data_files": [
+        {"split": name, "path": f"{PARQUET_DIR}/{name}-*"} for name in dataset]}}
+    ).to_dataset_card_data(data)
+    return data
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _counts_table(recipe: Recipe, dataset: Any) -> str:
+    counts = {name: Counter(split["label"]) for name, split in dataset.items()}
+    rows = []
+    for i, (label, spec) in enumerate(recipe.labels.items()):
+        per_split = [counts[s][i] for s in dataset]
+        rows.append([f"`{label}`", spec.description, *per_split, sum(per_split)])
+    totals = [len(split) for split in dataset.values()]
+    rows.append(["**total**", "", *totals, sum(totals)])
+    return _table(["label", "description", *dataset, "total"], rows)
+
+
+def _entities_section(recipe: Recipe, dataset: Any) -> str:
+    if not any("entities" in split.features for split in dataset.values()):
+        return ""
+    mentions: Counter[str] = Counter()
+    for split in dataset.values():
+        for entities in split["entities"]:
+            mentions.update(e["entity"] for e in entities)
+    types = sorted(set(recipe.slots) | set(mentions))
+    rows = [[f"`{t}`", ", ".join(recipe.slots.get(t, [])) or "(not declared)", mentions[t]]
+            for t in types]
+    tags = "tokens" in next(iter(dataset.values())).features
+    return ("## Entities\n\nEach row's `entities` lists character spans with "
+            "`text[start:end] == value`. textsynth located every span itself: from the "
+            "entities the model named or, for plain utterances, from the declared slot values "
+            "the text contains as whole words; a candidate with a value missing from its text, "
+            "inside a word, or overlapping another was rejected."
+            + (" `tokens` are the whitespace tokens of `text` and `tags` their BIO tags."
+               if tags else "")
+            + "\n\n" + _table(["entity", "values the prompts asked for", "mentions"], rows)
+            + "\n\n")
+
+
+def _made_section(recipe: Recipe, dataset: Any, summary: dict[str, Any],
+                  rejects: dict[str, int]) -> str:
+    models: Counter[str] = Counter()
+    for split in dataset.values():
+        models.update(split["model"])
+    model_list = ", ".join(f"`{m}` ({n} rows)" for m, n in models.most_common()) or \
+        f"`{summary.get('model', 'unknown')}`"
+    gen = recipe.generation
+    cost = summary.get("cost") or 0.0
+    lines = [
+        f"- Generator model(s): {model_list}, {summary.get('backend', recipe.backend.type)} "
+        "backend.",
+        f"- Sampling: temperature {gen.temperature}, top-p {gen.top_p}, up to {gen.max_tokens} "
+        f"tokens, {gen.examples_per_request} candidates asked per request.",
+        f"- Requests: {summary.get('sent', 0)} sent, {summary.get('cached', 0)} read back from "
+        "the run store.",
+        f"- Tokens: {summary.get('prompt_tokens', 0):,} prompt + "
+        f"{summary.get('completion_tokens', 0):,} completion; cost ${cost:.4f} at the "
+        "recipe's prices.",
+        f"- Seed: {recipe.seed}.",
+    ]
+    if summary.get("stopped"):
+        lines.append(f"- Stopped early: {summary['stopped']}")
+    short = {k: v["target"] - v["accepted"] for k, v in (summary.get("slots") or {}).items()
+             if v.get("accepted", 0) < v.get("target", 0)}
+    if short:
+        lines.append("- Short of the quota: " + ", ".join(f"{k} by {n}" for k, n in short.items()))
+    accepted = sum(len(s) for s in dataset.values())
+    reject_rows = [[f"`{reason}`", n] for reason, n in rejects.items()]
+    rejected = sum(rejects.values())
+    body = "\n".join(lines)
+    body += (f"\n\nOf {accepted + rejected} candidates, {accepted} were accepted and "
+             f"{rejected} rejected:\n\n" + (_table(["reason", "rejected"], reject_rows)
+                                            if reject_rows else "(none rejected)"))
+    return "## How it was made\n\n" + body + "\n\n"
+
+
+def _splits_note(recipe: Recipe, export: dict[str, Any]) -> str:
+    ratios = ", ".join(f"{k} {v:g}" for k, v in recipe.export.splits.items())
+    note = f"Splits are stratified by label ({ratios}, seed {recipe.seed})"
+    if export.get("near_duplicate_groups") is not None:
+        note += (f", and grouped so that near-duplicates (similarity >= "
+                 f"{recipe.export.near_duplicate_threshold:g} once entity values are masked) "
+                 f"never straddle two splits: {export['near_duplicate_groups']} groups, the "
+                 f"largest of {export['largest_group']} rows")
+    note += "."
+    if export.get("rasa_skipped"):
+        note += (f" {export['rasa_skipped']} rows are left out of the Rasa file because Rasa's "
+                 "markup cannot express their text.")
+    return note
+
+
+def _template_source(recipe: Recipe) -> str:
+    from textsynth.templates import PromptTemplate
+
+    try:
+        return PromptTemplate.load(recipe.template, recipe.base_dir).source.strip()
+    except TextsynthError as exc:
+        return f"(not available: {exc})"
+
+
+def render_card(recipe: Recipe, dataset: Any, summary: dict[str, Any],
+                store: Store | None = None, out_dir: Path | None = None) -> str:
+    """The card's markdown: YAML header for the Hub, then how the data was made."""
+    from huggingface_hub import DatasetCard
+
+    rejects = store.reject_counts() if store is not None else {}
+    export = (store.get_meta("export", {}) if store is not None else {}) or {}
+    total = sum(len(split) for split in dataset.values())
+    recipe_yaml = yaml.safe_dump(
+        redact(recipe.model_dump(mode="json", by_alias=True, exclude={"source"})),
+        sort_keys=False, allow_unicode=True)
+    fields = "\n".join(f"- `{name}`: {feature!r}" for name, feature in
+                       next(iter(dataset.values())).features.items()) if dataset else ""
+    license_line = (f"License: `{recipe.license}` (as the recipe states)." if recipe.license
+                    else "License: not stated in the recipe; add `license:` before sharing.")
+    push = (f"textsynth push {recipe.output_dir} {recipe.export.hub.repo_id}\n"
+            if recipe.export.hub else "")
     body = f"""
 # {recipe.name}
 
 {recipe.description or "A synthetic labeled text dataset."}
 
-Generated with textsynth by `{summary.get("model", "")}` ({summary.get("backend", "")} backend),
-seed {recipe.seed}, {total} rows.
+A synthetic dataset of {total} rows for training and evaluating
+{"intent and entity (slot) models" if "entities" in fields else "text classifiers"}
+over {len(recipe.labels)} labels, generated with
+[textsynth](https://pypi.org/project/textsynth/) from the recipe and prompt below.
+The texts were written by a language model, not collected from people: check them
+before relying on them, and prefer real data for final evaluation. {license_line}
 
-## Label counts
+## Labels and splits
 
-{chr(10).join(lines)}
+{_counts_table(recipe, dataset) if dataset else "(no rows)"}
+
+{_splits_note(recipe, export)}
+
+{_entities_section(recipe, dataset) if dataset else ""}## Fields
+
+{fields}
+
+Provenance columns: `template` and `template_sha` (the prompt that produced the row),
+`model`, `attributes` (the recipe's `vary` values for the row, as JSON), `seed` (the
+job's seed) and `request_id` (the request key in the run store).
+
+{_made_section(recipe, dataset, summary, rejects)}## Prompt template
+
+`{recipe.template}` (sha {_template_sha(recipe)}):
+
+```jinja
+{_template_source(recipe)}
+```
 
 ## Recipe
 
@@ -66,18 +267,39 @@ seed {recipe.seed}, {total} rows.
 
 ## Reproduce
 
+Save the recipe above as `recipe.yaml` and run:
+
 ```
+pip install textsynth
 textsynth run recipe.yaml
-```
+{push}```
+
+With the same recipe, seed and a deterministic backend (the embedded model decodes
+with per-request seeds) the rows come out the same.
 """
-    return str(DatasetCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body)
-               .content)
+    # the body holds Jinja source (the prompt), so it must not go through a template
+    header = card_data(recipe, dataset, out_dir).to_yaml()
+    card = DatasetCard(f"---\n{header}\n---\n{body}")
+    return _scrub(str(card.content))
 
 
-def write_card(recipe: Recipe, dataset: Any, summary: dict[str, Any], out_dir: Path) -> Path:
-    path = Path(out_dir) / "README.md"
+def _template_sha(recipe: Recipe) -> str:
+    from textsynth.templates import PromptTemplate
+
     try:
-        path.write_text(render_card(recipe, dataset, summary), encoding="utf-8")
+        return PromptTemplate.load(recipe.template, recipe.base_dir).sha
+    except TextsynthError:
+        return "unknown"
+
+
+def write_card(recipe: Recipe, dataset: Any, summary: dict[str, Any], out_dir: Path,
+               store: Store | None = None) -> Path:
+    """Write README.md into ``out_dir`` (atomically: a failed write keeps the old card)."""
+    path = Path(out_dir) / "README.md"
+    tmp = path.with_name(".README.md.tmp")
+    try:
+        tmp.write_text(render_card(recipe, dataset, summary, store, out_dir), encoding="utf-8")
+        os.replace(tmp, path)
     except OSError as exc:
         raise ExportError(f"cannot write the dataset card {path}: {exc}") from exc
     return path

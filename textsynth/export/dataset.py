@@ -1,22 +1,49 @@
-"""Build the Hugging Face ``DatasetDict`` from the store and write it out."""
+"""Build the Hugging Face ``DatasetDict`` from the store and write it in every format.
+
+Everything is written into a staging folder first and moved into place at the end,
+so a failed export leaves the previous one intact, never half of each.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
-import random
-from collections import defaultdict
-from collections.abc import Sequence
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from textsynth.errors import ExportError
+from textsynth.export.features import dataset_features
+from textsynth.export.split import masked_text, near_duplicate_groups, stratified_split
 from textsynth.recipe import Recipe
-from textsynth.schemas import Example
+from textsynth.schemas import Example, OutputSchema, load_schema
+from textsynth.slots import bio_tags, relocate_spans
 from textsynth.store import Store
 
-__all__ = ["build_dataset", "example_rows", "export_dataset", "stratified_split"]
+__all__ = ["DATASET_DIR", "ExportReport", "build_dataset", "example_rows", "export_dataset",
+           "parquet_files", "stratified_split"]
 
 DATASET_DIR = "dataset"
+PARQUET_DIR = "data"
+RASA_FILE = "rasa/nlu.yml"
+REJECTS_FILE = "rejects.jsonl"
+_STAGING = ".textsynth-export"
+
+
+@dataclass
+class ExportReport:
+    """What the export did besides writing rows (kept in the store for the card)."""
+
+    splits: dict[str, int] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    near_duplicate_groups: int | None = None
+    largest_group: int | None = None
+    rasa_skipped: int | None = None
+    spans_dropped: int = 0
 
 
 def example_rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
@@ -35,105 +62,196 @@ def example_rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
     return rows
 
 
-def stratified_split(labels: Sequence[str], ratios: dict[str, float], seed: int
-                     ) -> dict[str, list[int]]:
-    """Row indices per split, stratified by label, deterministic for a seed.
-
-    Each label's rows are shuffled and cut by the ratios (largest remainders get
-    the leftover rows), so every split gets its share of every label.
-    """
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for i, label in enumerate(labels):
-        by_label[label].append(i)
-    out: dict[str, list[int]] = {name: [] for name in ratios}
-    names = list(ratios)
-    for turn, label in enumerate(sorted(by_label)):
-        idx = by_label[label]
-        random.Random(f"{seed}:{label}").shuffle(idx)
-        exact = [ratios[n] * len(idx) for n in names]
-        counts = [int(x) for x in exact]
-        # leftover rows go to the largest remainders; ties rotate across labels so small
-        # splits still get rows
-        order = sorted(range(len(names)),
-                       key=lambda j: (exact[j] - counts[j], -((j - turn) % len(names))),
-                       reverse=True)
-        for j in order:
-            if sum(counts) >= len(idx):
-                break
-            counts[j] += 1
-        start = 0
-        for name, count in zip(names, counts, strict=True):
-            out[name].extend(idx[start:start + count])
-            start += count
-    return {name: sorted(v) for name, v in out.items()}
+def _add_spans(rows: list[dict[str, Any]], bio: bool, report: ExportReport) -> None:
+    """Re-check every span against its (possibly rewritten) text; add BIO tags."""
+    for row in rows:
+        spans = row.get("entities") or []
+        kept = relocate_spans(row["text"], spans)
+        report.spans_dropped += len(spans) - len(kept)
+        row["entities"] = kept
+        if bio:
+            row["tokens"], row["tags"] = bio_tags(row["text"], kept)
 
 
-def build_dataset(recipe: Recipe, examples: Sequence[Example]) -> Any:
-    """A ``DatasetDict`` with a ``ClassLabel`` label column and the recipe's splits."""
-    try:
-        from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
-    except ImportError as exc:  # pragma: no cover - datasets is a core dependency
-        raise ExportError(f"cannot import datasets: {exc}") from exc
+def _coerce(value: Any, feature: Any) -> Any:
+    """Values the feature cannot hold as they are become JSON text."""
+    from datasets import Value
+
+    if isinstance(feature, Value) and feature.dtype == "string" and value is not None \
+            and not isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
+
+
+def build_dataset(recipe: Recipe, examples: Sequence[Example],
+                  schema: OutputSchema | None = None, report: ExportReport | None = None) -> Any:
+    """A ``DatasetDict`` with features from the recipe and schema, split by the recipe."""
+    from datasets import Dataset, DatasetDict
+
+    report = report if report is not None else ExportReport()
+    schema = schema or load_schema(recipe.output_schema).for_recipe(recipe)
     rows = example_rows(examples)
-    label_names = list(recipe.labels)
-    features = Features({
-        "text": Value("string"),
-        "label": ClassLabel(names=label_names),
-        "language": Value("string"),
-        **{k: _feature(v) for k, v in (rows[0].items() if rows else [])
-           if k not in ("text", "label", "language")},
-    })
-    splits = stratified_split([r["label"] for r in rows], recipe.export.splits, recipe.seed)
+    features = dataset_features(recipe, schema, rows)
+    if "entities" in features:
+        _add_spans(rows, "tags" in features, report)
+    groups = None
+    if recipe.export.group_near_duplicates and rows:
+        keys = [masked_text(r["text"], r.get("entities") or []) for r in rows]
+        groups = near_duplicate_groups(keys, recipe.export.near_duplicate_threshold)
+        sizes = [groups.count(g) for g in set(groups)]
+        report.near_duplicate_groups, report.largest_group = len(sizes), max(sizes)
+    splits = stratified_split([r["label"] for r in rows], recipe.export.splits, recipe.seed,
+                              groups)
     parts = {}
     for name, idx in splits.items():
         if not idx and rows:
             continue  # too few rows for this split
         chosen = [rows[i] for i in idx]
-        columns = {key: [r[key] for r in chosen] for key in features}
+        columns = {key: [_coerce(r.get(key), feat) for r in chosen]
+                   for key, feat in features.items()}
         parts[name] = Dataset.from_dict(columns, features=features)
+        report.splits[name] = len(idx)
     return DatasetDict(parts)
 
 
-def _feature(value: Any) -> Any:
-    from datasets import Value
-
-    if isinstance(value, bool):
-        return Value("bool")
-    if isinstance(value, int):
-        return Value("int64")
-    if isinstance(value, float):
-        return Value("float64")
-    return Value("string")
+def parquet_files(out_dir: Path) -> list[Path]:
+    """The Parquet shards of an exported dataset, sorted."""
+    return sorted((Path(out_dir) / PARQUET_DIR).glob("*.parquet"))
 
 
-def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None) -> Any:
-    """Write the dataset in every format the recipe asks for; return the ``DatasetDict``."""
-    out = Path(out_dir or recipe.output_dir)
-    examples = list(store.examples())
-    ds = build_dataset(recipe, examples)
+def _readable_rows(split: Any) -> list[dict[str, Any]]:
+    """Rows with label and tag names instead of class ids (for JSONL, CSV, Rasa)."""
+    names = split.features["label"].names
+    tag_names = split.features["tags"].feature.names if "tags" in split.features else None
+    out = []
+    for row in split:
+        row["label"] = names[row["label"]]
+        if tag_names is not None:
+            row["tags"] = [tag_names[t] for t in row["tags"]]
+        out.append(row)
+    return out
+
+
+def _write_parquet(split: Any, name: str, folder: Path, rows_per_shard: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = max(1, -(-len(split) // rows_per_shard))
+    written = []
+    for i in range(shards):
+        file = folder / f"{name}-{i:05d}-of-{shards:05d}.parquet"
+        split.shard(shards, i, contiguous=True).to_parquet(str(file))
+        written.append(f"{PARQUET_DIR}/{file.name}")
+    return written
+
+
+def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        if rows:
+            writer.writerow(list(rows[0]))
+        for row in rows:
+            writer.writerow([v if isinstance(v, str | int | float) else
+                             json.dumps(v, ensure_ascii=False) for v in row.values()])
+
+
+def _write_all(recipe: Recipe, ds: Any, store: Store, stage: Path,
+               report: ExportReport) -> list[str]:
+    formats = set(recipe.export.formats)
+    written: list[str] = []
+    if "arrow" in formats:
+        ds.save_to_disk(str(stage / DATASET_DIR))
+        written.append(DATASET_DIR)
+    readable = {name: _readable_rows(split) for name, split in ds.items()}
+    for name, split in ds.items():
+        if "parquet" in formats:
+            written += _write_parquet(split, name, stage / PARQUET_DIR,
+                                      recipe.export.rows_per_shard)
+        if "jsonl" in formats:
+            _write_jsonl(readable[name], stage / f"{name}.jsonl")
+            written.append(f"{name}.jsonl")
+        if "csv" in formats:
+            _write_csv(readable[name], stage / f"{name}.csv")
+            written.append(f"{name}.csv")
+    if "rasa" in formats:
+        from textsynth.export.rasa import write_rasa_nlu
+
+        rows = [r for name in readable for r in readable[name]]
+        report.rasa_skipped = write_rasa_nlu(rows, list(recipe.labels), stage / RASA_FILE)
+        written.append(RASA_FILE)
+    if recipe.export.save_rejects:
+        written += _write_rejects(recipe, store, stage, formats)
+    return written
+
+
+def _owned(recipe: Recipe) -> list[str]:
+    """Everything an export may have written before (replaced or removed on each export)."""
+    names = [DATASET_DIR, PARQUET_DIR, "rasa", REJECTS_FILE, "rejected", "rejected.parquet",
+             "rejected.jsonl", "rejected.csv"]
+    for split in recipe.export.splits:
+        names += [f"{split}.jsonl", f"{split}.csv"]
+    return names
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """``datasets`` draws a progress bar per file; ours is enough."""
+    from datasets.utils import logging as ds_logging
+
+    was = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        formats = set(recipe.export.formats)
-        if "arrow" in formats:
-            ds.save_to_disk(str(out / DATASET_DIR))
-        data_dir = out / "data"
-        for name, split in ds.items():
-            if "parquet" in formats:
-                data_dir.mkdir(exist_ok=True)
-                split.to_parquet(str(data_dir / f"{name}-00000-of-00001.parquet"))
-            if "jsonl" in formats:
-                split.to_json(str(out / f"{name}.jsonl"), force_ascii=False, lines=True)
-            if "csv" in formats:
-                split.to_csv(str(out / f"{name}.csv"), index=False)
-        if recipe.export.save_rejects:
-            _write_rejects(recipe, store, out, formats)
+        yield
+    finally:
+        if was:
+            ds_logging.enable_progress_bar()
+
+
+def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None,
+                   schema: OutputSchema | None = None) -> Any:
+    """Write the dataset in every format the recipe asks for; return the ``DatasetDict``.
+
+    What was exported (files, split sizes, near-duplicate groups, rows Rasa cannot
+    express) is kept in the store as meta ``export`` for the dataset card.
+    """
+    out = Path(out_dir or recipe.output_dir)
+    report = ExportReport()
+    ds = build_dataset(recipe, list(store.examples()), schema=schema, report=report)
+    stage = out / _STAGING
+    try:
+        _remove(stage)
+        stage.mkdir(parents=True)
+        with _quiet_datasets():
+            written = _write_all(recipe, ds, store, stage, report)
+        for name in _owned(recipe):
+            _remove(out / name)
+        for name in {w.split("/")[0] for w in written}:
+            os.replace(stage / name, out / name)
     except OSError as exc:
         raise ExportError(f"cannot write the dataset to {out}: {exc}") from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    report.files = sorted(written)
+    store.set_meta("export", asdict(report))
     return ds
 
 
-def _write_rejects(recipe: Recipe, store: Store, out: Path, formats: set[Any]) -> None:
-    """The rejected candidates as their own split ``rejected``, beside the dataset."""
+def _write_rejects(recipe: Recipe, store: Store, out: Path, formats: set[Any]) -> list[str]:
+    """The rejected candidates as their own split ``rejected``, beside the dataset.
+
+    Kept out of ``data/`` so that loading the dataset never mixes rejects in.
+    """
     from datasets import ClassLabel, Dataset, Features, Value
 
     from textsynth.quality.rejects import REJECTS_SPLIT, reject_rows
@@ -143,12 +261,18 @@ def _write_rejects(recipe: Recipe, store: Store, out: Path, formats: set[Any]) -
     features = Features({n: ClassLabel(names=list(recipe.labels)) if n == "label"
                          else Value("string") for n in names})
     split = Dataset.from_dict({n: [r[n] for r in rows] for n in names}, features=features)
-    if "arrow" in formats:
-        split.save_to_disk(str(out / REJECTS_SPLIT))
-    if "parquet" in formats:
-        (out / "data").mkdir(exist_ok=True)
-        split.to_parquet(str(out / "data" / f"{REJECTS_SPLIT}-00000-of-00001.parquet"))
-    if "jsonl" in formats:
-        split.to_json(str(out / f"{REJECTS_SPLIT}.jsonl"), force_ascii=False, lines=True)
-    if "csv" in formats:
-        split.to_csv(str(out / f"{REJECTS_SPLIT}.csv"), index=False)
+    written = []
+    for fmt, name in (("arrow", REJECTS_SPLIT), ("parquet", f"{REJECTS_SPLIT}.parquet"),
+                      ("jsonl", f"{REJECTS_SPLIT}.jsonl"), ("csv", f"{REJECTS_SPLIT}.csv")):
+        if fmt not in formats:
+            continue
+        if fmt == "arrow":
+            split.save_to_disk(str(out / name))
+        elif fmt == "parquet":
+            split.to_parquet(str(out / name))
+        elif fmt == "jsonl":
+            split.to_json(str(out / name), force_ascii=False, lines=True)
+        else:
+            split.to_csv(str(out / name), index=False)
+        written.append(name)
+    return written

@@ -1,0 +1,454 @@
+"""The openai backend against the project's fault-injecting server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from textsynth.backends import create_backend
+from textsynth.backends.base import Request
+from textsynth.backends.openai import OpenAIBackend
+from textsynth.engine import Engine
+from textsynth.errors import BackendResponseError, BackendUnavailable, RecipeError
+from textsynth.pipeline import run_recipe
+from textsynth.recipe import Recipe, load_recipe
+from textsynth.testing import FaultServer, default_reply
+
+CORRECTION = "That answer could not be used"
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    with FaultServer(items=3, retry_after=0.2, hang=3.0) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def schema_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A user pydantic schema importable as ``ts_test_schema:Order``."""
+    folder = tmp_path_factory.mktemp("schema")
+    (folder / "ts_test_schema.py").write_text(textwrap.dedent("""
+        from typing import Literal
+        from pydantic import BaseModel
+
+        class Order(BaseModel):
+            text: str
+            tone: Literal["polite", "rude"]
+    """))
+    sys.path.insert(0, str(folder))
+    yield "ts_test_schema:Order"
+    sys.path.remove(str(folder))
+
+
+def make_recipe(out: Path, url: str, *, labels: int = 2, per_label: int = 6,
+                schema: str = "utterances", generation: Mapping[str, Any] | None = None,
+                budget: Mapping[str, Any] | None = None, **options: Any) -> Recipe:
+    opts = {"base_url": url, "model": "test-model", "backoff": 0.01, "max_backoff": 0.05,
+            "timeout": 5.0, **options}
+    return load_recipe({
+        "name": "openai-test", "labels": {f"label_{i}": f"label {i}" for i in range(labels)},
+        "per_label": per_label, "schema": schema,
+        "generation": {"examples_per_request": 3, **(generation or {})},
+        "budget": dict(budget or {}),
+        "backend": {"type": "openai", "options": opts}, "export": {"dir": str(out)},
+    })
+
+
+def run(recipe: Recipe) -> Engine:
+    engine = Engine(recipe)
+    asyncio.run(engine.run())
+    return engine
+
+
+def texts(engine: Engine) -> list[str]:
+    return [e.text for e in engine.store.examples()]
+
+
+def corrections(server: FaultServer) -> list[dict[str, Any]]:
+    return [b for b in server.bodies if CORRECTION in b["messages"][-1]["content"]]
+
+
+# -- the happy path ------------------------------------------------------------------------
+def test_run_fills_every_quota_and_records_tokens(tmp_path: Path, server: FaultServer) -> None:
+    recipe = make_recipe(tmp_path, server.url,
+                         budget={"input_price": 1.0, "output_price": 2.0})
+    engine = run(recipe)
+    assert engine.result.complete
+    assert len(texts(engine)) == 12 and len(set(texts(engine))) == 12
+    summary = engine.store.get_meta("summary")
+    assert summary["prompt_tokens"] > 0 and summary["completion_tokens"] > 0
+    assert summary["cost"] == pytest.approx(
+        (summary["prompt_tokens"] + 2 * summary["completion_tokens"]) / 1e6)
+    for slot in summary["slots"].values():
+        assert slot["prompt_tokens"] > 0 and slot["completion_tokens"] > 0 and slot["cost"] > 0
+    body = server.bodies[0]
+    assert body["model"] == "test-model" and body["max_tokens"] == recipe.generation.max_tokens
+    assert "seed" in body and "response_format" not in body  # built-in list schema: prompt only
+
+
+def test_options_come_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                           server: FaultServer) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "env-key")
+    backend = create_backend("openai", {"model": "m"})
+    assert isinstance(backend, OpenAIBackend) and backend.base_url == server.url
+
+
+def test_openai_without_a_key_is_a_recipe_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(RecipeError, match="OPENAI_API_KEY"):
+        OpenAIBackend({"model": "gpt-4o-mini"})
+
+
+def test_bad_base_url_is_a_recipe_error(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="base_url must start with http"):
+        make_recipe(tmp_path, "localhost:8000")
+
+
+# -- transport faults: retried, nothing asked twice after it succeeded ----------------------
+@pytest.mark.parametrize("fault", ["rate_limit", "server_error", "drop", "malformed", "timeout"])
+def test_transport_fault_is_retried(tmp_path: Path, server: FaultServer, fault: str) -> None:
+    server.script.extend([fault, fault])
+    options = {"timeout": 0.5} if fault == "timeout" else {}
+    engine = run(make_recipe(tmp_path, server.url, **options))
+    assert engine.result.complete
+    assert server.stats[fault] == 2
+    assert engine.backend.stats["retries"] >= 2  # type: ignore[attr-defined]
+    assert server.duplicates() == {}
+    assert len(set(texts(engine))) == 12
+
+
+def test_retry_after_is_honoured_and_slows_everyone(tmp_path: Path, server: FaultServer) -> None:
+    server.retry_after = 0.4
+    server.script.append("rate_limit")
+    started = time.perf_counter()
+    engine = run(make_recipe(tmp_path, server.url, labels=1, per_label=3))
+    assert time.perf_counter() - started >= 0.4
+    assert engine.result.complete
+    limiter = engine.backend.limiter  # type: ignore[attr-defined]
+    assert limiter.slowdowns == 1
+
+
+def test_dead_server_stops_the_run_with_a_clear_message(tmp_path: Path) -> None:
+    with FaultServer() as srv:
+        url = srv.url  # a port that nothing listens on once the server is gone
+    with pytest.raises(BackendUnavailable, match=r"cannot connect to .*gave up after 3 attempts"):
+        run(make_recipe(tmp_path, url, max_retries=2))
+
+
+# -- refused requests ------------------------------------------------------------------------
+def test_one_bad_request_rejects_only_that_job(tmp_path: Path, server: FaultServer) -> None:
+    server.script.append("bad_request")
+    engine = run(make_recipe(tmp_path, server.url))
+    assert engine.result.complete
+    assert engine.result.rejected["generation_failed"] == 1
+    reject = next(r for r in engine.store.rejects() if r["reason"] == "generation_failed")
+    assert "400" in reject["detail"]
+
+
+def test_every_request_refused_stops_the_run(tmp_path: Path, server: FaultServer) -> None:
+    server.faults = {"bad_request": 1.0}
+    with pytest.raises(BackendResponseError, match="3 requests in a row were refused"):
+        run(make_recipe(tmp_path, server.url, max_client_errors=3, concurrency=1))
+
+
+def test_wrong_key_stops_the_run_and_the_message_hides_it(tmp_path: Path) -> None:
+    with FaultServer(api_key="right-key") as srv, \
+            pytest.raises(BackendResponseError, match="refused the API key") as info:
+        run(make_recipe(tmp_path, srv.url, api_key="wrong-key"))
+    assert "wrong-key" not in str(info.value)
+
+
+# -- answers that are not usable: correction turns --------------------------------------------
+def test_empty_answer_is_reasked_with_a_correction_turn(tmp_path: Path,
+                                                        server: FaultServer) -> None:
+    server.script.append("empty")
+    engine = run(make_recipe(tmp_path, server.url, labels=1, per_label=3))
+    assert engine.result.complete
+    fixes = corrections(server)
+    assert len(fixes) == 1 and "the answer was empty" in fixes[0]["messages"][-1]["content"]
+    assert fixes[0]["messages"][-2] == {"role": "assistant", "content": ""}
+    assert engine.backend.stats["reasks"] == 1  # type: ignore[attr-defined]
+    assert engine.backend.stats["retries"] == 0  # type: ignore[attr-defined]
+
+
+def _orders(good: bool, body: Mapping[str, Any] | None = None) -> str:
+    tone = "polite" if good else "very rude"
+    tag = (body or {}).get("seed", 0) % 1000  # short: no phone-number look-alikes
+    return json.dumps({"items": [{"text": f"please send order {tag}-{i} today", "tone": tone}
+                                 for i in range(3)]})
+
+
+def test_validation_error_is_fed_back_and_every_attempt_is_counted(
+        tmp_path: Path, schema_module: str) -> None:
+    def reply(body: Mapping[str, Any], choice: int) -> str:
+        return _orders(CORRECTION in body["messages"][-1]["content"], body)
+
+    with FaultServer(reply=reply) as srv:
+        engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=3,
+                                 schema=schema_module))
+        first, fix = srv.bodies[0], corrections(srv)[0]
+    assert engine.result.complete
+    assert first["response_format"]["type"] == "json_schema"
+    assert "tone" in json.dumps(first["response_format"]["json_schema"]["schema"])
+    assert "tone" in fix["messages"][-1]["content"]  # the pydantic error, told to the model
+    row = engine.store._db.execute(
+        "SELECT prompt_tokens, completion_tokens, attempts FROM completions").fetchone()
+    one_answer = len(_orders(True).split())
+    assert row[2] == 2 and row[1] == len(_orders(False).split()) + one_answer
+    assert {e.fields["tone"] for e in engine.store.examples()} == {"polite"}
+
+
+def test_reasks_are_bounded_and_the_bad_answer_is_kept(tmp_path: Path,
+                                                       schema_module: str) -> None:
+    with FaultServer(reply=lambda body, choice: _orders(False, body)) as srv:
+        engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=3, schema=schema_module,
+                                 generation={"max_attempts": 1}, reasks=2))
+        sent = srv.stats["requests"]
+    assert sent == 3  # the request and two correction turns, no more
+    assert not engine.result.complete
+    rejects = list(engine.store.rejects())
+    assert len(rejects) == 3 and all(r["reason"].startswith("parse:invalid") for r in rejects)
+    assert engine.store.completion_count() == 1  # paid for, so kept for the next run
+
+
+def test_cut_off_answer_is_reasked(tmp_path: Path, schema_module: str) -> None:
+    with FaultServer(reply=lambda body, choice: _orders(True, body), script=["length"]) as srv:
+        engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=3, schema=schema_module))
+        fix = corrections(srv)[0]["messages"][-1]["content"]
+    assert "cut off at the token limit" in fix
+    assert engine.result.complete
+
+
+def test_structured_output_steps_down_when_the_server_refuses_it(
+        tmp_path: Path, schema_module: str) -> None:
+    with FaultServer(reply=lambda body, choice: _orders(True, body), json_schema=False) as srv:
+        engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=6, schema=schema_module,
+                                 concurrency=1))
+        kinds = [b.get("response_format", {}).get("type") for b in srv.bodies]
+        hinted = srv.bodies[-1]["messages"][-1]["content"]
+    assert engine.result.complete
+    stepped = kinds.index("json_object")  # requests built before the step down were refused
+    assert stepped >= 1 and set(kinds[:stepped]) == {"json_schema"}
+    assert set(kinds[stepped:]) == {"json_object"} and srv.stats["unsupported"] == stepped
+    assert "JSON schema" in hinted
+    assert engine.backend.structured_mode == "json_object"  # type: ignore[attr-defined]
+
+
+def test_structured_output_falls_back_to_the_prompt(tmp_path: Path, schema_module: str) -> None:
+    with FaultServer(reply=lambda b, c: _orders(True, b), json_schema=False,
+                     json_object=False) as srv:
+        engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=3, schema=schema_module,
+                                 concurrency=1))
+        last = srv.bodies[-1]
+    assert engine.result.complete and "response_format" not in last
+
+
+# -- n choices ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("native", [True, False])
+def test_n_choices(tmp_path: Path, native: bool) -> None:
+    with FaultServer(items=3, supports_n=native) as srv:
+        engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=9,
+                                 generation={"n": 3}, concurrency=1, lookahead=1))
+        bodies = list(srv.bodies)
+    assert engine.result.complete and len(texts(engine)) == 9
+    if native:
+        assert all(b["n"] == 3 for b in bodies) and len(bodies) >= engine.result.sent
+    else:  # the server ignores n: the other choices are asked for one by one, new seeds
+        seed = engine.planner.job(engine.slots[0], 0).seed
+        sent = {b["seed"]: b.get("n", 1) for b in bodies}
+        assert sent[seed] == 3 and sent[seed + 1] == 1 and sent[seed + 2] == 1
+
+
+def test_backend_generate_directly(server: FaultServer) -> None:
+    async def go() -> list[str]:
+        backend = OpenAIBackend({"base_url": server.url, "model": "m"})
+        try:
+            out = await backend.generate([Request(({"role": "user", "content": "hi"},), seed=i)
+                                          for i in range(3)])
+        finally:
+            await backend.aclose()
+        return [c.text for c in out]
+
+    got = asyncio.run(go())
+    assert len(set(got)) == 3 and all(json.loads(t) for t in got)
+
+
+# -- budget -----------------------------------------------------------------------------------
+def test_budget_stops_cleanly_and_a_larger_one_resumes(tmp_path: Path,
+                                                       server: FaultServer) -> None:
+    generation = {"max_tokens": 40}
+    first = run(make_recipe(tmp_path, server.url, per_label=30, generation=generation,
+                            budget={"max_tokens": 700}))
+    assert first.result.stopped and "budget" in first.result.stopped
+    used = first.store.usage().total_tokens
+    assert 700 <= used <= 700 + 150  # reached, and passed by one request at most
+    assert not first.result.complete
+    kept = first.store.completion_count()
+    sent_before = server.stats["requests"]
+    second = run(make_recipe(tmp_path, server.url, per_label=30, generation=generation))
+    assert second.result.complete and second.result.cached >= kept
+    assert server.stats["requests"] - sent_before >= second.result.sent
+    assert server.duplicates() == {}  # nothing answered in the first run was asked again
+    assert len(set(texts(second))) == 60
+
+
+def test_cost_budget_stops_the_run(tmp_path: Path, server: FaultServer) -> None:
+    engine = run(make_recipe(tmp_path, server.url, per_label=30,
+                             budget={"max_cost": 0.001, "input_price": 1.0,
+                                     "output_price": 2.0}))
+    assert engine.result.stopped
+    assert 0.001 <= engine.store.get_meta("summary")["cost"] <= 0.001 + 150 * 2 / 1e6
+
+
+# -- secrets -------------------------------------------------------------------------------------
+def test_api_key_is_in_no_file_the_run_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    secret, env_secret = "sk-test-DO-NOT-STORE-4f1c9e", "sk-env-NEVER-WRITTEN-77aa"
+    caplog.set_level(logging.DEBUG)
+    with FaultServer(api_key=secret, items=3, script=["rate_limit", "server_error"],
+                     retry_after=0.05) as srv:
+        recipe = make_recipe(tmp_path / "out", srv.url, api_key=secret,
+                             headers={"X-Api-Key": secret, "X-Trace": "visible"})
+        outcome = run_recipe(recipe)
+        assert srv.stats["unauthorized"] == 0  # the key was sent
+    with FaultServer(api_key=env_secret, items=3) as srv:
+        monkeypatch.setenv("OPENAI_API_KEY", env_secret)
+        run_recipe(make_recipe(tmp_path / "env", srv.url))
+        assert srv.stats["unauthorized"] == 0
+    assert outcome.result.complete
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) > 5  # store, dataset, card ...
+    for path in files:
+        data = path.read_bytes()
+        assert secret.encode() not in data and env_secret.encode() not in data, path
+    assert secret not in caplog.text and env_secret not in caplog.text
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "<redacted>" in card  # the card redacts keys and whole header maps
+    assert secret not in repr(recipe.model_dump(mode="json"))
+
+
+# -- the server killed mid-run ---------------------------------------------------------------
+def _start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "textsynth.testing", "--items", "3",
+                             "--lifetime", "120", *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def test_server_killed_mid_run_then_a_rerun_completes(tmp_path: Path) -> None:
+    proc, url = _start_server("--latency", "0.05")
+    recipe = make_recipe(tmp_path, url, labels=4, per_label=60, max_retries=2, concurrency=4)
+    engine = Engine(recipe)
+
+    async def kill_when_half_done() -> None:
+        while engine.store.completion_count() < 20:
+            await asyncio.sleep(0.01)
+        proc.kill()
+
+    async def go() -> None:
+        killer = asyncio.create_task(kill_when_half_done())
+        try:
+            await engine.run()
+        finally:
+            killer.cancel()
+
+    try:
+        with pytest.raises(BackendUnavailable, match="gave up after 3 attempts"):
+            asyncio.run(go())
+    finally:
+        proc.kill()
+        proc.wait()
+    stored = engine.store.completion_count()
+    assert 20 <= stored < 80
+    engine.store.close()
+
+    proc, url = _start_server()
+    try:
+        again = run(recipe.with_overrides(base_url=url))
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert again.result.complete and again.result.cached >= stored
+    rows = texts(again)
+    assert len(rows) == 240 and len(set(rows)) == 240
+
+
+def test_fault_mix_returns_every_row(tmp_path: Path) -> None:
+    faults = {"rate_limit": 0.05, "server_error": 0.02, "drop": 0.01}
+    with FaultServer(latency=0.01, faults=faults, retry_after=0.05, items=1, seed=7) as srv:
+        engine = run(make_recipe(tmp_path, srv.url, labels=6, per_label=100,
+                                 generation={"examples_per_request": 1}, concurrency=32))
+        dupes = srv.duplicates()
+        stats = dict(srv.stats)
+    assert engine.result.complete and len(set(texts(engine))) == 600
+    assert dupes == {}
+    assert stats["rate_limit"] and stats["server_error"] and stats["drop"]
+    assert engine.result.sent == stats["ok"]
+
+
+def test_default_reply_is_stable_and_unique() -> None:
+    body = {"messages": [{"role": "user", "content": "x"}], "seed": 1}
+    assert default_reply(body, 0) == default_reply(dict(body), 0)
+    assert default_reply(body, 0) != default_reply(body, 1)
+    assert len(json.loads(default_reply(body, 0, items=4))) == 4
+
+
+def test_cli_runs_any_recipe_against_an_endpoint(write_recipe, recipe_dict: dict,
+                                                 server: FaultServer, tmp_path: Path) -> None:
+    path = write_recipe(recipe_dict)  # a recipe written for the fake backend
+    proc = subprocess.run(
+        [sys.executable, "-m", "textsynth", "run", str(path), "--base-url", server.url,
+         "--model", "served-model", "--quiet"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert server.stats["ok"] >= 4 and server.bodies[0]["model"] == "served-model"
+    assert (tmp_path / "out" / "dataset").is_dir()
+
+
+def test_cli_bad_base_url_is_one_line(write_recipe, recipe_dict: dict) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "textsynth", "run", str(write_recipe(recipe_dict)),
+         "--base-url", "localhost:1"], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "base_url must start with http" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_and_a_hosted_run_import_no_heavy_library() -> None:
+    code = ("import sys, textsynth.cli, textsynth.pipeline, textsynth.engine, "
+            "textsynth.backends.openai; "
+            "print(sorted({'torch', 'transformers', 'datasets', 'openai'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_at_the_end_answers_in_flight_are_kept_and_unsent_requests_dropped(
+        tmp_path: Path) -> None:
+    with FaultServer(items=3, latency=0.05) as srv:
+        engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=9, concurrency=1,
+                                 lookahead=8))
+        answered = srv.stats["ok"]
+    assert engine.result.complete
+    assert engine.backend.stats["dropped_unsent"] >= 1  # type: ignore[attr-defined]
+    assert engine.store.completion_count() == answered  # everything paid for is stored
+
+
+def test_error_messages_hide_credentials_in_the_url(tmp_path: Path) -> None:
+    with FaultServer() as srv:
+        port = srv.port
+    url = f"http://user:pw-SECRET@127.0.0.1:{port}/v1?api-key=q-SECRET"
+    with pytest.raises(BackendUnavailable) as info:
+        run(make_recipe(tmp_path, url, max_retries=0))
+    assert "SECRET" not in str(info.value) and f"127.0.0.1:{port}/v1" in str(info.value)

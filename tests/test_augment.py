@@ -1,0 +1,314 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from datasets import load_from_disk
+
+from textsynth import FakeBackend, Request
+from textsynth.augment import AugmentRun, paraphrase, translate
+from textsynth.errors import BackendUnavailable, DataError
+from textsynth.spans import Span, markup, parse_markup, relocate, spans_from_row
+from textsynth.store import Store
+
+ROWS = [
+    {"text": "Add [Daft Punk](artist) to my [party](playlist) playlist", "label": "AddToPlaylist"},
+    {"text": "What is the weather in Paris tomorrow", "label": "GetWeather"},
+    {"text": "Play some relaxing jazz music please", "label": "PlayMusic"},
+]
+WORDS = {"Add": "Füge", "to my": "zu meiner", "playlist": "Playlist hinzu", "What is": "Wie ist",
+         "the weather in": "das Wetter in", "tomorrow": "morgen", "Play some": "Spiel etwas",
+         "relaxing jazz music please": "entspannten Jazz bitte"}
+
+
+def _write(tmp_path: Path, rows: list[dict] = ROWS) -> Path:
+    path = tmp_path / "source.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _source(request: Request) -> str:
+    return request.messages[-1]["content"].split("English: ")[-1].split("\n")[0]
+
+
+def german(request: Request) -> str:
+    """A deterministic 'translator': word swaps that keep the slot markup."""
+    text = _source(request)
+    for en, de in WORDS.items():
+        text = text.replace(en, de)
+    return f"German: {text}"
+
+
+def _rows(out: Path) -> list[dict]:
+    ds = load_from_disk(str(out / "dataset"))
+    names = ds["train"].features["label"].names
+    return [{**r, "label": names[r["label"]]} for split in ds.values() for r in split]
+
+
+def test_translate_keeps_labels_and_slots_and_records_the_source(tmp_path: Path) -> None:
+    fake = FakeBackend(handler=german)
+    outcome = translate(_write(tmp_path), ["de"], tmp_path / "out", backend=fake)
+    assert outcome.accepted == 3 and not outcome.missing
+    rows = {r["source_id"]: r for r in _rows(tmp_path / "out")}
+    first = rows["row 0"]
+    assert first["text"] == "Füge Daft Punk zu meiner party Playlist hinzu"
+    assert first["label"] == "AddToPlaylist" and first["language"] == "de"
+    assert first["source_text"] == "Add Daft Punk to my party playlist"
+    assert first["source_language"] == "en"
+    slots = json.loads(first["slots"])
+    assert [(s["name"], first["text"][s["start"]:s["end"]]) for s in slots] == [
+        ("artist", "Daft Punk"), ("playlist", "party")]
+    assert rows["row 1"]["label"] == "GetWeather"
+    # the prompt carried the slot markup and the language names
+    prompt = fake.requests[0].messages[-1]["content"]
+    assert "[Daft Punk](artist)" in prompt and "German" in prompt
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "- de" in card
+
+
+SONGS = [{"text": f"Play song number {i} for me", "label": "PlayMusic"} for i in range(3)]
+PHRASES = {"German": "Bitte spiel das Lied {n} für mich", "Italian": "Per favore suona la "
+           "canzone {n} per me", "Swahili": "Tafadhali cheza wimbo {n} kwa ajili yangu"}
+
+
+def _polyglot(request: Request) -> str:
+    language = request.messages[-1]["content"].strip().rsplit("\n", 1)[-1].rstrip(":")
+    return PHRASES[language].format(n=_source(request).split()[3])
+
+
+def test_one_row_per_source_row_and_language(tmp_path: Path) -> None:
+    outcome = translate(_write(tmp_path, SONGS), ["de", "it", "sw"], tmp_path / "out",
+                        backend=FakeBackend(handler=_polyglot))
+    rows = _rows(tmp_path / "out")
+    assert outcome.accepted == 9
+    assert sorted((r["source_id"], r["language"]) for r in rows) == sorted(
+        (f"row {i}", lang) for i in range(3) for lang in ("de", "it", "sw"))
+    assert {r["text"] for r in rows if r["language"] == "sw"} == {
+        f"Tafadhali cheza wimbo {i} kwa ajili yangu" for i in range(3)}
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert all(f"- {code}" in card for code in ("de", "it", "sw"))
+
+
+def test_wrong_language_answers_are_rejected(tmp_path: Path) -> None:
+    def english_for_swahili(request: Request) -> str:
+        if "Swahili" in request.messages[-1]["content"]:
+            return f"Please play the song {_source(request).split()[3]} for me now"
+        return _polyglot(request)
+
+    outcome = translate(_write(tmp_path, SONGS), ["de", "sw"], tmp_path / "out",
+                        backend=FakeBackend(handler=english_for_swahili), max_attempts=2)
+    assert outcome.rejected["wrong_language"] == 6  # 3 rows x 2 attempts
+    assert outcome.accepted == 3 and len(outcome.missing) == 3
+    assert {r["language"] for r in _rows(tmp_path / "out")} == {"de"}
+
+
+def test_lost_slot_and_copied_source_are_retried_with_a_new_seed(tmp_path: Path) -> None:
+    answers: dict[str, int] = {}
+
+    def flaky(request: Request) -> str:
+        src = _source(request)
+        answers[src] = answers.get(src, 0) + 1
+        if answers[src] == 1:  # first try: slot markup and value gone, or a plain copy
+            return "Füge etwas hinzu" if "[" in src else src
+        return german(request)
+
+    fake = FakeBackend(handler=flaky)
+    outcome = translate(_write(tmp_path), ["de"], tmp_path / "out", backend=fake)
+    assert outcome.accepted == 3
+    assert outcome.rejected["slot_lost"] == 1 and outcome.rejected["untranslated"] == 2
+    assert len({r.seed for r in fake.requests}) == 6  # each retry is a new request
+    with Store.in_dir(tmp_path / "out") as store:
+        reasons = {r["reason"]: r["detail"] for r in store.rejects()}
+    assert reasons["slot_lost"] == "slot_lost:artist,playlist"
+
+
+def test_runaway_output_is_rejected(tmp_path: Path) -> None:
+    def loops(request: Request) -> str:
+        return "Spiel " + "und noch einmal " * 20 if "jazz" in _source(request) else german(request)
+
+    outcome = translate(_write(tmp_path), ["de"], tmp_path / "out", backend=FakeBackend(
+        handler=loops), max_attempts=1)
+    assert outcome.rejected["too_long_for_source"] == 1 and outcome.missing == {"row 2": 1}
+
+
+def test_gives_up_after_max_attempts_and_says_which_rows(tmp_path: Path) -> None:
+    def stubborn(request: Request) -> str:
+        return german(request) if "weather" in _source(request) else _source(request)
+
+    fake = FakeBackend(handler=stubborn)
+    outcome = translate(_write(tmp_path), ["de"], tmp_path / "out", backend=fake,
+                        max_attempts=2)
+    assert outcome.accepted == 1
+    assert outcome.missing == {"row 0": 1, "row 2": 1}
+    assert len(fake.requests) == 3 + 2
+
+
+def test_rerun_sends_nothing_and_gives_the_same_rows(tmp_path: Path) -> None:
+    src = _write(tmp_path)
+    translate(src, ["de"], tmp_path / "out", backend=FakeBackend(handler=german))
+    first = _rows(tmp_path / "out")
+    again = FakeBackend(handler=german)
+    outcome = translate(src, ["de"], tmp_path / "out", backend=again)
+    assert again.requests == [] and outcome.cached == 3 and outcome.sent == 0
+    assert _rows(tmp_path / "out") == first
+
+
+def test_backend_failure_keeps_what_was_paid_for(tmp_path: Path) -> None:
+    class DiesOnSecondBatch(FakeBackend):
+        async def generate(self, requests):  # type: ignore[no-untyped-def]
+            if self.calls == 1:
+                self.calls += 1
+                raise BackendUnavailable("connection refused")
+            return await super().generate(requests)
+
+    rows = [{"text": f"Play some song number {i}", "label": "PlayMusic"} for i in range(6)]
+    src = _write(tmp_path, rows)
+    dying = DiesOnSecondBatch(handler=german, batch_size=3)
+    with pytest.raises(BackendUnavailable):
+        translate(src, ["de"], tmp_path / "out", backend=dying)
+    with Store.in_dir(tmp_path / "out") as store:
+        assert store.completion_count() == 3
+    resumed = FakeBackend(handler=german, batch_size=3)
+    outcome = translate(src, ["de"], tmp_path / "out", backend=resumed)
+    assert len(resumed.requests) == 3 and outcome.cached == 3 and outcome.accepted == 6
+
+
+def test_paraphrase_gives_n_per_row_and_never_repeats_a_seed(tmp_path: Path) -> None:
+    def rewrites(request: Request) -> str:
+        src = request.messages[-1]["content"].split("Sentence: ")[1].split("\n")[0]
+        return "\n".join([
+            f"1. {src}",                                   # the source itself
+            "2. What is the weather in Paris tomorrow",    # another seed row
+            f"3. {src} right now",
+            f"4. could you {src.lower()}",
+            f"5. {src} thanks",
+        ])
+
+    fake = FakeBackend(handler=rewrites)
+    outcome = paraphrase(_write(tmp_path), 2, tmp_path / "out", backend=fake)
+    rows = _rows(tmp_path / "out")
+    assert outcome.accepted == 6 and len(rows) == 6
+    assert outcome.rejected["same_as_source"] == 4  # GetWeather's item 2 is its own source
+    # row 0 has slots, so its copy of another seed row is first of all a lost-slot reject
+    assert outcome.rejected["slot_lost"] == 1
+    assert outcome.rejected["cross_label_duplicate"] == 1
+    by_source: dict[str, list[dict]] = {}
+    for r in rows:
+        by_source.setdefault(r["source_id"], []).append(r)
+    assert all(len(v) == 2 for v in by_source.values())
+    for r in by_source["row 0"]:
+        assert r["label"] == "AddToPlaylist" and r["language"] == "en"
+        names = [(s["name"], r["text"][s["start"]:s["end"]].lower())
+                 for s in json.loads(r["slots"])]
+        assert names == [("artist", "daft punk"), ("playlist", "party")]
+    assert "2 different ways" in fake.requests[0].messages[-1]["content"]
+
+
+def test_source_can_be_a_textsynth_output_folder(tmp_path: Path) -> None:
+    translate(_write(tmp_path), ["de"], tmp_path / "first", backend=FakeBackend(handler=german))
+    def please(request: Request) -> str:  # keeps the markup, so the slots survive
+        return "1. Bitte " + request.messages[-1]["content"].split("Sentence: ")[1].split("\n")[0]
+
+    outcome = paraphrase(tmp_path / "first", 1, tmp_path / "second",
+                         backend=FakeBackend(handler=please))
+    rows = _rows(tmp_path / "second")
+    assert outcome.accepted == 3
+    slotted = next(r for r in rows if r["label"] == "AddToPlaylist")
+    assert slotted["text"] == "Bitte Füge Daft Punk zu meiner party Playlist hinzu"
+    assert [s["value"] for s in json.loads(slotted["slots"])] == ["Daft Punk", "party"]
+    assert {r["label"] for r in rows} == {"AddToPlaylist", "GetWeather", "PlayMusic"}
+    assert {r["language"] for r in rows} == {"de"}
+    assert all(r["source_id"].split(":")[0] in ("train", "validation", "test") for r in rows)
+
+
+def test_bad_inputs_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        AugmentRun("translate", tmp_path / "nope.jsonl", tmp_path / "out", languages=["de"],
+                   backend=FakeBackend())
+    with pytest.raises(DataError, match="at least one target language"):
+        AugmentRun("translate", _write(tmp_path), tmp_path / "out", backend=FakeBackend())
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "hi", "label": "a"}\nnot json\n')
+    with pytest.raises(DataError, match="line 2 is not valid JSON"):
+        AugmentRun("paraphrase", bad, tmp_path / "out", backend=FakeBackend())
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_translate_missing_source_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "textsynth", "translate", str(tmp_path / "x"),
+                           "--to", "de", "--backend", "fake"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "no such file or folder" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+
+
+def test_cli_paraphrase_with_fake_backend(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "textsynth", "paraphrase", str(_write(tmp_path, ROWS[1:])),
+         "-n", "1",
+         "--backend", "fake", "--option", "responses=['1. another way to say it {seed}']",
+         "--out", str(tmp_path / "out"), "--quiet"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 rows written" in proc.stdout
+    assert len(_rows(tmp_path / "out")) == 2
+
+
+# -- slot spans ----------------------------------------------------------------------
+
+def test_markup_round_trip() -> None:
+    text, spans = parse_markup("wake me at [7 am](time) in [Berlin](city)")
+    assert text == "wake me at 7 am in Berlin"
+    assert spans == [Span("time", "7 am", 11, 15), Span("city", "Berlin", 19, 25)]
+    assert markup(text, spans) == "wake me at [7 am](time) in [Berlin](city)"
+
+
+def test_spans_from_a_slots_column() -> None:
+    row = {"text": "play Daft Punk on Spotify",
+           "slots": json.dumps({"artist": "Daft Punk", "service": "spotify"})}
+    text, spans = spans_from_row(row)
+    assert [(s.name, text[s.start:s.end]) for s in spans] == [("artist", "Daft Punk"),
+                                                               ("service", "Spotify")]
+
+
+def test_relocate_reordered_bare_and_unmarked_slots() -> None:
+    source = [Span("artist", "Daft Punk", 4, 13), Span("playlist", "party", 20, 25)]
+    text, spans, missing = relocate("Füge zur [Party](playlist) Liste [Daft Punk](artist) hinzu",
+                                    source)
+    assert missing == [] and [text[s.start:s.end] for s in spans] == ["Party", "Daft Punk"]
+    text, spans, missing = relocate("Füge [Daft Punk] zur Liste party hinzu", source)
+    assert text == "Füge Daft Punk zur Liste party hinzu" and missing == []
+    assert {s.name: text[s.start:s.end] for s in spans} == {"artist": "Daft Punk",
+                                                           "playlist": "party"}
+    assert relocate("Füge etwas hinzu", source)[2] == ["artist", "playlist"]
+
+
+@pytest.mark.model
+def test_translate_and_paraphrase_on_the_embedded_model(tmp_path: Path) -> None:
+    from textsynth.backends.transformers import TransformersBackend
+    from textsynth.report import build_report
+
+    rows = [{"text": "What will the weather be like in Berlin tomorrow", "label": "GetWeather"},
+            {"text": "Play [Yesterday](song) by [The Beatles](artist)", "label": "PlayMusic"}]
+    src = _write(tmp_path, rows)
+    backend = TransformersBackend({"batch_size": 4})
+    out = translate(src, ["de"], tmp_path / "de", backend=backend, max_attempts=2)
+    # what the model could not do is said, row by row; what it did passes every check
+    assert out.accepted + sum(out.missing.values()) == 2
+    assert 2 <= out.sent <= 4  # two rows, at most two attempts each
+    with Store.in_dir(tmp_path / "de") as store:
+        assert store.completion_count() == out.sent
+        examples = list(store.examples())
+    for ex in examples:
+        assert ex.language == "de" and ex.fields["source_text"] in {
+            "What will the weather be like in Berlin tomorrow", "Play Yesterday by The Beatles"}
+    if examples:
+        report = build_report(tmp_path / "de")
+        assert report.language_check == {"de": {"rows": len(examples), "passed": len(examples)}}
+    para = paraphrase(src, 2, tmp_path / "en", backend=backend, max_attempts=2)
+    assert para.accepted + sum(para.missing.values()) == 4
+    assert 2 <= para.sent <= 4

@@ -1,0 +1,111 @@
+"""End to end: the embedded model behind ``transformers serve``, driven by the openai backend."""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from textsynth.pipeline import run_recipe
+from textsynth.recipe import load_recipe
+
+pytestmark = pytest.mark.model
+
+
+def _plain_model_dir(dst: Path) -> Path:
+    """The embedded GGUF model saved as a plain model folder (what ``serve`` loads)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from textsynth.backends.transformers import embedded_model_path
+
+    gguf = embedded_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # a GGUF-loaded model refuses save_pretrained: rebuild it from its config
+    config = copy.deepcopy(quantized.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(quantized.state_dict())
+    plain.generation_config = quantized.generation_config
+    plain.save_pretrained(dst)
+    tokenizer.save_pretrained(dst)
+    return dst
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"transformers serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail("transformers serve did not become healthy")
+
+
+@pytest.fixture(scope="module")
+def served_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    from transformers.utils.import_utils import is_serve_available
+
+    if not is_serve_available():
+        pytest.skip("transformers serve needs fastapi and uvicorn: pip install 'textsynth[local]'")
+    model_dir = _plain_model_dir(tmp_path_factory.mktemp("smollm2"))
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir),
+         "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, 180)
+        yield f"{url}/v1", str(model_dir)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_recipe_runs_through_transformers_serve_to_a_dataset(
+        served_model: tuple[str, str], tmp_path: Path) -> None:
+    url, model = served_model
+    recipe = load_recipe({
+        "name": "serve-e2e",
+        "labels": {"turn_on_lights": "Ask to switch the lights on"},
+        "per_label": 2,
+        "generation": {"examples_per_request": 3, "max_tokens": 48, "max_attempts": 2},
+        "backend": {"type": "openai", "options": {
+            "base_url": url, "model": model, "concurrency": 1, "lookahead": 1,
+            "timeout": 600, "max_retries": 1}},
+        "export": {"dir": str(tmp_path / "out"), "splits": {"train": 1.0}},
+    })
+    outcome = run_recipe(recipe)
+    result = outcome.result
+    assert result.sent >= 1 and result.usage.prompt_tokens > 0  # real usage from the server
+    assert result.usage.completion_tokens > 0
+    rows = outcome.dataset["train"]
+    assert len(rows) >= 1 and all(isinstance(t, str) and t.strip() for t in rows["text"])
+    assert set(rows["label"]) == {0}
+    assert (tmp_path / "out" / "README.md").is_file()

@@ -1,0 +1,308 @@
+"""The ``openai`` backend: any OpenAI-compatible chat endpoint.
+
+OpenAI itself, vLLM, TGI, Ollama, ``transformers serve`` ... anything that speaks
+``POST /v1/chat/completions``. Requests go through a lean aiohttp client
+(:mod:`textsynth.backends._openai_http`) with a shared
+:class:`~textsynth.ratelimit.RateLimiter` and tenacity retries.
+
+Structured output: when the recipe's schema is a pydantic model the schema is
+sent as ``response_format`` (JSON schema, else JSON mode, else the prompt
+alone; a server that refuses one is asked with the next, for the rest of the
+run). Every answer is checked against the schema; an answer that does not fit
+is sent back once or twice with the error as a correction turn.
+
+    backend:
+      type: openai
+      options: {base_url: "http://127.0.0.1:8000/v1", model: "Qwen/Qwen2.5-7B-Instruct"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from textsynth.backends._openai_http import ChatClient, RetryPolicy
+from textsynth.backends.base import Backend, Completion, Message, Request, Usage
+from textsynth.errors import BackendResponseError, GenerationError, RecipeError
+from textsynth.ratelimit import RateLimiter
+from textsynth.schemas import OutputSchema, PydanticSchema
+
+__all__ = ["OpenAIBackend"]
+
+OPENAI_URL = "https://api.openai.com/v1"
+_LEVELS = ("json_schema", "json_object", "prompt")
+# a 4xx that no retry can fix and that concerns the whole run, not one request
+_FATAL = {401: "the server refused the API key (401): set OPENAI_API_KEY or "
+               "backend.options.api_key",
+          403: "the API key may not use this model or endpoint (403)",
+          404: "no such model or endpoint (404): check backend.options.base_url and model"}
+
+
+def _describe(errors: list[str], finish_reason: str) -> str:
+    """The parse errors of an answer as one sentence for the model."""
+    words = {"empty_completion": "the answer was empty", "no_json": "the answer held no JSON",
+             "no_items": "the answer held no items"}
+    parts = [words.get(e, e.removeprefix("invalid: ")) for e in errors]
+    if finish_reason == "length":
+        parts.insert(0, "it was cut off at the token limit, so answer more briefly")
+    return "; ".join(list(dict.fromkeys(parts))[:3])
+
+
+class OpenAIBackend(Backend):
+    """Chat completions from an OpenAI-compatible endpoint, fast and fault tolerant.
+
+    >>> backend = OpenAIBackend({"base_url": "http://127.0.0.1:8000/v1", "model": "m"})
+    >>> backend.max_concurrency  # requests handed over at once: concurrency x lookahead
+    512
+    """
+
+    name = "openai"
+    supports_json_schema = True
+    supports_batching = False
+
+    class Options(BaseModel):
+        """Settings of the ``openai`` backend (``backend.options`` in a recipe)."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        model: str = "gpt-4o-mini"
+        base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, else OpenAI")
+        api_key: SecretStr | None = Field(None, description="default: $OPENAI_API_KEY")
+        headers: dict[str, str] = Field({}, repr=False,
+                                        description="extra HTTP headers for every request")
+        extra_body: dict[str, Any] = Field({}, description="extra fields for every request body")
+        timeout: float = Field(120.0, gt=0, description="seconds for one request")
+        connect_timeout: float = Field(10.0, gt=0)
+        concurrency: int = Field(64, ge=1, le=4096, description="requests in flight at most")
+        lookahead: int = Field(8, ge=1, le=64, description=(
+            "requests handed over ahead of ordered processing, in multiples of concurrency, "
+            "so that one slow retry does not stall the others"))
+        batch_size: int = Field(1, ge=1)
+        requests_per_minute: float | None = Field(None, gt=0)
+        tokens_per_minute: float | None = Field(None, gt=0)
+        max_retries: int = Field(6, ge=0, le=50, description="transport retries per request")
+        backoff: float = Field(0.5, ge=0, description="first retry waits up to this many seconds")
+        max_backoff: float = Field(30.0, ge=0)
+        structured_output: Literal["auto", "json_schema", "json_object", "prompt"] = "auto"
+        reasks: int = Field(2, ge=0, le=5, description="correction turns for an answer that "
+                                                       "does not fit the schema")
+        send_seed: bool = True
+        max_client_errors: int = Field(8, ge=1, description=(
+            "refused requests (400/422) in a row before the run stops"))
+
+        @field_validator("base_url")
+        @classmethod
+        def _url(cls, v: str | None) -> str | None:
+            if v is not None and not v.startswith(("http://", "https://")):
+                raise ValueError("base_url must start with http:// or https://")
+            return v
+
+    def __init__(self, options: BaseModel | Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        opts: OpenAIBackend.Options = self.options  # type: ignore[assignment]
+        self.opts = opts
+        base_url = opts.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+        key = opts.api_key.get_secret_value() if opts.api_key else os.environ.get("OPENAI_API_KEY")
+        if not key and base_url.rstrip("/") == OPENAI_URL:
+            raise RecipeError("OpenAI needs an API key: set OPENAI_API_KEY (or "
+                              "backend.options.api_key, or base_url for another server)",
+                              field="backend.options.api_key")
+        headers = {**opts.headers, **({"Authorization": f"Bearer {key}"} if key else {})}
+        self.limiter = RateLimiter(opts.concurrency, opts.requests_per_minute,
+                                   opts.tokens_per_minute)
+        self.client = ChatClient(base_url, headers, self.limiter, timeout=opts.timeout,
+                                 connect_timeout=opts.connect_timeout,
+                                 retry=RetryPolicy(opts.max_retries, opts.backoff,
+                                                   opts.max_backoff))
+        self.stats: Counter[str] = self.client.stats
+        self._level = 0 if opts.structured_output == "auto" else \
+            _LEVELS.index(opts.structured_output)
+        self._native_n: bool | None = None
+        self._refused_in_row = 0
+
+    @property
+    def base_url(self) -> str:
+        return self.client.base_url
+
+    @property
+    def max_concurrency(self) -> int:
+        """Calls the engine may have open; HTTP requests in flight are bounded separately."""
+        return self.opts.concurrency * self.opts.lookahead
+
+    @property
+    def structured_mode(self) -> str:
+        """How structured output is asked for now (it steps down if the server refuses)."""
+        return _LEVELS[self._level]
+
+    def cancel_queued(self) -> None:
+        self.stats["dropped_unsent"] += self.limiter.cancel_waiting()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        if len(requests) == 1:
+            return [await self._complete(requests[0])]
+        return list(await asyncio.gather(*(self._complete(r) for r in requests)))
+
+    # -- one request ------------------------------------------------------------------------
+    def _schema(self, request: Request) -> OutputSchema | None:
+        schema = request.metadata.get("schema")
+        return schema if isinstance(schema, OutputSchema) else None
+
+    def _wants_format(self, request: Request) -> bool:
+        if request.json_schema is None or self._level == len(_LEVELS) - 1:
+            return False
+        if self.opts.structured_output != "auto":
+            return True
+        schema = self._schema(request)
+        return schema is None or isinstance(schema, PydanticSchema)
+
+    def _body(self, request: Request, messages: Sequence[Message], n: int, seed: int,
+              level: int | None) -> dict[str, Any]:
+        msgs = list(messages)
+        body: dict[str, Any] = {"model": self.opts.model, "messages": msgs,
+                                "temperature": request.temperature, "top_p": request.top_p,
+                                "max_tokens": request.max_tokens}
+        if self.opts.send_seed:
+            body["seed"] = seed
+        if n > 1:
+            body["n"] = n
+        if level is not None and request.json_schema is not None:
+            if _LEVELS[level] == "json_schema":
+                body["response_format"] = {"type": "json_schema", "json_schema": {
+                    "name": "output", "schema": dict(request.json_schema), "strict": False}}
+            elif _LEVELS[level] == "json_object":
+                body["response_format"] = {"type": "json_object"}
+                hint = json.dumps(request.json_schema, ensure_ascii=False)
+                last = msgs[-1]
+                msgs[-1] = {**last, "content": f"{last['content']}\n\nReply with one JSON "
+                            f"object that follows this JSON schema: {hint}"}
+        if self.opts.extra_body:
+            body.update(self.opts.extra_body)
+        return body
+
+    async def _ask(self, request: Request, messages: Sequence[Message], n: int, seed: int
+                   ) -> tuple[list[tuple[str, str]], Usage, str, int]:
+        """Choices as (text, finish_reason), usage, model and attempts for one body."""
+        attempts = 0
+        while True:
+            level = self._level if self._wants_format(request) else None
+            body = self._body(request, messages, n, seed, level)
+            tokens = sum(len(m["content"]) for m in messages) // 4 + request.max_tokens * n
+            try:
+                answer, tries = await self.client.complete(body, tokens)
+            except BackendResponseError as exc:
+                attempts += 1
+                if level is not None and exc.status in (400, 422):
+                    if level == self._level:  # the server refuses this response_format
+                        self._level += 1
+                        self.stats["structured_fallback"] += 1
+                    continue  # ask again, one step down
+                raise self._refused(exc, attempts) from exc
+            self._refused_in_row = 0
+            return (*self._read(answer, request), attempts + tries)
+
+    def _refused(self, exc: BackendResponseError, attempts: int) -> Exception:
+        if exc.status in _FATAL:
+            return BackendResponseError(f"{_FATAL[exc.status]} [{exc}]", exc.status, exc.body)
+        if exc.status not in (400, 413, 422):
+            return exc
+        self._refused_in_row += 1
+        if self._refused_in_row >= self.opts.max_client_errors:
+            return BackendResponseError(
+                f"{self._refused_in_row} requests in a row were refused; last: {exc}",
+                exc.status, exc.body)
+        self.stats["refused"] += 1
+        return GenerationError(f"the server refused the request: {exc}", attempts)
+
+    def _read(self, answer: Mapping[str, Any], request: Request
+              ) -> tuple[list[tuple[str, str]], Usage, str]:
+        choices = sorted(answer["choices"], key=lambda c: c.get("index", 0))
+        out = []
+        for choice in choices:
+            message = choice.get("message") or {}
+            out.append((str(message.get("content") or ""), str(choice.get("finish_reason")
+                                                                 or "stop")))
+        raw = answer.get("usage") or {}
+        usage = Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+        if not raw:  # some servers send no usage: estimate, so budgets still hold
+            usage = Usage(sum(len(m["content"]) for m in request.messages) // 4,
+                          sum(len(t) for t, _ in out) // 4)
+        return out, usage, str(answer.get("model") or self.opts.model)
+
+    async def _choices(self, request: Request) -> tuple[list[tuple[str, str]], Usage, str, int]:
+        """``request.n`` choices: in one call where the server honours ``n``, else several."""
+        n = request.n if self._native_n is not False else 1
+        got, usage, model, attempts = await self._ask(request, request.messages, n, request.seed)
+        if request.n > 1 and len(got) < request.n:
+            self._native_n = False
+            rest = await asyncio.gather(*(
+                self._ask(request, request.messages, 1, request.seed + i)
+                for i in range(len(got), request.n)))
+            for more, u, _, a in rest:
+                got += more
+                usage, attempts = usage + u, attempts + a
+        elif request.n > 1:
+            self._native_n = True
+        return got[: request.n], usage, model, attempts
+
+    async def _complete(self, request: Request) -> Completion:
+        choices, usage, model, attempts = await self._choices(request)
+        schema = self._schema(request)
+        texts, reasons = [], []
+        for text, finish in choices:
+            if schema is not None and self.opts.reasks:
+                text, finish, more, tries = await self._repair(request, schema, text, finish)
+                usage, attempts = usage + more, attempts + tries
+            texts.append(text)
+            reasons.append(finish)
+        finish = "length" if "length" in reasons else (reasons[0] if reasons else "stop")
+        return Completion(texts=texts, usage=usage, finish_reason=finish, model=model,
+                          attempts=attempts)
+
+    async def _repair(self, request: Request, schema: OutputSchema, text: str, finish: str
+                      ) -> tuple[str, str, Usage, int]:
+        """Re-ask with the validation error as a correction turn, ``reasks`` times at most.
+
+        An answer cut off at the token limit is re-asked too (its last item is
+        likely cut). Returns the answer with the most usable items (a complete one
+        before a cut one, the later one on a tie), and the usage and attempts of
+        the correction turns.
+        """
+        usage, attempts = Usage(), 0
+        errors, score = self._check(schema, text, finish)
+        best = (score, text, finish)
+        for _ in range(self.opts.reasks):
+            if not errors and finish != "length":
+                break
+            self.stats["reasks"] += 1
+            correction = (f"That answer could not be used: {_describe(errors, finish)}. "
+                          "Reply again with the complete answer in the requested format "
+                          "and nothing else.")
+            messages = (*request.messages, {"role": "assistant", "content": text},
+                        {"role": "user", "content": correction})
+            try:
+                got, more, _, tries = await self._ask(request, messages, 1, request.seed)
+            except GenerationError:
+                break
+            usage, attempts = usage + more, attempts + tries
+            text, finish = got[0] if got else ("", "stop")
+            errors, score = self._check(schema, text, finish)
+            if score >= best[0]:
+                best = (score, text, finish)
+        if errors or finish == "length":
+            self.stats["unfixed_after_reasks"] += 1
+        return best[1], best[2], usage, attempts
+
+    @staticmethod
+    def _check(schema: OutputSchema, text: str, finish: str) -> tuple[list[str], tuple[int, bool]]:
+        parsed = schema.parse(text)
+        errors = [p.error for p in parsed if p.error]
+        return errors, (len(parsed) - len(errors), finish != "length")

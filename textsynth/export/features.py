@@ -1,0 +1,96 @@
+"""Dataset features derived from the recipe and its output schema (never from the rows).
+
+``label`` is a ``ClassLabel`` over the recipe's labels; schema fields map to
+``Value``/``List``/nested features (a ``slots`` schema adds ``entities`` as a list of
+``{start, end, entity, value}``); BIO tags are a list of ``ClassLabel``; provenance
+columns come last.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from textsynth.schemas import OutputSchema, PydanticSchema
+
+if TYPE_CHECKING:
+    from textsynth.recipe import Recipe
+
+__all__ = ["PROVENANCE", "dataset_features", "entity_types", "schema_features"]
+
+PROVENANCE = ("template", "template_sha", "model", "attributes", "seed", "request_id")
+
+_SCALARS: dict[type, str] = {str: "string", int: "int64", float: "float64", bool: "bool"}
+
+
+def _annotation_feature(annotation: Any) -> Any:
+    """A ``datasets`` feature for a Python type annotation (JSON text when unsure)."""
+    from datasets import List, Value
+
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _annotation_feature(args[0])
+    if origin is typing.Literal:
+        kinds = {type(a) for a in typing.get_args(annotation)}
+        return Value(_SCALARS.get(kinds.pop(), "string") if len(kinds) == 1 else "string")
+    if origin in (list, tuple, set, frozenset) and len(args) == 1:
+        return List(_annotation_feature(args[0]))
+    if isinstance(annotation, type):
+        if issubclass(annotation, BaseModel):
+            return {name: _annotation_feature(f.annotation)
+                    for name, f in annotation.model_fields.items()}
+        if issubclass(annotation, Enum):
+            return Value("string")
+        for kind in (bool, int, float, str):  # bool first: it is also an int
+            if issubclass(annotation, kind):
+                return Value(_SCALARS[kind])
+    return Value("string")  # anything else is stored as JSON text (see row_converter)
+
+
+def schema_features(schema: OutputSchema) -> dict[str, Any]:
+    """Columns an output schema adds besides ``text`` and ``label``."""
+    declared: Callable[[], dict[str, Any]] | None = getattr(schema, "dataset_features", None)
+    if declared is not None:
+        return dict(declared())
+    if isinstance(schema, PydanticSchema):
+        return {name: _annotation_feature(f.annotation)
+                for name, f in schema.model.model_fields.items() if name not in ("text", "label")}
+    return {}
+
+
+def entity_types(recipe: Recipe, rows: list[dict[str, Any]] | None = None) -> list[str]:
+    """The recipe's slot types; without declared types, every type found in the rows."""
+    if recipe.slots:
+        return sorted(recipe.slots)
+    found = {e["entity"] for r in rows or [] for e in r.get("entities") or []}
+    return sorted(found)
+
+
+def dataset_features(recipe: Recipe, schema: OutputSchema,
+                     rows: list[dict[str, Any]] | None = None) -> Any:
+    """The ``Features`` of the exported dataset, in column order."""
+    from datasets import ClassLabel, Features, List, Value
+
+    from textsynth.slots import bio_labels
+
+    columns: dict[str, Any] = {
+        "text": Value("string"),
+        "label": ClassLabel(names=list(recipe.labels)),
+        "language": Value("string"),
+    }
+    extra = schema_features(schema)
+    columns.update(extra)
+    if recipe.export.bio_tags and "entities" in extra:
+        columns["tokens"] = List(Value("string"))
+        columns["tags"] = List(ClassLabel(names=bio_labels(entity_types(recipe, rows))))
+    columns.update({
+        "template": Value("string"), "template_sha": Value("string"), "model": Value("string"),
+        "attributes": Value("string"), "seed": Value("int64"), "request_id": Value("string"),
+    })
+    return Features(columns)

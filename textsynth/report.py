@@ -1,0 +1,328 @@
+"""The quality report: is this synthetic set any good, before anyone trains on it?
+
+Figures (each computed on lower-cased, punctuation-free text, as the dedup rules see it):
+
+- ``distinct-1`` / ``distinct-2``: unique word n-grams / all word n-grams (higher is more
+  varied);
+- ``self-similarity``: the mean, over rows, of the cosine similarity between a row and
+  its most similar other row (TF-IDF of word 1-2 grams; lower is more varied);
+- ``near-duplicate rate``: the share of rows whose most similar other row has a cosine
+  of at least 0.9;
+- ``label balance``: the label distribution's entropy over its maximum (1 = balanced);
+- ``vocabulary overlap``: the share of the reference set's words the synthetic set uses.
+
+distinct-n, self-similarity and the near-duplicate rate grow or shrink with the number
+of rows, so when the reference set is larger, they are computed on a seeded sample of
+it as large as the synthetic set.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textsynth.errors import TextsynthError
+from textsynth.quality.normalize import normalize
+from textsynth.sources import LabeledSet, load_labeled
+
+__all__ = [
+    "QualityReport",
+    "SetFigures",
+    "build_report",
+    "describe",
+    "figures_table",
+    "write_report",
+]
+
+NEAR_DUPLICATE = 0.9
+SAMPLES = 5
+_MAX_ROWS_FOR_SIMILARITY = 20_000
+
+
+@dataclass
+class SetFigures:
+    """Figures for one set of rows (the synthetic set, or the reference)."""
+
+    name: str
+    rows: int
+    labels: dict[str, int]
+    languages: dict[str, int]
+    splits: dict[str, int]
+    mean_words: float
+    distinct_1: float
+    distinct_2: float
+    self_similarity: float
+    near_duplicate_rate: float
+    label_balance: float
+    vocabulary: int
+    lengths: list[int] = field(repr=False, default_factory=list)
+    sampled: int | None = None
+
+
+@dataclass
+class QualityReport:
+    """What :func:`build_report` found; :func:`write_report` draws it."""
+
+    synthetic: SetFigures
+    reference: SetFigures | None = None
+    vocabulary_overlap: float | None = None
+    rejects: dict[str, int] = field(default_factory=dict)
+    rejects_by_label: dict[str, dict[str, int]] = field(default_factory=dict)
+    reject_samples: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    language_check: dict[str, dict[str, int]] | None = None
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    texts: dict[str, list[str]] = field(repr=False, default_factory=dict)
+
+    @property
+    def candidates(self) -> int:
+        return self.synthetic.rows + sum(self.rejects.values())
+
+    @property
+    def language_pass_rate(self) -> float | None:
+        if not self.language_check:
+            return None
+        rows = sum(v["rows"] for v in self.language_check.values())
+        return sum(v["passed"] for v in self.language_check.values()) / rows if rows else None
+
+    def key_figures(self) -> list[tuple[str, Any, Any]]:
+        """``(figure, synthetic, reference)`` rows for tables (reference ``None`` if absent)."""
+        s, r = self.synthetic, self.reference
+
+        def pair(attr: str) -> tuple[Any, Any]:
+            return getattr(s, attr), (getattr(r, attr) if r else None)
+
+        rows: list[tuple[str, Any, Any]] = [
+            ("rows", *pair("rows")),
+            ("labels", len(s.labels), len(r.labels) if r else None),
+            ("languages", ", ".join(sorted(s.languages)) or "-",
+             (", ".join(sorted(r.languages)) or "-") if r else None),
+            ("mean words per row", *pair("mean_words")),
+            ("distinct-1", *pair("distinct_1")),
+            ("distinct-2", *pair("distinct_2")),
+            ("self-similarity", *pair("self_similarity")),
+            ("near-duplicate rate", *pair("near_duplicate_rate")),
+            ("label balance", *pair("label_balance")),
+            ("vocabulary (words)", *pair("vocabulary")),
+        ]
+        if self.vocabulary_overlap is not None:
+            rows.append(("vocabulary overlap with reference", self.vocabulary_overlap, None))
+        if self.rejects:
+            rows.append(("rejected candidates", sum(self.rejects.values()), None))
+            rows.append(("acceptance rate", round(s.rows / self.candidates, 4), None))
+        if self.language_check:
+            rows_checked = sum(v["rows"] for v in self.language_check.values())
+            passed = sum(v["passed"] for v in self.language_check.values())
+            rows.append(("language check passed",
+                         f"{passed}/{rows_checked} ({passed / rows_checked:.0%})", None))
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("texts")
+        for part in ("synthetic", "reference"):
+            if out[part]:
+                out[part].pop("lengths")
+        out["key_figures"] = {name: syn for name, syn, _ in self.key_figures()}
+        return out
+
+
+def _words(text: str) -> list[str]:
+    return normalize(text).split()
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Unique word n-grams over all word n-grams (0 when there are none)."""
+    grams: Counter[tuple[str, ...]] = Counter()
+    for text in texts:
+        words = _words(text)
+        grams.update(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    total = sum(grams.values())
+    return len(grams) / total if total else 0.0
+
+
+def similarity_figures(texts: list[str]) -> tuple[float, float]:
+    """(self-similarity, near-duplicate rate): see the module docstring."""
+    if len(texts) < 2:
+        return 0.0, 0.0
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(preprocessor=normalize, ngram_range=(1, 2),
+                                 token_pattern=r"(?u)\b\w+\b")
+    try:
+        matrix = vectorizer.fit_transform(texts)
+    except ValueError:  # no words at all
+        return 0.0, 0.0
+    best = np.zeros(len(texts))
+    for start in range(0, len(texts), 1000):
+        block = (matrix[start:start + 1000] @ matrix.T).toarray()
+        for i in range(block.shape[0]):
+            block[i, start + i] = -1.0  # a row is not its own neighbour
+        best[start:start + block.shape[0]] = block.max(axis=1)
+    best = np.clip(best, 0.0, 1.0)
+    return round(float(best.mean()), 4), round(float((best >= NEAR_DUPLICATE - 1e-9).mean()), 4)
+
+
+def label_balance(counts: dict[str, int]) -> float:
+    """Entropy of the label distribution over its maximum: 1 is perfectly balanced."""
+    total = sum(counts.values())
+    if len(counts) < 2 or not total:
+        return 1.0
+    entropy = -sum(c / total * math.log(c / total) for c in counts.values() if c)
+    return round(entropy / math.log(len(counts)), 4)
+
+
+def describe(data: LabeledSet, name: str = "", sample_to: int | None = None, seed: int = 0
+             ) -> SetFigures:
+    """Figures for ``data``; size-dependent ones on a seeded sample of ``sample_to`` rows."""
+    texts = data.texts
+    sample = texts
+    limit = min(sample_to or len(texts), _MAX_ROWS_FOR_SIMILARITY)
+    if len(texts) > limit:
+        sample = random.Random(seed).sample(texts, limit)
+    lengths = [len(t.split()) for t in texts]
+    self_sim, near_dup = similarity_figures(sample)
+    labels = dict(sorted(Counter(data.labels).items()))
+    vocabulary = {w for t in texts for w in _words(t)}
+    return SetFigures(
+        name=name or data.name, rows=len(texts), labels=labels,
+        languages=dict(Counter(lang for lang in data.languages if lang)),
+        splits=dict(Counter(str(r.get("split", "")) for r in data.rows)),
+        mean_words=round(sum(lengths) / max(1, len(lengths)), 2),
+        distinct_1=round(distinct_n(sample, 1), 4), distinct_2=round(distinct_n(sample, 2), 4),
+        self_similarity=self_sim, near_duplicate_rate=near_dup,
+        label_balance=label_balance(labels), vocabulary=len(vocabulary), lengths=lengths,
+        sampled=len(sample) if len(sample) < len(texts) else None,
+    )
+
+
+def vocabulary_overlap(synthetic: list[str], reference: list[str]) -> float:
+    """The share of the reference set's distinct words that occur in the synthetic set."""
+    ref = {w for t in reference for w in _words(t)}
+    syn = {w for t in synthetic for w in _words(t)}
+    return round(len(ref & syn) / len(ref), 4) if ref else 0.0
+
+
+def _store_figures(folder: Path, report: QualityReport) -> None:
+    from textsynth.quality.rejects import reject_rows
+    from textsynth.store import STORE_NAME, Store
+
+    if not (folder / STORE_NAME).is_file():
+        report.notes.append("no run store next to the data: rejection reasons are unknown")
+        return
+    with Store.in_dir(folder) as store:
+        report.summary = store.get_meta("summary", {}) or {}
+        report.recipe = store.get_meta("recipe", {}) or {}
+        by_label: dict[str, Counter[str]] = defaultdict(Counter)
+        samples: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for row in reject_rows(store):  # seed-leak texts are withheld, as in the export
+            by_label[row["label"]][row["reason"]] += 1
+            if len(samples[row["reason"]]) < SAMPLES:
+                samples[row["reason"]].append((row["label"], row["text"]))
+        report.rejects = store.reject_counts()
+    report.rejects_by_label = {k: dict(v) for k, v in sorted(by_label.items())}
+    report.reject_samples = dict(samples)
+
+
+def language_check(data: LabeledSet, settings: dict[str, Any] | None = None
+                   ) -> dict[str, dict[str, int]] | None:
+    """Per language: rows, and rows the language rule (the one generation runs) keeps.
+
+    ``settings`` are the run's ``quality.language_id`` options (``min_ratio``,
+    ``min_words``). ``None`` when the rows carry no language.
+    """
+    if not any(data.languages):
+        return None
+    from textsynth.quality.filters import LanguageFilter
+    from textsynth.schemas import Example
+
+    rule = LanguageFilter(sorted({lang for lang in data.languages if lang}), **(settings or {}))
+    out: dict[str, dict[str, int]] = {}
+    for text, label, lang in zip(data.texts, data.labels, data.languages, strict=True):
+        if not lang:
+            continue
+        entry = out.setdefault(lang, {"rows": 0, "passed": 0})
+        entry["rows"] += 1
+        entry["passed"] += rule.check(Example(text, label, language=lang)).keep
+    return out
+
+
+def _language_settings(summary_recipe: Any) -> dict[str, Any]:
+    quality = summary_recipe.get("quality", {}) if isinstance(summary_recipe, dict) else {}
+    spec = quality.get("language_id") if isinstance(quality, dict) else None
+    if not isinstance(spec, dict):
+        return {}
+    return {k: spec[k] for k in ("min_ratio", "min_words") if k in spec}
+
+
+def build_report(data: str | Path | LabeledSet, reference: str | Path | LabeledSet | None = None,
+                 *, check_language: bool = True, seed: int = 0) -> QualityReport:
+    """Figures for a textsynth output (or any labeled set), optionally against real data.
+
+    >>> report = build_report("output/snips", reference="shared/eval/snips/test.jsonl")
+    ... # doctest: +SKIP
+    """
+    syn = load_labeled(data)
+    ref = load_labeled(reference) if reference is not None else None
+    figures = describe(syn, "synthetic", seed=seed)
+    report = QualityReport(figures, texts={"synthetic": syn.texts})
+    if ref is not None:
+        report.reference = describe(ref, "reference", sample_to=len(syn), seed=seed)
+        report.vocabulary_overlap = vocabulary_overlap(syn.texts, ref.texts)
+        report.texts["reference"] = ref.texts
+        if report.reference.sampled:
+            report.notes.append(
+                f"size-dependent reference figures use a seeded sample of "
+                f"{report.reference.sampled} of its {len(ref)} rows (as many as the synthetic set)")
+    if not isinstance(data, LabeledSet) and Path(data).is_dir():
+        _store_figures(Path(data), report)
+    else:
+        report.notes.append("not a textsynth output folder: rejection reasons are unknown")
+    if syn.skipped:
+        report.notes.append(f"{syn.skipped} rows without a text or a label were skipped")
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for text, label in zip(syn.texts, syn.labels, strict=True):
+        if len(by_label[label]) < SAMPLES:
+            by_label[label].append(text)
+    report.samples = dict(sorted(by_label.items()))
+    if check_language:
+        try:
+            report.language_check = language_check(syn, _language_settings(report.recipe))
+        except (ImportError, TextsynthError) as exc:
+            report.notes.append(f"language check skipped: {exc}")
+    return report
+
+
+def figures_table(report: QualityReport) -> Any:
+    """The key figures as a rich table (synthetic, and reference when there is one)."""
+    from rich.table import Table
+
+    table = Table(title="Quality report")
+    table.add_column("figure")
+    table.add_column("synthetic", justify="right")
+    if report.reference is not None:
+        table.add_column("reference", justify="right")
+    for name, syn, ref in report.key_figures():
+        cells = [name, _cell(syn)] + ([_cell(ref)] if report.reference is not None else [])
+        table.add_row(*cells)
+    return table
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_report(report: QualityReport, folder: str | Path) -> Path:
+    """Write ``index.html`` and its PNG plots into ``folder``; return the HTML path."""
+    from textsynth.report_html import render
+
+    return render(report, Path(folder))

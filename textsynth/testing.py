@@ -1,0 +1,352 @@
+"""A small OpenAI-compatible server for tests and benchmarks, with fault injection.
+
+It answers ``POST /v1/chat/completions`` after a fixed latency and can be told to
+fail a share of the answers (or a scripted sequence of them) in the ways real
+endpoints fail: 429 with ``Retry-After``, 500, 400, a hang past the client's
+timeout, a dropped connection, a body that is not JSON, empty content and
+``finish_reason: length``. It listens on loopback only, bounds request bodies,
+and stops by itself after ``lifetime`` seconds.
+
+>>> with FaultServer(latency=0.05, faults={"rate_limit": 0.1}) as server:  # doctest: +SKIP
+...     recipe = recipe.with_overrides(backend="openai", base_url=server.url)
+
+From a shell (prints the base URL on its first line)::
+
+    python -m textsynth.testing --latency 0.2 --rate-limit 0.05 --retry-after 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import random
+import signal
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["FAULTS", "FaultServer", "default_reply"]
+
+#: what the server can do instead of answering normally
+FAULTS = ("rate_limit", "server_error", "bad_request", "timeout", "drop", "malformed", "empty",
+          "length")
+
+Reply = Callable[[Mapping[str, Any], int], str]
+
+_WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+          "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
+          "sierra", "tango", "uniform", "victor", "whiskey", "xray"]
+
+
+def body_key(body: Mapping[str, Any]) -> str:
+    """A stable hash of a request body: equal bodies are the same request."""
+    raw = json.dumps(body, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def default_reply(body: Mapping[str, Any], choice: int, items: int = 1,
+                  key: str | None = None) -> str:
+    """A JSON list of ``items`` texts, unique per request and choice, stable across calls."""
+    digest = hashlib.sha256(f"{key or body_key(body)}:{choice}".encode()).digest()
+    texts = []
+    for i in range(items):
+        words = [_WORDS[b % len(_WORDS)] for b in digest[i * 4:i * 4 + 4]]
+        texts.append(f"please check {' '.join(words)} {digest.hex()[:8]}{i}")
+    return json.dumps(texts)
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _error(status: int, message: str, kind: str, headers: Mapping[str, str] | None = None
+           ) -> web.Response:
+    body = {"error": {"message": message, "type": kind, "code": status}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+class FaultServer:
+    """An OpenAI-compatible chat server on 127.0.0.1 that fails on purpose.
+
+    ``faults`` maps a name from :data:`FAULTS` to the share of answers that fail
+    that way (drawn with ``seed``); ``script`` lists faults (or ``"ok"``) for the
+    first requests, in order, before the shares apply. ``reply(body, choice)``
+    writes the content of a normal answer (by default a JSON list of ``items``
+    unique texts). ``json_schema``/``json_object``/``supports_n`` say which
+    request features the server accepts: an unsupported ``response_format`` gets
+    a 400, an unsupported ``n`` is ignored (one choice comes back).
+
+    Counters: ``stats`` (outcome -> count), ``served`` (body hash -> successful
+    answers, to check that nothing was asked twice after it succeeded),
+    ``bodies`` (the last ``keep`` request bodies) and ``max_inflight``.
+    """
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        faults: Mapping[str, float] | None = None,
+        script: Iterable[str] = (),
+        retry_after: float | None = 1.0,
+        hang: float = 30.0,
+        reply: Reply | None = None,
+        items: int = 1,
+        seed: int = 0,
+        model: str = "test-model",
+        json_schema: bool = True,
+        json_object: bool = True,
+        supports_n: bool = True,
+        api_key: str | None = None,
+        port: int = 0,
+        lifetime: float = 600.0,
+        keep: int = 10_000,
+    ) -> None:
+        unknown = set(faults or {}) | set(script)
+        unknown -= {*FAULTS, "ok"}
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)} (known: {', '.join(FAULTS)})")
+        self.latency = latency
+        self.faults = dict(faults or {})
+        self.script = deque(script)
+        self.retry_after = retry_after
+        self.hang = hang
+        self.reply = reply
+        self.items = items
+        self.model = model
+        self.json_schema = json_schema
+        self.json_object = json_object
+        self.supports_n = supports_n
+        self.api_key = api_key
+        self.port = port
+        self.lifetime = lifetime
+        self.stats: Counter[str] = Counter()
+        self.served: Counter[str] = Counter()
+        self.bodies: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.inflight = 0
+        self.max_inflight = 0
+        self._rng = random.Random(seed)
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Event | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL to give a client (``.../v1``)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def duplicates(self) -> dict[str, int]:
+        """Requests that were answered successfully more than once."""
+        return {k: n for k, n in self.served.items() if n > 1}
+
+    # -- answering ------------------------------------------------------------------
+    def _pick_fault(self) -> str:
+        if self.script:
+            return self.script.popleft()
+        draw = self._rng.random()
+        for name in FAULTS:
+            share = self.faults.get(name, 0.0)
+            if draw < share:
+                return name
+            draw -= share
+        return "ok"
+
+    def _completion(self, body: Mapping[str, Any], fault: str, key: str) -> dict[str, Any]:
+        n = int(body.get("n") or 1) if self.supports_n else 1
+        prompt = sum(_words(str(m.get("content") or "")) for m in body.get("messages", []))
+        choices, out_tokens = [], 0
+        for i in range(n):
+            text = self.reply(body, i) if self.reply else default_reply(body, i, self.items, key)
+            finish = "stop"
+            if fault == "empty":
+                text = ""
+            elif fault == "length":
+                text, finish = text[: max(1, len(text) // 2)], "length"
+            out_tokens += _words(text)
+            choices.append({"index": i, "finish_reason": finish,
+                            "message": {"role": "assistant", "content": text}})
+        return {
+            "id": f"chatcmpl-{key}", "object": "chat.completion", "created": 0,
+            "model": str(body.get("model") or self.model), "choices": choices,
+            "usage": {"prompt_tokens": prompt, "completion_tokens": out_tokens,
+                      "total_tokens": prompt + out_tokens},
+        }
+
+    def _unsupported(self, body: Mapping[str, Any]) -> web.Response | None:
+        fmt = body.get("response_format") or {}
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if (kind == "json_schema" and not self.json_schema) or (
+                kind == "json_object" and not self.json_object):
+            self.stats["unsupported"] += 1
+            return _error(400, f"response_format type '{kind}' is not supported by this server",
+                          "invalid_request_error")
+        return None
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        if self.api_key is not None and \
+                request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            self.stats["unauthorized"] += 1
+            return _error(401, "invalid API key", "authentication_error")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "request body is not JSON", "invalid_request_error")
+        self.bodies.append(body)
+        self.stats["requests"] += 1
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            return await self._answer(request, body)
+        finally:
+            self.inflight -= 1
+
+    async def _answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        fault = self._pick_fault()
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        self.stats[fault] += 1
+        if fault == "rate_limit":
+            headers = {} if self.retry_after is None else {"Retry-After": f"{self.retry_after:g}"}
+            return _error(429, "rate limit reached, slow down", "rate_limit_error", headers)
+        if fault == "server_error":
+            return _error(500, "the server had an error", "server_error")
+        if fault == "bad_request":
+            return _error(400, "this request cannot be served", "invalid_request_error")
+        if fault == "timeout":
+            await asyncio.sleep(self.hang)
+            return _error(504, "too late", "timeout")
+        if fault in ("drop", "malformed"):
+            if fault == "drop" and request.transport is not None:
+                request.transport.abort()
+                raise web.HTTPServiceUnavailable()  # never reaches the client
+            return web.Response(body=b'{"id": "x", "choices": [{"mess', status=200,
+                                content_type="application/json")
+        unsupported = self._unsupported(body)
+        if unsupported is not None:
+            return unsupported
+        key = body_key(body)
+        self.served[key] += 1
+        return web.json_response(self._completion(body, fault, key))
+
+    async def _models(self, request: web.Request) -> web.Response:
+        models = [{"id": self.model, "object": "model"}]
+        return web.json_response({"object": "list", "data": models})
+
+    # -- lifecycle --------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        return app
+
+    async def start_async(self) -> None:
+        """Start serving on the running event loop."""
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
+                                     shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024, reuse_address=True)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        self._stopped = asyncio.Event()
+        asyncio.get_running_loop().call_later(self.lifetime, self._stopped.set)
+
+    async def stop_async(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def serve_until_stopped(self) -> None:
+        await self.start_async()
+        assert self._stopped is not None
+        try:
+            await self._stopped.wait()
+        finally:
+            await self.stop_async()
+
+    def start(self) -> FaultServer:
+        """Serve from a background thread; returns once the port is open."""
+        ready = threading.Event()
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            loop.run_until_complete(self.start_async())
+            ready.set()
+            assert self._stopped is not None
+            loop.run_until_complete(self._stopped.wait())
+            loop.run_until_complete(self.stop_async())
+            left = asyncio.all_tasks(loop)  # handlers still hanging on purpose
+            for task in left:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.close()
+
+        self._thread = threading.Thread(target=main, name="textsynth-fault-server", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the test server did not start")
+        return self
+
+    def stop(self) -> None:
+        """Stop the background server (closing its connections) and wait for it."""
+        if self._loop is not None and self._stopped is not None and self._thread is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                self._loop.call_soon_threadsafe(self._stopped.set)
+            self._thread.join(10)
+            self._thread = None
+
+    def __enter__(self) -> FaultServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m textsynth.testing",
+                                     description="OpenAI-compatible test server with faults")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--retry-after", type=float, default=1.0)
+    parser.add_argument("--hang", type=float, default=30.0)
+    parser.add_argument("--items", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lifetime", type=float, default=600.0)
+    for name in FAULTS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=0.0,
+                            metavar="SHARE", help=f"share of answers that are '{name}'")
+    args = parser.parse_args(argv)
+    faults = {name: getattr(args, name) for name in FAULTS if getattr(args, name)}
+    server = FaultServer(latency=args.latency, faults=faults, retry_after=args.retry_after,
+                         hang=args.hang, items=args.items, seed=args.seed, port=args.port,
+                         lifetime=args.lifetime)
+
+    async def run() -> None:
+        await server.start_async()
+        print(server.url, flush=True)
+        assert server._stopped is not None
+        with contextlib.suppress(NotImplementedError):  # not on Windows
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, server._stopped.set)
+        try:
+            await server._stopped.wait()
+        finally:
+            await server.stop_async()
+            summary = {**server.stats, "duplicates": len(server.duplicates()),
+                       "max_inflight": server.max_inflight}
+            print(json.dumps(summary), flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
