@@ -15,8 +15,8 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from textsynth.backends.base import Request  # noqa: E402
-from textsynth.backends.transformers import TransformersBackend  # noqa: E402
+from textsynth.backends.base import Request
+from textsynth.backends.transformers import TransformersBackend
 
 PROMPT = ("Write 5 different things a user might say to a voice assistant to {task}. "
           "Answer with a numbered list.\n1.")
