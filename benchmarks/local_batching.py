@@ -39,10 +39,12 @@ def main() -> None:
     backend = TransformersBackend({"batch_size": max(args.sizes)})
     start = time.perf_counter()
     backend.load()
-    print(f"model: {backend.model_name} on {backend._device}; load {time.perf_counter() - start:.1f} s")
+    loaded = time.perf_counter() - start
+    print(f"model: {backend.model_name} on {backend._device}; load {loaded:.1f} s")
     asyncio.run(backend.generate(requests(2, 8, 10_000)))  # warm-up
     base = None
-    print(f"{'batch':>5} {'requests':>8} {'tokens':>7} {'seconds':>8} {'tokens/s':>9} {'speed-up':>8}")
+    header = ("batch", 5), ("requests", 8), ("tokens", 7), ("seconds", 8), ("tokens/s", 9)
+    print(" ".join(f"{name:>{width}}" for name, width in header), f"{'speed-up':>8}")
     for size in args.sizes:
         batches = max(1, -(-args.min_requests // size))
         tokens = 0
