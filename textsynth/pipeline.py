@@ -49,11 +49,7 @@ async def generate(recipe: Recipe, backend: Backend | None = None, progress: Any
     try:
         engine = Engine(recipe, backend=backend, store=store, progress=progress)
         engine.check()
-        try:
-            result = await engine.run()
-        finally:
-            if backend is None:
-                await engine.backend.aclose()
+        result = await engine.run()  # closes the backend it created itself
         dataset = export_dataset(recipe, store, out)
         summary = store.get_meta("summary", {})
         write_card(recipe, dataset, summary, out, store=store)

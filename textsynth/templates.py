@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -111,8 +111,3 @@ class PromptTemplate:
                 {"role": "user", "content": user.strip()},
             )
         return ({"role": "user", "content": text},)
-
-
-def context_summary(context: Mapping[str, Any]) -> str:
-    """Short description of a rendering context, for error messages."""
-    return ", ".join(sorted(context))
