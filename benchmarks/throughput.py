@@ -68,7 +68,9 @@ async def _engine(url: str, requests: int, concurrency: int, lookahead: int) -> 
     rows = sum(1 for _ in engine.store.examples())
     return {"seconds": seconds, "cpu": cpu, "requests": result.sent, "rows": rows,
             "unique_rows": len({e.text for e in engine.store.examples()}),
-            "complete": result.complete, "backend": dict(engine.backend.stats)}  # type: ignore[attr-defined]
+            "complete": result.complete, "replaced": result.replaced,
+            "withdrawn": result.withdrawn,
+            "backend": dict(engine.backend.stats)}  # type: ignore[attr-defined]
 
 
 async def _sdk(url: str, requests: int, concurrency: int, aiohttp: bool) -> dict[str, Any]:
@@ -123,11 +125,12 @@ def child(args: argparse.Namespace) -> None:
 
 
 # -- the driver ---------------------------------------------------------------------------------
-def _server(latency: float, faults: dict[str, float], retry_after: float
+def _server(latency: float, faults: dict[str, float], retry_after: float, seed: int = 0
             ) -> tuple[subprocess.Popen[str], str]:
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in faults.items()]
     proc = subprocess.Popen([sys.executable, "-m", "textsynth.testing", f"--latency={latency}",
-                             f"--retry-after={retry_after}", "--lifetime=900", *flags],
+                             f"--retry-after={retry_after}", f"--seed={seed}", "--lifetime=900",
+                             *flags],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
@@ -141,7 +144,7 @@ def _stop(proc: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 def _measure(name: str, args: argparse.Namespace, faults: dict[str, float]) -> dict[str, Any]:
-    proc, url = _server(args.latency, faults, args.retry_after)
+    proc, url = _server(args.latency, faults, args.retry_after, args.seed)
     try:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--url", url,
                "--requests", str(args.requests), "--concurrency", str(args.concurrency),
@@ -194,6 +197,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--retry-after", type=float, default=1.0)
     parser.add_argument("--lookahead", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0, help="which requests the server fails")
     parser.add_argument("--clients", default=",".join(CLIENTS))
     parser.add_argument("--no-faults", action="store_true", help="skip the run with faults")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -229,7 +233,8 @@ def main() -> None:
               f"{faulty['unique_rows']}/{args.requests} unique; answered twice: "
               f"{server.get('duplicates')}; server saw {server.get('rate_limit', 0)} 429, "
               f"{server.get('server_error', 0)} 500, {server.get('drop', 0)} drops; "
-              f"client retries {faulty['backend'].get('retries', 0)}")
+              f"client retries {faulty['backend'].get('retries', 0)}, of which "
+              f"{faulty['replaced']} were replaced by other jobs instead")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -158,3 +158,19 @@ def test_budget_stops_cleanly(recipe_dict: dict) -> None:
     # by one request at most
     assert 150 - 60 < result.usage.total_tokens <= 150 + 60
     assert len(fake.requests) >= 2
+
+
+def test_a_run_collects_less_often_and_restores_the_collector(recipe_dict: dict) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    seen: list[tuple[int, ...]] = []
+
+    def handler(request: Request) -> str:
+        seen.append(gc.get_threshold())
+        return _unique_handler(request)
+
+    _, result = run(load_recipe(recipe_dict), FakeBackend(handler=handler))
+    assert result.complete
+    assert seen and all(t[0] >= 50_000 for t in seen)  # during the run
+    assert gc.get_threshold() == before  # after it

@@ -71,8 +71,8 @@ class Planner:
                 for label in self.recipe.labels]
 
     def _combo(self, slot: Slot, index: int) -> dict[str, str]:
-        if not self._combos:
-            return {}
+        if len(self._combos) <= 1:  # no `vary`: one empty combination
+            return dict(self._combos[0]) if self._combos else {}
         order = self._orders.get(slot)
         if order is None:
             order = list(range(len(self._combos)))
@@ -87,14 +87,17 @@ class Planner:
 
     def job(self, slot: Slot, index: int) -> Job:
         seed = _derive_seed(self.recipe.seed, slot.label, slot.language, index)
-        rng = random.Random(seed)
         examples = self.recipe.labels[slot.label].examples
         k = min(self.recipe.generation.fewshot, len(examples))
-        fewshot = rng.sample(examples, k) if k else []
         wanted = self.recipe.labels[slot.label].slots
         slots = sorted((k, v) for k, v in self.recipe.slots.items()
                        if wanted is None or k in wanted)
-        slot_values = {name: rng.choice(values) for name, values in slots}
+        fewshot: list[str] = []
+        slot_values: dict[str, str] = {}
+        if k or slots:
+            rng = random.Random(seed)
+            fewshot = rng.sample(examples, k) if k else []
+            slot_values = {name: rng.choice(values) for name, values in slots}
         return Job(slot, index, seed % (2**31), self._combo(slot, index), fewshot, slot_values)
 
     def jobs(self, slot: Slot) -> Iterator[Job]:

@@ -77,6 +77,10 @@ def summary_table(result: RunResult, cost: float | None = None) -> Table:
                       f"{st.usage.total_tokens:,}", reasons)
     caption = (f"{result.sent} requests sent, {result.cached} from the store, "
                f"{result.seconds:.1f} s")
+    if result.withdrawn:
+        caption += f", {result.withdrawn} withdrawn unsent (not needed)"
+    if result.replaced:
+        caption += f", {result.replaced} replaced while waiting for a retry"
     if cost:
         caption += f", cost {cost:.4f}"
     table.caption = caption

@@ -55,6 +55,13 @@ CREATE TABLE IF NOT EXISTS rejects (
     request_key TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS skipped (
+    key TEXT PRIMARY KEY,
+    slot TEXT NOT NULL,
+    job_index INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created REAL NOT NULL
+);
 """
 
 
@@ -110,6 +117,15 @@ class Store:
 
     def completion_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
+
+    # -- jobs given up before anything was paid for them ---------------------------
+    def skip_job(self, key: str, slot: str, job_index: int, reason: str) -> None:
+        """Record that a job was replaced by another one, so a resumed run skips it too."""
+        self._db.execute("INSERT OR REPLACE INTO skipped VALUES (?,?,?,?,?)",
+                         (key, slot, job_index, reason, time.time()))
+
+    def skipped_keys(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT key FROM skipped")}
 
     def usage(self) -> Usage:
         row = self._db.execute(

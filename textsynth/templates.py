@@ -60,6 +60,8 @@ class PromptTemplate:
             self._template = self._env.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"template {name}, line {exc.lineno}: {exc.message}") from None
+        # flattened once: Template.render would merge its ChainMap of globals every time
+        self._globals = dict(self._template.globals)
 
     @classmethod
     def from_string(cls, source: str, name: str = "<string>") -> PromptTemplate:
@@ -94,7 +96,8 @@ class PromptTemplate:
 
     def render(self, **context: Any) -> str:
         try:
-            return self._template.render(**context).strip()
+            ctx = self._template.new_context({**self._globals, **context}, shared=True)
+            return "".join(self._template.root_render_func(ctx)).strip()
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"template {self.name}: {exc.message}") from None
         except jinja2.exceptions.SecurityError as exc:

@@ -25,6 +25,7 @@ import json
 import random
 import signal
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -84,7 +85,8 @@ class FaultServer:
 
     Counters: ``stats`` (outcome -> count), ``served`` (body hash -> successful
     answers, to check that nothing was asked twice after it succeeded),
-    ``bodies`` (the last ``keep`` request bodies) and ``max_inflight``.
+    ``bodies`` (the last ``keep`` request bodies), ``arrivals`` (their arrival
+    times and :func:`body_key`) and ``max_inflight``.
     """
 
     def __init__(
@@ -128,6 +130,8 @@ class FaultServer:
         self.stats: Counter[str] = Counter()
         self.served: Counter[str] = Counter()
         self.bodies: deque[dict[str, Any]] = deque(maxlen=keep)
+        # (time.monotonic() on arrival, body_key) of every request, in arrival order
+        self.arrivals: deque[tuple[float, str]] = deque(maxlen=keep)
         self.inflight = 0
         self.max_inflight = 0
         self._rng = random.Random(seed)
@@ -198,15 +202,18 @@ class FaultServer:
         except ValueError:
             return _error(400, "request body is not JSON", "invalid_request_error")
         self.bodies.append(body)
+        key = body_key(body)
+        self.arrivals.append((time.monotonic(), key))
         self.stats["requests"] += 1
         self.inflight += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
         try:
-            return await self._answer(request, body)
+            return await self._answer(request, body, key)
         finally:
             self.inflight -= 1
 
-    async def _answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    async def _answer(self, request: web.Request, body: dict[str, Any], key: str
+                      ) -> web.StreamResponse:
         fault = self._pick_fault()
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -230,7 +237,6 @@ class FaultServer:
         unsupported = self._unsupported(body)
         if unsupported is not None:
             return unsupported
-        key = body_key(body)
         self.served[key] += 1
         return web.json_response(self._completion(body, fault, key))
 

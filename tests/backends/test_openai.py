@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from textsynth.backends import create_backend
 from textsynth.backends.base import Request
@@ -21,6 +22,7 @@ from textsynth.backends.openai import OpenAIBackend
 from textsynth.engine import Engine
 from textsynth.errors import BackendResponseError, BackendUnavailable, RecipeError
 from textsynth.pipeline import run_recipe
+from textsynth.progress import summary_table
 from textsynth.recipe import Recipe, load_recipe
 from textsynth.testing import FaultServer, default_reply
 
@@ -131,13 +133,58 @@ def test_transport_fault_is_retried(tmp_path: Path, server: FaultServer, fault: 
 
 def test_retry_after_is_honoured_and_slows_everyone(tmp_path: Path, server: FaultServer) -> None:
     server.retry_after = 0.4
-    server.script.append("rate_limit")
+    server.script.extend(["rate_limit", "rate_limit"])  # both jobs sent at first: no answers
     started = time.perf_counter()
     engine = run(make_recipe(tmp_path, server.url, labels=1, per_label=3))
     assert time.perf_counter() - started >= 0.4
-    assert engine.result.complete
+    assert engine.result.complete and engine.result.replaced == 0
     limiter = engine.backend.limiter  # type: ignore[attr-defined]
-    assert limiter.slowdowns == 1
+    assert limiter.slowdowns == 1  # one cut for the burst, not one per 429
+    first: dict[str, float] = {}
+    for at, key in server.arrivals:  # each request asked again only after Retry-After
+        if key in first:
+            assert at - first[key] >= 0.4
+        first.setdefault(key, at)
+    assert len(server.arrivals) == 4 and server.duplicates() == {}
+
+
+@pytest.mark.parametrize("fault", ["rate_limit", "server_error", "drop", "malformed", "timeout"])
+def test_backend_retries_a_transport_fault(server: FaultServer, fault: str) -> None:
+    server.script.extend([fault, fault])
+    server.retry_after = 0.05
+
+    async def go() -> Any:
+        backend = OpenAIBackend({"base_url": server.url, "model": "m", "backoff": 0.01,
+                                 "timeout": 0.5})
+        try:
+            return await backend.generate([Request(({"role": "user", "content": "hi"},))])
+        finally:
+            await backend.aclose()
+
+    [completion] = asyncio.run(go())
+    assert completion.attempts == 3 and len(json.loads(completion.text)) == 3
+    assert server.stats[fault] == 2 and server.stats["ok"] == 1
+
+
+def test_a_job_waiting_for_a_retry_is_replaced_while_others_are_answered(
+        tmp_path: Path, server: FaultServer) -> None:
+    server.retry_after = 3.0  # the run must not wait for it
+    server.script.append("rate_limit")
+    recipe = make_recipe(tmp_path, server.url, labels=1, per_label=3)  # 2 jobs sent at once
+    started = time.perf_counter()
+    engine = run(recipe)
+    assert time.perf_counter() - started < 2.0
+    assert engine.result.complete and engine.result.replaced == 1
+    refused = server.arrivals[0][1]
+    assert [key for _, key in server.arrivals].count(refused) == 1  # never asked again
+    assert len(engine.store.skipped_keys()) == 1
+    rows = texts(engine)
+    engine.store.close()
+
+    before = server.stats["requests"]
+    again = run(recipe)  # a resumed run skips the same job and asks nothing
+    assert server.stats["requests"] == before
+    assert texts(again) == rows and again.result.complete
 
 
 def test_dead_server_stops_the_run_with_a_clear_message(tmp_path: Path) -> None:
@@ -394,6 +441,10 @@ def test_fault_mix_returns_every_row(tmp_path: Path) -> None:
         stats = dict(srv.stats)
     assert engine.result.complete and len(set(texts(engine))) == 600
     assert dupes == {}
+    assert engine.result.replaced == len(engine.store.skipped_keys()) > 0
+    console = Console(record=True, width=300)
+    console.print(summary_table(engine.result))
+    assert f"{engine.result.replaced} replaced while waiting for a retry" in console.export_text()
     assert stats["rate_limit"] and stats["server_error"] and stats["drop"]
     assert engine.result.sent == stats["ok"]
 
@@ -434,15 +485,58 @@ def test_cli_and_a_hosted_run_import_no_heavy_library() -> None:
     assert out.strip() == "[]"
 
 
-def test_at_the_end_answers_in_flight_are_kept_and_unsent_requests_dropped(
-        tmp_path: Path) -> None:
+def test_requests_no_longer_needed_are_withdrawn_before_they_are_sent(tmp_path: Path) -> None:
     with FaultServer(items=3, latency=0.05) as srv:
         engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=9, concurrency=1,
                                  lookahead=8))
         answered = srv.stats["ok"]
     assert engine.result.complete
-    assert engine.backend.stats["dropped_unsent"] >= 1  # type: ignore[attr-defined]
+    assert answered == 3  # 3 answers of 3 items: not one request more was paid for
+    assert engine.result.withdrawn >= 1  # sent ahead at the first guess of the yield
     assert engine.store.completion_count() == answered  # everything paid for is stored
+
+
+def test_at_the_end_answers_in_flight_are_kept(tmp_path: Path) -> None:
+    with FaultServer(items=3, latency=0.2) as srv:
+        # a quota met by the first answers, with more requests already on the wire
+        engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=3, concurrency=4))
+        answered = srv.stats["ok"]
+    assert engine.result.complete and answered == 2
+    assert engine.store.completion_count() == answered  # everything paid for is stored
+
+
+def _withdrawing_reply(body: Mapping[str, Any], choice: int) -> str:
+    """Three items, the last of which soon repeats an earlier answer's: the yield falls
+    from 3 to 2 a request once the first answers are in."""
+    seed = int(body.get("seed") or 0)
+
+    def word(n: int) -> str:  # letters, not digits (digits look like PII)
+        out = ""
+        while True:
+            n, r = divmod(n, 26)
+            out += chr(97 + r)
+            if not n:
+                return out
+
+    return json.dumps([f"please do {word(seed)}", f"now do {word(seed)} twice",
+                       f"maybe {word(seed % 5)}"])
+
+
+@pytest.mark.parametrize("concurrency", [8, 16])
+def test_withdrawn_requests_keep_the_dataset_deterministic(tmp_path: Path,
+                                                           concurrency: int) -> None:
+    rows: dict[int, list[str]] = {}
+    withdrawn: dict[int, int] = {}
+    for c in (1, concurrency):
+        with FaultServer(latency=0.01, reply=_withdrawing_reply) as srv:
+            engine = run(make_recipe(tmp_path / str(c), srv.url, labels=3, per_label=20,
+                                     concurrency=c, lookahead=4))
+            assert engine.result.complete and srv.duplicates() == {}
+            assert engine.result.rejected["duplicate"] > 0
+            rows[c] = texts(engine)
+            withdrawn[c] = engine.result.withdrawn
+    assert rows[1] == rows[concurrency] and len(set(rows[1])) == 60
+    assert withdrawn[concurrency] > 0
 
 
 def test_error_messages_hide_credentials_in_the_url(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -36,6 +36,8 @@ from textsynth.ratelimit import RateLimiter
 __all__ = ["ChatClient", "RetryPolicy", "parse_retry_after"]
 
 log = logging.getLogger("textsynth.backends.openai")
+
+StateHook = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -178,8 +180,11 @@ class ChatClient:
                                        f"a chat completion: {raw[:120]!r}", 200)
         return answer
 
-    async def _attempt(self, data: bytes, tokens: int, retry: bool) -> dict[str, Any]:
+    async def _attempt(self, data: bytes, tokens: int, retry: bool,
+                       state: StateHook | None = None) -> dict[str, Any]:
         await self.limiter.acquire(tokens, priority=retry)
+        if state is not None:
+            state("sent")
         used: int | None = None
         try:
             answer = await self._post(data)
@@ -202,22 +207,27 @@ class ChatClient:
             wait = max(wait, exc.retry_after)
         return wait
 
-    def _before_sleep(self, state: RetryCallState) -> None:
+    def _before_sleep(self, retry: RetryCallState, state: StateHook | None) -> None:
         self.stats["retries"] += 1
-        exc = state.outcome.exception() if state.outcome else None
-        log.debug("retrying after %s (attempt %d)", exc, state.attempt_number)
+        exc = retry.outcome.exception() if retry.outcome else None
+        log.debug("retrying after %s (attempt %d)", exc, retry.attempt_number)
+        if state is not None:
+            state("waiting")
 
-    async def complete(self, body: Mapping[str, Any], tokens: int = 0
-                       ) -> tuple[dict[str, Any], int]:
+    async def complete(self, body: Mapping[str, Any], tokens: int = 0,
+                       state: StateHook | None = None) -> tuple[dict[str, Any], int]:
         """POST one body; returns the answer and the number of attempts it took.
 
         Retries 429, 5xx, timeouts, dropped connections and malformed answers;
         after ``max_retries`` raises the last error, saying how often it tried.
+        ``state("sent")`` is called when an attempt goes on the wire and
+        ``state("waiting")`` before each wait for a retry (the call may be
+        cancelled before the first and during the second: nothing is in flight).
         """
         data = json.dumps(body, ensure_ascii=False).encode()
         self.stats["requests"] += 1
         try:  # most requests succeed at once: keep tenacity off the hot path
-            return await self._attempt(data, tokens, False), 1
+            return await self._attempt(data, tokens, False, state), 1
         except BackendError as exc:
             if not _retryable(exc) or self.retry.max_retries == 0:
                 raise
@@ -226,15 +236,15 @@ class ChatClient:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.retry.max_retries + 1), wait=self._wait,
-                retry=retry_if_exception(_retryable), before_sleep=self._before_sleep,
-                reraise=True,
+                retry=retry_if_exception(_retryable),
+                before_sleep=lambda retry: self._before_sleep(retry, state), reraise=True,
             ):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     if first is not None:  # replay the first failure so tenacity waits
                         failed, first = first, None
                         raise failed
-                    answer = await self._attempt(data, tokens, True)
+                    answer = await self._attempt(data, tokens, True, state)
         except BackendError as exc:
             if _retryable(exc):
                 self.stats["gave_up"] += 1

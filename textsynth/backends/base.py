@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -95,6 +95,7 @@ class Backend(ABC):
     name: ClassVar[str] = ""
     supports_json_schema: ClassVar[bool] = False
     supports_batching: ClassVar[bool] = False
+    reports_request_state: ClassVar[bool] = False  # calls on_request_state (one request a call)
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -131,6 +132,15 @@ class Backend(ABC):
 
         Raise a :class:`~textsynth.errors.BackendError` when the whole call failed.
         """
+
+    #: Set by the engine when the backend ``reports_request_state``. The backend calls
+    #: it with ``(request, "sent")`` when the request goes on the wire (its first
+    #: attempt or a retry), and ``(request, "waiting")`` when it waits before a retry
+    #: and nothing was paid for it yet (a 429, a 5xx, a dropped connection). Before
+    #: its first "sent", and while "waiting", the request's ``generate`` call may be
+    #: cancelled at no cost: the engine withdraws requests it no longer needs and
+    #: replaces waiting ones by other jobs (see :mod:`textsynth.engine`).
+    on_request_state: Callable[[Request, str], None] | None = None
 
     def cancel_queued(self) -> None:  # noqa: B027 - optional hook
         """Drop requests that wait in the backend's own queue and were not sent yet.

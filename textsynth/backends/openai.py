@@ -65,6 +65,7 @@ class OpenAIBackend(Backend):
     name = "openai"
     supports_json_schema = True
     supports_batching = False
+    reports_request_state = True
 
     class Options(BaseModel):
         """Settings of the ``openai`` backend (``backend.options`` in a recipe)."""
@@ -188,16 +189,22 @@ class OpenAIBackend(Backend):
             body.update(self.opts.extra_body)
         return body
 
-    async def _ask(self, request: Request, messages: Sequence[Message], n: int, seed: int
-                   ) -> tuple[list[tuple[str, str]], Usage, str, int]:
-        """Choices as (text, finish_reason), usage, model and attempts for one body."""
+    async def _ask(self, request: Request, messages: Sequence[Message], n: int, seed: int,
+                   first: bool = False) -> tuple[list[tuple[str, str]], Usage, str, int]:
+        """Choices as (text, finish_reason), usage, model and attempts for one body.
+
+        ``first``: the request's first ask, nothing paid for it yet, so whether it is
+        on the wire or waits for a retry is reported to :attr:`on_request_state`.
+        """
         attempts = 0
+        hook = self.on_request_state
+        state = (lambda now: hook(request, now)) if first and hook else None
         while True:
             level = self._level if self._wants_format(request) else None
             body = self._body(request, messages, n, seed, level)
             tokens = sum(len(m["content"]) for m in messages) // 4 + request.max_tokens * n
             try:
-                answer, tries = await self.client.complete(body, tokens)
+                answer, tries = await self.client.complete(body, tokens, state)
             except BackendResponseError as exc:
                 attempts += 1
                 if level is not None and exc.status in (400, 422):
@@ -240,7 +247,8 @@ class OpenAIBackend(Backend):
     async def _choices(self, request: Request) -> tuple[list[tuple[str, str]], Usage, str, int]:
         """``request.n`` choices: in one call where the server honours ``n``, else several."""
         n = request.n if self._native_n is not False else 1
-        got, usage, model, attempts = await self._ask(request, request.messages, n, request.seed)
+        got, usage, model, attempts = await self._ask(request, request.messages, n, request.seed,
+                                                      first=True)
         if request.n > 1 and len(got) < request.n:
             self._native_n = False
             rest = await asyncio.gather(*(
