@@ -78,8 +78,9 @@ class BackendUnavailable(BackendError):
 class RateLimited(BackendError):
     """The backend answered 429; ``retry_after`` is in seconds when the server said so."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, body: str = ""):
         self.retry_after = retry_after
+        self.body = body
         super().__init__(message)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 from rich.console import Console
 
@@ -20,7 +21,7 @@ from textsynth.backends import create_backend
 from textsynth.backends.base import Request
 from textsynth.backends.openai import OpenAIBackend
 from textsynth.engine import Engine
-from textsynth.errors import BackendResponseError, BackendUnavailable, RecipeError
+from textsynth.errors import BackendResponseError, BackendUnavailable, RateLimited, RecipeError
 from textsynth.pipeline import run_recipe
 from textsynth.progress import summary_table
 from textsynth.recipe import Recipe, load_recipe
@@ -190,8 +191,22 @@ def test_a_job_waiting_for_a_retry_is_replaced_while_others_are_answered(
 def test_dead_server_stops_the_run_with_a_clear_message(tmp_path: Path) -> None:
     with FaultServer() as srv:
         url = srv.url  # a port that nothing listens on once the server is gone
-    with pytest.raises(BackendUnavailable, match=r"cannot connect to .*gave up after 3 attempts"):
+    with pytest.raises(BackendUnavailable,
+                       match=r"cannot connect to .*gave up after 3 attempts") as info:
         run(make_recipe(tmp_path, url, max_retries=2))
+    assert isinstance(info.value.__cause__, openai.APIConnectionError)  # in the SDK's terms too
+
+
+def test_errors_that_end_a_run_carry_the_sdk_exception(tmp_path: Path,
+                                                       server: FaultServer) -> None:
+    server.faults = {"rate_limit": 1.0}
+    server.retry_after = 0.01
+    with pytest.raises(RateLimited, match="gave up after 2 attempts") as info:
+        run(make_recipe(tmp_path, server.url, max_retries=1, concurrency=1))
+    cause = info.value.__cause__
+    assert isinstance(cause, openai.RateLimitError) and cause.status_code == 429
+    assert cause.body == {"message": "rate limit reached, slow down",
+                          "type": "rate_limit_error", "code": 429}
 
 
 # -- refused requests ------------------------------------------------------------------------
@@ -215,6 +230,8 @@ def test_wrong_key_stops_the_run_and_the_message_hides_it(tmp_path: Path) -> Non
             pytest.raises(BackendResponseError, match="refused the API key") as info:
         run(make_recipe(tmp_path, srv.url, api_key="wrong-key"))
     assert "wrong-key" not in str(info.value)
+    cause = info.value.__cause__
+    assert isinstance(cause, openai.AuthenticationError) and "wrong-key" not in str(cause)
 
 
 # -- answers that are not usable: correction turns --------------------------------------------

@@ -33,7 +33,7 @@ from textsynth.errors import (
 )
 from textsynth.ratelimit import RateLimiter
 
-__all__ = ["ChatClient", "RetryPolicy", "parse_retry_after"]
+__all__ = ["ChatClient", "RetryPolicy", "parse_retry_after", "sdk_error"]
 
 log = logging.getLogger("textsynth.backends.openai")
 
@@ -94,10 +94,50 @@ def _error_message(raw: bytes) -> str:
 def _gave_up(exc: BackendError, attempts: int) -> BackendError:
     note = f"{exc} (gave up after {attempts} attempts; run again to resume)"
     if isinstance(exc, RateLimited):
-        return RateLimited(note, exc.retry_after)
+        return RateLimited(note, exc.retry_after, exc.body)
     if isinstance(exc, BackendResponseError):
         return BackendResponseError(note, exc.status, exc.body)
     return type(exc)(note)
+
+
+def sdk_error(exc: BackendError, url: str) -> Exception | None:
+    """The ``openai`` SDK's exception for a failure of the lean client, or None.
+
+    Only errors that end a run are translated (the SDK takes ~0.4 s to import):
+    they leave the backend with the SDK's exception as their ``__cause__``, so code
+    written against the SDK's error types still sees them.
+    """
+    try:
+        import openai
+        try:
+            import httpx2 as http  # what recent SDKs use
+        except ImportError:
+            import httpx as http  # type: ignore[no-redef]
+    except ImportError:
+        return None
+    request = http.Request("POST", url)
+    if isinstance(exc, BackendUnavailable):
+        if "no answer from" in str(exc):
+            return openai.APITimeoutError(request=request)
+        return openai.APIConnectionError(message=str(exc), request=request)
+    status = 429 if isinstance(exc, RateLimited) else getattr(exc, "status", None)
+    if not isinstance(status, int) or status < 400:
+        return None
+    raw = getattr(exc, "body", "") or ""
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        body = raw or None
+    data = body.get("error", body) if isinstance(body, dict) else body
+    kinds: dict[int, type[openai.APIStatusError]] = {
+        400: openai.BadRequestError, 401: openai.AuthenticationError,
+        403: openai.PermissionDeniedError, 404: openai.NotFoundError,
+        409: openai.ConflictError, 422: openai.UnprocessableEntityError,
+        429: openai.RateLimitError}
+    kind = kinds.get(status, openai.InternalServerError if status >= 500
+                     else openai.APIStatusError)
+    response = http.Response(status, request=request, content=raw.encode())
+    return kind(str(exc), response=response, body=data)
 
 
 class ChatClient:
@@ -156,7 +196,8 @@ class ChatClient:
                 if status == 429:
                     after = parse_retry_after(resp.headers)
                     raise RateLimited(f"{self.shown} is rate limiting (429): "
-                                      f"{_error_message(raw)}", after)
+                                      f"{_error_message(raw)}", after,
+                                      raw[:2000].decode("utf-8", "replace"))
         except TimeoutError as exc:
             raise BackendUnavailable(
                 f"no answer from {self.shown} within {self.timeout:g} s") from exc

@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from textsynth.backends._openai_http import ChatClient, RetryPolicy
+from textsynth.backends._openai_http import ChatClient, RetryPolicy, sdk_error
 from textsynth.backends.base import Backend, Completion, Message, Request, Usage
-from textsynth.errors import BackendResponseError, GenerationError, RecipeError
+from textsynth.errors import BackendError, BackendResponseError, GenerationError, RecipeError
 from textsynth.ratelimit import RateLimiter
 from textsynth.schemas import OutputSchema, PydanticSchema
 
@@ -148,9 +148,17 @@ class OpenAIBackend(Backend):
         await self.client.aclose()
 
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        if len(requests) == 1:
-            return [await self._complete(requests[0])]
-        return list(await asyncio.gather(*(self._complete(r) for r in requests)))
+        try:
+            if len(requests) == 1:
+                return [await self._complete(requests[0])]
+            return list(await asyncio.gather(*(self._complete(r) for r in requests)))
+        except BackendError as exc:  # it ends the run: say it in the SDK's terms too
+            if exc.__cause__ is None or not type(exc.__cause__).__module__.startswith("openai"):
+                cause = sdk_error(exc, self.client.shown + "/chat/completions")
+                if cause is not None:
+                    cause.__cause__ = exc.__cause__
+                    exc.__cause__ = cause
+            raise
 
     # -- one request ------------------------------------------------------------------------
     def _schema(self, request: Request) -> OutputSchema | None:
