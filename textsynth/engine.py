@@ -395,8 +395,8 @@ class Engine:
         labels are sent now. Nothing is in flight for a waiting job, so cancelling it
         loses nothing paid for; it is never sent again."""
         for jk, since in list(self._parked.items()):
-            if self._arrived <= since:
-                continue
+            if self._arrived <= since or self._skipped[jk[0]] >= self._max_attempts:
+                continue  # nothing answered since; or the label fails every time: retry it
             task, need, request = self._sending.pop(jk)
             self._by_request.pop(id(request), None)
             del self._parked[jk]

@@ -77,7 +77,9 @@ class FaultServer:
 
     ``faults`` maps a name from :data:`FAULTS` to the share of answers that fail
     that way (drawn with ``seed``); ``script`` lists faults (or ``"ok"``) for the
-    first requests, in order, before the shares apply. ``reply(body, choice)``
+    first requests, in order, before the shares apply; ``fault_for(body)``, when
+    given, picks the fault for a request first (None: the script and shares
+    decide). ``reply(body, choice)``
     writes the content of a normal answer (by default a JSON list of ``items``
     unique texts). ``json_schema``/``json_object``/``supports_n`` say which
     request features the server accepts: an unsupported ``response_format`` gets
@@ -98,6 +100,7 @@ class FaultServer:
         retry_after: float | None = 1.0,
         hang: float = 30.0,
         reply: Reply | None = None,
+        fault_for: Callable[[Mapping[str, Any]], str | None] | None = None,
         items: int = 1,
         seed: int = 0,
         model: str = "test-model",
@@ -116,6 +119,7 @@ class FaultServer:
         self.latency = latency
         self.faults = dict(faults or {})
         self.script = deque(script)
+        self.fault_for = fault_for
         self.retry_after = retry_after
         self.hang = hang
         self.reply = reply
@@ -150,7 +154,11 @@ class FaultServer:
         return {k: n for k, n in self.served.items() if n > 1}
 
     # -- answering ------------------------------------------------------------------
-    def _pick_fault(self) -> str:
+    def _pick_fault(self, body: Mapping[str, Any]) -> str:
+        if self.fault_for is not None:
+            chosen = self.fault_for(body)
+            if chosen is not None:
+                return chosen
         if self.script:
             return self.script.popleft()
         draw = self._rng.random()
@@ -214,7 +222,7 @@ class FaultServer:
 
     async def _answer(self, request: web.Request, body: dict[str, Any], key: str
                       ) -> web.StreamResponse:
-        fault = self._pick_fault()
+        fault = self._pick_fault(body)
         if self.latency:
             await asyncio.sleep(self.latency)
         self.stats[fault] += 1

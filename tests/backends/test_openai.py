@@ -25,6 +25,7 @@ from textsynth.errors import BackendResponseError, BackendUnavailable, RateLimit
 from textsynth.pipeline import run_recipe
 from textsynth.progress import summary_table
 from textsynth.recipe import Recipe, load_recipe
+from textsynth.store import Store
 from textsynth.testing import FaultServer, default_reply
 
 CORRECTION = "That answer could not be used"
@@ -186,6 +187,21 @@ def test_a_job_waiting_for_a_retry_is_replaced_while_others_are_answered(
     again = run(recipe)  # a resumed run skips the same job and asks nothing
     assert server.stats["requests"] == before
     assert texts(again) == rows and again.result.complete
+
+
+def test_a_label_that_always_fails_is_not_replaced_forever(tmp_path: Path) -> None:
+    def fail_label_1(body: Mapping[str, Any]) -> str | None:
+        return "server_error" if "label 1" in body["messages"][-1]["content"] else None
+
+    with FaultServer(items=3, fault_for=fail_label_1) as srv:
+        recipe = make_recipe(tmp_path, srv.url, labels=2, per_label=30, max_retries=2,
+                             concurrency=2, generation={"max_attempts": 4})
+        with pytest.raises(BackendResponseError, match="gave up after 3 attempts"):
+            run(recipe)
+        failed = srv.stats["server_error"]
+    summary = Store.in_dir(tmp_path).get_meta("summary")
+    assert summary["replaced"] == 4  # max_attempts jobs replaced, then retried for good
+    assert failed <= 4 + 3 * 8  # replaced jobs were asked once; the rest up to 3 times
 
 
 def test_dead_server_stops_the_run_with_a_clear_message(tmp_path: Path) -> None:
