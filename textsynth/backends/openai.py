@@ -83,7 +83,7 @@ class OpenAIBackend(Backend):
         concurrency: int = Field(64, ge=1, le=4096, description="requests in flight at most")
         lookahead: int = Field(8, ge=1, le=64, description=(
             "requests handed over ahead of ordered processing, in multiples of concurrency, "
-            "so that one slow retry does not stall the others"))
+            "so that the server stays busy while answers are processed in order"))
         batch_size: int = Field(1, ge=1)
         requests_per_minute: float | None = Field(None, gt=0)
         tokens_per_minute: float | None = Field(None, gt=0)
