@@ -7,6 +7,7 @@ character as a word, so ROUGE-L and MinHash behave the same in every language.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -50,7 +51,12 @@ def word_tokens(text: str) -> list[str]:
     >>> word_tokens("Play 周杰伦's songs, NOW!")
     ['play', '周', '杰', '伦', 's', 'songs', 'now']
     """
-    return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
+    return list(_word_tokens(text))
+
+
+@functools.lru_cache(maxsize=8192)  # several rules tokenize the same candidate
+def _word_tokens(text: str) -> tuple[str, ...]:
+    return tuple(_TOKEN.findall(unicodedata.normalize("NFKC", text).casefold()))
 
 
 def encode_tokens(tokens: list[str], vocab: dict[str, str]) -> str:

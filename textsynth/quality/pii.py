@@ -33,6 +33,7 @@ _PHONE_WORD = re.compile(
 _DATE_INSIDE = re.compile(
     r"\b(1[89]|20)\d\d-[01]\d-[0-3]\d\b|\b[0-3]?\d[./][01]?\d[./](19|20)?\d\d\b")
 _YEAR = re.compile(r"^(1[89]|20|21)\d\d$")
+_HAS_DIGIT = re.compile(r"\d")
 
 MASKS = {"email": "[EMAIL]", "iban": "[IBAN]", "card": "[CARD_NUMBER]",
          "account": "[ACCOUNT_NUMBER]", "ssn": "[SSN]", "phone": "[PHONE]"}
@@ -83,11 +84,14 @@ def _number_kind(raw: str, before: str) -> str | None:
 def find_pii(text: str) -> list[PIIMatch]:
     """Non-overlapping personal-data spans in ``text``, left to right."""
     found: list[PIIMatch] = []
+    has_at = "@" in text
+    if not has_at and not _HAS_DIGIT.search(text):
+        return found  # every kind needs an "@" or a digit: most utterances have neither
 
     def free(start: int, end: int) -> bool:
         return all(end <= m.start or start >= m.end for m in found)
 
-    for m in _EMAIL.finditer(text):
+    for m in _EMAIL.finditer(text) if has_at else ():
         found.append(PIIMatch("email", m.start(), m.end()))
     for m in _IBAN.finditer(text):
         if free(m.start(), m.end()) and _iban_ok(m.group(0)):

@@ -58,6 +58,7 @@ class RougePool:
         self._vocab: dict[str, str] = {}
         self.texts: list[str] = []
         self._encoded: list[str] = []
+        self._last: tuple[str, str] = ("", "")  # the last query and its encoding
         for text in texts or []:
             self.add(text)
 
@@ -68,11 +69,17 @@ class RougePool:
         self.texts.append(text)
         self._encoded.append(encode_tokens(word_tokens(text), self._vocab))
 
+    def _query(self, text: str) -> str:
+        """``text`` encoded; rules often ask about the same candidate several times."""
+        if self._last[0] != text or not text:
+            self._last = (text, encode_tokens(word_tokens(text), self._vocab))
+        return self._last[1]
+
     def closest(self, text: str, cutoff: float = 0.0) -> RougeMatch | None:
         """The pooled text with the highest ROUGE-L F1 at or above ``cutoff``, or None."""
         if not self._encoded:
             return None
-        query = encode_tokens(word_tokens(text), self._vocab)
+        query = self._query(text)
         found = self._process.extractOne(
             query, self._encoded, scorer=self._indel.normalized_similarity,
             score_cutoff=cutoff, processor=None)
@@ -84,7 +91,7 @@ class RougePool:
     def covering(self, text: str, min_tokens: int, recall: float) -> RougeMatch | None:
         """A pooled text of ``min_tokens`` or more whose tokens ``text`` contains, in order,
         for at least ``recall`` of them (a seed copied inside a longer candidate)."""
-        query = encode_tokens(word_tokens(text), self._vocab)
+        query = self._query(text)
         for index, seed in enumerate(self._encoded):
             if len(seed) >= min_tokens and self._recall(query, index) >= recall:
                 f1 = float(self._indel.normalized_similarity(query, seed))
@@ -94,7 +101,7 @@ class RougePool:
     def most_contained(self, text: str) -> tuple[int, float] | None:
         """The pooled text that holds the largest share of ``text``'s words, in order,
         and that share (ROUGE-L precision of ``text``)."""
-        query = encode_tokens(word_tokens(text), self._vocab)
+        query = self._query(text)
         if not query or not self._encoded:
             return None
         shares = [self._lcs.similarity(query, other) / len(query) for other in self._encoded]
