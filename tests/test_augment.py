@@ -258,6 +258,18 @@ def test_cli_paraphrase_with_fake_backend(tmp_path: Path) -> None:
     assert len(_rows(tmp_path / "out")) == 2
 
 
+def test_cli_paraphrase_that_accepts_nothing_exports_nothing(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "textsynth", "paraphrase", str(_write(tmp_path, ROWS[1:])),
+         "-n", "1", "--max-attempts", "1", "--backend", "fake",
+         "--option", "responses=['As an AI language model I cannot do that']",
+         "--out", str(tmp_path / "out"), "--quiet"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert "nothing exported" in proc.stdout and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "dataset").exists()
+
+
 # -- slot spans ----------------------------------------------------------------------
 
 def test_markup_round_trip() -> None:

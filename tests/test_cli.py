@@ -37,6 +37,29 @@ def test_run_writes_dataset_and_summary(write_recipe, recipe_dict: dict, tmp_pat
     assert (tmp_path / "out" / "README.md").is_file()
 
 
+def test_a_run_short_of_its_quota_exits_3(write_recipe, recipe_dict: dict,
+                                           tmp_path: Path) -> None:
+    recipe_dict["generation"] = {"max_attempts": 1}  # one request of 3 lines per label
+    proc = _cli("run", str(_fake_recipe(write_recipe, recipe_dict)), "--quiet")
+    assert proc.returncode == 3, proc.stderr
+    assert "3 short of the quota" in proc.stdout
+    ds = load_from_disk(str(tmp_path / "out" / "dataset"))  # what was accepted is exported
+    assert sum(len(s) for s in ds.values()) == 6
+
+
+def test_a_run_that_accepts_nothing_exports_nothing_and_exits_3(
+        write_recipe, recipe_dict: dict, tmp_path: Path) -> None:
+    recipe_dict["generation"] = {"max_attempts": 2}
+    recipe_dict["backend"] = {"type": "fake", "options": {
+        "responses": ["As an AI language model I cannot do that"]}}
+    proc = _cli("run", str(write_recipe(recipe_dict)), "--quiet")
+    assert proc.returncode == 3, proc.stderr
+    assert "nothing exported" in proc.stdout and "0/12" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "dataset").exists()  # no dataset that cannot be loaded
+    assert (tmp_path / "out" / "textsynth.db").is_file()  # the paid completions are kept
+
+
 def test_recipe_error_is_one_line_and_nonzero(write_recipe, recipe_dict: dict) -> None:
     recipe_dict["labelz"] = {}
     proc = _cli("run", str(write_recipe(recipe_dict)))

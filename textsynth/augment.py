@@ -353,8 +353,11 @@ class AugmentRun:
                     self._store.add_example(seq, example)
             summary = self._summary()
             self._store.set_meta("summary", summary)
-            dataset = export_dataset(self.recipe, self._store, self.out_dir, AugmentedRows())
-            write_card(self.recipe, dataset, summary, self.out_dir)
+            dataset = None  # nothing accepted: nothing to export
+            if self._examples:
+                dataset = export_dataset(self.recipe, self._store, self.out_dir,
+                                         AugmentedRows())
+                write_card(self.recipe, dataset, summary, self.out_dir)
         finally:
             self._store.close()
         missing = {t.row.id: t.want - len(t.accepted) for t in self.tasks

@@ -62,7 +62,11 @@ def run(
     from textsynth.progress import summary_table
 
     console.print(summary_table(outcome.result, outcome.cost))
-    console.print(f"dataset written to [bold]{outcome.out_dir}[/bold]")
+    if outcome.dataset is None:
+        console.print("[yellow]nothing exported:[/yellow] no row was accepted (the reject "
+                      "reasons are in the table)")
+    else:
+        console.print(f"dataset written to [bold]{outcome.out_dir}[/bold]")
     if outcome.pushed is not None:
         console.print(f"pushed to [bold]{outcome.pushed.url}[/bold]", soft_wrap=True)
     elif recipe.export.hub is not None:
@@ -218,6 +222,10 @@ def _augment(mode: str, source: Path, out: Path | None, extra: dict[str, Any], b
         outcome = asyncio.run(run.run())
     console = _console()
     rejected = ", ".join(f"{k} {v}" for k, v in outcome.rejected.most_common()) or "none"
+    if not outcome.accepted:
+        console.print(f"[yellow]nothing exported:[/yellow] no row was accepted "
+                      f"({outcome.sent} requests sent; rejected: {escape(rejected)})")
+        raise typer.Exit(3)
     console.print(f"{outcome.accepted} rows written to [bold]{outcome.out_dir}[/bold] "
                   f"({outcome.sent} requests sent, {outcome.cached} from the store; "
                   f"rejected: {escape(rejected)})")
@@ -275,7 +283,7 @@ def paraphrase(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print as one line and exit non-zero."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # typer.Exit comes back as its code
     except TextsynthError as exc:
         _console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
                                     soft_wrap=True)
@@ -294,6 +302,8 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

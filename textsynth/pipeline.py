@@ -17,7 +17,7 @@ __all__ = ["RunOutcome", "generate", "preview_prompts", "run_recipe"]
 @dataclass
 class RunOutcome:
     result: RunResult
-    dataset: Any
+    dataset: Any  # None when no row was accepted: nothing was exported
     out_dir: Path
     cost: float
     pushed: Any = None  # export.hub.PushResult when the recipe names a Hub repo
@@ -50,9 +50,11 @@ async def generate(recipe: Recipe, backend: Backend | None = None, progress: Any
         engine = Engine(recipe, backend=backend, store=store, progress=progress)
         engine.check()
         result = await engine.run()  # closes the backend it created itself
-        dataset = export_dataset(recipe, store, out)
-        summary = store.get_meta("summary", {})
-        write_card(recipe, dataset, summary, out, store=store)
+        dataset = None
+        if store.example_count():
+            dataset = export_dataset(recipe, store, out)
+            summary = store.get_meta("summary", {})
+            write_card(recipe, dataset, summary, out, store=store)
         outcome = RunOutcome(result, dataset, out, engine.cost(store.usage()))
     finally:
         store.close()

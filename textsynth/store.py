@@ -179,6 +179,9 @@ class Store:
             self._db.commit()
         return row is not None
 
+    def example_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM examples").fetchone()[0])
+
     def examples(self) -> Iterator[Example]:
         for (data,) in self._db.execute("SELECT data FROM examples ORDER BY seq"):
             yield Example(**json.loads(data))

@@ -195,3 +195,11 @@ def test_rejects_are_saved_with_their_reasons_when_asked(slots_recipe_dict: dict
     assert {"label", "text", "detail"} <= set(rows[0])
     slots_recipe_dict["export"]["save_rejects"] = False
     assert not (run_slots(slots_recipe_dict).out_dir / "rejected.jsonl").exists()
+
+
+def test_exporting_no_rows_is_a_clear_error(slots_recipe_dict: dict, tmp_path: Path) -> None:
+    recipe = load_recipe(slots_recipe_dict)
+    with Store(tmp_path / "empty.db") as store, \
+            pytest.raises(ExportError, match="no row was accepted"):
+        export_dataset(recipe, store, tmp_path / "out")
+    assert not (tmp_path / "out" / "dataset").exists()

@@ -227,7 +227,10 @@ def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None,
     """
     out = Path(out_dir or recipe.output_dir)
     report = ExportReport()
-    ds = build_dataset(recipe, list(store.examples()), schema=schema, report=report)
+    examples = list(store.examples())
+    if not examples:  # every split would be empty, and an empty split cannot be loaded
+        raise ExportError(f"no row was accepted, so there is nothing to export to {out}")
+    ds = build_dataset(recipe, examples, schema=schema, report=report)
     stage = out / _STAGING
     try:
         _remove(stage)
