@@ -258,6 +258,27 @@ def test_cli_paraphrase_with_fake_backend(tmp_path: Path) -> None:
     assert len(_rows(tmp_path / "out")) == 2
 
 
+def test_cards_of_translate_and_paraphrase_give_the_command_that_made_them(
+        tmp_path: Path) -> None:
+    source = _write(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "textsynth", "paraphrase", str(source), "-n", "1",
+         "--seed", "7", "--backend", "fake",
+         "--option", "responses=['1. another way to say it {seed}']",
+         "--out", str(tmp_path / "para"), "--quiet"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    card = (tmp_path / "para" / "README.md").read_text()
+    reproduce = card.split("## Reproduce")[1]
+    assert f"textsynth paraphrase {source} -n 1 --source-language en --max-attempts 3 " \
+           "--seed 7 --backend fake" in reproduce
+    assert "textsynth run recipe.yaml" not in reproduce
+
+    translate(source, ["de", "it"], tmp_path / "tr", backend=FakeBackend(handler=german))
+    reproduce = (tmp_path / "tr" / "README.md").read_text().split("## Reproduce")[1]
+    assert f"textsynth translate {source} --to de,it" in reproduce
+
+
 def test_cli_paraphrase_that_accepts_nothing_exports_nothing(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "textsynth", "paraphrase", str(_write(tmp_path, ROWS[1:])),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shlex
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +114,8 @@ class AugmentRun:
             raise DataError("n and max_attempts must be at least 1")
         self.mode = mode
         self.data = load_labeled(source)
+        self._cli = (languages, source_language, template, backend, backend_type,
+                     backend_options)
         self.out_dir = Path(out_dir)
         self.n = n if mode == "paraphrase" else 1
         self.max_attempts = max_attempts
@@ -365,6 +368,22 @@ class AugmentRun:
         return AugmentOutcome(self.out_dir, dataset, len(self._examples), self.rejected,
                               self.sent, self.cached, missing)
 
+    def command(self) -> str:
+        """The ``textsynth`` command line that makes this run again (no backend secrets)."""
+        languages, source_language, template, backend, backend_type, options = self._cli
+        args = ["textsynth", self.mode, self.data.name]
+        args += ["--to", ",".join(languages)] if self.mode == "translate" else ["-n", str(self.n)]
+        args += ["--source-language", source_language, "--max-attempts", str(self.max_attempts),
+                 "--seed", str(self.seed)]
+        if template is not None:
+            args += ["--template", template]
+        args += ["--backend", self.recipe.backend.type if backend is None else
+                 (backend.name or backend_type)]
+        model = (options or {}).get("model") if backend is None else None
+        if model:
+            args += ["--model", str(model)]
+        return " ".join(shlex.quote(a) for a in args)
+
     def _summary(self) -> dict[str, Any]:
         slots: dict[str, dict[str, Any]] = {}
         for task in self.tasks:
@@ -374,7 +393,8 @@ class AugmentRun:
             entry["accepted"] += len(task.accepted)
             entry["jobs"] += task.attempts
         usage = self._store.usage()
-        return {"mode": self.mode, "source": self.data.name, "slots": slots,
+        return {"mode": self.mode, "source": self.data.name, "command": self.command(),
+                "slots": slots,
                 "sent": self.sent, "cached": self.cached, "rejected": dict(self.rejected),
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,

@@ -226,6 +226,13 @@ def render_card(recipe: Recipe, dataset: Any, summary: dict[str, Any],
                     else "License: not stated in the recipe; add `license:` before sharing.")
     push = (f"textsynth push {recipe.output_dir} {recipe.export.hub.repo_id}\n"
             if recipe.export.hub else "")
+    if summary.get("command"):  # translate / paraphrase: a command over a source, no recipe
+        reproduce = (f"With the source data (`{summary.get('source', '?')}`) at hand, run:\n\n"
+                     f"```\npip install textsynth\n{summary['command']}\n```\n\n"
+                     "(the recipe above is what that command builds).")
+    else:
+        reproduce = ("Save the recipe above as `recipe.yaml` and run:\n\n"
+                     f"```\npip install textsynth\ntextsynth run recipe.yaml\n{push}```")
     body = f"""
 # {recipe.name}
 
@@ -267,12 +274,7 @@ job's seed) and `request_id` (the request key in the run store).
 
 ## Reproduce
 
-Save the recipe above as `recipe.yaml` and run:
-
-```
-pip install textsynth
-textsynth run recipe.yaml
-{push}```
+{reproduce}
 
 With the same recipe, seed and a deterministic backend (the embedded model decodes
 with per-request seeds) the rows come out the same.
