@@ -18,6 +18,7 @@ row came back, and whether the server answered any request twice.
 
     python benchmarks/throughput.py                 # 2000 requests, 256 at once, 200 ms
     python benchmarks/throughput.py --requests 500 --concurrency 64 --clients engine
+    python benchmarks/throughput.py --repeat 1 --seed 3   # one run each, other failures
 """
 
 from __future__ import annotations
@@ -184,10 +185,29 @@ def startup() -> tuple[float, float]:
     return help_seconds, first_request
 
 
-def _row(name: str, r: dict[str, Any], ceiling: float) -> str:
-    rate = r["requests"] / r["seconds"]
-    return (f"{name:<16} {rate:>8.0f} {rate / ceiling:>8.0%} {r['seconds']:>7.2f} "
-            f"{1000 * r['cpu'] / r['requests']:>8.3f} {r['rss_mb']:>7.0f}")
+def _rate(r: dict[str, Any]) -> float:
+    return float(r["requests"] / r["seconds"])
+
+
+def _cpu_ms(r: dict[str, Any]) -> float:
+    return float(1000 * r["cpu"] / r["requests"])
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median duration."""
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+
+
+def _row(name: str, runs: list[dict[str, Any]], ceiling: float) -> str:
+    r = _median(runs)
+    rate = _rate(r)
+    line = (f"{name:<16} {rate:>8.0f} {rate / ceiling:>8.0%} {r['seconds']:>7.2f} "
+            f"{_cpu_ms(r):>8.3f} {max(x['rss_mb'] for x in runs):>7.0f}")
+    if len(runs) > 1:
+        rates, cpus = [_rate(x) for x in runs], [_cpu_ms(x) for x in runs]
+        line += (f"   req/s {min(rates):.0f}-{max(rates):.0f}, "
+                 f"cpu ms {min(cpus):.3f}-{max(cpus):.3f}")
+    return line
 
 
 def main() -> None:
@@ -198,9 +218,12 @@ def main() -> None:
     parser.add_argument("--retry-after", type=float, default=1.0)
     parser.add_argument("--lookahead", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0, help="which requests the server fails")
+    parser.add_argument("--repeat", type=int, default=3, help=(
+        "runs per client, taken in turns (the machine's speed drifts); the median run is "
+        "shown, with the range"))
     parser.add_argument("--clients", default=",".join(CLIENTS))
-    parser.add_argument("--no-faults", action="store_true", help="skip the run with faults")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--no-faults", action="store_true", help="skip the runs with faults")
+    parser.add_argument("--json", type=Path, help="also write every run's figures here")
     parser.add_argument("--child", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -213,30 +236,35 @@ def main() -> None:
           f"request {first_request:.2f} s")
     ceiling = args.concurrency / args.latency
     print(f"{args.requests} requests, {args.concurrency} at once, server latency "
-          f"{args.latency * 1000:.0f} ms: ceiling {ceiling:.0f} requests/s")
+          f"{args.latency * 1000:.0f} ms: ceiling {ceiling:.0f} requests/s"
+          + (f"; median of {args.repeat} runs each" if args.repeat > 1 else ""))
     print(f"{'client':<16} {'req/s':>8} {'ceiling':>8} {'seconds':>7} {'cpu ms':>8} {'rss MB':>7}")
-    results: dict[str, Any] = {}
-    for name in args.clients.split(","):
-        results[name] = _measure(name, args, {})
-        print(_row(name, results[name], ceiling), flush=True)
-    if "engine" in results and "openai" in results:
-        speedup = results["openai"]["seconds"] / results["engine"]["seconds"]
+    clients = args.clients.split(",")
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in clients}
+    for _ in range(max(1, args.repeat)):
+        for name in clients:
+            runs[name].append(_measure(name, args, {}))
+    for name in clients:
+        print(_row(name, runs[name], ceiling), flush=True)
+    if "engine" in runs and "openai" in runs:
+        speedup = _median(runs["openai"])["seconds"] / _median(runs["engine"])["seconds"]
         print(f"engine vs plain AsyncOpenAI loop: {speedup:.1f}x")
-    if not args.no_faults and "engine" in results:
-        faulty = _measure("engine", args, FAULTS)
-        results["engine_faults"] = faulty
-        clean = results["engine"]
-        server = faulty["server"]
+    if not args.no_faults and "engine" in runs:
+        clean = _median(runs["engine"])["seconds"]
+        faulty = [_measure("engine", args, FAULTS) for _ in range(max(1, args.repeat))]
+        runs["engine_faults"] = faulty
         print(f"\nwith faults {FAULTS} (Retry-After {args.retry_after:g} s):")
         print(_row("engine+faults", faulty, ceiling))
-        print(f"  {faulty['seconds'] / clean['seconds']:.2f}x the clean run; rows "
-              f"{faulty['unique_rows']}/{args.requests} unique; answered twice: "
-              f"{server.get('duplicates')}; server saw {server.get('rate_limit', 0)} 429, "
-              f"{server.get('server_error', 0)} 500, {server.get('drop', 0)} drops; "
-              f"client retries {faulty['backend'].get('retries', 0)}, of which "
-              f"{faulty['replaced']} were replaced by other jobs instead")
+        for f in faulty:
+            server = f["server"]
+            print(f"  {f['seconds'] / clean:.2f}x the clean run; rows "
+                  f"{f['unique_rows']}/{args.requests} unique; answered twice: "
+                  f"{server.get('duplicates')}; server saw {server.get('rate_limit', 0)} 429, "
+                  f"{server.get('server_error', 0)} 500, {server.get('drop', 0)} drops; "
+                  f"client retries {f['backend'].get('retries', 0)}, of which "
+                  f"{f['replaced']} were replaced by other jobs instead")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(runs, indent=2))
 
 
 if __name__ == "__main__":
