@@ -126,10 +126,11 @@ def child(args: argparse.Namespace) -> None:
 
 
 # -- the driver ---------------------------------------------------------------------------------
-def _server(latency: float, faults: dict[str, float], retry_after: float, seed: int = 0
-            ) -> tuple[subprocess.Popen[str], str]:
+def _server(latency: float, faults: dict[str, float], retry_after: float, seed: int = 0,
+            sigma: float = 0.0) -> tuple[subprocess.Popen[str], str]:
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in faults.items()]
     proc = subprocess.Popen([sys.executable, "-m", "textsynth.testing", f"--latency={latency}",
+                             f"--latency-sigma={sigma}",
                              f"--retry-after={retry_after}", f"--seed={seed}", "--lifetime=900",
                              *flags],
                             stdout=subprocess.PIPE, text=True)
@@ -145,7 +146,7 @@ def _stop(proc: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 def _measure(name: str, args: argparse.Namespace, faults: dict[str, float]) -> dict[str, Any]:
-    proc, url = _server(args.latency, faults, args.retry_after, args.seed)
+    proc, url = _server(args.latency, faults, args.retry_after, args.seed, args.latency_sigma)
     try:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--url", url,
                "--requests", str(args.requests), "--concurrency", str(args.concurrency),
@@ -215,6 +216,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--latency-sigma", type=float, default=0.0, help=(
+        "answer times spread log-normally around --latency (1: the slowest 1%% take ~10x "
+        "the median), as answers of different lengths do"))
     parser.add_argument("--retry-after", type=float, default=1.0)
     parser.add_argument("--lookahead", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0, help="which requests the server fails")

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import random
 import signal
 import threading
@@ -95,6 +96,7 @@ class FaultServer:
         self,
         *,
         latency: float = 0.0,
+        latency_sigma: float = 0.0,
         faults: Mapping[str, float] | None = None,
         script: Iterable[str] = (),
         retry_after: float | None = 1.0,
@@ -117,6 +119,7 @@ class FaultServer:
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)} (known: {', '.join(FAULTS)})")
         self.latency = latency
+        self.latency_sigma = latency_sigma
         self.faults = dict(faults or {})
         self.script = deque(script)
         self.fault_for = fault_for
@@ -154,6 +157,14 @@ class FaultServer:
         return {k: n for k, n in self.served.items() if n > 1}
 
     # -- answering ------------------------------------------------------------------
+    def _latency(self) -> float:
+        """The fixed latency, or with ``latency_sigma`` a log-normal draw of that mean
+        (answers of different lengths: sigma 1 puts the slowest 1% at about 10x the median)."""
+        if not self.latency_sigma:
+            return self.latency
+        s = self.latency_sigma
+        return self.latency * math.exp(self._rng.gauss(0.0, s) - s * s / 2)
+
     def _pick_fault(self, body: Mapping[str, Any]) -> str:
         if self.fault_for is not None:
             chosen = self.fault_for(body)
@@ -224,7 +235,7 @@ class FaultServer:
                       ) -> web.StreamResponse:
         fault = self._pick_fault(body)
         if self.latency:
-            await asyncio.sleep(self.latency)
+            await asyncio.sleep(self._latency())
         self.stats[fault] += 1
         if fault == "rate_limit":
             headers = {} if self.retry_after is None else {"Retry-After": f"{self.retry_after:g}"}
@@ -330,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
                                      description="OpenAI-compatible test server with faults")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--latency-sigma", type=float, default=0.0,
+                        help="spread answer times log-normally around --latency")
     parser.add_argument("--retry-after", type=float, default=1.0)
     parser.add_argument("--hang", type=float, default=30.0)
     parser.add_argument("--items", type=int, default=1)
@@ -340,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
                             metavar="SHARE", help=f"share of answers that are '{name}'")
     args = parser.parse_args(argv)
     faults = {name: getattr(args, name) for name in FAULTS if getattr(args, name)}
-    server = FaultServer(latency=args.latency, faults=faults, retry_after=args.retry_after,
+    server = FaultServer(latency=args.latency, latency_sigma=args.latency_sigma,
+                         faults=faults, retry_after=args.retry_after,
                          hang=args.hang, items=args.items, seed=args.seed, port=args.port,
                          lifetime=args.lifetime)
 

@@ -482,6 +482,14 @@ def test_fault_mix_returns_every_row(tmp_path: Path) -> None:
     assert engine.result.sent == stats["ok"]
 
 
+def test_fault_server_spreads_answer_times_around_the_latency() -> None:
+    server = FaultServer(latency=0.2, latency_sigma=1.0, seed=3)
+    draws = sorted(server._latency() for _ in range(4000))
+    assert abs(sum(draws) / len(draws) - 0.2) < 0.02  # the mean stays the latency
+    assert draws[int(0.99 * len(draws))] > 7 * draws[len(draws) // 2]  # a long tail (~10x)
+    assert FaultServer(latency=0.2)._latency() == 0.2
+
+
 def test_default_reply_is_stable_and_unique() -> None:
     body = {"messages": [{"role": "user", "content": "x"}], "seed": 1}
     assert default_reply(body, 0) == default_reply(dict(body), 0)
