@@ -114,8 +114,6 @@ class AugmentRun:
             raise DataError("n and max_attempts must be at least 1")
         self.mode = mode
         self.data = load_labeled(source)
-        self._cli = (languages, source_language, template, backend, backend_type,
-                     backend_options)
         self.out_dir = Path(out_dir)
         self.n = n if mode == "paraphrase" else 1
         self.max_attempts = max_attempts
@@ -370,18 +368,17 @@ class AugmentRun:
 
     def command(self) -> str:
         """The ``textsynth`` command line that makes this run again (no backend secrets)."""
-        languages, source_language, template, backend, backend_type, options = self._cli
+        recipe = self.recipe
         args = ["textsynth", self.mode, self.data.name]
-        args += ["--to", ",".join(languages)] if self.mode == "translate" else ["-n", str(self.n)]
-        args += ["--source-language", source_language, "--max-attempts", str(self.max_attempts),
+        args += (["--to", ",".join(recipe.all_languages)] if self.mode == "translate"
+                 else ["-n", str(self.n)])
+        args += ["--source-language", recipe.language, "--max-attempts", str(self.max_attempts),
                  "--seed", str(self.seed)]
-        if template is not None:
-            args += ["--template", template]
-        args += ["--backend", self.recipe.backend.type if backend is None else
-                 (backend.name or backend_type)]
-        model = (options or {}).get("model") if backend is None else None
-        if model:
-            args += ["--model", str(model)]
+        if recipe.template != self.mode:
+            args += ["--template", recipe.template]
+        args += ["--backend", recipe.backend.type]
+        if recipe.backend.options.get("model"):
+            args += ["--model", str(recipe.backend.options["model"])]
         return " ".join(shlex.quote(a) for a in args)
 
     def _summary(self) -> dict[str, Any]:

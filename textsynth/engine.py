@@ -374,7 +374,7 @@ class Engine:
         while excess > 0 and index > self._round:
             jk = (slot, index)
             entry = self._sending.get(jk)
-            if entry is None or jk in self._wire or jk in self._parked:
+            if entry is None or jk in self._wire:  # a waiting job was on the wire before
                 break
             task, usage, request = entry
             task.cancel()

@@ -117,7 +117,10 @@ def sdk_error(exc: BackendError, url: str) -> Exception | None:
         return None
     request = http.Request("POST", url)
     if isinstance(exc, BackendUnavailable):
-        if "no answer from" in str(exc):
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, TimeoutError):
+            cause = cause.__cause__
+        if cause is not None:
             return openai.APITimeoutError(request=request)
         return openai.APIConnectionError(message=str(exc), request=request)
     status = 429 if isinstance(exc, RateLimited) else getattr(exc, "status", None)
@@ -157,6 +160,7 @@ class ChatClient:
         self.url = f"{self.base_url}/chat/completions"
         # what messages show: no user, password or query (they may hold a key)
         self.shown = str(URL(self.base_url).with_user(None).with_query(None))
+        self.url_shown = f"{self.shown}/chat/completions"
         self._headers = {"Content-Type": "application/json", **headers}
         self.limiter = limiter
         self.timeout = timeout

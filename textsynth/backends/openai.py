@@ -153,11 +153,10 @@ class OpenAIBackend(Backend):
                 return [await self._complete(requests[0])]
             return list(await asyncio.gather(*(self._complete(r) for r in requests)))
         except BackendError as exc:  # it ends the run: say it in the SDK's terms too
-            if exc.__cause__ is None or not type(exc.__cause__).__module__.startswith("openai"):
-                cause = sdk_error(exc, self.client.shown + "/chat/completions")
-                if cause is not None:
-                    cause.__cause__ = exc.__cause__
-                    exc.__cause__ = cause
+            cause = sdk_error(exc, self.client.url_shown)
+            if cause is not None:
+                cause.__cause__ = exc.__cause__
+                exc.__cause__ = cause
             raise
 
     # -- one request ------------------------------------------------------------------------

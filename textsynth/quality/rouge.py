@@ -71,7 +71,7 @@ class RougePool:
 
     def _query(self, text: str) -> str:
         """``text`` encoded; rules often ask about the same candidate several times."""
-        if self._last[0] != text or not text:
+        if self._last[0] != text:
             self._last = (text, encode_tokens(word_tokens(text), self._vocab))
         return self._last[1]
 
