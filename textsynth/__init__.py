@@ -28,6 +28,7 @@ from textsynth.errors import (
     MissingDependency,
     RateLimited,
     RecipeError,
+    StoreError,
     TemplateError,
     TextsynthError,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "RunOutcome",
     "RunResult",
     "Store",
+    "StoreError",
     "TemplateError",
     "TextsynthError",
     "Usage",

@@ -29,7 +29,6 @@ import bisect
 import gc
 import math
 import random
-import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -40,13 +39,13 @@ from typing import Any
 
 from textsynth.backends import Backend, create_backend
 from textsynth.backends.base import Completion, Request, Usage
-from textsynth.errors import BudgetExceeded, GenerationError
+from textsynth.errors import BudgetExceeded, GenerationError, StoreError
 from textsynth.languages import language_name
 from textsynth.plan import Job, Planner, Slot
 from textsynth.quality import QualityGate, build_gate
 from textsynth.recipe import Recipe
 from textsynth.schemas import Example, OutputSchema, Parsed, load_schema
-from textsynth.store import Store
+from textsynth.store import Store, Transaction
 from textsynth.templates import PromptTemplate
 
 __all__ = ["Engine", "RunResult", "SlotStats", "language_name"]
@@ -180,7 +179,8 @@ class Engine:
         self._reserved = Usage()  # budget held by requests in flight
         self._budgeted = recipe.budget.max_tokens is not None or recipe.budget.max_cost is not None
         self._unstored: list[tuple[list[Any], list[Completion], Usage]] = []
-        self._tx: sqlite3.Connection | None = None
+        self._tx: Transaction | None = None
+        self._failure: StoreError | None = None  # the store failed: the run ends
         self._sem = asyncio.Semaphore(self.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._round = 0
@@ -274,6 +274,9 @@ class Engine:
         self._jobs[(job.slot, job.index)] = job
         self._inflight[job.slot] += 1
         self._dispatched[job.slot] = max(self._dispatched[job.slot], job.index + 1)
+        if self._failure is not None:  # the store failed: nothing more is sent
+            future.set_exception(self._failure)
+            return
         if key in self._skip_keys:
             self._skipped[job.slot] += 1
             future.set_result(_SKIPPED)
@@ -423,11 +426,17 @@ class Engine:
         done, self._unstored = self._unstored, []
         if not done:
             return
-        self._commit_results()
-        with self.store.transaction():
-            for batch, completions, _ in done:
-                for (job, request, key, _), completion in zip(batch, completions, strict=True):
-                    self.store.put_completion(key, str(job.slot), job.index, request, completion)
+        try:  # a callback of the event loop: an error raised here would be lost
+            self._commit_results()
+            with self.store.transaction():
+                for batch, completions, _ in done:
+                    for (job, request, key, _), completion in zip(batch, completions,
+                                                                  strict=True):
+                        self.store.put_completion(key, str(job.slot), job.index, request,
+                                                  completion)
+        except StoreError as exc:
+            self._fail(exc)
+            return
         for batch, completions, need in done:
             self._release(need)
             for (*_, fut), completion in zip(batch, completions, strict=True):
@@ -441,6 +450,16 @@ class Engine:
         self._start_pending()
         self._notify("sent")
 
+    def _fail(self, exc: StoreError) -> None:
+        """The store cannot be written: nothing more is sent, and whoever waits for an
+        answer gets the error, so the run ends with it (the failed write was rolled back)."""
+        self._failure = self._failure or exc
+        self._pending.clear()
+        self._queue.clear()
+        for fut in self._futures.values():
+            if not fut.done():
+                fut.set_exception(exc)
+
     def _results_tx(self) -> None:
         """Accepted and rejected rows are written in one transaction per burst of processing.
 
@@ -452,8 +471,8 @@ class Engine:
 
     def _commit_results(self) -> None:
         if self._tx is not None:
-            self._tx.commit()
-            self._tx = None
+            tx, self._tx = self._tx, None
+            tx.commit()
 
     def _expected_yield(self, slot: Slot) -> float:
         st = self.stats[slot]
@@ -638,7 +657,10 @@ class Engine:
             raise
         finally:
             self.backend.on_request_state = None
-            self._commit_results()
+            try:
+                self._commit_results()
+            except StoreError as exc:
+                self._failure = self._failure or exc
             self._pending.clear()  # waiting for budget: never sent
             # requests sent ahead and still in flight are paid for: wait and store them
             # (after an error they were cancelled above); those not sent yet are dropped
@@ -657,7 +679,10 @@ class Engine:
                 await self.backend.aclose()
             self.result.seconds = time.perf_counter() - start
             self.result.rule_stats = self.gate.stats()
-            self._save_summary()
+            if self._failure is None:
+                self._save_summary()
+        if self._failure is not None:  # e.g. the last answers could not be stored
+            raise self._failure
         return self.result
 
     def _save_summary(self) -> None:

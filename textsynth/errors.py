@@ -12,6 +12,7 @@ TextsynthError
 ├── GenerationError        one request failed for good (attempts, last output)
 ├── BudgetExceeded         the run's token or cost budget is spent
 ├── DataError              an input dataset cannot be read or has no usable rows
+├── StoreError             the run store cannot be opened, locked, read or written
 └── ExportError            cannot write or push; says where and why
 ```
 
@@ -32,6 +33,7 @@ __all__ = [
     "MissingDependency",
     "RateLimited",
     "RecipeError",
+    "StoreError",
     "TemplateError",
     "TextsynthError",
 ]
@@ -112,6 +114,17 @@ class DataError(TextsynthError):
     def __init__(self, message: str, *, source: str | None = None):
         self.source = source
         super().__init__(f"{source}: {message}" if source else message)
+
+
+class StoreError(TextsynthError):
+    """The run store cannot be opened, locked, read or written; says which file and why.
+
+    A failed write leaves the store as it was before that write: rerun to resume.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None):
+        self.path = path
+        super().__init__(message)
 
 
 class ExportError(TextsynthError):

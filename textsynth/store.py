@@ -1,28 +1,49 @@
-"""The run store: a SQLite (WAL) file in the output folder.
+"""The run store: a SQLite (WAL) file in the output folder, held by one run at a time.
 
 Every completion is written (and committed) before it is parsed, so an
 interrupted run loses nothing it paid for; the next run reads completions back
 by request key instead of sending the request again. Accepted and rejected rows
 are re-derived on every run (post-processing is not part of the key), so
 changing a quality rule re-uses every stored completion.
+
+Opening a store takes an exclusive lock on its folder (``textsynth.db.lock``,
+which says which process holds it): a second process that opens the same store
+gets a :class:`~textsynth.errors.StoreError` naming the holder. The lock belongs
+to the open file, so the operating system frees it when its process dies, and
+a stale lock of a killed run is simply taken over. Within one process the same
+store may be opened more than once (the lock is shared).
+
+Every SQLite failure (disk full, a damaged file, another application's database,
+a truncated file) is raised as one readable :class:`StoreError`; a failed write
+is rolled back, so the store stays as it was before it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import os
+import socket
 import sqlite3
+import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from textsynth.backends.base import Completion, Request, Usage
-from textsynth.errors import ExportError
+from textsynth.errors import StoreError
 from textsynth.schemas import Example
 
-__all__ = ["Store"]
+__all__ = ["STORE_NAME", "Store", "Transaction"]
 
 STORE_NAME = "textsynth.db"
+LOCK_SUFFIX = ".lock"
+# PRAGMA application_id of a textsynth store ("TSYN"): tells it from other SQLite files
+APPLICATION_ID = 0x5453594E
+_TABLES = {"completions", "examples", "rejects", "meta", "skipped", "sqlite_sequence"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
@@ -64,27 +85,249 @@ CREATE TABLE IF NOT EXISTS skipped (
 );
 """
 
+_RESUME = "free some space and run the same command again to resume"
+_HINTS = {
+    "SQLITE_FULL": f"the disk is full: {_RESUME}",
+    "SQLITE_IOERR": f"is the disk full, or the file too large? {_RESUME}",
+    "SQLITE_CORRUPT": "the file is damaged: restore it from a backup, or move it away to "
+                      "start a new run",
+    "SQLITE_NOTADB": "it is not a textsynth run store: move it away, or choose another "
+                     "output folder",
+    "SQLITE_READONLY": "check the permissions of the file and its folder",
+    "SQLITE_CANTOPEN": "check the permissions of the file and its folder",
+    "SQLITE_PERM": "check the permissions of the file and its folder",
+    "SQLITE_BUSY": "another program has the file open",
+    "SQLITE_LOCKED": "another program has the file open",
+}
+
+
+def _hint(exc: sqlite3.Error) -> str:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return _HINTS.get(name, _HINTS.get("_".join(name.split("_")[:2]), ""))
+
+
+# -- the folder lock -------------------------------------------------------------------
+_HELD: dict[str, list[int]] = {}  # lock file -> [fd, openers in this process]
+_HELD_LOCK = threading.Lock()
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock without waiting; ``False`` if another process holds it."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(fd, 1 << 20, os.SEEK_SET)  # a byte past the holder text, which stays readable
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
+class FolderLock:
+    """The exclusive lock on a run store, shared by every opener in this process."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._key = str(path.resolve())
+        self._held = False
+
+    def acquire(self) -> None:
+        with _HELD_LOCK:
+            held = _HELD.get(self._key)
+            if held is not None:
+                held[1] += 1
+                self._held = True
+                return
+            fd = self._take()
+            _HELD[self._key] = [fd, 1]
+            self._held = True
+
+    def _take(self) -> int:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot lock the run store ({self.path}): {exc.strerror or exc}",
+                             path=str(self.path)) from exc
+        try:
+            if not _try_lock(fd):
+                raise StoreError(
+                    f"{self.path.parent} is in use by another textsynth run ({_holder(fd)}): "
+                    "wait for it to end, or choose another output folder", path=str(self.path))
+            started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+            info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                               "started": started}).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info, 0)
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"cannot lock the run store ({self.path}): {exc.strerror or exc}",
+                             path=str(self.path)) from exc
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def release(self) -> None:
+        with _HELD_LOCK:
+            if not self._held:
+                return
+            self._held = False
+            held = _HELD[self._key]
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD[self._key]
+                os.close(held[0])  # frees the lock; the file stays (removing it would race)
+
+
+# -- the store -------------------------------------------------------------------------
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _guarded(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Raise any SQLite error of a store method as one readable :class:`StoreError`."""
+    def wrap(method: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(method)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(*args, **kwargs)
+            except sqlite3.Error as exc:
+                store = args[0]
+                assert isinstance(store, Store)
+                raise store.error(action, exc) from exc
+        return guarded
+    return wrap
+
+
+class Transaction:
+    """One write transaction: ``with store.transaction(): ...`` commits at the end, or
+    rolls everything back if the block (or the commit) fails."""
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    def commit(self) -> None:
+        store = self._store
+        try:
+            store._db.commit()
+        except sqlite3.Error as exc:
+            store._rollback()
+            raise store.error("write", exc) from exc
+
+    def rollback(self) -> None:
+        self._store._rollback()
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.rollback()
+
 
 class Store:
-    """SQLite store of completions (the cache), accepted examples and rejects."""
+    """SQLite store of completions (the cache), accepted examples and rejects.
+
+    ``Store(":memory:")`` is a private store that touches no file and takes no lock.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock: FolderLock | None = None
+        if str(path) == ":memory:":
+            self._db = sqlite3.connect(":memory:", isolation_level=None)
+            self._db.executescript(_SCHEMA)
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder {self.path.parent}: "
+                             f"{exc.strerror or exc}", path=str(self.path)) from exc
+        self._lock = FolderLock(self.path.with_name(self.path.name + LOCK_SUFFIX))
+        self._lock.acquire()
+        try:
+            self._check_file()
             self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ExportError(f"cannot open the run store {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            self._lock.release()
+            raise self.error("open", exc) from exc
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_file(self) -> None:
+        if not self.path.exists():
+            return
+        if not self.path.is_file():
+            raise StoreError(f"the run store {self.path} is not a file: move it away, or "
+                             "choose another output folder", path=str(self.path))
+        if self.path.stat().st_size == 0:
+            raise StoreError(f"the run store {self.path} is empty (0 bytes): it was truncated, "
+                             "so the answers it held are gone; restore it from a backup, or "
+                             "delete it to start a new run", path=str(self.path))
+
+    @_guarded("open")
+    def _open(self) -> None:
+        tables = {row[0] for row in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+        # a store written before the application id was set is known by its tables
+        ours = app_id == APPLICATION_ID or (not app_id and tables <= _TABLES
+                                            and (not tables or "completions" in tables))
+        if not ours:
+            what = f"its tables are {', '.join(sorted(tables))}" if tables else \
+                f"its application id is {app_id:#x}"
+            raise StoreError(
+                f"{self.path} is an SQLite database of another application ({what}), not a "
+                "textsynth run store: move it away, or choose another output folder",
+                path=str(self.path))
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        if app_id != APPLICATION_ID:
+            self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     @classmethod
     def in_dir(cls, folder: str | Path) -> Store:
         return cls(Path(folder) / STORE_NAME)
 
+    def error(self, action: str, exc: sqlite3.Error) -> StoreError:
+        """``exc`` as one line that names the file, what failed, and what to do."""
+        hint = _hint(exc)
+        return StoreError(f"cannot {action} the run store {self.path}: {exc}"
+                          + (f" ({hint})" if hint else ""), path=str(self.path))
+
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass  # closing never fails a run: every write was committed or rolled back
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> Store:
         return self
@@ -92,7 +335,13 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                self._db.rollback()
+
     # -- completions (write-ahead cache) -----------------------------------------
+    @_guarded("read")
     def get_completion(self, key: str) -> Completion | None:
         row = self._db.execute(
             "SELECT texts, finish_reason, prompt_tokens, completion_tokens, model, attempts"
@@ -104,6 +353,7 @@ class Store:
         return Completion(json.loads(row[0]), Usage(row[2], row[3]), row[1] or "stop",
                           row[4] or "", row[5])
 
+    @_guarded("write")
     def put_completion(self, key: str, slot: str, job_index: int, request: Request,
                        completion: Completion) -> None:
         """Write one completion and commit it at once (before anyone parses it)."""
@@ -115,18 +365,22 @@ class Store:
              completion.model, completion.attempts, time.time()),
         )
 
+    @_guarded("read")
     def completion_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
 
     # -- jobs given up before anything was paid for them ---------------------------
+    @_guarded("write")
     def skip_job(self, key: str, slot: str, job_index: int, reason: str) -> None:
         """Record that a job was replaced by another one, so a resumed run skips it too."""
         self._db.execute("INSERT OR REPLACE INTO skipped VALUES (?,?,?,?,?)",
                          (key, slot, job_index, reason, time.time()))
 
+    @_guarded("read")
     def skipped_keys(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT key FROM skipped")}
 
+    @_guarded("read")
     def usage(self) -> Usage:
         row = self._db.execute(
             "SELECT COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0)"
@@ -134,12 +388,13 @@ class Store:
         return Usage(int(row[0]), int(row[1]))
 
     # -- accepted and rejected rows (re-derived each run) -------------------------
+    @_guarded("write")
     def reset_results(self) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
+        with self.transaction():
             self._db.execute("DELETE FROM examples")
             self._db.execute("DELETE FROM rejects")
 
+    @_guarded("write")
     def add_example(self, seq: int, example: Example) -> None:
         self._db.execute(
             "INSERT INTO examples VALUES (?,?,?,?,?)",
@@ -147,6 +402,7 @@ class Store:
              json.dumps(example.to_dict(), ensure_ascii=False)),
         )
 
+    @_guarded("write")
     def add_reject(self, label: str, language: str, text: str, reason: str, detail: str = "",
                    request_key: str | None = None) -> None:
         self._db.execute(
@@ -155,6 +411,7 @@ class Store:
             (label, language, text, reason, detail, request_key),
         )
 
+    @_guarded("write")
     def withdraw_example(self, label: str, language: str, text: str, reason: str,
                          detail: str = "") -> bool:
         """Move an accepted example to the rejects (a later conflict showed it is bad)."""
@@ -179,34 +436,45 @@ class Store:
             self._db.commit()
         return row is not None
 
+    @_guarded("read")
     def example_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM examples").fetchone()[0])
 
     def examples(self) -> Iterator[Example]:
-        for (data,) in self._db.execute("SELECT data FROM examples ORDER BY seq"):
-            yield Example(**json.loads(data))
+        try:
+            for (data,) in self._db.execute("SELECT data FROM examples ORDER BY seq"):
+                yield Example(**json.loads(data))
+        except sqlite3.Error as exc:
+            raise self.error("read", exc) from exc
 
     def rejects(self) -> Iterator[dict[str, Any]]:
-        cur = self._db.execute(
-            "SELECT label, language, text, reason, detail, request_key FROM rejects ORDER BY seq")
-        cols = [c[0] for c in cur.description]
-        for row in cur:
-            yield dict(zip(cols, row, strict=True))
+        try:
+            cur = self._db.execute("SELECT label, language, text, reason, detail, request_key"
+                                   " FROM rejects ORDER BY seq")
+            cols = [c[0] for c in cur.description]
+            for row in cur:
+                yield dict(zip(cols, row, strict=True))
+        except sqlite3.Error as exc:
+            raise self.error("read", exc) from exc
 
+    @_guarded("read")
     def reject_counts(self) -> dict[str, int]:
         return dict(self._db.execute(
             "SELECT reason, COUNT(*) FROM rejects GROUP BY reason ORDER BY 2 DESC").fetchall())
 
     # -- metadata --------------------------------------------------------------------
+    @_guarded("write")
     def set_meta(self, key: str, value: Any) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                          (key, json.dumps(value, ensure_ascii=False, default=str)))
 
+    @_guarded("read")
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
-    def transaction(self) -> sqlite3.Connection:
+    @_guarded("write")
+    def transaction(self) -> Transaction:
         """``with store.transaction(): ...`` groups writes into one commit."""
         self._db.execute("BEGIN")
-        return self._db
+        return Transaction(self)
