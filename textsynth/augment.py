@@ -107,7 +107,8 @@ class AugmentRun:
                  source_language: str = "en", template: str | None = None,
                  quality: dict[str, Any] | None = None, splits: dict[str, float] | None = None,
                  temperature: float | None = None, max_tokens: int | None = None,
-                 max_attempts: int = 3, seed: int = 0, progress: Progress | None = None):
+                 max_attempts: int = 3, seed: int = 0, progress: Progress | None = None,
+                 overwrite: bool = False):
         if mode == "translate" and not languages:
             raise DataError("translate needs at least one target language")
         if n < 1 or max_attempts < 1:
@@ -115,6 +116,7 @@ class AugmentRun:
         self.mode = mode
         self.data = load_labeled(source)
         self.out_dir = Path(out_dir)
+        self.overwrite = overwrite  # may replace files in out_dir that textsynth did not write
         self.n = n if mode == "paraphrase" else 1
         self.max_attempts = max_attempts
         self.seed = seed
@@ -326,11 +328,13 @@ class AugmentRun:
     async def run(self) -> AugmentOutcome:
         """Generate, then export the dataset and its card into the output folder."""
         from textsynth.export.card import write_card
-        from textsynth.export.dataset import export_dataset
+        from textsynth.export.dataset import export_dataset, output_names
+        from textsynth.export.folder import check_folder
         from textsynth.quality import build_gate
 
         self.gate = build_gate(self.recipe, self.backend)
         self._examples: list[Example] = []
+        check_folder(self.out_dir, output_names(self.recipe), self.overwrite)
         self._store = Store.in_dir(self.out_dir)
         try:
             self._store.reset_results()
@@ -357,7 +361,7 @@ class AugmentRun:
             dataset = None  # nothing accepted: nothing to export
             if self._examples:
                 dataset = export_dataset(self.recipe, self._store, self.out_dir,
-                                         AugmentedRows())
+                                         AugmentedRows(), overwrite=self.overwrite)
                 write_card(self.recipe, dataset, summary, self.out_dir)
         finally:
             self._store.close()

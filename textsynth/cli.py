@@ -20,6 +20,9 @@ app = typer.Typer(
 )
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.")]
+OverwriteOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="Write into a folder that is not a textsynth output, replacing files "
+    "of the same names that textsynth did not write.")]
 
 
 def _console(stderr: bool = False) -> Any:
@@ -49,6 +52,7 @@ def run(
         "--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
         "(implies --backend openai; the key comes from OPENAI_API_KEY).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Generate the dataset a recipe describes (resumes an interrupted run)."""
     from textsynth.pipeline import run_recipe
@@ -58,7 +62,8 @@ def run(
     recipe = _load(recipe_path, out=out, per_label=per_label, seed=seed, backend=backend,
                    model=model, base_url=base_url)
     console = _console()
-    outcome = run_recipe(recipe, progress=not quiet, console=_console(stderr=True))
+    outcome = run_recipe(recipe, progress=not quiet, console=_console(stderr=True),
+                         overwrite=overwrite)
     from textsynth.progress import summary_table
 
     console.print(summary_table(outcome.result, outcome.cost))
@@ -205,7 +210,8 @@ def _backend_options(model: str | None, options: list[str] | None) -> dict[str, 
 
 
 def _augment(mode: str, source: Path, out: Path | None, extra: dict[str, Any], backend: str,
-             model: str | None, option: list[str] | None, quiet: bool) -> None:
+             model: str | None, option: list[str] | None, quiet: bool,
+             overwrite: bool) -> None:
     import asyncio
 
     from rich.progress import Progress
@@ -218,7 +224,8 @@ def _augment(mode: str, source: Path, out: Path | None, extra: dict[str, Any], b
         run = AugmentRun(mode, source, folder, backend_type=backend,  # type: ignore[arg-type]
                          backend_options=_backend_options(model, option),
                          progress=lambda done, total: bar.update(task, completed=done,
-                                                                 total=total), **extra)
+                                                                 total=total),
+                         overwrite=overwrite, **extra)
         outcome = asyncio.run(run.run())
     console = _console()
     rejected = ", ".join(f"{k} {v}" for k, v in outcome.rejected.most_common()) or "none"
@@ -256,13 +263,13 @@ def translate(
     out: OutOpt = None, backend: BackendOpt = "transformers", model: ModelOpt = None,
     option: OptionOpt = None, source_language: SourceLangOpt = "en",
     max_attempts: AttemptsOpt = 3, template: TemplateOpt = None, seed: SeedOpt = 0,
-    quiet: QuietOpt = False,
+    quiet: QuietOpt = False, overwrite: OverwriteOpt = False,
 ) -> None:
     """Translate a labeled dataset into other languages, keeping labels and slots."""
     languages = [c.strip() for c in to.split(",") if c.strip()]
     _augment("translate", source, out, {"languages": languages, "source_language":
              source_language, "max_attempts": max_attempts, "template": template,
-             "seed": seed}, backend, model, option, quiet)
+             "seed": seed}, backend, model, option, quiet, overwrite)
 
 
 @app.command()
@@ -272,12 +279,12 @@ def paraphrase(
     out: OutOpt = None, backend: BackendOpt = "transformers", model: ModelOpt = None,
     option: OptionOpt = None, source_language: SourceLangOpt = "en",
     max_attempts: AttemptsOpt = 3, template: TemplateOpt = None, seed: SeedOpt = 0,
-    quiet: QuietOpt = False,
+    quiet: QuietOpt = False, overwrite: OverwriteOpt = False,
 ) -> None:
     """Augment a small real seed set with paraphrases, keeping labels and slots."""
     _augment("paraphrase", source, out, {"n": n, "source_language": source_language,
              "max_attempts": max_attempts, "template": template, "seed": seed}, backend,
-             model, option, quiet)
+             model, option, quiet, overwrite)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,13 +38,15 @@ def preview_prompts(recipe: Recipe, n: int = 5) -> list[tuple[str, tuple[dict[st
 
 
 async def generate(recipe: Recipe, backend: Backend | None = None, progress: Any = None,
-                   out_dir: Path | None = None) -> RunOutcome:
+                   out_dir: Path | None = None, overwrite: bool = False) -> RunOutcome:
     """Run the engine, then export the dataset and its card. Async core of :func:`run_recipe`."""
     from textsynth.export.card import write_card
-    from textsynth.export.dataset import export_dataset
+    from textsynth.export.dataset import export_dataset, output_names
+    from textsynth.export.folder import check_folder
     from textsynth.store import Store
 
     out = Path(out_dir or recipe.output_dir)
+    check_folder(out, output_names(recipe), overwrite)  # before anything is sent
     store = Store.in_dir(out)
     try:
         engine = Engine(recipe, backend=backend, store=store, progress=progress)
@@ -52,7 +54,7 @@ async def generate(recipe: Recipe, backend: Backend | None = None, progress: Any
         result = await engine.run()  # closes the backend it created itself
         dataset = None
         if store.example_count():
-            dataset = export_dataset(recipe, store, out)
+            dataset = export_dataset(recipe, store, out, overwrite=overwrite)
             summary = store.get_meta("summary", {})
             write_card(recipe, dataset, summary, out, store=store)
         outcome = RunOutcome(result, dataset, out, engine.cost(store.usage()))
@@ -74,14 +76,18 @@ async def generate(recipe: Recipe, backend: Backend | None = None, progress: Any
 
 
 def run_recipe(recipe: Recipe, backend: Backend | None = None, progress: bool = False,
-               console: Any = None, out_dir: Path | None = None) -> RunOutcome:
+               console: Any = None, out_dir: Path | None = None,
+               overwrite: bool = False) -> RunOutcome:
     """Generate the dataset for ``recipe`` and write it to its output folder.
+
+    The folder must be new, empty, or a textsynth output folder; files in it that
+    textsynth did not write are never replaced, unless ``overwrite``.
 
     >>> outcome = run_recipe(load_recipe("examples/smart_home_intents.yaml"))  # doctest: +SKIP
     """
     if not progress:
-        return asyncio.run(generate(recipe, backend, None, out_dir))
+        return asyncio.run(generate(recipe, backend, None, out_dir, overwrite))
     from textsynth.progress import RunProgress
 
     with RunProgress(console) as bar:
-        return asyncio.run(generate(recipe, backend, bar, out_dir))
+        return asyncio.run(generate(recipe, backend, bar, out_dir, overwrite))

@@ -36,6 +36,23 @@ __all__ = [
 
 ExportFormat = Literal["arrow", "parquet", "jsonl", "csv", "rasa"]
 
+# a split name becomes file names (train.jsonl, data/train-00000-of-00001.parquet): the
+# Hugging Face rule for split names, in ASCII, so that it is a safe file name everywhere
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_]{1,64}(\.[A-Za-z0-9_]{1,64})*")
+_RESERVED_SPLITS = {"rejected": "it names the rejected rows (export.save_rejects)"}
+_DEVICE_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                 *(f"lpt{i}" for i in range(10))}
+
+
+def _check_split_name(name: str) -> None:
+    if not _SPLIT_NAME.fullmatch(name) or len(name) > 64:
+        raise ValueError(f"split name {name!r} is not allowed: it becomes a file name, so use "
+                         "at most 64 letters, digits and '_' (a '.' only between them)")
+    if name.lower() in _RESERVED_SPLITS:
+        raise ValueError(f"split name {name!r} is reserved: {_RESERVED_SPLITS[name.lower()]}")
+    if name.split(".")[0].lower() in _DEVICE_NAMES:
+        raise ValueError(f"split name {name!r} is reserved: it names a device on Windows")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -109,6 +126,12 @@ class ExportSpec(_Strict):
     def _ratios(cls, v: dict[str, float]) -> dict[str, float]:
         if not v:
             raise ValueError("at least one split is needed")
+        seen: dict[str, str] = {}
+        for name in v:
+            _check_split_name(name)
+            other = seen.setdefault(name.lower(), name)
+            if other != name:  # one file on a case-insensitive file system
+                raise ValueError(f"split names {other!r} and {name!r} differ only by case")
         if any(r <= 0 for r in v.values()):
             raise ValueError("split ratios must be positive")
         if not math.isclose(sum(v.values()), 1.0, abs_tol=1e-6):

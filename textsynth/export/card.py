@@ -21,6 +21,7 @@ import yaml
 
 from textsynth.errors import ExportError, TextsynthError
 from textsynth.export.dataset import PARQUET_DIR
+from textsynth.export.folder import CARD, foreign, read_manifest, write_manifest
 from textsynth.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -296,9 +297,20 @@ def _template_sha(recipe: Recipe) -> str:
 
 def write_card(recipe: Recipe, dataset: Any, summary: dict[str, Any], out_dir: Path,
                store: Store | None = None) -> Path:
-    """Write README.md into ``out_dir`` (atomically: a failed write keeps the old card)."""
-    path = Path(out_dir) / "README.md"
-    tmp = path.with_name(".README.md.tmp")
+    """Write README.md into ``out_dir`` (atomically: a failed write keeps the old card).
+
+    A README.md that textsynth did not write (see :mod:`textsynth.export.folder`) is
+    never replaced: that is an :class:`ExportError`.
+    """
+    out = Path(out_dir)
+    path = out / CARD
+    tmp = path.with_name(f".{CARD}.{os.getpid()}.tmp")
+    manifest = read_manifest(out)
+    if foreign(out, [CARD], manifest):
+        raise ExportError(f"{path} was not written by textsynth: move it away, or export "
+                          "again with --overwrite")
+    if CARD not in manifest:
+        write_manifest(out, manifest | {CARD})
     try:
         tmp.write_text(render_card(recipe, dataset, summary, store, out_dir), encoding="utf-8")
         os.replace(tmp, path)

@@ -1,7 +1,9 @@
 """Build the Hugging Face ``DatasetDict`` from the store and write it in every format.
 
-Everything is written into a staging folder first and moved into place at the end,
-so a failed export leaves the previous one intact, never half of each.
+Everything is written into a staging folder of this process first and moved into
+place at the end, so a failed export leaves the previous one intact, never half of
+each. Only files an earlier export wrote (its manifest, see
+:mod:`textsynth.export.folder`) are replaced or removed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ from typing import Any
 
 from textsynth.errors import ExportError
 from textsynth.export.features import dataset_features
+from textsynth.export.folder import (
+    CARD,
+    claim,
+    read_manifest,
+    remove_stale,
+    staging_folder,
+    write_manifest,
+)
 from textsynth.export.split import masked_text, near_duplicate_groups, stratified_split
 from textsynth.recipe import Recipe
 from textsynth.schemas import Example, OutputSchema, load_schema
@@ -25,13 +35,11 @@ from textsynth.slots import bio_tags, relocate_spans
 from textsynth.store import Store
 
 __all__ = ["DATASET_DIR", "ExportReport", "build_dataset", "example_rows", "export_dataset",
-           "parquet_files", "stratified_split"]
+           "output_names", "parquet_files", "stratified_split"]
 
 DATASET_DIR = "dataset"
 PARQUET_DIR = "data"
 RASA_FILE = "rasa/nlu.yml"
-REJECTS_FILE = "rejects.jsonl"
-_STAGING = ".textsynth-export"
 
 
 @dataclass
@@ -188,13 +196,41 @@ def _write_all(recipe: Recipe, ds: Any, store: Store, stage: Path,
     return written
 
 
-def _owned(recipe: Recipe) -> list[str]:
-    """Everything an export may have written before (replaced or removed on each export)."""
-    names = [DATASET_DIR, PARQUET_DIR, "rasa", REJECTS_FILE, "rejected", "rejected.parquet",
-             "rejected.jsonl", "rejected.csv"]
-    for split in recipe.export.splits:
-        names += [f"{split}.jsonl", f"{split}.csv"]
+def _reject_files() -> tuple[tuple[str, str], ...]:
+    from textsynth.quality.rejects import REJECTS_SPLIT
+
+    return (("arrow", REJECTS_SPLIT), ("parquet", f"{REJECTS_SPLIT}.parquet"),
+            ("jsonl", f"{REJECTS_SPLIT}.jsonl"), ("csv", f"{REJECTS_SPLIT}.csv"))
+
+
+def output_names(recipe: Recipe) -> list[str]:
+    """The names an export of ``recipe`` may write at the top of its folder, the card too."""
+    formats = set(recipe.export.formats)
+    names = [CARD]
+    names += [DATASET_DIR] if "arrow" in formats else []
+    names += [PARQUET_DIR] if "parquet" in formats else []
+    names += [f"{split}.{fmt}" for split in recipe.export.splits for fmt in ("jsonl", "csv")
+              if fmt in formats]
+    names += [RASA_FILE.split("/")[0]] if "rasa" in formats else []
+    if recipe.export.save_rejects:
+        names += [name for fmt, name in _reject_files() if fmt in formats]
     return names
+
+
+def _files(stage: Path, written: list[str]) -> set[str]:
+    """Every file under the written entries, checked to lie inside the staging folder."""
+    root = stage.resolve()
+    files: set[str] = set()
+    for name in {w.split("/")[0] for w in written}:
+        path = (stage / name).resolve()
+        if path.parent != root or name in ("", ".", ".."):
+            raise ExportError(f"refusing to write {name!r}: it is not a plain file name")
+        if path.is_dir():
+            files.update(p.relative_to(root).as_posix() for p in path.rglob("*")
+                         if not p.is_dir())
+        else:
+            files.add(name)
+    return files
 
 
 def _remove(path: Path) -> None:
@@ -219,11 +255,13 @@ def _quiet_datasets() -> Iterator[None]:
 
 
 def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None,
-                   schema: OutputSchema | None = None) -> Any:
+                   schema: OutputSchema | None = None, overwrite: bool = False) -> Any:
     """Write the dataset in every format the recipe asks for; return the ``DatasetDict``.
 
-    What was exported (files, split sizes, near-duplicate groups, rows Rasa cannot
-    express) is kept in the store as meta ``export`` for the dataset card.
+    Files of an earlier export are replaced; anything else of the same name stops the
+    export with an :class:`ExportError` unless ``overwrite``. What was exported (files,
+    split sizes, near-duplicate groups, rows Rasa cannot express) is kept in the store
+    as meta ``export`` for the dataset card.
     """
     out = Path(out_dir or recipe.output_dir)
     report = ExportReport()
@@ -231,16 +269,23 @@ def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None,
     if not examples:  # every split would be empty, and an empty split cannot be loaded
         raise ExportError(f"no row was accepted, so there is nothing to export to {out}")
     ds = build_dataset(recipe, examples, schema=schema, report=report)
-    stage = out / _STAGING
     try:
-        _remove(stage)
-        stage.mkdir(parents=True)
+        out.mkdir(parents=True, exist_ok=True)
+        stage = staging_folder(out)
+    except OSError as exc:
+        raise ExportError(f"cannot write the dataset to {out}: {exc}") from exc
+    try:
         with _quiet_datasets():
             written = _write_all(recipe, ds, store, stage, report)
-        for name in _owned(recipe):
+        files = _files(stage, written) | {CARD}  # the card follows the data
+        names = {f.split("/")[0] for f in files}
+        old = read_manifest(out)
+        claim(out, names, files, overwrite)
+        remove_stale(out, old, files)
+        for name in names - {CARD}:
             _remove(out / name)
-        for name in {w.split("/")[0] for w in written}:
             os.replace(stage / name, out / name)
+        write_manifest(out, files)
     except OSError as exc:
         raise ExportError(f"cannot write the dataset to {out}: {exc}") from exc
     finally:
