@@ -149,7 +149,7 @@ def test_a_failed_completion_write_ends_the_run(recipe_dict: dict, tmp_path: Pat
 
     monkeypatch.setattr(Store, "put_completion", full)
     fake = FakeBackend({"batch_size": 1, "latency": 0.01}, responses=[FAKE_LINES])
-    with pytest.raises(StoreError, match="cannot write the run store .*: database or disk is"):
+    with pytest.raises(StoreError, match=r"cannot write the run store .*: database or disk is"):
         asyncio.run(asyncio.wait_for(generate(recipe, backend=fake), 60))  # today: hangs
     assert len(fake.requests) <= 5  # nothing more was sent once the store failed
     with Store.in_dir(tmp_path / "out") as store:

@@ -156,7 +156,7 @@ def test_export_refuses_a_users_readme_even_when_called_directly(recipe: dict[st
     (out / MANIFEST).write_text(json.dumps({"files": ["train.jsonl", "validation.jsonl",
                                                       "test.jsonl"]}))
     (out / "README.md").write_text("mine")
-    with Store.in_dir(out) as store, pytest.raises(ExportError, match="README.md was not"):
+    with Store.in_dir(out) as store, pytest.raises(ExportError, match=r"README\.md was not"):
         export_dataset(load_recipe(recipe), store, out)
     assert (out / "README.md").read_text() == "mine"
 
