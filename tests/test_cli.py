@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from datasets import load_from_disk
 
@@ -136,3 +137,46 @@ def test_kill_9_then_rerun_matches_clean_run(write_recipe, recipe_dict: dict,
     clean = [r[0] for r in sqlite3.connect(tmp_path / "clean" / "textsynth.db").execute(
         "SELECT text FROM examples ORDER BY seq")]
     assert resumed == clean and len(set(clean)) == 80
+
+
+# -- usage errors: one line on stderr, exit 2, never a traceback ---------------------------
+
+def _main_exit(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], "no command given"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+    (["run"], "Missing argument"),
+    (["run", "r.yaml", "--bogus"], "No such option: --bogus"),
+    (["run", "r.yaml", "--per-label", "0"], "'--per-label'"),
+    (["run", "r.yaml", "--per-label", "many"], "'--per-label'"),
+    (["eval", "data"], "Missing option '--test'"),
+    (["preview", "r.yaml", "-n", "0"], "'-n'"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args: list[str], expected: str, capsys) -> None:
+    code, _, err = _main_exit(args, capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0, err
+    assert err.startswith("error: ") and expected in err
+    assert "--help" in err and "Traceback" not in err
+
+
+def test_usage_error_in_a_subprocess_has_no_traceback() -> None:
+    proc = _cli("run", "--per-label", "0", "r.yaml")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_version_prints_the_version_and_exits_0(capsys) -> None:
+    from textsynth import __version__
+
+    code, out, err = _main_exit(["--version"], capsys)
+    assert code == 0 and out.strip() == f"textsynth {__version__}" and not err
