@@ -180,3 +180,25 @@ def test_version_prints_the_version_and_exits_0(capsys) -> None:
 
     code, out, err = _main_exit(["--version"], capsys)
     assert code == 0 and out.strip() == f"textsynth {__version__}" and not err
+
+
+def test_a_custom_check_that_raises_ends_the_run_with_one_line(
+        write_recipe, recipe_dict: dict, tmp_path: Path) -> None:
+    (tmp_path / "mychecks.py").write_text("def picky(example):\n    return {}['missing']\n")
+    recipe_dict["quality"]["custom"] = ["mychecks:picky"]
+    path = _fake_recipe(write_recipe, recipe_dict)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "textsynth", "run", str(path), "-q"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "quality.custom.0: custom check picky raised KeyError" in proc.stderr
+    db = tmp_path / "out" / "textsynth.db"
+    paid = sqlite3.connect(db).execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+    assert paid >= 1  # what was generated before the check failed is kept
+
+    (tmp_path / "mychecks.py").write_text("def picky(example):\n    return True\n")
+    rerun = subprocess.run([sys.executable, "-m", "textsynth", "run", str(path), "-q"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "12/12" in rerun.stdout

@@ -193,3 +193,38 @@ def test_unreadable_recipe_is_a_recipe_error(tmp_path: Path) -> None:
             load_recipe(path)
     finally:
         path.chmod(0o644)
+
+
+@pytest.mark.parametrize(("ref", "expected"), [
+    (":", "expected 'module:Class', got ':'"),
+    (".foo:Bar", "relative module name"),
+    ("textsynth.schemas:OutputSchema", "abstract class"),
+    ("textsynth.schemas:nothing_here", "cannot import"),
+    ("no_such_module_xyz:Thing", "cannot import"),
+    ("textsynth.schemas:load_schema", "not a pydantic model"),
+])
+def test_bad_schema_references(ref: str, expected: str) -> None:
+    from textsynth.schemas import load_schema
+
+    with pytest.raises(RecipeError, match=expected) as info:
+        load_schema(ref)
+    assert info.value.field == "schema"
+
+
+def test_schema_module_that_fails_on_import(tmp_path: Path, monkeypatch) -> None:
+    from textsynth.schemas import load_schema
+
+    (tmp_path / "broken_schema_mod.py").write_text("raise ZeroDivisionError('oops')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RecipeError, match="raised ZeroDivisionError: oops"):
+        load_schema("broken_schema_mod:Thing")
+
+
+@pytest.mark.parametrize("ref", [":", ".foo:check", "textsynth:", ":check"])
+def test_bad_custom_check_references(recipe_dict: dict, ref: str) -> None:
+    from textsynth.quality import build_gate
+
+    recipe_dict["quality"] = {"custom": ["textsynth.quality.pii:find_pii", ref]}
+    with pytest.raises(RecipeError) as info:
+        build_gate(load_recipe(recipe_dict))
+    assert info.value.field == "quality.custom.1"

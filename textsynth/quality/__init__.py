@@ -46,7 +46,7 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
                                             q.language_id.min_words))
     for i, ref in enumerate(q.custom):
         rules.append(filters.CustomFilter(filters.load_callable(ref, f"quality.custom.{i}"),
-                                          ref.rpartition(":")[2]))
+                                          ref.rpartition(":")[2], f"quality.custom.{i}"))
     withdraw = q.withdraw_conflicts
     if q.exact_dedup:
         rules.append(dedup.ExactDedup(withdraw))
