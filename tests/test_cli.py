@@ -202,3 +202,46 @@ def test_a_custom_check_that_raises_ends_the_run_with_one_line(
                            capture_output=True, text=True, env=env, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert "12/12" in rerun.stdout
+
+
+# -- eval on inputs that cannot give a meaningful score -------------------------------------
+
+def _jsonl(path: Path, rows: list[tuple[str, str]]) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    return path
+
+
+_WORDS = ["lamp", "light", "heater", "fan", "radio", "door", "blind", "kettle"]
+
+
+def _rows(label: str, verb: str, n: int = 8) -> list[tuple[str, str]]:
+    return [(f"please {verb} the {w} in room {i}", label) for i, w in enumerate(_WORDS[:n])]
+
+
+def test_eval_with_a_single_class_training_file_is_one_line(tmp_path: Path) -> None:
+    syn = _jsonl(tmp_path / "syn.jsonl", _rows("on", "switch on") + _rows("off", "switch off"))
+    test = _jsonl(tmp_path / "test.jsonl", _rows("on", "turn on") + _rows("off", "turn off"))
+    single = _jsonl(tmp_path / "single.jsonl", _rows("on", "power up"))
+    proc = _cli("eval", str(syn), "--test", str(test), "--train-real", str(single),
+                "--no-embeddings")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "real training set needs rows for at least two test labels" in proc.stderr
+    proc = _cli("eval", str(syn), "--test", str(single), "--no-embeddings")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "the test set has 1 label; a classifier needs at least two" in proc.stderr
+
+
+def test_eval_on_its_own_training_data_warns_of_overlap(tmp_path: Path) -> None:
+    import json
+
+    syn = _jsonl(tmp_path / "syn.jsonl", _rows("on", "switch on") + _rows("off", "switch off"))
+    proc = _cli("eval", str(syn), "--test", str(syn), "--no-embeddings", "--json")
+    assert proc.returncode == 0, proc.stderr
+    notes = json.loads(proc.stdout)["notes"]
+    assert any("train and test overlap: 16 of 16 test texts (100%)" in n for n in notes)
+    other = _jsonl(tmp_path / "test.jsonl", _rows("on", "turn on") + _rows("off", "turn off"))
+    proc = _cli("eval", str(syn), "--test", str(other), "--no-embeddings", "--json")
+    assert not any("overlap" in n for n in json.loads(proc.stdout)["notes"])
