@@ -245,3 +245,32 @@ def test_eval_on_its_own_training_data_warns_of_overlap(tmp_path: Path) -> None:
     other = _jsonl(tmp_path / "test.jsonl", _rows("on", "turn on") + _rows("off", "turn off"))
     proc = _cli("eval", str(syn), "--test", str(other), "--no-embeddings", "--json")
     assert not any("overlap" in n for n in json.loads(proc.stdout)["notes"])
+
+
+@pytest.mark.parametrize("case", ["recipe-latin1", "template-latin1", "template-1/0",
+                                  "template-loop-out", "schema-colon"])
+def test_bad_inputs_are_one_line_and_exit_2(case: str, write_recipe, recipe_dict: dict,
+                                            tmp_path: Path, capsys) -> None:
+    if case == "template-latin1":
+        (tmp_path / "t.jinja").write_bytes("Schreibe f\u00fcr {{ label }}".encode("latin-1"))
+        recipe_dict["template"] = "t.jinja"
+    elif case == "template-1/0":
+        (tmp_path / "t.jinja").write_text("Write {{ n / 0 }} for {{ label }}")
+        recipe_dict["template"] = "t.jinja"
+    elif case == "template-loop-out":
+        (tmp_path / "etc").symlink_to("/etc")
+        (tmp_path / "t.jinja").write_text("{% include 'etc/passwd' %} {{ label }}")
+        recipe_dict["template"] = "t.jinja"
+    elif case == "schema-colon":
+        recipe_dict["schema"] = ":"
+    path = write_recipe(recipe_dict)
+    if case == "recipe-latin1":
+        path.write_bytes(path.read_bytes() + "description: caf\u00e9\n".encode("latin-1"))
+    code, out, err = _main_exit(["preview", str(path)], capsys)
+    assert code == 2, err
+    assert err.strip().count("\n") == 0 and err.startswith("error: ")
+    assert "root:" not in out + err  # nothing of /etc/passwd
+    expected = {"recipe-latin1": "not UTF-8", "template-latin1": "not UTF-8",
+                "template-1/0": "ZeroDivisionError", "template-loop-out": "outside the template",
+                "schema-colon": "schema: expected 'module:Class'"}[case]
+    assert expected in err

@@ -228,3 +228,10 @@ def test_bad_custom_check_references(recipe_dict: dict, ref: str) -> None:
     with pytest.raises(RecipeError) as info:
         build_gate(load_recipe(recipe_dict))
     assert info.value.field == "quality.custom.1"
+
+
+def test_vary_with_too_many_combinations(recipe_dict: dict) -> None:
+    recipe_dict["vary"] = {f"k{i}": [f"v{j}" for j in range(10)] for i in range(9)}
+    with pytest.raises(RecipeError, match="1,000,000,000 combinations of attributes") as info:
+        load_recipe(recipe_dict)
+    assert info.value.field == "vary"

@@ -117,6 +117,7 @@ class ExportSpec(_Strict):
 
 
 MAX_PER_LABEL = 10_000_000
+MAX_VARY_COMBINATIONS = 10_000
 
 
 class Recipe(_Strict):
@@ -185,6 +186,15 @@ class Recipe(_Strict):
         for key, values in v.items():
             if not values:
                 raise ValueError(f"'{key}' needs at least one value")
+        return v
+
+    @field_validator("vary")
+    @classmethod
+    def _few_enough_combinations(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        combinations = math.prod(len(values) for values in v.values())
+        if combinations > MAX_VARY_COMBINATIONS:  # the planner keeps an order per label
+            raise ValueError(f"{combinations:,} combinations of attributes; at most "
+                             f"{MAX_VARY_COMBINATIONS:,}")
         return v
 
     @model_validator(mode="after")
