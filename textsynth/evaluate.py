@@ -312,11 +312,11 @@ def evaluate(synthetic: str | Path | LabeledSet, test: str | Path | LabeledSet, 
     syn = load_labeled(synthetic, split=split)
     real_test = load_labeled(test)
     labels = sorted(set(real_test.labels))
+    explicit = parse_label_map(label_map)
+    syn_texts, syn_labels, mapping, unmapped = _map_labels(syn, labels, explicit, "synthetic")
     if len(labels) < 2:
         raise DataError(f"the test set has {len(labels)} label{'' if labels else 's'}; a "
                         "classifier needs at least two", source=real_test.name)
-    explicit = parse_label_map(label_map)
-    syn_texts, syn_labels, mapping, unmapped = _map_labels(syn, labels, explicit, "synthetic")
     notes = [f"{n} synthetic rows with label {lab!r} dropped: no such test label"
              for lab, n in unmapped.items()]
     notes += [f"no synthetic rows for test label {lab!r}" for lab in labels
