@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from datasets import load_from_disk
 
@@ -136,3 +137,140 @@ def test_kill_9_then_rerun_matches_clean_run(write_recipe, recipe_dict: dict,
     clean = [r[0] for r in sqlite3.connect(tmp_path / "clean" / "textsynth.db").execute(
         "SELECT text FROM examples ORDER BY seq")]
     assert resumed == clean and len(set(clean)) == 80
+
+
+# -- usage errors: one line on stderr, exit 2, never a traceback ---------------------------
+
+def _main_exit(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], "no command given"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+    (["run"], "Missing argument"),
+    (["run", "r.yaml", "--bogus"], "No such option: --bogus"),
+    (["run", "r.yaml", "--per-label", "0"], "'--per-label'"),
+    (["run", "r.yaml", "--per-label", "many"], "'--per-label'"),
+    (["eval", "data"], "Missing option '--test'"),
+    (["preview", "r.yaml", "-n", "0"], "'-n'"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args: list[str], expected: str, capsys) -> None:
+    code, _, err = _main_exit(args, capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0, err
+    assert err.startswith("error: ") and expected in err
+    assert "--help" in err and "Traceback" not in err
+
+
+def test_usage_error_in_a_subprocess_has_no_traceback() -> None:
+    proc = _cli("run", "--per-label", "0", "r.yaml")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_version_prints_the_version_and_exits_0(capsys) -> None:
+    from textsynth import __version__
+
+    code, out, err = _main_exit(["--version"], capsys)
+    assert code == 0 and out.strip() == f"textsynth {__version__}" and not err
+
+
+def test_a_custom_check_that_raises_ends_the_run_with_one_line(
+        write_recipe, recipe_dict: dict, tmp_path: Path) -> None:
+    (tmp_path / "mychecks.py").write_text("def picky(example):\n    return {}['missing']\n")
+    recipe_dict["quality"]["custom"] = ["mychecks:picky"]
+    path = _fake_recipe(write_recipe, recipe_dict)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "textsynth", "run", str(path), "-q"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "quality.custom.0: custom check picky raised KeyError" in proc.stderr
+    db = tmp_path / "out" / "textsynth.db"
+    paid = sqlite3.connect(db).execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+    assert paid >= 1  # what was generated before the check failed is kept
+
+    (tmp_path / "mychecks.py").write_text("def picky(example):\n    return True\n")
+    rerun = subprocess.run([sys.executable, "-m", "textsynth", "run", str(path), "-q"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "12/12" in rerun.stdout
+
+
+# -- eval on inputs that cannot give a meaningful score -------------------------------------
+
+def _jsonl(path: Path, rows: list[tuple[str, str]]) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    return path
+
+
+_WORDS = ["lamp", "light", "heater", "fan", "radio", "door", "blind", "kettle"]
+
+
+def _rows(label: str, verb: str, n: int = 8) -> list[tuple[str, str]]:
+    return [(f"please {verb} the {w} in room {i}", label) for i, w in enumerate(_WORDS[:n])]
+
+
+def test_eval_with_a_single_class_training_file_is_one_line(tmp_path: Path) -> None:
+    syn = _jsonl(tmp_path / "syn.jsonl", _rows("on", "switch on") + _rows("off", "switch off"))
+    test = _jsonl(tmp_path / "test.jsonl", _rows("on", "turn on") + _rows("off", "turn off"))
+    single = _jsonl(tmp_path / "single.jsonl", _rows("on", "power up"))
+    proc = _cli("eval", str(syn), "--test", str(test), "--train-real", str(single),
+                "--no-embeddings")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "real training set needs rows for at least two test labels" in proc.stderr
+    proc = _cli("eval", str(syn), "--test", str(single), "--no-embeddings")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "the test set has 1 label; a classifier needs at least two" in proc.stderr
+
+
+def test_eval_on_its_own_training_data_warns_of_overlap(tmp_path: Path) -> None:
+    import json
+
+    syn = _jsonl(tmp_path / "syn.jsonl", _rows("on", "switch on") + _rows("off", "switch off"))
+    proc = _cli("eval", str(syn), "--test", str(syn), "--no-embeddings", "--json")
+    assert proc.returncode == 0, proc.stderr
+    notes = json.loads(proc.stdout)["notes"]
+    assert any("train and test overlap: 16 of 16 test texts (100%)" in n for n in notes)
+    other = _jsonl(tmp_path / "test.jsonl", _rows("on", "turn on") + _rows("off", "turn off"))
+    proc = _cli("eval", str(syn), "--test", str(other), "--no-embeddings", "--json")
+    assert not any("overlap" in n for n in json.loads(proc.stdout)["notes"])
+
+
+@pytest.mark.parametrize("case", ["recipe-latin1", "template-latin1", "template-1/0",
+                                  "template-loop-out", "schema-colon"])
+def test_bad_inputs_are_one_line_and_exit_2(case: str, write_recipe, recipe_dict: dict,
+                                            tmp_path: Path, capsys) -> None:
+    if case == "template-latin1":
+        (tmp_path / "t.jinja").write_bytes("Schreibe f\u00fcr {{ label }}".encode("latin-1"))
+        recipe_dict["template"] = "t.jinja"
+    elif case == "template-1/0":
+        (tmp_path / "t.jinja").write_text("Write {{ n / 0 }} for {{ label }}")
+        recipe_dict["template"] = "t.jinja"
+    elif case == "template-loop-out":
+        (tmp_path / "etc").symlink_to("/etc")
+        (tmp_path / "t.jinja").write_text("{% include 'etc/passwd' %} {{ label }}")
+        recipe_dict["template"] = "t.jinja"
+    elif case == "schema-colon":
+        recipe_dict["schema"] = ":"
+    path = write_recipe(recipe_dict)
+    if case == "recipe-latin1":
+        path.write_bytes(path.read_bytes() + "description: caf\u00e9\n".encode("latin-1"))
+    code, out, err = _main_exit(["preview", str(path)], capsys)
+    assert code == 2, err
+    assert err.strip().count("\n") == 0 and err.startswith("error: ")
+    assert "root:" not in out + err  # nothing of /etc/passwd
+    expected = {"recipe-latin1": "not UTF-8", "template-latin1": "not UTF-8",
+                "template-1/0": "ZeroDivisionError", "template-loop-out": "outside the template",
+                "schema-colon": "schema: expected 'module:Class'"}[case]
+    assert expected in err

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,147 @@ def test_overrides(recipe_dict: dict, tmp_path: Path) -> None:
 def test_python_object_recipe() -> None:
     recipe = Recipe(name="py", labels={"a": "first"}, per_label=2, backend={"type": "fake"})
     assert recipe.labels["a"].description == "first"
+
+
+# -- bad input: one clear RecipeError, never a traceback or a silent guess ------------------
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (True, "expected a whole number, got true"),
+    (10**21, "less than or equal to 10000000"),
+    (0, "greater than or equal to 1"),
+])
+def test_per_label_must_be_a_sensible_whole_number(recipe_dict: dict, value: object,
+                                                   expected: str) -> None:
+    recipe_dict["per_label"] = value
+    with pytest.raises(RecipeError, match=expected) as info:
+        load_recipe(recipe_dict)
+    assert info.value.field == "per_label"
+
+
+def test_per_label_true_in_a_yaml_file(write_recipe, recipe_dict: dict) -> None:
+    path = write_recipe(recipe_dict)
+    path.write_text(path.read_text().replace("per_label: 6", "per_label: yes"))
+    with pytest.raises(RecipeError, match="per_label: expected a whole number"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize("labels", [
+    ["turn_on", "Turn-On"], ["turn on", "TURN_ON"], {"playMusic": "a", "play_music": "b"},
+])
+def test_labels_that_differ_only_by_case_or_separators(recipe_dict: dict, labels) -> None:
+    recipe_dict["labels"] = labels
+    with pytest.raises(RecipeError, match="differ only by case or separators"):
+        load_recipe(recipe_dict)
+
+
+@pytest.mark.parametrize("labels", [["a", ""], {"": "x"}, {"a": "x", "  ": "y"}])
+def test_empty_label_names(recipe_dict: dict, labels) -> None:
+    recipe_dict["labels"] = labels
+    with pytest.raises(RecipeError, match="labels: a label name is empty"):
+        load_recipe(recipe_dict)
+
+
+@pytest.mark.parametrize("text", [
+    "name: a\nper_label: 2\nname: b\nlabels: [x]\n",
+    "name: a\nper_label: 2\nlabels:\n  x: one\n  y: two\n  x: three\n",
+    "name: a\nper_label: 2\nlabels: [x]\ngeneration:\n  n: 1\n  n: 2\n",
+])
+def test_duplicate_yaml_keys_anywhere(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError, match="duplicate key") as info:
+        load_recipe(path)
+    assert info.value.field is not None and info.value.field.startswith("line ")
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text("name: a\nper_label: 2\nbackend: {type: fake}\nlabels:\n"
+                    "  x: &base {description: one}\n  y:\n    <<: *base\n    description: two\n")
+    assert load_recipe(path).labels["y"].description == "two"
+
+
+def test_recipe_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\u00e9\nper_label: 2\nlabels: [x]\n".encode("latin-1"))
+    with pytest.raises(RecipeError, match=r"line 1: not UTF-8 text \(byte 0xe9\)"):
+        load_recipe(path)
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    lines = ["name: bomb", "per_label: 1", 'a0: &a0 ["lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    lines.append("labels: {x: {examples: *a9}}")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    start = time.perf_counter()
+    with pytest.raises(RecipeError, match="aliases expand to"):
+        load_recipe(path)
+    assert time.perf_counter() - start < 5
+
+
+def test_recipe_file_size_is_bounded(tmp_path: Path, monkeypatch) -> None:
+    from textsynth import recipe as recipe_module
+
+    monkeypatch.setattr(recipe_module, "MAX_RECIPE_BYTES", 1000)
+    path = tmp_path / "big.yaml"
+    path.write_text("name: a\nper_label: 2\nlabels: [x]\ndescription: " + "y" * 2000 + "\n")
+    with pytest.raises(RecipeError, match="larger than"):
+        load_recipe(path)
+
+
+def test_unreadable_recipe_is_a_recipe_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("name: a\n")
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running as root: every file is readable")
+        with pytest.raises(RecipeError, match="cannot read the recipe"):
+            load_recipe(path)
+    finally:
+        path.chmod(0o644)
+
+
+@pytest.mark.parametrize(("ref", "expected"), [
+    (":", "expected 'module:Class', got ':'"),
+    (".foo:Bar", "relative module name"),
+    ("textsynth.schemas:OutputSchema", "abstract class"),
+    ("textsynth.schemas:nothing_here", "cannot import"),
+    ("no_such_module_xyz:Thing", "cannot import"),
+    ("textsynth.schemas:load_schema", "not a pydantic model"),
+])
+def test_bad_schema_references(ref: str, expected: str) -> None:
+    from textsynth.schemas import load_schema
+
+    with pytest.raises(RecipeError, match=expected) as info:
+        load_schema(ref)
+    assert info.value.field == "schema"
+
+
+def test_schema_module_that_fails_on_import(tmp_path: Path, monkeypatch) -> None:
+    from textsynth.schemas import load_schema
+
+    (tmp_path / "broken_schema_mod.py").write_text("raise ZeroDivisionError('oops')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RecipeError, match="raised ZeroDivisionError: oops"):
+        load_schema("broken_schema_mod:Thing")
+
+
+@pytest.mark.parametrize("ref", [":", ".foo:check", "textsynth:", ":check"])
+def test_bad_custom_check_references(recipe_dict: dict, ref: str) -> None:
+    from textsynth.quality import build_gate
+
+    recipe_dict["quality"] = {"custom": ["textsynth.quality.pii:find_pii", ref]}
+    with pytest.raises(RecipeError) as info:
+        build_gate(load_recipe(recipe_dict))
+    assert info.value.field == "quality.custom.1"
+
+
+def test_vary_with_too_many_combinations(recipe_dict: dict) -> None:
+    recipe_dict["vary"] = {f"k{i}": [f"v{j}" for j in range(10)] for i in range(9)}
+    with pytest.raises(RecipeError, match="1,000,000,000 combinations of attributes") as info:
+        load_recipe(recipe_dict)
+    assert info.value.field == "vary"

@@ -52,3 +52,134 @@ def test_user_template_path_relative_to_recipe(tmp_path: Path) -> None:
     tpl = PromptTemplate.load("mine.jinja", tmp_path)
     assert tpl.render(n=3, label="x") == "Give 3 for x"
     assert len(tpl.sha) == 12
+
+
+# -- confinement: no door out of the template folders ----------------------------------------
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    secret = tmp_path / "outside"
+    secret.mkdir()
+    (secret / "secret.txt").write_text("TOP-SECRET {% macro m() %}TOP-SECRET{% endmacro %}")
+    (secret / "base.jinja").write_text("TOP-SECRET {% block body %}{% endblock %}")
+    return secret
+
+
+@pytest.mark.parametrize("statement", [
+    "{% include 'link/secret.txt' %}",
+    "{% import 'link/secret.txt' as s %}{{ s.m() }}",
+    "{% from 'link/secret.txt' import m %}{{ m() }}",
+    "{% extends 'link/base.jinja' %}{% block body %}x{% endblock %}",
+    "{% include 'file-link.txt' %}",
+])
+def test_templates_cannot_follow_links_out_of_their_folder(
+        tmp_path: Path, outside: Path, statement: str) -> None:
+    recipe_dir = tmp_path / "recipe"
+    recipe_dir.mkdir()
+    (recipe_dir / "link").symlink_to(outside)
+    (recipe_dir / "file-link.txt").symlink_to(outside / "secret.txt")
+    (recipe_dir / "t.jinja").write_text(statement)
+    tpl = PromptTemplate.load("t.jinja", recipe_dir)
+    with pytest.raises(TemplateError, match="leads outside the template folders") as info:
+        tpl.render()
+    assert "TOP-SECRET" not in str(info.value)
+
+
+def test_links_inside_the_folder_and_plain_includes_still_work(tmp_path: Path) -> None:
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "head.jinja").write_text("Hello {{ label }}")
+    (tmp_path / "alias.jinja").symlink_to(tmp_path / "parts" / "head.jinja")
+    (tmp_path / "t.jinja").write_text("{% include 'parts/head.jinja' %} / "
+                                      "{% include 'alias.jinja' %}")
+    assert PromptTemplate.load("t.jinja", tmp_path).render(label="x") == "Hello x / Hello x"
+
+
+def test_template_cannot_change_the_values_it_is_given() -> None:
+    slot_types = {"city": ["Paris"]}
+    attributes = {"tone": "dry"}
+    for source in ["{{ slot_types.city.append('Rome') }}", "{{ attributes.update(tone='x') }}",
+                   "{{ slot_types.pop('city') }}", "{{ attributes.clear() }}"]:
+        with pytest.raises(TemplateError, match="unsafe"):
+            PromptTemplate.from_string(source).render(slot_types=slot_types,
+                                                      attributes=attributes)
+    assert slot_types == {"city": ["Paris"]} and attributes == {"tone": "dry"}
+
+
+# -- every error a template causes is a TemplateError --------------------------------------
+
+class _Raises:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+    def __str__(self) -> str:
+        raise self.exc
+
+
+@pytest.mark.parametrize(("source", "context", "expected"), [
+    ("{{ 1 / 0 }}", {}, "ZeroDivisionError"),
+    ("{{ 2.0 ** 2000 }}", {}, "OverflowError|too large"),
+    ("{{ 'a' + 1 }}", {}, "TypeError"),
+    ("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", {}, "recursion"),
+    ("{{ x }}", {"x": _Raises(KeyError("k"))}, "KeyError"),
+    ("{{ x }}", {"x": _Raises(MemoryError())}, "out of memory"),
+    ("{{ x }}", {"x": _Raises(RecursionError())}, "recursion"),
+    ("{{ x }}", {"x": _Raises(OverflowError("too big"))}, "OverflowError: too big"),
+])
+def test_runtime_errors_become_template_errors(source: str, context: dict,
+                                               expected: str) -> None:
+    with pytest.raises(TemplateError, match=expected) as info:
+        PromptTemplate.from_string(source, "t.jinja").render(**context)
+    assert str(info.value).startswith("template t.jinja: ")
+
+
+def test_template_that_is_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "t.jinja").write_bytes("Schreibe f\u00fcr {{ label }}".encode("latin-1"))
+    with pytest.raises(TemplateError, match=r"line 1: not UTF-8 text \(byte 0xfc\)"):
+        PromptTemplate.load("t.jinja", tmp_path)
+    (tmp_path / "outer.jinja").write_text("{% include 't.jinja' %}")
+    with pytest.raises(TemplateError, match="not UTF-8"):
+        PromptTemplate.load("outer.jinja", tmp_path).render(label="x")
+
+
+# -- bounded: size and time ---------------------------------------------------------------
+
+@pytest.mark.parametrize("source", [
+    "{{ 'x' * 10**9 }}",
+    "{{ [1] * 10**9 }}",
+    "{{ 'x' | center(10**12) }}",
+    "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
+    "{% endfor %}{{ ns.s }}",
+    "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}"
+    "{% endfor %}{{ ns.s }}",
+    "{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}",
+    "{{ 10 ** (10 ** 10) }}",
+])
+def test_huge_values_are_refused_without_building_them(source: str) -> None:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(TemplateError, match=r"larger than|longer than|too large"):
+        PromptTemplate.from_string(source).render()
+    assert time.perf_counter() - start < 3
+
+
+@pytest.mark.parametrize("source", [
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "{% set r = range(100000) | list %}{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}",
+])
+def test_a_render_that_never_ends_is_stopped(source: str, monkeypatch) -> None:
+    import time
+
+    from textsynth import templates
+
+    monkeypatch.setattr(templates, "MAX_RENDER_SECONDS", 0.5)
+    start = time.perf_counter()
+    with pytest.raises(TemplateError, match=r"longer than 0\.5 s"):
+        PromptTemplate.from_string(source).render()
+    assert time.perf_counter() - start < 3
+
+
+def test_loops_filters_and_concatenation_render_as_before() -> None:
+    source = ("{% for k, v in d | dictsort %}{{ loop.index }}/{{ loop.length }} {{ k ~ '=' ~ v }}"
+              "{{ ';' if not loop.last }}{% endfor %} {% filter upper %}end{% endfilter %}")
+    assert PromptTemplate.from_string(source).render(d={"b": 2, "a": 1}) == "1/2 a=1;2/2 b=2 END"

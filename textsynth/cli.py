@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+def _print_version(value: bool) -> None:
+    if value:
+        from textsynth import __version__
+
+        typer.echo(f"textsynth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
+    """Build labeled text datasets with LLMs."""
+
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.")]
 OverwriteOpt = Annotated[bool, typer.Option(
@@ -287,13 +303,44 @@ def paraphrase(
              model, option, quiet, overwrite)
 
 
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """The classes of command-line usage errors. typer >= 0.29 bundles its own copy of
+    click (``typer._click``), whose exceptions are not ``click``'s; older typer uses
+    click itself. Both are caught, whichever is installed."""
+    found: list[type[BaseException]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def _usage_line(exc: BaseException) -> str:
+    """One line for a usage error: what is wrong, and where the help is."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "textsynth"
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `textsynth` with no command
+        names = ", ".join(getattr(ctx.command, "commands", {})) if ctx is not None else ""
+        return f"no command given (commands: {names}); try '{command} --help'"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = " ".join(message.split())
+    return f"{message.rstrip('.')}; try '{command} --help'"
+
+
+def _print_error(message: str) -> None:
+    _console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False,
+                                soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print as one line and exit non-zero."""
+    """Entry point: user errors print as one line and exit non-zero (2 for a bad recipe
+    or command line), never with a traceback."""
+    usage_errors = _usage_error_types()
     try:
         code = app(args=argv, standalone_mode=False)  # typer.Exit comes back as its code
     except TextsynthError as exc:
-        _console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
-                                    soft_wrap=True)
+        _print_error(str(exc))
         sys.exit(2)
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted: run the same command again to resume")
@@ -302,13 +349,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except usage_errors as exc:
+        _print_error(_usage_line(exc))
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
     if isinstance(code, int) and code:
         sys.exit(code)
 

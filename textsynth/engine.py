@@ -211,7 +211,7 @@ class Engine:
             avoid = [accepted[i][1] for i in picks]
         return {
             **self._static_context,
-            "labels": dict(self._labels),
+            "labels": self._labels,  # shared, not copied: the sandbox keeps it unchanged
             "label": job.label,
             "label_name": job.label.replace("_", " "),
             "label_description": recipe.labels[job.label].description,

@@ -277,6 +277,20 @@ def eval_tables(ev: Evaluation) -> list[Any]:
     return [scores, per_label]
 
 
+def _overlap_notes(name: str, train: Sequence[str], test: Sequence[str]) -> list[str]:
+    """A warning when test texts also appear (ignoring case and spacing) in a training set."""
+    def norm(text: str) -> str:
+        return " ".join(text.casefold().split())
+
+    seen = {norm(t) for t in train}
+    shared = sum(norm(t) in seen for t in test)
+    if not shared:
+        return []
+    return [f"train and test overlap: {shared} of {len(test)} test texts "
+            f"({shared / len(test):.0%}) are also in the {name} training set, so its scores "
+            "are inflated (is the test file the training data?)"]
+
+
 def evaluate(synthetic: str | Path | LabeledSet, test: str | Path | LabeledSet, *,
              train_real: str | Path | LabeledSet | None = None,
              label_names: str | Path | Mapping[str, str] | None = None,
@@ -300,6 +314,9 @@ def evaluate(synthetic: str | Path | LabeledSet, test: str | Path | LabeledSet, 
     labels = sorted(set(real_test.labels))
     explicit = parse_label_map(label_map)
     syn_texts, syn_labels, mapping, unmapped = _map_labels(syn, labels, explicit, "synthetic")
+    if len(labels) < 2:
+        raise DataError(f"the test set has {len(labels)} label{'' if labels else 's'}; a "
+                        "classifier needs at least two", source=real_test.name)
     notes = [f"{n} synthetic rows with label {lab!r} dropped: no such test label"
              for lab, n in unmapped.items()]
     notes += [f"no synthetic rows for test label {lab!r}" for lab in labels
@@ -307,6 +324,7 @@ def evaluate(synthetic: str | Path | LabeledSet, test: str | Path | LabeledSet, 
     if len(set(syn_labels)) < 2:
         raise DataError("the synthetic set needs rows for at least two test labels",
                         source=syn.name)
+    notes += _overlap_notes(SYNTHETIC, syn_texts, real_test.texts)
     names = load_label_names(label_names, labels)
     train_sets: list[tuple[str, tuple[list[str], list[str]]]] = [
         (SYNTHETIC, (syn_texts, syn_labels)),
@@ -317,6 +335,10 @@ def evaluate(synthetic: str | Path | LabeledSet, test: str | Path | LabeledSet, 
         real_texts, real_labels, _, real_unmapped = _map_labels(real, labels, explicit, "real")
         notes += [f"{n} real training rows with label {lab!r} dropped: no such test label"
                   for lab, n in real_unmapped.items()]
+        if len(set(real_labels)) < 2:
+            raise DataError("the real training set needs rows for at least two test labels "
+                            f"(it has {len(set(real_labels))})", source=real.name)
+        notes += _overlap_notes(REAL, real_texts, real_test.texts)
         train_sets.append((REAL, (real_texts, real_labels)))
         train_sets.append((REAL_PLUS, (real_texts + syn_texts, real_labels + syn_labels)))
     classifiers = [TFIDF]

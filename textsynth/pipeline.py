@@ -26,9 +26,11 @@ class RunOutcome:
 def preview_prompts(recipe: Recipe, n: int = 5) -> list[tuple[str, tuple[dict[str, str], ...]]]:
     """The first ``n`` prompts, spread over the labels, rendered without any backend."""
     from textsynth.backends.fake import FakeBackend
+    from textsynth.quality import QualityGate
     from textsynth.store import Store
 
-    engine = Engine(recipe, backend=FakeBackend(), store=Store(":memory:"))
+    # no quality rules: preview filters nothing, and some rules render every label's prompt
+    engine = Engine(recipe, backend=FakeBackend(), store=Store(":memory:"), gate=QualityGate([]))
     out = []
     for i in range(n):
         slot = engine.slots[i % len(engine.slots)]

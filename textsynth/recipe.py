@@ -139,6 +139,10 @@ class ExportSpec(_Strict):
         return v
 
 
+MAX_PER_LABEL = 10_000_000
+MAX_VARY_COMBINATIONS = 10_000
+
+
 class Recipe(_Strict):
     """A complete, validated description of one dataset.
 
@@ -151,7 +155,7 @@ class Recipe(_Strict):
     languages: list[str] | None = None
     license: str | None = None
     labels: dict[str, LabelSpec] = Field(min_length=1)
-    per_label: int = Field(ge=1)
+    per_label: int = Field(ge=1, le=MAX_PER_LABEL)
     template: str = "utterances"
     output_schema: str = Field("utterances", alias="schema")
     vary: dict[str, list[str]] = {}
@@ -178,12 +182,42 @@ class Recipe(_Strict):
             }
         return v
 
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, v: dict[str, LabelSpec]) -> dict[str, LabelSpec]:
+        seen: dict[str, str] = {}
+        for name in v:
+            if not name.strip():
+                raise ValueError("a label name is empty")
+            key = _label_key(name)
+            if key in seen:
+                raise ValueError(f"labels '{seen[key]}' and '{name}' differ only by case or "
+                                 "separators; they would be the same label in an export")
+            seen[key] = name
+        return v
+
+    @field_validator("per_label", "seed", mode="before")
+    @classmethod
+    def _not_a_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # YAML `true` would otherwise count as 1
+            raise ValueError(f"expected a whole number, got {str(v).lower()}")
+        return v
+
     @field_validator("vary", "slots")
     @classmethod
     def _non_empty_lists(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         for key, values in v.items():
             if not values:
                 raise ValueError(f"'{key}' needs at least one value")
+        return v
+
+    @field_validator("vary")
+    @classmethod
+    def _few_enough_combinations(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        combinations = math.prod(len(values) for values in v.values())
+        if combinations > MAX_VARY_COMBINATIONS:  # the planner keeps an order per label
+            raise ValueError(f"{combinations:,} combinations of attributes; at most "
+                             f"{MAX_VARY_COMBINATIONS:,}")
         return v
 
     @model_validator(mode="after")
@@ -264,6 +298,11 @@ def redact_secrets(value: Any) -> Any:
     return value
 
 
+def _label_key(name: str) -> str:
+    """``Turn_On``, ``turn-on`` and ``turn on`` are one label to a reader and to matching."""
+    return re.sub(r"[\W_]+", "", name).casefold()
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name.strip().lower()) or "run"
 
@@ -288,21 +327,111 @@ def load_recipe(source: str | Path | dict[str, Any]) -> Recipe:
     """Load and validate a recipe from a YAML file or a mapping.
 
     Errors raise :class:`RecipeError` naming the file, the field path and what was
-    expected; nothing is loaded or sent before the recipe is valid.
+    expected; nothing is loaded or sent before the recipe is valid. A file larger than
+    ``MAX_RECIPE_BYTES``, not UTF-8, with a key given twice in one mapping, or whose
+    aliases expand past ``MAX_RECIPE_NODES`` nodes or ``MAX_RECIPE_CHARS`` characters
+    of text is refused.
     """
     if isinstance(source, dict):
         return _validate(source, None)
     path = Path(source)
     if not path.is_file():
         raise RecipeError("recipe file not found", file=str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        raise RecipeError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
-                          field=where) from None
+    data = parse_yaml(_read_text(path), str(path))
     if not isinstance(data, dict):
         raise RecipeError("a recipe must be a YAML mapping", file=str(path))
     data["source"] = path.resolve()
     return _validate(data, str(path))
+
+
+MAX_RECIPE_BYTES = 32 * 2**20
+MAX_RECIPE_NODES = 2_000_000  # after alias expansion
+MAX_RECIPE_CHARS = 64 * 2**20  # of scalar text, after alias expansion
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_RECIPE_BYTES + 1)
+    except OSError as exc:
+        raise RecipeError(f"cannot read the recipe: {exc.strerror or exc}", file=str(path)) \
+            from None
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"the recipe is larger than {MAX_RECIPE_BYTES:,} bytes",
+                          file=str(path))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise RecipeError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", file=str(path),
+                          field=f"line {line}") from None
+
+
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in
+
+
+class _RecipeLoader(_BaseLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML would keep the
+    last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable: the base class says so
+                continue
+            if duplicate:
+                raise RecipeError(f"duplicate key {key!r} (each key may appear once)",
+                                  field=f"line {key_node.start_mark.line + 1}")
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """Nodes and scalar characters ``node`` stands for once every alias is expanded;
+    linear in the distinct nodes (an alias is the same node object as its anchor)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    if isinstance(node, yaml.ScalarNode):
+        size = (1, len(node.value))
+    else:
+        children = (node.value if isinstance(node, yaml.SequenceNode)
+                    else [n for pair in node.value for n in pair])
+        nodes, chars = 1, 0
+        for child in children:
+            n, c = _expanded_size(child, memo)
+            nodes, chars = nodes + n, chars + c
+        size = (nodes, chars)
+    memo[id(node)] = size
+    return size
+
+
+def parse_yaml(text: str, file: str | None = None) -> Any:
+    """Parse one YAML document with the recipe limits (see :func:`load_recipe`)."""
+    loader = _RecipeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        nodes, chars = _expanded_size(node, {})
+        if nodes > MAX_RECIPE_NODES or chars > MAX_RECIPE_CHARS:
+            raise RecipeError(f"aliases expand to {nodes:,} nodes and {chars:,} characters "
+                              f"(at most {MAX_RECIPE_NODES:,} and {MAX_RECIPE_CHARS:,})",
+                              file=file)
+        return loader.construct_document(node)
+    except RecipeError as exc:
+        raise RecipeError(exc.detail, file=file, field=exc.field) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        raise RecipeError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", file=file,
+                          field=where) from None
+    except RecursionError:
+        raise RecipeError("the YAML is nested too deeply", file=file) from None
+    finally:
+        loader.dispose()

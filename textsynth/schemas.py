@@ -7,6 +7,7 @@ chatty preambles. What cannot be read becomes a reject with a reason.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from abc import ABC, abstractmethod
@@ -250,6 +251,27 @@ def register_schema(name: str, cls: Callable[[], OutputSchema]) -> None:
     _BUILTIN[name] = cls
 
 
+def import_reference(ref: str, field: str, what: str = "Class") -> Any:
+    """The object ``module:name`` (``name`` may be dotted) names; any failure, including
+    an error the module raises while it is imported, is a :class:`RecipeError`."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name.strip() or not attr.strip():
+        raise RecipeError(f"expected 'module:{what}', got {ref!r}", field=field)
+    if module_name.startswith("."):
+        raise RecipeError(f"{ref!r}: a relative module name needs a package; give the full "
+                          "module path", field=field)
+    try:
+        target: Any = import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(f"cannot import {ref!r}: {exc}", field=field) from None
+    except Exception as exc:  # the module itself failed while it was imported
+        raise RecipeError(f"cannot import {ref!r}: importing it raised "
+                          f"{type(exc).__name__}: {exc}", field=field) from None
+    return target
+
+
 def load_schema(ref: str) -> OutputSchema:
     """A built-in schema by name, or a user pydantic model as ``module:Class``."""
     if ref in _BUILTIN:
@@ -258,13 +280,22 @@ def load_schema(ref: str) -> OutputSchema:
         known = ", ".join(sorted(_BUILTIN))
         raise RecipeError(f"unknown schema '{ref}' (built-in: {known}; or module:Class)",
                           field="schema")
-    module_name, _, attr = ref.partition(":")
-    try:
-        target = getattr(import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeError(f"cannot import '{ref}': {exc}", field="schema") from None
+    target = import_reference(ref, "schema")
+    if isinstance(target, type) and inspect.isabstract(target):
+        raise RecipeError(f"'{ref}' is an abstract class; name a concrete one", field="schema")
     if isinstance(target, type) and issubclass(target, BaseModel):
-        return PydanticSchema(target, ref)
-    if isinstance(target, type) and issubclass(target, OutputSchema):
-        return target()
-    raise RecipeError(f"'{ref}' is not a pydantic model", field="schema")
+        schema: OutputSchema = PydanticSchema(target, ref)
+    elif isinstance(target, type) and issubclass(target, OutputSchema):
+        try:
+            schema = target()
+        except Exception as exc:
+            raise RecipeError(f"cannot create '{ref}': {type(exc).__name__}: {exc}",
+                              field="schema") from None
+    else:
+        raise RecipeError(f"'{ref}' is not a pydantic model", field="schema")
+    try:
+        schema.json_schema()
+    except Exception as exc:
+        raise RecipeError(f"'{ref}' has no JSON schema: {type(exc).__name__}: {exc}",
+                          field="schema") from None
+    return schema

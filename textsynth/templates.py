@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2 import meta
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import meta, nodes
+from jinja2.ext import Extension
+from jinja2.loaders import split_template_path
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 from textsynth.errors import TemplateError
 
@@ -18,6 +23,9 @@ __all__ = ["PromptTemplate", "builtin_template_dir", "builtin_templates"]
 
 SYSTEM_MARKER = "---user---"
 SUFFIX = ".jinja"
+MAX_TEMPLATE_BYTES = 2**20
+MAX_PROMPT_CHARS = 2**22  # a rendered prompt, and any one value a template builds
+MAX_RENDER_SECONDS = 5.0
 
 
 def builtin_template_dir() -> Path:
@@ -32,12 +40,170 @@ def builtin_templates() -> list[str]:
     return sorted(p.stem for p in builtin_template_dir().glob(f"*{SUFFIX}"))
 
 
+def _read_template(path: Path, name: str) -> str:
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_TEMPLATE_BYTES + 1)
+    except OSError as exc:
+        raise TemplateError(f"cannot read template {name}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_TEMPLATE_BYTES:
+        raise TemplateError(f"template {name} is larger than {MAX_TEMPLATE_BYTES:,} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise TemplateError(f"template {name}, line {line}: not UTF-8 text "
+                            f"(byte 0x{raw[exc.start]:02x})") from None
+
+
+class _ConfinedLoader(jinja2.BaseLoader):
+    """Finds ``{% include %}``, ``{% import %}`` and ``{% extends %}`` targets in the
+    template folders only: a path is followed to its real location (symlinks
+    resolved) and refused unless that lies inside one of the (real) folders."""
+
+    def __init__(self, roots: Iterable[Path]):
+        self.roots = [Path(r).resolve() for r in roots]
+
+    def get_source(self, environment: jinja2.Environment,
+                   template: str) -> tuple[str, str, Callable[[], bool]]:
+        pieces = split_template_path(template)  # refuses ".." and absolute paths
+        for root in self.roots:
+            candidate = root.joinpath(*pieces)
+            if not candidate.is_file():
+                continue
+            real = candidate.resolve()
+            if not any(real.is_relative_to(r) for r in self.roots):
+                raise TemplateError(f"template '{template}' is a link that leads outside the "
+                                    "template folders")
+            source = _read_template(real, template)
+            return source, str(real), _unchanged(real)
+        raise jinja2.TemplateNotFound(template)
+
+
+def _unchanged(path: Path) -> Callable[[], bool]:
+    mtime = path.stat().st_mtime
+    return lambda: path.is_file() and path.stat().st_mtime == mtime
+
+
+class _Guard(Extension):
+    """Checks inserted into every compiled template: iteration and the values that
+    filters and ``~`` build are bounded in size, and rendering in time."""
+
+    def checked(self, value: Any) -> Any:
+        env: _BoundedEnvironment = self.environment  # type: ignore[assignment]
+        env.tick()
+        env.check_size(value)
+        return value
+
+    def iterate(self, iterable: Any) -> Iterator[Any]:
+        env: _BoundedEnvironment = self.environment  # type: ignore[assignment]
+        for i, item in enumerate(iterable):
+            if not i & 255:
+                env.tick()
+            yield item
+
+
+class _Bound(NodeTransformer):
+    """Wraps loop iterables, filters and ``~`` concatenations in :class:`_Guard` calls."""
+
+    def __init__(self, guard: _Guard):
+        self.guard = guard
+
+    def _call(self, method: str, node: nodes.Node) -> nodes.Call:
+        return nodes.Call(self.guard.attr(method, lineno=node.lineno), [node],
+                          [], None, None,
+                          lineno=node.lineno)
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = self._call("iterate", node.iter)
+        return node
+
+    def visit_Filter(self, node: nodes.Filter) -> nodes.Node:
+        self.generic_visit(node)
+        return node if node.node is None else self._call("checked", node)  # {% filter %}
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return self._call("checked", node)
+
+
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """An immutable sandbox (a template cannot change the lists and dicts it is
+    given) whose templates are bounded in output size and render time."""
+
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def __init__(self, **options: Any):
+        super().__init__(extensions=[_Guard], **options)
+        self.max_chars = MAX_PROMPT_CHARS
+        self.max_seconds = MAX_RENDER_SECONDS
+        self.deadline = math.inf
+        self._guard: _Guard = self.extensions[_Guard.identifier]  # type: ignore[assignment]
+        for name in ("center", "indent"):  # padding allocates before any size check
+            self.filters[name] = self._width_checked(self.filters[name])
+
+    def _width_checked(self, pad: Callable[..., Any]) -> Callable[..., Any]:
+        def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+            for arg in (*args, *kwargs.values()):
+                if isinstance(arg, int) and arg > self.max_chars:
+                    raise TemplateError(f"a width of {arg:,} is larger than the prompt limit "
+                                        f"({self.max_chars:,})")
+            return pad(value, *args, **kwargs)
+
+        return checked
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        return _Bound(self._guard).visit(tree)
+
+    def start(self) -> None:
+        self.deadline = time.monotonic() + self.max_seconds
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise TemplateError(f"rendering took longer than {self.max_seconds:g} s "
+                                "(a loop that does not end?)")
+
+    def check_size(self, value: Any) -> None:
+        if isinstance(value, str | bytes | list | tuple | dict) and len(value) > self.max_chars:
+            raise TemplateError(f"a value of {len(value):,} characters or items is larger "
+                                f"than the prompt limit ({self.max_chars:,})")
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any,
+                   right: Any) -> Any:
+        self.tick()
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) \
+                        and len(seq) * times > self.max_chars:
+                    raise TemplateError(f"repeating a value {times:,} times makes it larger "
+                                        f"than the prompt limit ({self.max_chars:,})")
+        if operator == "**" and isinstance(left, int | float) and isinstance(right, int | float) \
+                and abs(left) > 1 and right * math.log2(abs(left)) > 4096:
+            raise TemplateError(f"{left} ** {right} is too large a number")
+        result = super().call_binop(context, operator, left, right)
+        self.check_size(result)
+        return result
+
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any,
+             *args: Any, **kwargs: Any) -> Any:
+        __self.tick()
+        result = super().call(__context, __obj, *args, **kwargs)
+        __self.check_size(result)
+        return result
+
+
 class PromptTemplate:
     """A Jinja template that renders one prompt as chat messages.
 
     The text above a line ``---user---`` (if present) is the system message; the
     rest is the user message. Rendering is sandboxed (no access to Python
-    internals) and strict (an undefined variable is an error).
+    internals, no changes to the values it is given), strict (an undefined variable
+    is an error), confined (``include``, ``import`` and ``extends`` read only from
+    the template folders, never through a link out of them) and bounded: a prompt
+    longer than ``MAX_PROMPT_CHARS`` or a render slower than ``MAX_RENDER_SECONDS``
+    is a :class:`TemplateError`, as is any error the template causes.
 
     >>> PromptTemplate.from_string("Say {{ label }}").render_messages(label="hi")
     ({'role': 'user', 'content': 'Say hi'},)
@@ -47,10 +213,9 @@ class PromptTemplate:
         self.name = name
         self.source = source
         self.sha = hashlib.sha256(source.encode()).hexdigest()[:12]
-        loader = jinja2.FileSystemLoader([str(p) for p in search_path]) if search_path else None
-        self._env = SandboxedEnvironment(
+        self._env = _BoundedEnvironment(
             undefined=jinja2.StrictUndefined,
-            loader=loader,
+            loader=_ConfinedLoader(search_path) if search_path else None,
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
@@ -60,6 +225,8 @@ class PromptTemplate:
             self._template = self._env.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"template {name}, line {exc.lineno}: {exc.message}") from None
+        except RecursionError:
+            raise TemplateError(f"template {name}: nested too deeply") from None
         # flattened once: Template.render would merge its ChainMap of globals every time
         self._globals = dict(self._template.globals)
 
@@ -81,29 +248,51 @@ class PromptTemplate:
             if not path.is_file():
                 known = ", ".join(builtin_templates())
                 raise TemplateError(f"no built-in template '{ref}' (built-in: {known})")
-            return cls(path.read_text(encoding="utf-8"), ref, [builtin])
+            return cls(_read_template(path, ref), ref, [builtin])
         base = (base_dir or Path.cwd()).resolve()
         path = (base / ref).resolve()
         if not (path.is_relative_to(base) or path.is_relative_to(builtin.resolve())):
             raise TemplateError(f"template path '{ref}' leaves the recipe's folder {base}")
         if not path.is_file():
             raise TemplateError(f"template file not found: {path}")
-        return cls(path.read_text(encoding="utf-8"), ref, [path.parent, builtin])
+        return cls(_read_template(path, ref), ref, [path.parent, builtin])
 
     def variables(self) -> set[str]:
         """Names the template reads from its context."""
         return set(meta.find_undeclared_variables(self._env.parse(self.source)))
 
     def render(self, **context: Any) -> str:
+        env = self._env
         try:
+            env.start()
             ctx = self._template.new_context({**self._globals, **context}, shared=True)
-            return "".join(self._template.root_render_func(ctx)).strip()
+            parts: list[str] = []
+            size = 0
+            for part in self._template.root_render_func(ctx):
+                size += len(part)
+                if size > env.max_chars:
+                    raise TemplateError(f"the prompt is longer than {env.max_chars:,} "
+                                        "characters")
+                env.tick()
+                parts.append(part)
+            return "".join(parts).strip()
+        except TemplateError as exc:
+            raise TemplateError(f"template {self.name}: {exc}") from None
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"template {self.name}: {exc.message}") from None
         except jinja2.exceptions.SecurityError as exc:
             raise TemplateError(f"template {self.name}: unsafe operation: {exc}") from None
         except jinja2.TemplateError as exc:
             raise TemplateError(f"template {self.name}: {exc}") from None
+        except RecursionError:
+            raise TemplateError(f"template {self.name}: recursion too deep") from None
+        except MemoryError:
+            raise TemplateError(f"template {self.name}: out of memory while rendering") \
+                from None
+        except Exception as exc:  # the template's own mistake: 1/0, a missing key ...
+            raise TemplateError(f"template {self.name}: {type(exc).__name__}: {exc}") from None
+        finally:
+            env.deadline = math.inf
 
     def render_messages(self, **context: Any) -> tuple[dict[str, str], ...]:
         text = self.render(**context)

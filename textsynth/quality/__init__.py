@@ -46,7 +46,7 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
                                             q.language_id.min_words))
     for i, ref in enumerate(q.custom):
         rules.append(filters.CustomFilter(filters.load_callable(ref, f"quality.custom.{i}"),
-                                          ref.rpartition(":")[2]))
+                                          ref.rpartition(":")[2], f"quality.custom.{i}"))
     withdraw = q.withdraw_conflicts
     if q.exact_dedup:
         rules.append(dedup.ExactDedup(withdraw))
@@ -79,12 +79,13 @@ def _prompts(recipe: Recipe, template: PromptTemplate) -> list[str]:
     from textsynth.errors import TemplateError
 
     first = {key: values[0] for key, values in sorted(recipe.vary.items())}
+    labels = {n: s.description for n, s in recipe.labels.items()}  # one for every label
     out: list[str] = []
     for label, spec in recipe.labels.items():
         context = {
             "task": recipe.description, "label": label, "label_name": _GAP,
             "label_description": _GAP,
-            "labels": {n: s.description for n, s in recipe.labels.items()},
+            "labels": labels,
             "language": recipe.all_languages[0],
             "language_name": language_name(recipe.all_languages[0]), "attributes": first,
             "examples": spec.examples[: recipe.generation.fewshot], "avoid": [],

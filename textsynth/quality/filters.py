@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from importlib import import_module
 from typing import Any, Literal
 
 from textsynth.errors import RecipeError
 from textsynth.quality.base import KEEP, Rule, Verdict
 from textsynth.quality.meta import MetaTextFilter
 from textsynth.quality.normalize import word_tokens
-from textsynth.schemas import Example
+from textsynth.schemas import Example, import_reference
 
 __all__ = [
     "CustomFilter",
@@ -172,15 +171,7 @@ CheckFunction = Callable[[Example], Any]
 
 def load_callable(ref: str, field: str = "quality.custom") -> CheckFunction:
     """Import ``module:function`` (a RecipeError names the field if that fails)."""
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise RecipeError(f"expected 'module:function', got {ref!r}", field=field)
-    try:
-        target = import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeError(f"cannot import {ref!r}: {exc}", field=field) from None
+    target = import_reference(ref, field, "function")
     if not callable(target):
         raise RecipeError(f"{ref!r} is not callable", field=field)
     return target
@@ -190,9 +181,11 @@ class CustomFilter(Rule):
     """A user function ``f(example)``: True/None keeps; False or a reason string drops;
     a :class:`Verdict` is used as is."""
 
-    def __init__(self, function: CheckFunction, name: str | None = None):
+    def __init__(self, function: CheckFunction, name: str | None = None,
+                 field: str = "quality.custom"):
         super().__init__()
         self.function = function
+        self.field = field
         self.label: str = name or str(getattr(function, "__name__", "custom"))
 
     @property
@@ -200,7 +193,13 @@ class CustomFilter(Rule):
         return f"custom:{self.label}"
 
     def check(self, example: Example) -> Verdict:
-        result = self.function(example)
+        try:
+            result = self.function(example)
+        except Exception as exc:  # a bug in the user's check: the run stops and says so
+            raise RecipeError(f"custom check {self.label} raised {type(exc).__name__}: {exc} "
+                              f"(on the {example.label!r} text {example.text[:60]!r}); fix it "
+                              "and run again: the completions are kept",
+                              field=self.field) from None
         if isinstance(result, Verdict):
             return result
         if result is None or result is True:
@@ -210,4 +209,4 @@ class CustomFilter(Rule):
         if isinstance(result, str):
             return Verdict(False, result)
         raise RecipeError(f"custom filter {self.label} returned {type(result).__name__}; "
-                          "expected bool, str, None or Verdict", field="quality.custom")
+                          "expected bool, str, None or Verdict", field=self.field)
