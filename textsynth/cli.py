@@ -58,7 +58,13 @@ def run(
     recipe = _load(recipe_path, out=out, per_label=per_label, seed=seed, backend=backend,
                    model=model, base_url=base_url)
     console = _console()
-    outcome = run_recipe(recipe, progress=not quiet, console=_console(stderr=True))
+    from textsynth.engine import INTERRUPTED, RunInterrupted
+
+    try:
+        outcome = run_recipe(recipe, progress=not quiet, console=_console(stderr=True))
+    except (RunInterrupted, KeyboardInterrupt):  # the answers that arrived are stored
+        _console(stderr=True).print(INTERRUPTED, highlight=False)
+        raise typer.Exit(130) from None
     from textsynth.progress import summary_table
 
     console.print(summary_table(outcome.result, outcome.cost))
@@ -285,8 +291,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, standalone_mode=False)  # typer.Exit comes back as its code
     except TextsynthError as exc:
-        _console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
-                                    soft_wrap=True)
+        from textsynth.redact import redact_text
+
+        _console(stderr=True).print(f"[red]error:[/red] {escape(redact_text(str(exc)))}",
+                                    highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted: run the same command again to resume")

@@ -18,6 +18,7 @@ from typing import Any
 
 from textsynth.backends.base import Completion, Request, Usage
 from textsynth.errors import ExportError
+from textsynth.redact import mask_known, redact, redact_text
 from textsynth.schemas import Example
 
 __all__ = ["Store"]
@@ -110,9 +111,10 @@ class Store:
         self._db.execute(
             "INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (key, slot, job_index, json.dumps(list(request.messages), ensure_ascii=False),
-             json.dumps(completion.texts, ensure_ascii=False), completion.finish_reason,
-             completion.usage.prompt_tokens, completion.usage.completion_tokens,
-             completion.model, completion.attempts, time.time()),
+             mask_known(json.dumps(completion.texts, ensure_ascii=False)),
+             completion.finish_reason, completion.usage.prompt_tokens,
+             completion.usage.completion_tokens, mask_known(completion.model),
+             completion.attempts, time.time()),
         )
 
     def completion_count(self) -> int:
@@ -143,8 +145,8 @@ class Store:
     def add_example(self, seq: int, example: Example) -> None:
         self._db.execute(
             "INSERT INTO examples VALUES (?,?,?,?,?)",
-            (seq, example.label, example.language, example.text,
-             json.dumps(example.to_dict(), ensure_ascii=False)),
+            (seq, example.label, example.language, mask_known(example.text),
+             mask_known(json.dumps(example.to_dict(), ensure_ascii=False))),
         )
 
     def add_reject(self, label: str, language: str, text: str, reason: str, detail: str = "",
@@ -152,7 +154,7 @@ class Store:
         self._db.execute(
             "INSERT INTO rejects (label, language, text, reason, detail, request_key)"
             " VALUES (?,?,?,?,?,?)",
-            (label, language, text, reason, detail, request_key),
+            (label, language, mask_known(text), reason, redact_text(detail), request_key),
         )
 
     def withdraw_example(self, label: str, language: str, text: str, reason: str,
@@ -199,8 +201,10 @@ class Store:
 
     # -- metadata --------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
+        """Store ``value`` as JSON, with secrets redacted (it may hold the recipe)."""
+        value = redact(json.loads(json.dumps(value, ensure_ascii=False, default=str)))
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                         (key, json.dumps(value, ensure_ascii=False, default=str)))
+                         (key, json.dumps(value, ensure_ascii=False)))
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

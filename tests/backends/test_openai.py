@@ -157,7 +157,7 @@ def test_backend_retries_a_transport_fault(server: FaultServer, fault: str) -> N
 
     async def go() -> Any:
         backend = OpenAIBackend({"base_url": server.url, "model": "m", "backoff": 0.01,
-                                 "timeout": 0.5})
+                                 "timeout": 0.5, "max_timeouts": 2})
         try:
             return await backend.generate([Request(({"role": "user", "content": "hi"},))])
         finally:
