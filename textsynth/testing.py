@@ -95,7 +95,8 @@ class FaultServer:
 
     Counters: ``stats`` (outcome -> count), ``served`` (body hash -> successful
     answers, to check that nothing was asked twice after it succeeded),
-    ``bodies`` (the last ``keep`` request bodies), ``arrivals`` (their arrival
+    ``bodies`` (the last ``keep`` request bodies), ``paths`` (their paths with query),
+    ``authorizations`` (Authorization headers received), ``arrivals`` (their arrival
     times and :func:`body_key`) and ``max_inflight``.
     """
 
@@ -152,6 +153,8 @@ class FaultServer:
         self.stats: Counter[str] = Counter()
         self.served: Counter[str] = Counter()
         self.bodies: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.paths: deque[str] = deque(maxlen=keep)  # path and query of each request
+        self.authorizations: Counter[str] = Counter()  # Authorization headers received
         # (time.monotonic() on arrival, body_key) of every request, in arrival order
         self.arrivals: deque[tuple[float, str]] = deque(maxlen=keep)
         self.inflight = 0
@@ -242,6 +245,8 @@ class FaultServer:
         except ValueError:
             return _error(400, "request body is not JSON", "invalid_request_error")
         self.bodies.append(body)
+        self.paths.append(request.path_qs)
+        self.authorizations[request.headers.get("Authorization", "")] += 1
         key = body_key(body)
         self.arrivals.append((time.monotonic(), key))
         self.stats["requests"] += 1
