@@ -80,14 +80,21 @@ def add_secret(*values: str | None) -> None:
                     _known.add(form)
 
 
+_cache: tuple[tuple[Any, ...], list[str]] = ((), [])
+
+
 def _known_now() -> list[str]:
-    with _lock:
-        found = set(_known)
-    for name in SECRET_ENV:
-        value = os.environ.get(name, "")
-        if len(value) >= _MIN_SECRET:
-            found.add(value)
-    return sorted(found, key=len, reverse=True)  # longest first: no half-masked keys
+    """The secrets to mask, longest first (no half-masked keys); rebuilt only when a
+    secret was added or the environment's keys changed (this runs for every answer)."""
+    global _cache
+    env = tuple(os.environ.get(name, "") for name in SECRET_ENV)
+    state = (len(_known), *env)
+    if _cache[0] != state:
+        with _lock:
+            found = set(_known)
+        found.update(v for v in env if len(v) >= _MIN_SECRET)
+        _cache = (state, sorted(found, key=len, reverse=True))
+    return _cache[1]
 
 
 def mask_known(text: str) -> str:
