@@ -83,10 +83,16 @@ def add_secret(*values: str | None) -> None:
 _cache: tuple[tuple[Any, ...], list[str]] = ((), [])
 
 
-def _known_now() -> list[str]:
-    """The secrets to mask, longest first (no half-masked keys); rebuilt only when a
-    secret was added or the environment's keys changed (this runs for every answer)."""
+def _known_now(refresh: bool = True) -> list[str]:
+    """The secrets to mask, longest first (no half-masked keys).
+
+    ``refresh``: look at the environment again. The hot path (every answer, row and
+    reject) skips that: the backend registers the key it uses, and every message,
+    log line and card looks again.
+    """
     global _cache
+    if not refresh and _cache[0] and _cache[0][0] == len(_known):
+        return _cache[1]
     env = tuple(os.environ.get(name, "") for name in SECRET_ENV)
     state = (len(_known), *env)
     if _cache[0] != state:
@@ -105,7 +111,7 @@ def mask_known(text: str) -> str:
     """
     if not text:
         return text
-    for secret in _known_now():
+    for secret in _known_now(refresh=False):
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
@@ -122,7 +128,10 @@ def redact_text(text: str) -> str:
     """``text`` (a message, a URL, a log line) with known secrets and secret-looking
     parts masked: URL credentials are dropped, secret query values, bearer tokens
     and key-shaped strings are replaced by ``<redacted>``."""
-    text = mask_known(str(text))
+    text = str(text)
+    for secret in _known_now():
+        if secret in text:
+            text = text.replace(secret, REDACTED)
     text = _URL_USERINFO.sub(lambda m: m["scheme"], text)
     text = _QUERY_PARAM.sub(_query, text)
     text = _BEARER.sub(lambda m: f"{m[1]} {REDACTED}", text)

@@ -260,7 +260,9 @@ class ChatClient:
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         """The body, at most ``max_body`` bytes: a larger one is not read any further."""
         length = resp.content_length
-        if length is None or length <= self.max_body:
+        if length is not None and length <= self.max_body:
+            return await resp.read()  # the usual case, and the fast path
+        if length is None:  # chunked: read no more than the limit
             raw = bytearray()
             async for chunk in resp.content.iter_chunked(1 << 16):
                 raw += chunk
