@@ -87,3 +87,37 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path: Path,
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 130 and INTERRUPTED in err and "Traceback" not in err
         assert time.monotonic() - started < 2  # not the grace period, not the answers
+
+
+def test_engine_interrupt_keeps_the_answers_in_flight(tmp_path: Path) -> None:
+    """The library's side of Ctrl-C: ``Engine.interrupt()`` and ``RunInterrupted``."""
+    import asyncio
+
+    from textsynth.engine import Engine, RunInterrupted
+    from textsynth.recipe import load_recipe
+
+    with FaultServer(items=3, latency=0.5) as srv:
+        recipe = load_recipe({
+            "name": "interrupt", "labels": {"a": "a", "b": "b"}, "per_label": 30,
+            "export": {"dir": str(tmp_path / "out")},
+            "backend": {"type": "openai", "options": {"base_url": srv.url, "model": "m",
+                                                      "concurrency": 4}}})
+        engine = Engine(recipe)
+
+        async def go() -> None:
+            async def stop_soon() -> None:
+                while not srv.served or srv.inflight < 4:
+                    await asyncio.sleep(0.01)
+                engine.interrupt()
+                assert engine.activity().startswith("stopping: storing the answers in flight")
+
+            stopper = asyncio.create_task(stop_soon())
+            try:
+                await engine.run()
+            finally:
+                await stopper
+
+        with pytest.raises(RunInterrupted, match=INTERRUPTED) as info:
+            asyncio.run(go())
+        assert info.value.stored == engine.store.completion_count() == len(srv.served)
+        assert srv.inflight == 0 and srv.stats["requests"] == len(srv.served)
