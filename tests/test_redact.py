@@ -40,7 +40,8 @@ def make_recipe(out: Path, url: str, **options: Any) -> Recipe:
     opts = {"base_url": url, "model": "test-model", "backoff": 0.01, "max_backoff": 0.05,
             "timeout": 5.0, **options}
     return load_recipe({
-        "name": "redact-test", "labels": {"label_a": "label a", "label_b": "label b"},
+        "name": "redact-test", "labels": {"reset_password": "forgot the password",
+                                          "api_key_help": "asks how to get an API key"},
         "per_label": 3, "generation": {"examples_per_request": 3},
         "export": {"dir": str(out), "formats": ["arrow", "parquet", "jsonl"]},
         "backend": {"type": "openai", "options": opts},
@@ -79,6 +80,19 @@ def test_urls_keep_what_is_not_secret() -> None:
     assert redact_text("header Authorization: Bearer abcdef123456") == \
         f"header Authorization: Bearer {REDACTED}"
     assert redact_text("key sk-abcdefghijklmnopqrstuvwx!") == f"key {REDACTED}!"
+
+
+def test_ordinary_text_is_left_alone() -> None:
+    for text in ("Basic English grammar", "Bearer bonds and bearer certificates",
+                 "press the key to reset the password", "max_tokens=160&api-version=2"):
+        assert redact_text(text) == text
+
+
+def test_labels_named_like_secrets_are_labels() -> None:
+    recipe = {"labels": {"reset_password": {"description": "forgot the password"},
+                         "car_key": {"description": "lost the car key"}},
+              "slots": {"token_type": ["access token"]}}
+    assert redact(recipe) == recipe
 
 
 def test_known_secrets_are_masked_anywhere_and_only_they_in_data() -> None:
@@ -126,12 +140,14 @@ def test_store_and_card_hold_no_credential_of_the_recipe(tmp_path: Path) -> None
     assert files_holding(tmp_path, user_pw, query_key, helicone, portkey) == []
     db = sqlite3.connect(tmp_path / "out" / "textsynth.db")
     stored = json.loads(db.execute("SELECT value FROM meta WHERE key='recipe'").fetchone()[0])
+    assert stored["labels"]["api_key_help"]["description"] == "asks how to get an API key"
     options = stored["backend"]["options"]
     assert options["headers"] == {"Helicone-Auth": REDACTED, "X-Portkey-Pass": REDACTED,
                                   "X-Trace": "visible-trace"}
     assert options["base_url"] == f"http://{host}?api-version=2024-06-01&key={REDACTED}"
     card = (tmp_path / "out" / "README.md").read_text()
     assert "api-version=2024-06-01" in card and "visible-trace" in card
+    assert "reset_password" in card and "forgot the password" in card
 
 
 def _echoing_reply(body: Mapping[str, Any], choice: int) -> str:

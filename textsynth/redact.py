@@ -48,7 +48,11 @@ _QUERY_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&#\s?;]+)=(?P<value>[^&#\
 _TOKEN_SHAPED = re.compile(
     r"\b(sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{20,}"
     r"|xox[abpr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16})")
-_BEARER = re.compile(r"\b(Bearer|Basic)\s+(?!<redacted>)[A-Za-z0-9._~+/=-]{6,}", re.I)
+# an Authorization value, quoted or not, with or without its scheme
+_AUTH_VALUE = re.compile(r"(?P<lead>\bauthorization[\"']?\s*[:=]\s*[\"']?"
+                         r"(?:(?:basic|bearer|token)\s+)?)(?!<redacted>)[^\s\"',;]+", re.I)
+# "Bearer <token>" in running text: only a token with a digit ("Bearer bonds" stays)
+_BEARER = re.compile(r"\b(?P<lead>Bearer\s+)(?=[A-Za-z._~+/=-]*\d)[A-Za-z0-9._~+/=-]{8,}")
 
 _known: set[str] = set()
 _lock = threading.Lock()
@@ -134,28 +138,27 @@ def redact_text(text: str) -> str:
             text = text.replace(secret, REDACTED)
     text = _URL_USERINFO.sub(lambda m: m["scheme"], text)
     text = _QUERY_PARAM.sub(_query, text)
-    text = _BEARER.sub(lambda m: f"{m[1]} {REDACTED}", text)
+    text = _AUTH_VALUE.sub(lambda m: m["lead"] + REDACTED, text)
+    text = _BEARER.sub(lambda m: m["lead"] + REDACTED, text)
     return _TOKEN_SHAPED.sub(REDACTED, text)
 
 
 def redact(value: Any) -> Any:
-    """``value`` (any JSON-like structure) with secrets replaced: non-empty entries
-    with a secret name, and secrets inside every string (see :func:`redact_text`).
-    Numbers and booleans under secret-looking names are kept (token counts)."""
+    """``value`` (any JSON-like structure) with secrets replaced: strings under a secret
+    name, and secrets inside every string (see :func:`redact_text`).
+
+    Only a string is masked for its name: numbers under secret-looking names are token
+    counts, and a mapping or list is looked into (``labels: {reset_password: {...}}``
+    is a label, not a password).
+    """
     if isinstance(value, dict):
-        return {k: REDACTED if is_secret_name(str(k)) and _has_content(v) else redact(v)
-                for k, v in value.items()}
+        return {k: REDACTED if isinstance(v, str) and v and is_secret_name(str(k))
+                else redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     if isinstance(value, str):
         return redact_text(value)
     return value
-
-
-def _has_content(value: Any) -> bool:
-    if value is None or isinstance(value, bool | int | float):
-        return False
-    return value not in ("", {}, [], ())
 
 
 class RedactingFilter(logging.Filter):
