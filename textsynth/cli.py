@@ -78,8 +78,14 @@ def run(
     recipe = _load(recipe_path, out=out, per_label=per_label, seed=seed, backend=backend,
                    model=model, base_url=base_url)
     console = _console()
-    outcome = run_recipe(recipe, progress=not quiet, console=_console(stderr=True),
-                         overwrite=overwrite)
+    from textsynth.engine import INTERRUPTED, RunInterrupted
+
+    try:
+        outcome = run_recipe(recipe, progress=not quiet, console=_console(stderr=True),
+                             overwrite=overwrite)
+    except (RunInterrupted, KeyboardInterrupt):  # the answers that arrived are stored
+        _console(stderr=True).print(INTERRUPTED, highlight=False)
+        raise typer.Exit(130) from None
     from textsynth.progress import summary_table
 
     console.print(summary_table(outcome.result, outcome.cost))
@@ -329,8 +335,10 @@ def _usage_line(exc: BaseException) -> str:
 
 
 def _print_error(message: str) -> None:
-    _console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False,
-                                soft_wrap=True)
+    from textsynth.redact import redact_text
+
+    _console(stderr=True).print(f"[red]error:[/red] {escape(redact_text(message))}",
+                                highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:

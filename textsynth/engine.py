@@ -28,7 +28,10 @@ import asyncio
 import bisect
 import gc
 import math
+import os
 import random
+import signal
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -39,7 +42,7 @@ from typing import Any
 
 from textsynth.backends import Backend, create_backend
 from textsynth.backends.base import Completion, Request, Usage
-from textsynth.errors import BudgetExceeded, GenerationError, StoreError
+from textsynth.errors import BudgetExceeded, GenerationError, StoreError, TextsynthError
 from textsynth.languages import language_name
 from textsynth.plan import Job, Planner, Slot
 from textsynth.quality import QualityGate, build_gate
@@ -48,7 +51,18 @@ from textsynth.schemas import Example, OutputSchema, Parsed, load_schema
 from textsynth.store import Store, Transaction
 from textsynth.templates import PromptTemplate
 
-__all__ = ["Engine", "RunResult", "SlotStats", "language_name"]
+__all__ = ["Engine", "RunInterrupted", "RunResult", "SlotStats", "language_name"]
+
+INTERRUPTED = "interrupted: run the same command again to resume"
+
+
+class RunInterrupted(TextsynthError):
+    """The run was stopped by Ctrl-C (SIGINT) after storing the answers that arrived."""
+
+    def __init__(self, stored: int = 0):
+        self.stored = stored
+        super().__init__(INTERRUPTED)
+
 
 @dataclass
 class SlotStats:
@@ -140,7 +154,14 @@ class Engine:
 
     >>> engine = Engine(recipe, backend=FakeBackend(responses=['["hi"]']))  # doctest: +SKIP
     >>> result = asyncio.run(engine.run())  # doctest: +SKIP
+
+    Ctrl-C (SIGINT, in the main thread): the first one stops sending, stores the
+    answers that arrive within :attr:`interrupt_grace` seconds and raises
+    :class:`RunInterrupted`; a second one exits the process at once (status 130).
     """
+
+    #: seconds the answers in flight get after the first Ctrl-C
+    interrupt_grace: float = 5.0
 
     def __init__(self, recipe: Recipe, backend: Backend | None = None,
                  store: Store | None = None, progress: ProgressHook | None = None,
@@ -198,6 +219,8 @@ class Engine:
         self._tracking = False  # the backend reports its requests' state
         self._arrived = 0
         self._gone: set[JobKey] = set()  # replaced before processing reached them
+        self._interrupted = False
+        self._main: asyncio.Task[Any] | None = None  # cancelled by the first Ctrl-C
 
     # -- rendering -----------------------------------------------------------------
     def context(self, job: Job) -> dict[str, Any]:
@@ -331,6 +354,8 @@ class Engine:
     ) -> None:
         try:
             async with self._sem:
+                if self._interrupted:  # Ctrl-C: nothing more goes on the wire
+                    return
                 completions = await self.backend.generate([r for _, r, _, _ in batch])
         except Exception as exc:  # handed to whoever waits on these jobs
             self._forget(batch)
@@ -607,10 +632,59 @@ class Engine:
         if self.progress is not None:
             self.progress(self, event)
 
+    def activity(self) -> str:
+        """What the run waits for now, in a few words ("" when nothing is slow)."""
+        if self._interrupted:
+            return (f"stopping: storing the answers in flight (at most "
+                    f"{self.interrupt_grace:g} s; Ctrl-C again quits at once)")
+        activity = getattr(self.backend, "activity", None)
+        return str(activity()) if callable(activity) else ""
+
+    def interrupt(self) -> None:
+        """Stop sending, keep the answers in flight for a grace period, then raise
+        :class:`RunInterrupted` from :meth:`run` (what the first Ctrl-C does)."""
+        if self._interrupted:
+            return
+        self._interrupted = True
+        if self._main is not None:
+            self._main.cancel()
+
     async def run(self) -> RunResult:
         """Generate until every quota is filled or the attempt limit or budget is reached."""
-        with _fewer_collections():
-            return await self._run()
+        loop = asyncio.get_running_loop()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            def on_sigint(signum: int, frame: Any) -> None:
+                if self._interrupted:  # the second Ctrl-C: no more waiting
+                    os.write(2, f"\n{INTERRUPTED} (stopped at once)\n".encode())
+                    os._exit(130)
+                loop.call_soon_threadsafe(self.interrupt)
+
+            previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            with _fewer_collections():
+                return await self._run()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    async def _tick(self) -> None:
+        """Refresh the progress display while nothing else does (waits, retries)."""
+        while True:
+            await asyncio.sleep(1.0)
+            self._notify("tick")
+
+    async def _stop_sending(self) -> None:
+        """After Ctrl-C: send nothing more, give the answers in flight a grace period."""
+        self._pending.clear()
+        self.backend.cancel_queued()
+        for jk in list(self._parked):  # waiting for a retry: nothing paid, nothing lost
+            self._sending[jk][0].cancel()
+        self._notify("interrupted")
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self.interrupt_grace)
+        for task in list(self._tasks):
+            task.cancel()
 
     async def _run(self) -> RunResult:
         start = time.perf_counter()
@@ -622,6 +696,11 @@ class Engine:
         self._tracking = self.batch_size == 1 and self.backend.reports_request_state
         if self._tracking:
             self.backend.on_request_state = self._on_request_state
+        ticker = asyncio.create_task(self._tick()) if self.progress is not None else None
+        self._main = asyncio.current_task()
+        interrupted = False
+        if self._interrupted and self._main is not None:  # Ctrl-C before the run began
+            self._main.cancel()
         try:
             while True:
                 active = [s for s in self.slots
@@ -651,11 +730,25 @@ class Engine:
                 self._round += 1
         except BudgetExceeded as exc:
             self.result.stopped = str(exc)
+        except asyncio.CancelledError:
+            if not self._interrupted:
+                for task in list(self._tasks):
+                    task.cancel()
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # handled: later awaits here must not see it again
+            self._main = None
+            await self._stop_sending()
+            interrupted = True
         except BaseException:
             for task in list(self._tasks):
                 task.cancel()
             raise
         finally:
+            self._main = None
+            if ticker is not None:
+                ticker.cancel()
             self.backend.on_request_state = None
             try:
                 self._commit_results()
@@ -683,6 +776,8 @@ class Engine:
                 self._save_summary()
         if self._failure is not None:  # e.g. the last answers could not be stored
             raise self._failure
+        if interrupted:
+            raise RunInterrupted(self.store.completion_count())
         return self.result
 
     def _save_summary(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -15,7 +16,8 @@ __all__ = ["RunProgress", "summary_table"]
 
 
 class RunProgress:
-    """A live bar per label (accepted / target) plus requests, tokens and rejects."""
+    """A live bar per label (accepted / target) plus requests, tokens and rejects, and
+    what the run waits for when it waits ("waiting 42 s for retry (429)")."""
 
     def __init__(self, console: Console | None = None, enabled: bool = True):
         self.console = console or Console(stderr=True)
@@ -47,10 +49,12 @@ class RunProgress:
                                  info=f"{st.jobs} req, {rejected} rej")
         res = engine.result
         accepted = sum(s.accepted for s in engine.stats.values())
-        self.progress.update(
-            self._totals, completed=accepted,
-            info=f"{res.sent} sent, {res.cached} cached, {res.usage.total_tokens:,} tokens, "
-                 f"{sum(res.rejected.values())} rejected")
+        info = (f"{res.sent} sent, {res.cached} cached, {res.usage.total_tokens:,} tokens, "
+                f"{sum(res.rejected.values())} rejected")
+        waiting = engine.activity()  # retries, slow answers, Ctrl-C: never a silent wait
+        if waiting:
+            info += f" [yellow]{escape(waiting)}[/yellow]"
+        self.progress.update(self._totals, completed=accepted, info=info)
 
 
 def summary_table(result: RunResult, cost: float | None = None) -> Table:

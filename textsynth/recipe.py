@@ -284,18 +284,11 @@ class Recipe(_Strict):
         return _validate(data, str(self.source) if self.source else None)
 
 
-_SECRET_NAME = re.compile(
-    r"(^|[_-])(api[_-]?key|key|token|secret|password|authorization|cookie)$", re.I)
-
-
 def redact_secrets(value: Any) -> Any:
-    """``value`` with every entry whose name looks secret replaced by ``"***"``."""
-    if isinstance(value, dict):
-        return {k: "***" if v and _SECRET_NAME.search(str(k)) else redact_secrets(v)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_secrets(v) for v in value]
-    return value
+    """``value`` with secrets redacted, by the rule of :mod:`textsynth.redact`."""
+    from textsynth.redact import redact
+
+    return redact(value)
 
 
 def _label_key(name: str) -> str:

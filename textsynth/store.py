@@ -35,6 +35,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from textsynth.backends.base import Completion, Request, Usage
 from textsynth.errors import StoreError
+from textsynth.redact import mask_known, redact, redact_text
 from textsynth.schemas import Example
 
 __all__ = ["STORE_NAME", "Store", "Transaction"]
@@ -360,9 +361,10 @@ class Store:
         self._db.execute(
             "INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (key, slot, job_index, json.dumps(list(request.messages), ensure_ascii=False),
-             json.dumps(completion.texts, ensure_ascii=False), completion.finish_reason,
-             completion.usage.prompt_tokens, completion.usage.completion_tokens,
-             completion.model, completion.attempts, time.time()),
+             mask_known(json.dumps(completion.texts, ensure_ascii=False)),
+             completion.finish_reason, completion.usage.prompt_tokens,
+             completion.usage.completion_tokens, mask_known(completion.model),
+             completion.attempts, time.time()),
         )
 
     @_guarded("read")
@@ -398,8 +400,8 @@ class Store:
     def add_example(self, seq: int, example: Example) -> None:
         self._db.execute(
             "INSERT INTO examples VALUES (?,?,?,?,?)",
-            (seq, example.label, example.language, example.text,
-             json.dumps(example.to_dict(), ensure_ascii=False)),
+            (seq, example.label, example.language, mask_known(example.text),
+             mask_known(json.dumps(example.to_dict(), ensure_ascii=False))),
         )
 
     @_guarded("write")
@@ -408,7 +410,7 @@ class Store:
         self._db.execute(
             "INSERT INTO rejects (label, language, text, reason, detail, request_key)"
             " VALUES (?,?,?,?,?,?)",
-            (label, language, text, reason, detail, request_key),
+            (label, language, mask_known(text), reason, redact_text(detail), request_key),
         )
 
     @_guarded("write")
@@ -465,8 +467,10 @@ class Store:
     # -- metadata --------------------------------------------------------------------
     @_guarded("write")
     def set_meta(self, key: str, value: Any) -> None:
+        """Store ``value`` as JSON, with secrets redacted (it may hold the recipe)."""
+        value = redact(json.loads(json.dumps(value, ensure_ascii=False, default=str)))
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                         (key, json.dumps(value, ensure_ascii=False, default=str)))
+                         (key, json.dumps(value, ensure_ascii=False)))
 
     @_guarded("read")
     def get_meta(self, key: str, default: Any = None) -> Any:

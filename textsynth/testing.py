@@ -3,9 +3,10 @@
 It answers ``POST /v1/chat/completions`` after a fixed latency and can be told to
 fail a share of the answers (or a scripted sequence of them) in the ways real
 endpoints fail: 429 with ``Retry-After``, 500, 400, a hang past the client's
-timeout, a dropped connection, a body that is not JSON, empty content and
-``finish_reason: length``. It listens on loopback only, bounds request bodies,
-and stops by itself after ``lifetime`` seconds.
+timeout, a dropped connection, a body that is not JSON, empty content,
+``finish_reason: length`` and a huge body streamed without a length. It listens
+on loopback only, bounds request bodies, and stops by itself after ``lifetime``
+seconds.
 
 >>> with FaultServer(latency=0.05, faults={"rate_limit": 0.1}) as server:  # doctest: +SKIP
 ...     recipe = recipe.with_overrides(backend="openai", base_url=server.url)
@@ -37,7 +38,7 @@ __all__ = ["FAULTS", "FaultServer", "default_reply"]
 
 #: what the server can do instead of answering normally
 FAULTS = ("rate_limit", "server_error", "bad_request", "timeout", "drop", "malformed", "empty",
-          "length")
+          "length", "huge")
 
 Reply = Callable[[Mapping[str, Any], int], str]
 
@@ -86,9 +87,16 @@ class FaultServer:
     request features the server accepts: an unsupported ``response_format`` gets
     a 400, an unsupported ``n`` is ignored (one choice comes back).
 
+    ``retry_after_max``: Retry-After is drawn between ``retry_after`` and this.
+    ``huge_bytes``: the size of a ``huge`` answer (streamed in chunks, no length).
+    ``answer_model``: the ``model`` every answer names (default: the one asked for).
+    ``echo_auth``: error messages repeat the ``Authorization`` header they got, as
+    careless servers do (to test that echoed keys are masked).
+
     Counters: ``stats`` (outcome -> count), ``served`` (body hash -> successful
     answers, to check that nothing was asked twice after it succeeded),
-    ``bodies`` (the last ``keep`` request bodies), ``arrivals`` (their arrival
+    ``bodies`` (the last ``keep`` request bodies), ``paths`` (their paths with query),
+    ``authorizations`` (Authorization headers received), ``arrivals`` (their arrival
     times and :func:`body_key`) and ``max_inflight``.
     """
 
@@ -110,6 +118,10 @@ class FaultServer:
         json_object: bool = True,
         supports_n: bool = True,
         api_key: str | None = None,
+        retry_after_max: float | None = None,
+        huge_bytes: int = 10 * 1024 * 1024,
+        answer_model: str | None = None,
+        echo_auth: bool = False,
         port: int = 0,
         lifetime: float = 600.0,
         keep: int = 10_000,
@@ -132,11 +144,17 @@ class FaultServer:
         self.json_object = json_object
         self.supports_n = supports_n
         self.api_key = api_key
+        self.retry_after_max = retry_after_max
+        self.huge_bytes = huge_bytes
+        self.answer_model = answer_model
+        self.echo_auth = echo_auth
         self.port = port
         self.lifetime = lifetime
         self.stats: Counter[str] = Counter()
         self.served: Counter[str] = Counter()
         self.bodies: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.paths: deque[str] = deque(maxlen=keep)  # path and query of each request
+        self.authorizations: Counter[str] = Counter()  # Authorization headers received
         # (time.monotonic() on arrival, body_key) of every request, in arrival order
         self.arrivals: deque[tuple[float, str]] = deque(maxlen=keep)
         self.inflight = 0
@@ -196,7 +214,8 @@ class FaultServer:
                             "message": {"role": "assistant", "content": text}})
         return {
             "id": f"chatcmpl-{key}", "object": "chat.completion", "created": 0,
-            "model": str(body.get("model") or self.model), "choices": choices,
+            "model": self.answer_model or str(body.get("model") or self.model),
+            "choices": choices,
             "usage": {"prompt_tokens": prompt, "completion_tokens": out_tokens,
                       "total_tokens": prompt + out_tokens},
         }
@@ -211,16 +230,23 @@ class FaultServer:
                           "invalid_request_error")
         return None
 
+    def _echo(self, request: web.Request, message: str) -> str:
+        if not self.echo_auth:
+            return message
+        return f"{message} (request sent with {request.headers.get('Authorization')!r})"
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         if self.api_key is not None and \
                 request.headers.get("Authorization") != f"Bearer {self.api_key}":
             self.stats["unauthorized"] += 1
-            return _error(401, "invalid API key", "authentication_error")
+            return _error(401, self._echo(request, "invalid API key"), "authentication_error")
         try:
             body = await request.json()
         except ValueError:
             return _error(400, "request body is not JSON", "invalid_request_error")
         self.bodies.append(body)
+        self.paths.append(request.path_qs)
+        self.authorizations[request.headers.get("Authorization", "")] += 1
         key = body_key(body)
         self.arrivals.append((time.monotonic(), key))
         self.stats["requests"] += 1
@@ -238,12 +264,19 @@ class FaultServer:
             await asyncio.sleep(self._latency())
         self.stats[fault] += 1
         if fault == "rate_limit":
-            headers = {} if self.retry_after is None else {"Retry-After": f"{self.retry_after:g}"}
-            return _error(429, "rate limit reached, slow down", "rate_limit_error", headers)
+            after = self.retry_after
+            if after is not None and self.retry_after_max is not None:
+                after = round(self._rng.uniform(after, self.retry_after_max), 1)
+            headers = {} if after is None else {"Retry-After": f"{after:g}"}
+            return _error(429, self._echo(request, "rate limit reached, slow down"),
+                          "rate_limit_error", headers)
         if fault == "server_error":
-            return _error(500, "the server had an error", "server_error")
+            return _error(500, self._echo(request, "the server had an error"), "server_error")
         if fault == "bad_request":
-            return _error(400, "this request cannot be served", "invalid_request_error")
+            return _error(400, self._echo(request, "this request cannot be served"),
+                          "invalid_request_error")
+        if fault == "huge":
+            return await self._huge(request)
         if fault == "timeout":
             await asyncio.sleep(self.hang)
             return _error(504, "too late", "timeout")
@@ -258,6 +291,24 @@ class FaultServer:
             return unsupported
         self.served[key] += 1
         return web.json_response(self._completion(body, fault, key))
+
+    async def _huge(self, request: web.Request) -> web.StreamResponse:
+        """``huge_bytes`` of a JSON string, chunked: the client cannot know the size."""
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        chunk = b"x" * (1 << 16)
+        sent = 0
+        try:
+            await resp.write(b'{"choices": [{"message": {"content": "')
+            while sent < self.huge_bytes:
+                await resp.write(chunk)
+                sent += len(chunk)
+            await resp.write(b'"}}]}')
+            await resp.write_eof()
+        except (ConnectionError, RuntimeError):  # the client stopped reading: as it should
+            self.stats["huge_abandoned"] += 1
+        return resp
 
     async def _models(self, request: web.Request) -> web.Response:
         models = [{"id": self.model, "object": "model"}]
@@ -348,6 +399,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--items", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lifetime", type=float, default=600.0)
+    parser.add_argument("--retry-after-max", type=float, default=None,
+                        help="draw Retry-After between --retry-after and this")
+    parser.add_argument("--huge-bytes", type=int, default=10 * 1024 * 1024)
     for name in FAULTS:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=0.0,
                             metavar="SHARE", help=f"share of answers that are '{name}'")
@@ -356,7 +410,8 @@ def main(argv: list[str] | None = None) -> None:
     server = FaultServer(latency=args.latency, latency_sigma=args.latency_sigma,
                          faults=faults, retry_after=args.retry_after,
                          hang=args.hang, items=args.items, seed=args.seed, port=args.port,
-                         lifetime=args.lifetime)
+                         lifetime=args.lifetime, retry_after_max=args.retry_after_max,
+                         huge_bytes=args.huge_bytes)
 
     async def run() -> None:
         await server.start_async()

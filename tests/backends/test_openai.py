@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
+import os
+import re
 import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -157,7 +161,7 @@ def test_backend_retries_a_transport_fault(server: FaultServer, fault: str) -> N
 
     async def go() -> Any:
         backend = OpenAIBackend({"base_url": server.url, "model": "m", "backoff": 0.01,
-                                 "timeout": 0.5})
+                                 "timeout": 0.5, "max_timeouts": 2})
         try:
             return await backend.generate([Request(({"role": "user", "content": "hi"},))])
         finally:
@@ -587,3 +591,119 @@ def test_error_messages_hide_credentials_in_the_url(tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailable) as info:
         run(make_recipe(tmp_path, url, max_retries=0))
     assert "SECRET" not in str(info.value) and f"127.0.0.1:{port}/v1" in str(info.value)
+
+
+# -- no silent waits -------------------------------------------------------------------------
+def test_retry_after_is_capped(tmp_path: Path) -> None:
+    with FaultServer(items=3, retry_after=3600, script=["rate_limit"]) as srv:
+        started = time.perf_counter()
+        engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=3,
+                                 max_retry_after=0.2))
+        assert srv.stats["rate_limit"] == 1
+    assert engine.result.complete and time.perf_counter() - started < 10
+    assert engine.backend.stats["retry_after_capped"] == 1  # type: ignore[attr-defined]
+
+
+def test_a_server_that_keeps_asking_to_wait_is_given_up_in_one_line(tmp_path: Path) -> None:
+    with FaultServer(faults={"rate_limit": 1.0}, retry_after=3600) as srv, \
+            pytest.raises(RateLimited) as info:
+        run(make_recipe(tmp_path, srv.url, labels=1, per_label=3, max_retries=1,
+                        max_retry_after=0.05))
+    message = str(info.value)
+    assert "\n" not in message and "gave up after 2 attempts" in message
+    assert "the server asked to wait 3600 s, more than max_retry_after (0.05 s)" in message
+
+
+def test_a_hanging_server_is_given_up_after_one_retry(tmp_path: Path) -> None:
+    assert OpenAIBackend.Options().timeout == 60 and OpenAIBackend.Options().max_timeouts == 1
+    with FaultServer(faults={"timeout": 1.0}, hang=30) as srv:
+        started = time.perf_counter()
+        with pytest.raises(BackendUnavailable, match=r"no answer .* within 0.3 s .*gave up "
+                                                     r"after 2 attempts"):
+            run(make_recipe(tmp_path, srv.url, labels=1, per_label=3, timeout=0.3))
+        tries = Counter(key for _, key in srv.arrivals)  # per request: sent, retried once
+    assert max(tries.values()) == 2 and time.perf_counter() - started < 10
+
+
+def test_the_progress_display_shows_a_wait_for_a_retry(tmp_path: Path) -> None:
+    from textsynth.progress import RunProgress
+
+    bar = RunProgress(Console(file=io.StringIO()), enabled=False)
+    shown: list[str] = []
+
+    def hook(engine: Engine, event: str) -> None:
+        bar(engine, event)
+        shown.append(bar.progress.tasks[-1].fields["info"])
+
+    with FaultServer(items=3, retry_after=2.5, script=["rate_limit", "rate_limit"]) as srv:
+        engine = Engine(make_recipe(tmp_path, srv.url, labels=1, per_label=6), progress=hook)
+        asyncio.run(engine.run())
+    assert engine.result.complete
+    assert any(re.search(r"waiting [12] s for retry \(429\), 2 requests", s) for s in shown), shown
+
+
+def test_a_slow_answer_is_shown_while_it_is_awaited(server: FaultServer) -> None:
+    server.latency = 0.5
+    seen: list[str] = []
+
+    async def go() -> None:
+        backend = OpenAIBackend({"base_url": server.url, "model": "m"})
+        ask = asyncio.create_task(backend.generate([Request(({"role": "user",
+                                                              "content": "hi"},))]))
+        await asyncio.sleep(0.2)
+        seen.append(backend.client.activity(now=time.monotonic() + 30))
+        seen.append(backend.activity())
+        await ask
+        seen.append(backend.client.activity(now=time.monotonic() + 30))
+        await backend.aclose()
+
+    asyncio.run(go())
+    assert re.fullmatch(r"waiting for server answer \(3\d s\)", seen[0])
+    assert seen[1:] == ["", ""]  # not slow yet; then nothing awaited
+
+
+# -- bounded answers ---------------------------------------------------------------------------
+def test_a_huge_answer_is_not_read_and_is_retried(tmp_path: Path) -> None:
+    with FaultServer(items=3, script=["huge"], huge_bytes=64 * 1024 * 1024) as srv:
+        engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=3,
+                                 max_response_bytes=1024 * 1024))
+        assert srv.stats["huge"] == 1
+    assert engine.result.complete
+    assert engine.backend.stats["too_large"] == 1  # type: ignore[attr-defined]
+    assert all(len(t) < 1000 for t in texts(engine))
+
+
+def test_a_huge_answer_is_a_clear_error(server: FaultServer) -> None:
+    server.script.append("huge")
+
+    async def go() -> None:
+        backend = OpenAIBackend({"base_url": server.url, "model": "m", "max_retries": 0})
+        try:
+            await backend.generate([Request(({"role": "user", "content": "hi"},))])
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(BackendResponseError, match=r"answer larger than 8,388,608 bytes "
+                                                   r"\(backend.options.max_response_bytes\)"):
+        asyncio.run(go())
+
+
+# -- base URLs ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("url", ["http://", "http://[::1", "http://127.0.0.1:99999/v1",
+                                 "http://bob:pa55-Secret-1@127.0.0.1:9/v1"])
+def test_cli_bad_base_urls_are_one_line(write_recipe, recipe_dict: dict, url: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "textsynth", "run", str(write_recipe(recipe_dict)),
+         "--base-url", url], capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "OPENAI_API_KEY": "sk-env-key-000111222"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    line = proc.stderr.strip()
+    assert line.startswith("error:") and "\n" not in line, proc.stderr
+    assert "base_url" in proc.stderr and "pa55-Secret-1" not in proc.stderr
+
+
+def test_a_query_in_the_base_url_stays_a_query(tmp_path: Path, server: FaultServer) -> None:
+    engine = run(make_recipe(tmp_path, f"{server.url}/?api-version=2024-06-01", labels=1,
+                             per_label=3))
+    assert engine.result.complete
+    assert set(server.paths) == {"/v1/chat/completions?api-version=2024-06-01"}

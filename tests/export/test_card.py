@@ -82,6 +82,7 @@ def test_nothing_secret_reaches_the_card(slots_recipe_dict: dict,
 
 def test_redact_keys_by_name_but_keeps_token_counts() -> None:
     options = {"api_key": "abc", "base_url": "http://u:p@host:8000/v1", "max_tokens": 10,
-               "headers": {"Authorization": "Bearer x"}, "access_token": None}
+               "headers": {"Authorization": "Bearer x", "X-Trace": "t"}, "access_token": None}
     assert redact(options) == {"api_key": "<redacted>", "base_url": "http://host:8000/v1",
-                               "max_tokens": 10, "headers": "<redacted>", "access_token": None}
+                               "max_tokens": 10, "access_token": None,
+                               "headers": {"Authorization": "<redacted>", "X-Trace": "t"}}

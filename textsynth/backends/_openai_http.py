@@ -32,10 +32,12 @@ from textsynth.errors import (
     RateLimited,
 )
 from textsynth.ratelimit import RateLimiter
+from textsynth.redact import LOG_FILTER, redact_text
 
-__all__ = ["ChatClient", "RetryPolicy", "parse_retry_after", "sdk_error"]
+__all__ = ["ChatClient", "RetryPolicy", "chat_url", "parse_retry_after", "sdk_error"]
 
 log = logging.getLogger("textsynth.backends.openai")
+log.addFilter(LOG_FILTER)
 
 StateHook = Callable[[str], None]
 
@@ -47,6 +49,14 @@ class RetryPolicy:
     max_retries: int = 6
     backoff: float = 0.5
     max_backoff: float = 30.0
+    max_retry_after: float = 60.0  # a server's Retry-After is obeyed up to this long
+    max_timeouts: int = 1  # retries after a timeout (a server that hangs hangs again)
+
+
+def chat_url(base_url: str) -> URL:
+    """``{base_url}/chat/completions``, keeping a query string (``?api-version=``) a query."""
+    url = URL(base_url)
+    return url.with_path(url.path.rstrip("/") + "/chat/completions", keep_query=True)
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -80,19 +90,46 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _error_message(raw: bytes) -> str:
+    """The server's error message, short, with secrets it may echo masked."""
     try:
         data = json.loads(raw)
         err = data.get("error", data) if isinstance(data, dict) else data
         msg = err.get("message") or err.get("detail") if isinstance(err, dict) else err
         if msg:
-            return str(msg)[:300]
+            return redact_text(str(msg)[:300])
     except ValueError:
         pass
-    return raw[:300].decode("utf-8", "replace").strip() or "(empty body)"
+    return redact_text(raw[:300].decode("utf-8", "replace").strip()) or "(empty body)"
 
 
-def _gave_up(exc: BackendError, attempts: int) -> BackendError:
-    note = f"{exc} (gave up after {attempts} attempts; run again to resume)"
+def _body(raw: bytes) -> str:
+    return redact_text(raw[:2000].decode("utf-8", "replace"))
+
+
+def _timed_out(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, TimeoutError):
+        cause = cause.__cause__
+    return cause is not None
+
+
+def _why(exc: BaseException | None) -> str:
+    """A failure in two or three words, for the progress display."""
+    if isinstance(exc, RateLimited):
+        return "429"
+    if isinstance(exc, BackendResponseError):
+        return "bad answer" if exc.status in (None, 200) else str(exc.status)
+    if exc is not None and _timed_out(exc):
+        return "no answer"
+    return "connection failed"
+
+
+def _gave_up(exc: BackendError, attempts: int, cap: float) -> BackendError:
+    asked = ""
+    if isinstance(exc, RateLimited) and exc.retry_after is not None and exc.retry_after > cap:
+        asked = (f"; the server asked to wait {exc.retry_after:g} s, more than "
+                 f"max_retry_after ({cap:g} s)")
+    note = f"{exc} (gave up after {attempts} attempts{asked}; run again to resume)"
     if isinstance(exc, RateLimited):
         return RateLimited(note, exc.retry_after, exc.body)
     if isinstance(exc, BackendResponseError):
@@ -117,10 +154,7 @@ def sdk_error(exc: BackendError, url: str) -> Exception | None:
         return None
     request = http.Request("POST", url)
     if isinstance(exc, BackendUnavailable):
-        cause: BaseException | None = exc
-        while cause is not None and not isinstance(cause, TimeoutError):
-            cause = cause.__cause__
-        if cause is not None:
+        if _timed_out(exc):
             return openai.APITimeoutError(request=request)
         return openai.APIConnectionError(message=str(exc), request=request)
     status = 429 if isinstance(exc, RateLimited) else getattr(exc, "status", None)
@@ -144,7 +178,13 @@ def sdk_error(exc: BackendError, url: str) -> Exception | None:
 
 
 class ChatClient:
-    """Sends chat-completion bodies to ``{base_url}/chat/completions``."""
+    """Sends chat-completion bodies to ``{base_url}/chat/completions``.
+
+    Every wait is visible: :meth:`activity` says how many requests wait for a
+    retry (and why) and how long the oldest request on the wire has waited for
+    its answer. Answers larger than ``max_body`` bytes are not read (a server
+    streaming gigabytes cannot fill memory): they count as a bad answer.
+    """
 
     def __init__(
         self,
@@ -152,12 +192,13 @@ class ChatClient:
         headers: Mapping[str, str],
         limiter: RateLimiter,
         *,
-        timeout: float = 120.0,
+        timeout: float = 60.0,
         connect_timeout: float = 10.0,
         retry: RetryPolicy | None = None,
+        max_body: int = 8 * 1024 * 1024,
     ):
         self.base_url = base_url.rstrip("/")
-        self.url = f"{self.base_url}/chat/completions"
+        self.url = chat_url(self.base_url)
         # what messages show: no user, password or query (they may hold a key)
         self.shown = str(URL(self.base_url).with_user(None).with_query(None))
         self.url_shown = f"{self.shown}/chat/completions"
@@ -166,11 +207,15 @@ class ChatClient:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.retry = retry or RetryPolicy()
+        self.max_body = max_body
         self.stats: Counter[str] = Counter()
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jitter = wait_random_exponential(multiplier=self.retry.backoff,
                                                max=self.retry.max_backoff)
+        # per call of complete(): when its attempt went on the wire / until when it waits
+        self._on_wire: dict[int, float] = {}
+        self._waiting: dict[int, tuple[float, str]] = {}
 
     # -- session ----------------------------------------------------------------------
     def _get_session(self) -> aiohttp.ClientSession:
@@ -190,31 +235,71 @@ class ChatClient:
                 await self._session.close()
             self._session = None
 
+    # -- what the client waits for -----------------------------------------------------
+    def activity(self, now: float | None = None) -> str:
+        """What the requests wait for, in a few words ("" when nothing is slow).
+
+        >>> client.activity()  # doctest: +SKIP
+        'waiting 42 s for retry (429), 3 requests; waiting for server answer (12 s)'
+        """
+        now = time.monotonic() if now is None else now
+        parts = []
+        if self._waiting:
+            until = max(u for u, _ in self._waiting.values())
+            reasons = Counter(w for _, w in self._waiting.values())
+            many = f", {len(self._waiting)} requests" if len(self._waiting) > 1 else ""
+            label = "/".join(r for r, _ in reasons.most_common(2))
+            parts.append(f"waiting {max(0.0, until - now):.0f} s for retry ({label}){many}")
+        if self._on_wire:
+            oldest = now - min(self._on_wire.values())
+            if oldest >= 5:
+                parts.append(f"waiting for server answer ({oldest:.0f} s)")
+        return "; ".join(parts)
+
     # -- one attempt ---------------------------------------------------------------------
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, at most ``max_body`` bytes: a larger one is not read any further."""
+        length = resp.content_length
+        if length is not None and length <= self.max_body:
+            return await resp.read()  # the usual case, and the fast path
+        if length is None:  # chunked: read no more than the limit
+            raw = bytearray()
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                raw += chunk
+                if len(raw) > self.max_body:
+                    break
+            else:
+                return bytes(raw)
+        resp.close()  # drop the connection: the rest is never read
+        self.stats["too_large"] += 1
+        status = resp.status if resp.status >= 500 else 200
+        raise BackendResponseError(
+            f"{self.shown} sent an answer larger than {self.max_body:,} bytes "
+            "(backend.options.max_response_bytes); it was not read", status)
+
     async def _post(self, data: bytes) -> dict[str, Any]:
         session = self._get_session()
         try:
             async with session.post(self.url, data=data) as resp:
-                raw = await resp.read()
+                raw = await self._read(resp)
                 status = resp.status
                 if status == 429:
                     after = parse_retry_after(resp.headers)
                     raise RateLimited(f"{self.shown} is rate limiting (429): "
-                                      f"{_error_message(raw)}", after,
-                                      raw[:2000].decode("utf-8", "replace"))
+                                      f"{_error_message(raw)}", after, _body(raw))
         except TimeoutError as exc:
             raise BackendUnavailable(
-                f"no answer from {self.shown} within {self.timeout:g} s") from exc
+                f"no answer from {self.shown} within {self.timeout:g} s "
+                "(backend.options.timeout)") from exc
         except aiohttp.ClientConnectorError as exc:
             reason = exc.os_error.strerror or str(exc.os_error) or str(exc)
             raise BackendUnavailable(f"cannot connect to {self.shown}: {reason}") from exc
         except aiohttp.ClientError as exc:
-            raise BackendUnavailable(
-                f"the connection to {self.shown} broke: {exc or type(exc).__name__}") from exc
+            reason = redact_text(str(exc)) or type(exc).__name__
+            raise BackendUnavailable(f"the connection to {self.shown} broke: {reason}") from exc
         if status >= 400:
             raise BackendResponseError(
-                f"{self.shown} answered {status}: {_error_message(raw)}", status,
-                raw[:2000].decode("utf-8", "replace"))
+                f"{self.shown} answered {status}: {_error_message(raw)}", status, _body(raw))
         try:
             answer = json.loads(raw)
         except ValueError:
@@ -222,15 +307,17 @@ class ChatClient:
         if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list) \
                 or not answer["choices"]:
             raise BackendResponseError(f"{self.shown} answered with something that is not "
-                                       f"a chat completion: {raw[:120]!r}", 200)
+                                       f"a chat completion: {_body(raw[:120])!r}", 200)
         return answer
 
     async def _attempt(self, data: bytes, tokens: int, retry: bool,
-                       state: StateHook | None = None) -> dict[str, Any]:
+                       state: StateHook | None = None, call: int = 0) -> dict[str, Any]:
         await self.limiter.acquire(tokens, priority=retry)
+        self._waiting.pop(call, None)
         if state is not None:
             state("sent")
         used: int | None = None
+        self._on_wire[call] = time.monotonic()
         try:
             answer = await self._post(data)
             usage = answer.get("usage") or {}
@@ -239,23 +326,33 @@ class ChatClient:
             return answer
         except RateLimited as exc:
             self.stats["rate_limited"] += 1
-            self.limiter.rate_limited(exc.retry_after)
+            self.limiter.rate_limited(self._capped(exc.retry_after))
             raise
         finally:
+            self._on_wire.pop(call, None)
             self.limiter.release(tokens, used)
 
     # -- with retries --------------------------------------------------------------------
+    def _capped(self, retry_after: float | None) -> float | None:
+        if retry_after is None:
+            return None
+        if retry_after > self.retry.max_retry_after:
+            self.stats["retry_after_capped"] += 1
+        return min(retry_after, self.retry.max_retry_after)
+
     def _wait(self, state: RetryCallState) -> float:
         wait = self._jitter(state)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            wait = max(wait, exc.retry_after)
+            wait = max(wait, min(exc.retry_after, self.retry.max_retry_after))
         return wait
 
-    def _before_sleep(self, retry: RetryCallState, state: StateHook | None) -> None:
+    def _before_sleep(self, retry: RetryCallState, state: StateHook | None, call: int) -> None:
         self.stats["retries"] += 1
         exc = retry.outcome.exception() if retry.outcome else None
-        log.debug("retrying after %s (attempt %d)", exc, retry.attempt_number)
+        sleep = retry.next_action.sleep if retry.next_action else 0.0
+        self._waiting[call] = (time.monotonic() + sleep, _why(exc))
+        log.debug("retrying in %.1f s after %s (attempt %d)", sleep, exc, retry.attempt_number)
         if state is not None:
             state("waiting")
 
@@ -263,36 +360,51 @@ class ChatClient:
                        state: StateHook | None = None) -> tuple[dict[str, Any], int]:
         """POST one body; returns the answer and the number of attempts it took.
 
-        Retries 429, 5xx, timeouts, dropped connections and malformed answers;
-        after ``max_retries`` raises the last error, saying how often it tried.
+        Retries 429 (waiting as the server asks, up to ``max_retry_after``), 5xx,
+        dropped connections and malformed or oversized answers, up to
+        ``max_retries`` times, and timeouts up to ``max_timeouts`` times; then
+        raises the last error, saying how often it tried.
         ``state("sent")`` is called when an attempt goes on the wire and
         ``state("waiting")`` before each wait for a retry (the call may be
         cancelled before the first and during the second: nothing is in flight).
         """
         data = json.dumps(body, ensure_ascii=False).encode()
         self.stats["requests"] += 1
+        call = id(data)
         try:  # most requests succeed at once: keep tenacity off the hot path
-            return await self._attempt(data, tokens, False, state), 1
+            return await self._attempt(data, tokens, False, state, call), 1
         except BackendError as exc:
-            if not _retryable(exc) or self.retry.max_retries == 0:
+            if not _retryable(exc) or self.retry.max_retries == 0 or \
+                    (_timed_out(exc) and self.retry.max_timeouts == 0):
                 raise
             first: BackendError | None = exc
         attempts = 1
+        timeouts = 0
+
+        def retryable(exc: BaseException) -> bool:
+            nonlocal timeouts
+            if _timed_out(exc):
+                timeouts += 1
+                return timeouts <= self.retry.max_timeouts
+            return _retryable(exc)
+
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.retry.max_retries + 1), wait=self._wait,
-                retry=retry_if_exception(_retryable),
-                before_sleep=lambda retry: self._before_sleep(retry, state), reraise=True,
+                retry=retry_if_exception(retryable),
+                before_sleep=lambda retry: self._before_sleep(retry, state, call), reraise=True,
             ):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     if first is not None:  # replay the first failure so tenacity waits
                         failed, first = first, None
                         raise failed
-                    answer = await self._attempt(data, tokens, True, state)
+                    answer = await self._attempt(data, tokens, True, state, call)
         except BackendError as exc:
             if _retryable(exc):
                 self.stats["gave_up"] += 1
-                raise _gave_up(exc, attempts) from exc
+                raise _gave_up(exc, attempts, self.retry.max_retry_after) from exc
             raise
+        finally:
+            self._waiting.pop(call, None)
         return answer, attempts

@@ -26,11 +26,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from yarl import URL
 
 from textsynth.backends._openai_http import ChatClient, RetryPolicy, sdk_error
 from textsynth.backends.base import Backend, Completion, Message, Request, Usage
 from textsynth.errors import BackendError, BackendResponseError, GenerationError, RecipeError
 from textsynth.ratelimit import RateLimiter
+from textsynth.redact import add_secret, is_secret_name, mask_known
 from textsynth.schemas import OutputSchema, PydanticSchema
 
 __all__ = ["OpenAIBackend"]
@@ -52,6 +54,48 @@ def _describe(errors: list[str], finish_reason: str) -> str:
     if finish_reason == "length":
         parts.insert(0, "it was cut off at the token limit, so answer more briefly")
     return "; ".join(list(dict.fromkeys(parts))[:3])
+
+
+def check_base_url(value: str) -> URL:
+    """``value`` as a URL, or a ValueError saying in one line what is wrong with it."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("base_url must start with http:// or https://")
+    try:
+        url = URL(value)
+        url.port  # noqa: B018 - an out-of-range port raises here
+    except ValueError as exc:
+        raise ValueError(f"base_url is not a valid URL ({exc})") from None
+    if not url.host:
+        raise ValueError("base_url names no host (e.g. http://127.0.0.1:8000/v1)")
+    return url
+
+
+def _auth(url: URL, key: str | None, extra: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """The base URL without credentials and the headers that carry them.
+
+    ``user:password@`` in the URL becomes a Basic ``Authorization`` header (aiohttp
+    refuses both at once); with an API key as well, which one to send is unclear: a
+    recipe error. Every credential is registered as a secret, so it is masked
+    wherever it turns up (messages, logs, rejects, rows).
+    """
+    headers = dict(extra)
+    add_secret(key, url.password, url.user,
+               *(v for k, v in headers.items() if is_secret_name(k)),
+               *(v for k, v in url.query.items() if is_secret_name(k)))
+    if url.user is not None or url.password is not None:
+        if key:
+            raise RecipeError("base_url holds a user and password and an API key is set "
+                              "as well (OPENAI_API_KEY or api_key): give only one",
+                              field="backend.options.base_url")
+        import aiohttp
+
+        auth = aiohttp.BasicAuth(url.user or "", url.password or "")
+        headers["Authorization"] = auth.encode()
+        add_secret(headers["Authorization"], headers["Authorization"].split(" ", 1)[1])
+        url = url.with_user(None)
+    elif key:
+        headers["Authorization"] = f"Bearer {key}"
+    return str(url), headers
 
 
 class OpenAIBackend(Backend):
@@ -78,8 +122,14 @@ class OpenAIBackend(Backend):
         headers: dict[str, str] = Field({}, repr=False,
                                         description="extra HTTP headers for every request")
         extra_body: dict[str, Any] = Field({}, description="extra fields for every request body")
-        timeout: float = Field(120.0, gt=0, description="seconds for one request")
+        timeout: float = Field(60.0, gt=0, description="seconds for one request")
         connect_timeout: float = Field(10.0, gt=0)
+        max_timeouts: int = Field(1, ge=0, le=50, description=(
+            "retries of a request that timed out (a server that hangs usually hangs again)"))
+        max_retry_after: float = Field(60.0, ge=0, description=(
+            "a 429's Retry-After is obeyed up to this many seconds, then retried anyway"))
+        max_response_bytes: int = Field(8 * 1024 * 1024, ge=1024, description=(
+            "larger answers are not read: they count as a bad answer and are retried"))
         concurrency: int = Field(64, ge=1, le=4096, description="requests in flight at most")
         lookahead: int = Field(8, ge=1, le=64, description=(
             "requests handed over ahead of ordered processing, in multiples of concurrency, "
@@ -100,8 +150,8 @@ class OpenAIBackend(Backend):
         @field_validator("base_url")
         @classmethod
         def _url(cls, v: str | None) -> str | None:
-            if v is not None and not v.startswith(("http://", "https://")):
-                raise ValueError("base_url must start with http:// or https://")
+            if v is not None:
+                check_base_url(v)
             return v
 
     def __init__(self, options: BaseModel | Mapping[str, Any] | None = None) -> None:
@@ -114,13 +164,19 @@ class OpenAIBackend(Backend):
             raise RecipeError("OpenAI needs an API key: set OPENAI_API_KEY (or "
                               "backend.options.api_key, or base_url for another server)",
                               field="backend.options.api_key")
-        headers = {**opts.headers, **({"Authorization": f"Bearer {key}"} if key else {})}
+        try:
+            url = check_base_url(base_url)
+        except ValueError as exc:  # from $OPENAI_BASE_URL: the options were checked
+            raise RecipeError(str(exc), field="backend.options.base_url") from None
+        base_url, headers = _auth(url, key, opts.headers)
         self.limiter = RateLimiter(opts.concurrency, opts.requests_per_minute,
                                    opts.tokens_per_minute)
         self.client = ChatClient(base_url, headers, self.limiter, timeout=opts.timeout,
                                  connect_timeout=opts.connect_timeout,
                                  retry=RetryPolicy(opts.max_retries, opts.backoff,
-                                                   opts.max_backoff))
+                                                   opts.max_backoff, opts.max_retry_after,
+                                                   opts.max_timeouts),
+                                 max_body=opts.max_response_bytes)
         self.stats: Counter[str] = self.client.stats
         self._level = 0 if opts.structured_output == "auto" else \
             _LEVELS.index(opts.structured_output)
@@ -140,6 +196,10 @@ class OpenAIBackend(Backend):
     def structured_mode(self) -> str:
         """How structured output is asked for now (it steps down if the server refuses)."""
         return _LEVELS[self._level]
+
+    def activity(self) -> str:
+        """What requests wait for now ("" when nothing is slow), for the progress display."""
+        return self.client.activity()
 
     def cancel_queued(self) -> None:
         self.stats["dropped_unsent"] += self.limiter.cancel_waiting()
@@ -249,7 +309,9 @@ class OpenAIBackend(Backend):
         if not raw:  # some servers send no usage: estimate, so budgets still hold
             usage = Usage(sum(len(m["content"]) for m in request.messages) // 4,
                           sum(len(t) for t, _ in out) // 4)
-        return out, usage, str(answer.get("model") or self.opts.model)
+        if any(mask_known(t) != t for t, _ in out):  # a key the server echoed back
+            out = [(mask_known(t), f) for t, f in out]
+        return out, usage, mask_known(str(answer.get("model") or self.opts.model))
 
     async def _choices(self, request: Request) -> tuple[list[tuple[str, str]], Usage, str, int]:
         """``request.n`` choices: in one call where the server honours ``n``, else several."""

@@ -12,7 +12,6 @@ secret goes in: keys, tokens and credentials in URLs are redacted.
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,22 +22,12 @@ from textsynth.errors import ExportError, TextsynthError
 from textsynth.export.dataset import PARQUET_DIR
 from textsynth.export.folder import CARD, foreign, read_manifest, write_manifest
 from textsynth.recipe import Recipe
+from textsynth.redact import redact, redact_text
 
 if TYPE_CHECKING:
     from textsynth.store import Store
 
 __all__ = ["card_data", "redact", "render_card", "write_card"]
-
-REDACTED = "<redacted>"
-_SECRET_KEY = re.compile(r"^(.*[_-])?(api[_-]?key|key|token|secret|passw(or)?d|auth"
-                         r"|authorization|cookies?|credentials?|headers?)$", re.I)
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
-_URL_SECRET_PARAM = re.compile(
-    r"([?&](?:api[_-]?key|key|token|access_token|sig|signature)=)[^&\s]+", re.I)
-_TOKEN_SHAPED = re.compile(
-    r"\b(sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{20,})")
-_SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "TEXTSYNTH_API_KEY")
-
 
 def _size_category(n: int) -> str:
     for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
@@ -48,27 +37,9 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def redact(value: Any) -> Any:
-    """``value`` with secrets replaced: secret-named keys, URL credentials, token shapes."""
-    if isinstance(value, dict):
-        return {k: REDACTED if _SECRET_KEY.search(str(k)) and v not in (None, "", {}, [])
-                else redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        value = _URL_USERINFO.sub(lambda m: m.group("scheme"), value)
-        value = _URL_SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, value)
-        return _TOKEN_SHAPED.sub(REDACTED, value)
-    return value
-
-
 def _scrub(text: str) -> str:
-    """Last line of defence: no secret from the environment appears in the card."""
-    for name in _SECRET_ENV:
-        secret = os.environ.get(name, "")
-        if len(secret) >= 8:
-            text = text.replace(secret, REDACTED)
-    return str(redact(text))
+    """Last line of defence: no secret (known, or shaped like one) appears in the card."""
+    return redact_text(text)
 
 
 def card_data(recipe: Recipe, dataset: Any, out_dir: Path | None = None) -> Any:

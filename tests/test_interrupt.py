@@ -1,0 +1,123 @@
+"""Ctrl-C keeps what was paid for: a real ``textsynth run`` process, a real SIGINT.
+
+The first Ctrl-C stops sending, stores the answers already on the wire (they
+arrive within the grace period), prints how to resume and exits 130; resuming
+asks nothing that was answered. A second Ctrl-C exits at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from textsynth.testing import FaultServer
+
+INTERRUPTED = "interrupted: run the same command again to resume"
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def _recipe(write_recipe: Callable[..., Path], tmp_path: Path, url: str) -> Path:
+    return write_recipe({
+        "name": "interrupt", "labels": {"turn_on": "switch on", "turn_off": "switch off"},
+        "per_label": 30, "generation": {"examples_per_request": 3},
+        "export": {"dir": str(tmp_path / "out")},
+        "backend": {"type": "openai", "options": {"base_url": url, "model": "m",
+                                                  "concurrency": 3}},
+    })
+
+
+def _start(recipe: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "textsynth", "run", str(recipe), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(check: Callable[[], Any], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_ctrl_c_stores_the_answers_in_flight_and_resume_sends_nothing_for_them(
+        tmp_path: Path, write_recipe: Callable[..., Path]) -> None:
+    with FaultServer(items=3, latency=1.0) as srv:
+        recipe = _recipe(write_recipe, tmp_path, srv.url)
+        proc = _start(recipe)
+        # some answers stored, and three more on the wire
+        _wait_for(lambda: sum(srv.served.values()) >= 3 and srv.inflight == 3)
+        in_flight = srv.inflight
+        proc.send_signal(signal.SIGINT)
+        sent_at = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert INTERRUPTED in err and "Traceback" not in err + out
+        late = [at for at, _ in srv.arrivals if at > sent_at + 0.3]
+        assert late == []  # nothing was sent after Ctrl-C
+        answered = set(srv.served)
+        assert in_flight and sum(srv.served.values()) == len(answered)
+        db = sqlite3.connect(tmp_path / "out" / "textsynth.db")
+        stored = db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+        db.close()
+        assert stored == len(answered)  # the answers in flight were kept
+
+        again = subprocess.run([sys.executable, "-m", "textsynth", "run", str(recipe),
+                                "--quiet"], capture_output=True, text=True, timeout=120,
+                               check=False)
+        assert again.returncode == 0, again.stderr
+        assert srv.duplicates() == {}  # resuming asked nothing that was answered before
+
+
+def test_a_second_ctrl_c_exits_at_once(tmp_path: Path,
+                                       write_recipe: Callable[..., Path]) -> None:
+    with FaultServer(items=3, latency=30.0) as srv:
+        proc = _start(_recipe(write_recipe, tmp_path, srv.url))
+        _wait_for(lambda: srv.inflight == 3)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130 and INTERRUPTED in err and "Traceback" not in err
+        assert time.monotonic() - started < 2  # not the grace period, not the answers
+
+
+def test_engine_interrupt_keeps_the_answers_in_flight(tmp_path: Path) -> None:
+    """The library's side of Ctrl-C: ``Engine.interrupt()`` and ``RunInterrupted``."""
+    import asyncio
+
+    from textsynth.engine import Engine, RunInterrupted
+    from textsynth.recipe import load_recipe
+
+    with FaultServer(items=3, latency=0.5) as srv:
+        recipe = load_recipe({
+            "name": "interrupt", "labels": {"a": "a", "b": "b"}, "per_label": 30,
+            "export": {"dir": str(tmp_path / "out")},
+            "backend": {"type": "openai", "options": {"base_url": srv.url, "model": "m",
+                                                      "concurrency": 4}}})
+        engine = Engine(recipe)
+
+        async def go() -> None:
+            async def stop_soon() -> None:
+                while not srv.served or srv.inflight < 4:
+                    await asyncio.sleep(0.01)
+                engine.interrupt()
+                assert engine.activity().startswith("stopping: storing the answers in flight")
+
+            stopper = asyncio.create_task(stop_soon())
+            try:
+                await engine.run()
+            finally:
+                await stopper
+
+        with pytest.raises(RunInterrupted, match=INTERRUPTED) as info:
+            asyncio.run(go())
+        assert info.value.stored == engine.store.completion_count() == len(srv.served)
+        assert srv.inflight == 0 and srv.stats["requests"] == len(srv.served)
