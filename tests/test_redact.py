@@ -14,7 +14,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -178,8 +178,8 @@ def test_a_key_echoed_by_the_server_reaches_no_row_reject_or_log(
     assert "retrying" in caplog.text and KEY not in caplog.text
 
 
-def test_a_key_echoed_in_an_error_never_reaches_stderr(tmp_path: Path, write_recipe,
-                                                       recipe_dict: dict) -> None:
+def test_a_key_echoed_in_an_error_never_reaches_stderr(
+        tmp_path: Path, write_recipe: Callable[..., Path], recipe_dict: dict[str, Any]) -> None:
     wrong = "sk-wrong-KEY-0a1b2c3d4e5f"
     with FaultServer(api_key="sk-the-right-one-123456", echo_auth=True) as srv:
         proc = subprocess.run(

@@ -13,7 +13,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,7 @@ def test_bad_base_url_is_a_recipe_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fault", ["rate_limit", "server_error", "drop", "malformed", "timeout"])
 def test_transport_fault_is_retried(tmp_path: Path, server: FaultServer, fault: str) -> None:
     server.script.extend([fault, fault])
-    options = {"timeout": 0.5} if fault == "timeout" else {}
+    options: dict[str, Any] = {"timeout": 0.5} if fault == "timeout" else {}
     engine = run(make_recipe(tmp_path, server.url, **options))
     assert engine.result.complete
     assert server.stats[fault] == 2
@@ -501,8 +501,9 @@ def test_default_reply_is_stable_and_unique() -> None:
     assert len(json.loads(default_reply(body, 0, items=4))) == 4
 
 
-def test_cli_runs_any_recipe_against_an_endpoint(write_recipe, recipe_dict: dict,
-                                                 server: FaultServer, tmp_path: Path) -> None:
+def test_cli_runs_any_recipe_against_an_endpoint(
+        write_recipe: Callable[..., Path], recipe_dict: dict[str, Any], server: FaultServer,
+        tmp_path: Path) -> None:
     path = write_recipe(recipe_dict)  # a recipe written for the fake backend
     proc = subprocess.run(
         [sys.executable, "-m", "textsynth", "run", str(path), "--base-url", server.url,
@@ -513,7 +514,8 @@ def test_cli_runs_any_recipe_against_an_endpoint(write_recipe, recipe_dict: dict
     assert (tmp_path / "out" / "dataset").is_dir()
 
 
-def test_cli_bad_base_url_is_one_line(write_recipe, recipe_dict: dict) -> None:
+def test_cli_bad_base_url_is_one_line(write_recipe: Callable[..., Path],
+                                      recipe_dict: dict[str, Any]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "textsynth", "run", str(write_recipe(recipe_dict)),
          "--base-url", "localhost:1"], capture_output=True, text=True, timeout=60, check=False)
@@ -639,7 +641,7 @@ def test_the_progress_display_shows_a_wait_for_a_retry(tmp_path: Path) -> None:
         engine = Engine(make_recipe(tmp_path, srv.url, labels=1, per_label=6), progress=hook)
         asyncio.run(engine.run())
     assert engine.result.complete
-    assert any(re.search(r"waiting [12] s for retry \(429\), 2 requests", s) for s in shown), shown
+    assert any(re.search(r"waiting [123] s for retry \(429\), 2 requests", s) for s in shown), shown
 
 
 def test_a_slow_answer_is_shown_while_it_is_awaited(server: FaultServer) -> None:
@@ -691,7 +693,8 @@ def test_a_huge_answer_is_a_clear_error(server: FaultServer) -> None:
 # -- base URLs ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("url", ["http://", "http://[::1", "http://127.0.0.1:99999/v1",
                                  "http://bob:pa55-Secret-1@127.0.0.1:9/v1"])
-def test_cli_bad_base_urls_are_one_line(write_recipe, recipe_dict: dict, url: str) -> None:
+def test_cli_bad_base_urls_are_one_line(write_recipe: Callable[..., Path],
+                                        recipe_dict: dict[str, Any], url: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "textsynth", "run", str(write_recipe(recipe_dict)),
          "--base-url", url], capture_output=True, text=True, timeout=60, check=False,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -249,7 +250,7 @@ class ChatClient:
             reasons = Counter(w for _, w in self._waiting.values())
             many = f", {len(self._waiting)} requests" if len(self._waiting) > 1 else ""
             label = "/".join(r for r, _ in reasons.most_common(2))
-            parts.append(f"waiting {max(0.0, until - now):.0f} s for retry ({label}){many}")
+            parts.append(f"waiting {max(1, math.ceil(until - now))} s for retry ({label}){many}")
         if self._on_wire:
             oldest = now - min(self._on_wire.values())
             if oldest >= 5:
