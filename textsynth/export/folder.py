@@ -159,6 +159,8 @@ def remove_stale(out: Path, old: set[str], keep: set[str]) -> None:
 
 def staging_folder(out: Path) -> Path:
     """A new staging folder of this process in ``out``; those of dead processes go."""
+    # earlier versions staged every export in one folder of this name
+    shutil.rmtree(out / _STAGING.rstrip("-"), ignore_errors=True)
     with contextlib.suppress(OSError):
         for old in out.glob(f"{_STAGING}*"):
             pid = old.name.removeprefix(_STAGING).split("-")[0]
