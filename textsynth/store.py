@@ -134,7 +134,8 @@ def _try_lock(fd: int) -> bool:
 
 def _holder(fd: int) -> str:
     try:
-        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096).decode("utf-8"))
         return f"pid {info['pid']} on {info['host']}, started {info['started']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "holder unknown"
@@ -174,7 +175,8 @@ class FolderLock:
             info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                "started": started}).encode()
             os.ftruncate(fd, 0)
-            os.pwrite(fd, info, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, info)
         except OSError as exc:
             os.close(fd)
             raise StoreError(f"cannot lock the run store ({self.path}): {exc.strerror or exc}",
@@ -270,6 +272,10 @@ class Store:
         except sqlite3.Error as exc:
             self._lock.release()
             raise self.error("open", exc) from exc
+        except OSError as exc:
+            self._lock.release()
+            raise StoreError(f"cannot open the run store {self.path}: {exc.strerror or exc}",
+                             path=str(self.path)) from exc
         except BaseException:
             self._lock.release()
             raise

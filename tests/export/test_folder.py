@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,19 @@ def test_translate_refuses_a_foreign_folder_unless_overwrite(tmp_path: Path) -> 
                         overwrite=True)
     assert outcome.accepted == 1
     assert (out / "train.jsonl").read_text() != "my rows\n"
+
+
+def test_an_output_of_an_earlier_version_is_still_owned(recipe: dict[str, Any]) -> None:
+    recipe["export"]["formats"] = ["jsonl", "parquet"]
+    out = _run(recipe).out_dir
+    (out / MANIFEST).unlink()  # earlier versions kept only the store's record of the export
+    (out / "notes.md").write_text("mine")
+    _run(recipe)
+    assert (out / "notes.md").read_text() == "mine"
+    assert "data/" in (out / MANIFEST).read_text()
+    (out / MANIFEST).unlink()
+    with sqlite3.connect(out / "textsynth.db") as db:  # no record of an export: nothing is ours
+        db.execute("DELETE FROM meta WHERE key = 'export'")
+    db.close()
+    with pytest.raises(ExportError, match=r"README\.md was not written by textsynth"):
+        _run(recipe)

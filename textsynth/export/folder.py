@@ -1,6 +1,8 @@
 """The output folder: what textsynth owns in it, and what it must leave alone.
 
-Every export lists the files it wrote in ``.textsynth-manifest.json``. A later
+Every export lists the files it wrote in ``.textsynth-manifest.json`` (for an output
+of an earlier version, which kept no manifest, the run store's record of the last
+export stands in for it). A later
 export replaces or removes only files listed there, so whatever else a user keeps
 in the folder (their own ``data/``, notes, a ``README.md`` textsynth did not write)
 survives a rerun. A file textsynth would have to replace but did not write stops
@@ -15,6 +17,7 @@ import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -39,7 +42,7 @@ def read_manifest(out: Path) -> set[str]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return set()
+        return _from_store(out)
     except (OSError, ValueError) as exc:
         raise ExportError(f"cannot read {path}, the list of files textsynth wrote: {exc}; "
                           "delete it and rerun with --overwrite") from exc
@@ -48,6 +51,30 @@ def read_manifest(out: Path) -> set[str]:
         raise ExportError(f"{path} is not a list of files textsynth wrote in this folder; "
                           "delete it and rerun with --overwrite")
     return set(files)
+
+
+def _from_store(out: Path) -> set[str]:
+    """What an export of an earlier version (which kept no manifest) wrote, as its run
+    store recorded it: the entries it listed, everything under them, and the card."""
+    db = out / STORE_NAME
+    if not db.is_file():
+        return set()
+    try:  # immutable: read the file as it is, creating no -wal/-shm beside it
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?immutable=1", uri=True)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'export'").fetchone()
+        finally:
+            con.close()
+        listed = json.loads(row[0]).get("files") if row else None
+    except (sqlite3.Error, ValueError, AttributeError):
+        return set()
+    if not isinstance(listed, list):
+        return set()
+    files = {CARD}
+    for entry in listed:
+        if isinstance(entry, str) and _plain(entry) and (out / entry).exists():
+            files.update(_files_under(out / entry, out))
+    return files
 
 
 def _plain(rel: str) -> bool:
@@ -159,6 +186,8 @@ def remove_stale(out: Path, old: set[str], keep: set[str]) -> None:
 
 def staging_folder(out: Path) -> Path:
     """A new staging folder of this process in ``out``; those of dead processes go."""
+    # earlier versions staged every export in one folder of this name
+    shutil.rmtree(out / _STAGING.rstrip("-"), ignore_errors=True)
     with contextlib.suppress(OSError):
         for old in out.glob(f"{_STAGING}*"):
             pid = old.name.removeprefix(_STAGING).split("-")[0]
