@@ -235,3 +235,10 @@ def test_vary_with_too_many_combinations(recipe_dict: dict) -> None:
     with pytest.raises(RecipeError, match="1,000,000,000 combinations of attributes") as info:
         load_recipe(recipe_dict)
     assert info.value.field == "vary"
+
+
+@pytest.mark.parametrize("labels", [["a", "b", "a"], {1: "x", "1": "y"}])
+def test_a_label_given_twice(recipe_dict: dict, labels) -> None:
+    recipe_dict["labels"] = labels
+    with pytest.raises(RecipeError, match="is given twice"):
+        load_recipe(recipe_dict)

@@ -20,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 def _print_version(value: bool) -> None:
     if value:
         from textsynth import __version__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -173,6 +174,11 @@ class Recipe(_Strict):
     @field_validator("labels", mode="before")
     @classmethod
     def _labels(cls, v: Any) -> Any:
+        if isinstance(v, list | dict):
+            counts = Counter(str(name) for name in v)
+            twice = sorted(n for n, k in counts.items() if k > 1)
+            if twice:  # a dict would keep one of them silently
+                raise ValueError(f"label '{twice[0]}' is given twice")
         if isinstance(v, list):
             return {str(name): {} for name in v}
         if isinstance(v, dict):
