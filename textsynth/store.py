@@ -6,12 +6,10 @@ by request key instead of sending the request again. Accepted and rejected rows
 are re-derived on every run (post-processing is not part of the key), so
 changing a quality rule re-uses every stored completion.
 
-Opening a store takes an exclusive lock on its folder (``textsynth.db.lock``,
-which says which process holds it): a second process that opens the same store
-gets a :class:`~textsynth.errors.StoreError` naming the holder. The lock belongs
-to the open file, so the operating system frees it when its process dies, and
-a stale lock of a killed run is simply taken over. Within one process the same
-store may be opened more than once (the lock is shared).
+Opening a store takes an exclusive lock on its folder (``textsynth.db.lock``, see
+:mod:`textsynth._lock`): a second process that opens the same store gets a
+:class:`~textsynth.errors.StoreError` naming the holder; the lock of a killed run
+is taken over. Within one process the same store may be opened more than once.
 
 Every SQLite failure (disk full, a damaged file, another application's database,
 a truncated file) is raised as one readable :class:`StoreError`; a failed write
@@ -23,16 +21,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
-import socket
 import sqlite3
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from textsynth._lock import FolderLock
 from textsynth.backends.base import Completion, Request, Usage
 from textsynth.errors import StoreError
 from textsynth.redact import mask_known, redact, redact_text
@@ -107,98 +102,6 @@ def _hint(exc: sqlite3.Error) -> str:
     return _HINTS.get(name, _HINTS.get("_".join(name.split("_")[:2]), ""))
 
 
-# -- the folder lock -------------------------------------------------------------------
-_HELD: dict[str, list[int]] = {}  # lock file -> [fd, openers in this process]
-_HELD_LOCK = threading.Lock()
-
-
-def _try_lock(fd: int) -> bool:
-    """Take the exclusive lock without waiting; ``False`` if another process holds it."""
-    if sys.platform == "win32":
-        import msvcrt
-
-        os.lseek(fd, 1 << 20, os.SEEK_SET)  # a byte past the holder text, which stays readable
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _holder(fd: int) -> str:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        info = json.loads(os.read(fd, 4096).decode("utf-8"))
-        return f"pid {info['pid']} on {info['host']}, started {info['started']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "holder unknown"
-
-
-class FolderLock:
-    """The exclusive lock on a run store, shared by every opener in this process."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._key = str(path.resolve())
-        self._held = False
-
-    def acquire(self) -> None:
-        with _HELD_LOCK:
-            held = _HELD.get(self._key)
-            if held is not None:
-                held[1] += 1
-                self._held = True
-                return
-            fd = self._take()
-            _HELD[self._key] = [fd, 1]
-            self._held = True
-
-    def _take(self) -> int:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreError(f"cannot lock the run store ({self.path}): {exc.strerror or exc}",
-                             path=str(self.path)) from exc
-        try:
-            if not _try_lock(fd):
-                raise StoreError(
-                    f"{self.path.parent} is in use by another textsynth run ({_holder(fd)}): "
-                    "wait for it to end, or choose another output folder", path=str(self.path))
-            started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-            info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                               "started": started}).encode()
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, info)
-        except OSError as exc:
-            os.close(fd)
-            raise StoreError(f"cannot lock the run store ({self.path}): {exc.strerror or exc}",
-                             path=str(self.path)) from exc
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-    def release(self) -> None:
-        with _HELD_LOCK:
-            if not self._held:
-                return
-            self._held = False
-            held = _HELD[self._key]
-            held[1] -= 1
-            if held[1] == 0:
-                del _HELD[self._key]
-                os.close(held[0])  # frees the lock; the file stays (removing it would race)
-
-
-# -- the store -------------------------------------------------------------------------
 P = ParamSpec("P")
 R = TypeVar("R")
 

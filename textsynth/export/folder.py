@@ -1,14 +1,13 @@
 """The output folder: what textsynth owns in it, and what it must leave alone.
 
 Every export lists the files it wrote in ``.textsynth-manifest.json`` (for an output
-of an earlier version, which kept no manifest, the run store's record of the last
-export stands in for it). A later
-export replaces or removes only files listed there, so whatever else a user keeps
-in the folder (their own ``data/``, notes, a ``README.md`` textsynth did not write)
-survives a rerun. A file textsynth would have to replace but did not write stops
-the run with an :class:`~textsynth.errors.ExportError` before anything is sent,
-unless ``overwrite`` is given; so does a non-empty folder that is not a textsynth
-output at all.
+of an earlier version, which kept no manifest, the run store's record of its last
+export stands in). A later export replaces or removes only files listed there, so
+whatever else a user keeps in the folder (their own ``data/``, notes, a ``README.md``
+textsynth did not write) survives a rerun. A file textsynth would have to replace but
+did not write stops the run with an :class:`~textsynth.errors.ExportError` before
+anything is sent, unless ``overwrite`` is given; so does a non-empty folder that is
+not a textsynth output at all.
 """
 
 from __future__ import annotations
