@@ -94,10 +94,9 @@ def test_preview_prints_prompts_without_a_model(write_recipe, recipe_dict: dict)
 
 
 def test_main_in_process_reports_error(capsys, tmp_path: Path) -> None:
-    try:
+    with pytest.raises(SystemExit) as exc:
         main(["run", str(tmp_path / "missing.yaml")])
-    except SystemExit as exc:
-        assert exc.code == 2
+    assert exc.value.code == 2
     assert "recipe file not found" in capsys.readouterr().err
 
 
