@@ -25,6 +25,7 @@ from textsynth.quality.config import QualitySpec
 __all__ = [
     "BackendSpec",
     "BudgetSpec",
+    "ExecutionSpec",
     "ExportSpec",
     "GenerationSpec",
     "HubSpec",
@@ -86,6 +87,23 @@ class BudgetSpec(_Strict):
     output_price: float = Field(0.0, ge=0, description="price per million completion tokens")
 
 
+class ExecutionSpec(_Strict):
+    """Where generation runs: in this process, or on a pool of Ray actors.
+
+    With ``engine: ray`` each of ``replicas`` actors builds its own instance of the
+    recipe's backend and Ray places it where ``num_cpus``/``num_gpus`` fit; this
+    process keeps planning, quotas, the quality gate and the run store.
+    """
+
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="Ray cluster address (default: $RAY_ADDRESS, "
+                                                  "else a local cluster)")
+    replicas: int = Field(1, ge=1, le=4096)
+    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per replica")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (fractions share one)")
+    max_restarts: int = Field(3, ge=-1, description="restarts per replica (-1: no limit)")
+
+
 class HubSpec(_Strict):
     repo_id: str
     private: bool = False
@@ -138,6 +156,7 @@ class Recipe(_Strict):
     quality: QualitySpec = QualitySpec()
     export: ExportSpec = ExportSpec()
     budget: BudgetSpec = BudgetSpec()
+    execution: ExecutionSpec = ExecutionSpec()
     seed: int = 0
 
     # where the recipe came from: relative template paths resolve against it
