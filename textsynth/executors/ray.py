@@ -156,6 +156,10 @@ class RayExecutor(Backend):
                     f"{ex.replicas} replicas x {need:g} {resource} need {total:g} {resource}, "
                     f"the Ray cluster has {have.get(resource, 0.0):g}", field="execution.replicas")
 
+    async def start(self) -> None:
+        """Connect to Ray and start the replicas now (otherwise the first call does)."""
+        await self._start()
+
     async def _start(self) -> asyncio.Queue[int]:
         if self._starting is None:
             self._starting = asyncio.Lock()
