@@ -22,7 +22,10 @@ LIST_SCHEMA = {"type": "array", "items": {"type": "string"}, "minItems": 3, "max
 
 def _request(i: int, **kw: Any) -> Request:
     content = (f"Write five short requests a user could say to a smart home assistant to turn "
-               f"on a device in room number {i}. Answer as a numbered list, one per line.")
+               f"on a device in room number {i}. The house has lamps, a heater, a fan, a "
+               "coffee machine, speakers, blinds and a television; the user may be a parent, "
+               "a teenager, a guest or an elderly person, in a hurry or relaxed. Vary the "
+               "wording. Answer as a numbered list, one per line, and nothing else.")
     return Request(({"role": "user", "content": content},), **{
         "temperature": 0.8, "max_tokens": 40, "seed": 1000 + i, **kw})
 

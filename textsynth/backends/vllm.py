@@ -40,6 +40,8 @@ from textsynth.errors import BackendError, MissingDependency, RecipeError
 
 __all__ = ["VLLMBackend", "plain_model_dir"]
 
+CPU_KV_CACHE_GIB = 2.0  # SmolLM2-135M: ~90k tokens, 64 sequences of 1,400
+
 
 class VLLMBackend(Backend):
     """Generates with an offline ``vllm.LLM``: continuous batching, seeded per request."""
@@ -62,8 +64,9 @@ class VLLMBackend(Backend):
             None, ge=64, description="prompt tokens in one step (default: max_model_len, "
                                      "at least 8192)")
         gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
-        cpu_kv_cache_gib: float | None = Field(
-            None, gt=0, description="KV-cache size on CPU (VLLM_CPU_KVCACHE_SPACE)")
+        kv_cache_gib: float | None = Field(
+            None, gt=0, description="KV-cache size (default: on a GPU what "
+                                    "gpu_memory_utilization leaves, on CPU 2 GiB)")
         enforce_eager: bool = Field(False, description="skip graph compilation: faster start")
         structured_output: bool = Field(True, description="constrain answers to the schema")
         system_prompt: str | None = DEFAULT_SYSTEM
@@ -106,9 +109,13 @@ class VLLMBackend(Backend):
                               "models are never downloaded)", field="backend.options.model")
         return path
 
-    def _engine_args(self, folder: Path) -> dict[str, Any]:
+    def _engine_args(self, folder: Path, on_cpu: bool) -> dict[str, Any]:
         opts: Any = self.options
         batched = opts.max_num_batched_tokens or max(opts.max_model_len, 8192)
+        # on CPU, gpu_memory_utilization is a share of the machine's RAM that must be free
+        # at start (90% by default): a fixed KV cache starts on a busy machine too
+        kv_gib = opts.kv_cache_gib or (CPU_KV_CACHE_GIB if on_cpu else None)
+        kv = {"kv_cache_memory_bytes": int(kv_gib * 2**30)} if kv_gib else {}
         return {
             "model": str(folder), "dtype": opts.dtype, "seed": 0,
             "tensor_parallel_size": opts.tensor_parallel_size,
@@ -117,7 +124,7 @@ class VLLMBackend(Backend):
             "max_num_batched_tokens": batched, "enable_chunked_prefill": False,
             "gpu_memory_utilization": opts.gpu_memory_utilization,
             "enforce_eager": opts.enforce_eager, "disable_log_stats": True,
-            **opts.engine_args,
+            **kv, **opts.engine_args,
         }
 
     def load(self) -> None:
@@ -129,10 +136,9 @@ class VLLMBackend(Backend):
                 import vllm
             except ImportError as exc:
                 raise MissingDependency("vllm", "vllm", "the vllm backend") from exc
-            opts: Any = self.options
-            if opts.cpu_kv_cache_gib:
-                os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(opts.cpu_kv_cache_gib)))
-            args = self._engine_args(self._folder())
+            from vllm.platforms import current_platform
+
+            args = self._engine_args(self._folder(), current_platform.is_cpu())
             try:
                 self._llm = vllm.LLM(**args)
             except (OSError, ValueError, RuntimeError) as exc:
