@@ -110,6 +110,7 @@ class RayExecutor(Backend):
         self._pids: dict[int, int] = {}
         self._started_ray = False
         self._starting: asyncio.Lock | None = None
+        self._failed: TextsynthError | None = None
         self.stats: Counter[str] = Counter()
 
     @property
@@ -166,27 +167,36 @@ class RayExecutor(Backend):
         async with self._starting:
             if self._free is not None:
                 return self._free
-            ray = self._connect()
-            self._check_fits(ray)
-            ex = self.execution
-            # max_concurrency: the calls one replica runs at once (its async event loop)
-            per_replica = self._template.max_concurrency
-            actor_cls = ray.remote(
-                num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, max_restarts=ex.max_restarts,
-                max_task_retries=1, max_concurrency=per_replica)(_Replica)
-            self._actors = [actor_cls.remote(self._type, self._options)
-                            for _ in range(ex.replicas)]
-            answers = await asyncio.gather(*(a.ready.remote() for a in self._actors))
-            for index, (pid, failure) in enumerate(answers):
-                if failure is not None:
-                    raise failure.rebuild()
-                self._pids[index] = pid
-            free: asyncio.Queue[int] = asyncio.Queue()
-            for _ in range(per_replica):
-                for index in range(len(self._actors)):
-                    free.put_nowait(index)
-            self._free = free
-            return free
+            if self._failed is not None:  # once is enough: every waiting call gets the error
+                raise self._failed
+            try:
+                return await self._start_replicas()
+            except TextsynthError as exc:
+                self._failed = exc
+                raise
+
+    async def _start_replicas(self) -> asyncio.Queue[int]:
+        ray = self._connect()
+        self._check_fits(ray)
+        ex = self.execution
+        # max_concurrency: the calls one replica runs at once (its async event loop)
+        per_replica = self._template.max_concurrency
+        actor_cls = ray.remote(
+            num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, max_restarts=ex.max_restarts,
+            max_task_retries=1, max_concurrency=per_replica)(_Replica)
+        self._actors = [actor_cls.remote(self._type, self._options)
+                        for _ in range(ex.replicas)]
+        answers = await asyncio.gather(*(a.ready.remote() for a in self._actors))
+        for index, (pid, failure) in enumerate(answers):
+            if failure is not None:
+                raise failure.rebuild()
+            self._pids[index] = pid
+        free: asyncio.Queue[int] = asyncio.Queue()
+        for _ in range(per_replica):
+            for index in range(len(self._actors)):
+                free.put_nowait(index)
+        self._free = free
+        return free
 
     # -- the Backend interface -------------------------------------------------------
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
@@ -223,7 +233,7 @@ class RayExecutor(Backend):
 
     async def aclose(self) -> None:
         """Close each replica's backend, end the actors, and the local cluster if started here."""
-        if not self._actors:
+        if not self._actors and not self._started_ray:
             return
         import ray
 
