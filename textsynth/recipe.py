@@ -196,12 +196,20 @@ class Recipe(_Strict):
         from textsynth.backends import get_backend
 
         cls = get_backend(self.backend.type)
-        try:
-            cls.Options(**self.backend.options)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise ValueError(f"backend.options.{loc}: {err['msg']}") from exc
+        urls = self.backend.options.get("base_url")
+        if isinstance(urls, list) and not urls:
+            raise ValueError("backend.options.base_url: give at least one URL")
+        # a list of endpoints: each one is a backend with these options (see executors)
+        for url in urls if isinstance(urls, list) else [urls]:
+            options = dict(self.backend.options)
+            if url is not None:
+                options["base_url"] = url
+            try:
+                cls.Options(**options)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                raise ValueError(f"backend.options.{loc}: {err['msg']}") from exc
         return self
 
     @property

@@ -22,9 +22,10 @@ from collections.abc import Mapping, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from textsynth.backends import Backend, create_backend
+from textsynth.backends import Backend
 from textsynth.backends.base import Completion, Request
 from textsynth.errors import BackendUnavailable, MissingDependency, RecipeError, TextsynthError
+from textsynth.executors import backend_from_spec
 
 if TYPE_CHECKING:
     from textsynth.recipe import ExecutionSpec
@@ -63,7 +64,7 @@ class _Replica:
     def __init__(self, backend_type: str, options: Mapping[str, Any]) -> None:
         self.error: _Failure | None = None
         try:
-            self.backend: Backend | None = create_backend(backend_type, options)
+            self.backend: Backend | None = backend_from_spec(backend_type, options)
         except TextsynthError as exc:  # reported by ready() and generate(), not as a crash
             self.backend, self.error = None, _Failure(exc)
 
@@ -98,7 +99,7 @@ class RayExecutor(Backend):
                  execution: ExecutionSpec) -> None:
         # built here only to validate the options and to read name, model and batch
         # size: constructing a backend never loads a model or opens a connection
-        self._template = create_backend(backend_type, options)
+        self._template = backend_from_spec(backend_type, options)
         super().__init__(self._template.options)
         self.name = self._template.name  # type: ignore[misc]
         self.supports_json_schema = self._template.supports_json_schema  # type: ignore[misc]
