@@ -40,7 +40,7 @@ def cluster() -> Any:
 
 
 def _rows(outcome: Any) -> dict[str, list[dict[str, Any]]]:
-    """Every exported split, rows in order, without the per-run request ids."""
+    """Every exported split, rows in order (request ids are content hashes: equal too)."""
     return {name: split.to_list() for name, split in outcome.dataset.items()}
 
 
