@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from textsynth.backends import Backend, create_backend
+from textsynth.backends import Backend
 from textsynth.backends.base import Completion, Request, Usage
 from textsynth.errors import BudgetExceeded, GenerationError, StoreError, TextsynthError
+from textsynth.executors import build_backend
 from textsynth.languages import language_name
 from textsynth.plan import Job, Planner, Slot
 from textsynth.quality import QualityGate, build_gate
@@ -171,7 +172,7 @@ class Engine:
         self.schema: OutputSchema = load_schema(recipe.output_schema).for_recipe(recipe)
         self.planner = Planner(recipe)
         self._owns_backend = backend is None
-        self.backend = backend or create_backend(recipe.backend.type, recipe.backend.options)
+        self.backend = backend or build_backend(recipe)
         self.store = store or Store.in_dir(recipe.output_dir)
         self.gate = gate or build_gate(recipe, self.backend)
         self.progress = progress

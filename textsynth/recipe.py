@@ -26,6 +26,7 @@ from textsynth.quality.config import QualitySpec
 __all__ = [
     "BackendSpec",
     "BudgetSpec",
+    "ExecutionSpec",
     "ExportSpec",
     "GenerationSpec",
     "HubSpec",
@@ -104,6 +105,23 @@ class BudgetSpec(_Strict):
     output_price: float = Field(0.0, ge=0, description="price per million completion tokens")
 
 
+class ExecutionSpec(_Strict):
+    """Where generation runs: in this process, or on a pool of Ray actors.
+
+    With ``engine: ray`` each of ``replicas`` actors builds its own instance of the
+    recipe's backend and Ray places it where ``num_cpus``/``num_gpus`` fit; this
+    process keeps planning, quotas, the quality gate and the run store.
+    """
+
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="Ray cluster address (default: $RAY_ADDRESS, "
+                                                  "else a local cluster)")
+    replicas: int = Field(1, ge=1, le=4096)
+    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per replica")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (fractions share one)")
+    max_restarts: int = Field(3, ge=-1, description="restarts per replica (-1: no limit)")
+
+
 class HubSpec(_Strict):
     repo_id: str
     private: bool = False
@@ -166,6 +184,7 @@ class Recipe(_Strict):
     quality: QualitySpec = QualitySpec()
     export: ExportSpec = ExportSpec()
     budget: BudgetSpec = BudgetSpec()
+    execution: ExecutionSpec = ExecutionSpec()
     seed: int = 0
 
     # where the recipe came from: relative template paths resolve against it
@@ -240,12 +259,20 @@ class Recipe(_Strict):
         from textsynth.backends import get_backend
 
         cls = get_backend(self.backend.type)
-        try:
-            cls.Options(**self.backend.options)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise ValueError(f"backend.options.{loc}: {err['msg']}") from exc
+        urls = self.backend.options.get("base_url")
+        if isinstance(urls, list) and not urls:
+            raise ValueError("backend.options.base_url: give at least one URL")
+        # a list of endpoints: each one is a backend with these options (see executors)
+        for url in urls if isinstance(urls, list) else [urls]:
+            options = dict(self.backend.options)
+            if url is not None:
+                options["base_url"] = url
+            try:
+                cls.Options(**options)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                raise ValueError(f"backend.options.{loc}: {err['msg']}") from exc
         return self
 
     @property

@@ -33,6 +33,7 @@ _BUILTIN: dict[str, str] = {
     "fake": "textsynth.backends.fake:FakeBackend",
     "transformers": "textsynth.backends.transformers:TransformersBackend",
     "openai": "textsynth.backends.openai:OpenAIBackend",
+    "vllm": "textsynth.backends.vllm:VLLMBackend",
 }
 _registry: dict[str, type[Backend] | str] = dict(_BUILTIN)
 _entry_points_loaded = False

