@@ -96,7 +96,7 @@ class TransformersBackend(Backend):
                 import torch
                 import transformers
             except ImportError as exc:
-                raise MissingDependency(exc.name or "transformers", "local",
+                raise MissingDependency(exc.name or "transformers", "transformers",
                                         "the transformers backend") from None
             transformers.logging.set_verbosity_error()
             transformers.utils.logging.disable_progress_bar()
