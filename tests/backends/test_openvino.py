@@ -123,6 +123,8 @@ def test_small_run_on_embedded_model(tmp_path: Path, backend: OpenVINOBackend) -
     rows = [r for split in ds.values() for r in split]
     assert len(rows) == 6 and len({r["text"] for r in rows}) == 6
     assert {r["model"] for r in rows} == {backend.model_name}
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "similar, not identical" in card  # the card says what a rerun gives
 
 
 def test_a_broken_gguf_is_a_clear_error_and_leaves_no_cache(tmp_path: Path) -> None:

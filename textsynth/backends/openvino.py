@@ -33,7 +33,13 @@ from textsynth.backends.base import Backend, Completion, Request, Usage
 from textsynth.backends.transformers import DEFAULT_MODEL, DEFAULT_SYSTEM, embedded_model_path
 from textsynth.errors import BackendError, MissingDependency, RecipeError
 
-__all__ = ["OpenVINOBackend", "default_sequences"]
+__all__ = ["DETERMINISM", "OpenVINOBackend", "default_sequences"]
+
+DETERMINISM = (
+    "Sampling was seeded per request (OpenVINO GenAI `rng_seed`), but a completion can\n"
+    "change with the batch it was decoded in (float rounding differs between batch shapes),\n"
+    "so a rerun gives a similar, not identical, dataset; for identical rows use the\n"
+    "`transformers` backend. Resuming a run never generates a stored completion again.")
 
 
 def default_sequences(model_bytes: int, cores: int) -> int:
@@ -149,7 +155,8 @@ class OpenVINOBackend(Backend):
             self.stats = {"engine": f"openvino-genai {ov_genai.__version__}",
                           "converted": prepared.converted,
                           "convert_seconds": round(prepared.seconds, 1),
-                          "model_dir": str(prepared.path), "max_num_seqs": sched.max_num_seqs}
+                          "model_dir": str(prepared.path), "max_num_seqs": sched.max_num_seqs,
+                          "determinism": DETERMINISM}
 
     def prompt(self, request: Request) -> str:
         """The chat-templated prompt (the system prompt added when the request has none)."""
