@@ -180,3 +180,62 @@ def _has_embedded() -> bool:
     except Exception:
         return False
     return True
+
+
+class _StuckPipe:
+    """Fault injection: a pipeline whose requests never finish, or whose step fails."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.added: list[int] = []
+
+    def add_request(self, rid: int, ids: object, config: object) -> _StuckPipe:
+        self.added.append(rid)
+        return self
+
+    def has_non_finished_requests(self) -> bool:
+        return True
+
+    def step(self) -> None:
+        if self.fail:
+            raise RuntimeError("device lost")
+        import time
+
+        time.sleep(0.01)
+
+    def get_status(self) -> object:
+        import openvino_genai as ov_genai
+
+        return ov_genai.GenerationStatus.RUNNING
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_a_failing_step_fails_its_requests_instead_of_hanging() -> None:
+    pytest.importorskip("openvino_genai")
+    from textsynth.backends.openvino import _StepLoop
+
+    loop = _StepLoop(_StuckPipe(fail=True), max_seqs=4)
+    (future,) = loop.submit([(None, None)])
+    with pytest.raises(BackendError, match="device lost"):
+        future.result(timeout=10)
+    loop.close()
+
+
+def test_requests_beyond_max_seqs_wait_and_can_be_dropped() -> None:
+    pytest.importorskip("openvino_genai")
+    from textsynth.backends.openvino import _StepLoop
+
+    pipe = _StuckPipe()
+    loop = _StepLoop(pipe, max_seqs=1)
+    futures = loop.submit([(None, None)] * 3)
+    import time
+
+    time.sleep(0.2)
+    assert pipe.added == [0]  # one decoding, two waiting here
+    loop.drop_queued()
+    assert futures[1].cancelled() and futures[2].cancelled()
+    loop.close()
+    with pytest.raises(BackendError, match="closed"):
+        futures[0].result(timeout=10)

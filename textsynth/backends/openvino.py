@@ -151,7 +151,7 @@ class OpenVINOBackend(Backend):
             self._eos = {int(t) for t in [tok.get_eos_token_id(),
                                           *pipe.get_config().stop_token_ids] if t >= 0}
             self._pipe, self._tokenizer = pipe, tok
-            self._loop = _StepLoop(pipe)
+            self._loop = _StepLoop(pipe, sched.max_num_seqs)
             self.stats = {"engine": f"openvino-genai {ov_genai.__version__}",
                           "converted": prepared.converted,
                           "convert_seconds": round(prepared.seconds, 1),
@@ -237,12 +237,14 @@ def _weight_files(source: Path) -> list[Path]:
 class _StepLoop:
     """Drives the continuous-batching pipeline from one thread.
 
-    Requests are added between steps as they arrive; each finished one resolves its
-    future with ``(generated token ids, "stop" | "length")``.
+    Requests are added between steps as they arrive, up to ``max_seqs`` at once; the
+    rest wait here, where :meth:`drop_queued` can still drop them at no cost. Each
+    finished one resolves its future with ``(generated token ids, "stop" | "length")``.
     """
 
-    def __init__(self, pipe: Any) -> None:
+    def __init__(self, pipe: Any, max_seqs: int) -> None:
         self._pipe = pipe
+        self._max_seqs = max_seqs
         self._ids = itertools.count()
         self._new: list[tuple[Any, Any, concurrent.futures.Future[Any]]] = []
         self._cv = threading.Condition()
@@ -280,8 +282,9 @@ class _StepLoop:
             with self._cv:
                 while not self._new and not active and not self._closed:
                     self._cv.wait()
-                new, self._new = self._new, []
                 closed = self._closed
+                room = len(self._new) if closed else max(0, self._max_seqs - len(active))
+                new, self._new = self._new[:room], self._new[room:]
             for input_ids, config, future in new:
                 if closed or not future.set_running_or_notify_cancel():
                     future.cancel()
@@ -295,7 +298,7 @@ class _StepLoop:
                 return
             try:
                 self._step(active)
-            except RuntimeError as exc:
+            except Exception as exc:  # the thread must not die while requests wait on it
                 for _, future in active.values():
                     future.set_exception(BackendError(f"OpenVINO generation failed: {exc}"))
                 active.clear()
