@@ -53,9 +53,10 @@ class Plain:
         import torch
         import transformers
 
-        from textsynth.backends.transformers import embedded_model_path
+        from textsynth.backends.transformers import _quiet_gguf_progress, embedded_model_path
 
         transformers.logging.set_verbosity_error()
+        _quiet_gguf_progress()
         gguf = embedded_model_path()
         self.tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         self.tok.padding_side = "left"
@@ -196,6 +197,7 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=["plain", "transformers", "openvino"])
     parser.add_argument("--no-example", action="store_true", help="skip the README example")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory() as cache:
         engines = load_engines(args.engines, args.sizes, cache)
