@@ -233,6 +233,8 @@ class _RowSampler:
         self.top_p = torch.tensor([min(r.top_p, 1.0) for r in rows], device=device)
         self.greedy = torch.tensor([r.temperature <= 0 for r in rows], device=device)
         self.whole = self.top_p >= 1.0  # no nucleus: sample the whole distribution
+        self.any_greedy = any(r.temperature <= 0 for r in rows)
+        self.any_whole = any(r.top_p >= 1.0 for r in rows)
         self.start: int | None = None
 
     def uniforms(self, step: int) -> Any:
@@ -263,11 +265,12 @@ class _RowSampler:
         target = (u * kept[:, -1].double()).unsqueeze(1)
         pos = (kept.double() < target).sum(dim=-1).clamp(max=k - 1)
         choice = idx.gather(1, pos.unsqueeze(1)).squeeze(1)
-        if bool(self.whole.any()):  # inverse CDF in vocabulary order: no sort needed
+        if self.any_whole:  # inverse CDF in vocabulary order: no sort needed
             full = (logits - lse).exp().cumsum(dim=-1)
             pick = (full.double() < (u * full[:, -1].double()).unsqueeze(1)).sum(dim=-1)
             choice = torch.where(self.whole, pick.clamp(max=logits.shape[1] - 1), choice)
-        choice = torch.where(self.greedy, scores.argmax(dim=-1), choice)
-        out = torch.full_like(scores, float("-inf"))
-        out.scatter_(1, choice.unsqueeze(1), 0.0)
-        return out
+        if self.any_greedy:
+            choice = torch.where(self.greedy, scores.argmax(dim=-1), choice)
+        out = scores.fill_(float("-inf")) if scores.dtype == torch.float32 else \
+            torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, choice.unsqueeze(1), 0.0)
