@@ -176,6 +176,43 @@ def default_vs_backend(engines: dict[str, Any], max_tokens: int) -> None:
           f"backend at its default batch 16: {tf_rate:.1f} tok/s; ratio {ov_rate / tf_rate:.1f}x")
 
 
+def sampler_steps(sizes: list[int], vocab: int = 49152, steps: int = 20) -> None:
+    """Per-step cost of the transformers backend's sampler vs transformers' own sampling."""
+    try:
+        import torch
+        from transformers.generation.logits_process import (
+            TemperatureLogitsWarper,
+            TopPLogitsWarper,
+        )
+    except ImportError:
+        return
+    from textsynth.backends.transformers import _RowSampler
+
+    temperature, top_p = TemperatureLogitsWarper(0.8), TopPLogitsWarper(0.95)
+    print(f"\nsampling one step over {vocab:,} tokens (ms): batch, textsynth sampler, "
+          "transformers temperature + top-p + multinomial")
+    for size in sizes:
+        scores = torch.randn(size, vocab) * 3
+        ids = torch.zeros(size, 64, dtype=torch.long)
+        sampler = _RowSampler(requests(size, 8, 0), "cpu")
+
+        def ours(sampler: Any = sampler, ids: Any = ids, scores: Any = scores) -> None:
+            sampler(ids, scores.clone())
+
+        def plain(ids: Any = ids, scores: Any = scores) -> None:
+            warped = top_p(ids, temperature(ids, scores.clone()))
+            torch.multinomial(torch.softmax(warped, dim=-1), 1)
+
+        times = []
+        for fn in (ours, plain):
+            fn()
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            times.append((time.perf_counter() - start) / steps * 1000)
+        print(f"{size:>6} {times[0]:>10.1f} {times[1]:>10.1f}   {times[1] / times[0]:.1f}x")
+
+
 def readme_example() -> None:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
@@ -203,6 +240,8 @@ def main() -> None:
         engines = load_engines(args.engines, args.sizes, cache)
         throughput(engines, args.sizes, args.max_tokens, args.repeat)
         default_vs_backend(engines, args.max_tokens)
+        if "transformers" in args.engines:
+            sampler_steps([s for s in args.sizes if s > 1] or args.sizes)
         for engine in engines.values():
             if isinstance(engine, Backend):
                 asyncio.run(engine.backend.aclose())
