@@ -238,7 +238,7 @@ class _RowSampler:
         self.start: int | None = None
 
     def uniforms(self, step: int) -> Any:
-        """One number in [0, 1) per row for this step (53 bits from two hashes)."""
+        """One number in [0, 1) per row for this step (42 bits from two hashes)."""
         import torch
 
         a = _mix32(self.state ^ _mix32(torch.full_like(self.state, step & _MASK32)))
