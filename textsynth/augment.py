@@ -103,7 +103,7 @@ class AugmentRun:
 
     def __init__(self, mode: Mode, source: str | Path | LabeledSet, out_dir: str | Path, *,
                  languages: Sequence[str] = (), n: int = 1, backend: Backend | None = None,
-                 backend_type: str = "transformers", backend_options: dict[str, Any] | None = None,
+                 backend_type: str = "openvino", backend_options: dict[str, Any] | None = None,
                  source_language: str = "en", template: str | None = None,
                  quality: dict[str, Any] | None = None, splits: dict[str, float] | None = None,
                  temperature: float | None = None, max_tokens: int | None = None,

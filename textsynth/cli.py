@@ -283,7 +283,7 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="Output folder.")]
 def translate(
     source: DataArg,
     to: Annotated[str, typer.Option("--to", help="Target languages, comma-separated: de,it")],
-    out: OutOpt = None, backend: BackendOpt = "transformers", model: ModelOpt = None,
+    out: OutOpt = None, backend: BackendOpt = "openvino", model: ModelOpt = None,
     option: OptionOpt = None, source_language: SourceLangOpt = "en",
     max_attempts: AttemptsOpt = 3, template: TemplateOpt = None, seed: SeedOpt = 0,
     quiet: QuietOpt = False, overwrite: OverwriteOpt = False,
@@ -299,7 +299,7 @@ def translate(
 def paraphrase(
     source: DataArg,
     n: Annotated[int, typer.Option("-n", min=1, help="Paraphrases per source row.")] = 3,
-    out: OutOpt = None, backend: BackendOpt = "transformers", model: ModelOpt = None,
+    out: OutOpt = None, backend: BackendOpt = "openvino", model: ModelOpt = None,
     option: OptionOpt = None, source_language: SourceLangOpt = "en",
     max_attempts: AttemptsOpt = 3, template: TemplateOpt = None, seed: SeedOpt = 0,
     quiet: QuietOpt = False, overwrite: OverwriteOpt = False,

@@ -75,7 +75,7 @@ class BackendSpec(_Strict):
     dump, as written to the run store and the dataset card, shows them redacted.
     """
 
-    type: str = "transformers"
+    type: str = "openvino"
     options: dict[str, Any] = {}
 
     @field_serializer("options")

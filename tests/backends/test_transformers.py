@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from textsynth import Request, load_recipe
-from textsynth.backends.transformers import TransformersBackend, embedded_model_path
+from textsynth.backends.transformers import TransformersBackend, _RowSampler, embedded_model_path
 from textsynth.errors import RecipeError
 from textsynth.pipeline import run_recipe
 
-pytestmark = pytest.mark.model
+model = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,12 @@ def _request(seed: int, temperature: float = 0.9) -> Request:
                    temperature=temperature)
 
 
+@model
 def test_embedded_model_ships_in_package() -> None:
     assert embedded_model_path().stat().st_size > 50_000_000
 
 
+@model
 def test_sampling_is_seeded_per_request_not_per_batch(backend: TransformersBackend) -> None:
     batch = asyncio.run(backend.generate([_request(1), _request(2), _request(3)]))
     alone = asyncio.run(backend.generate([_request(2)]))
@@ -41,12 +43,14 @@ def test_sampling_is_seeded_per_request_not_per_batch(backend: TransformersBacke
     assert batch[0].finish_reason in ("stop", "length")
 
 
+@model
 def test_greedy_decoding_is_deterministic(backend: TransformersBackend) -> None:
     a = asyncio.run(backend.generate([_request(5, 0.0)]))
     b = asyncio.run(backend.generate([_request(6, 0.0), _request(5, 0.0)]))
     assert a[0].text == b[1].text == b[0].text
 
 
+@model
 def test_small_run_on_embedded_model(tmp_path: Path, backend: TransformersBackend) -> None:
     recipe = load_recipe({
         "name": "tiny", "per_label": 3,
@@ -69,3 +73,48 @@ def test_missing_local_model_is_a_recipe_error(tmp_path: Path) -> None:
     b = TransformersBackend({"model": str(tmp_path / "nope")})
     with pytest.raises(RecipeError, match="not found"):
         b.load()
+
+
+def _pick(rows: list[Request], logits: list[list[float]], step: int = 0) -> list[int]:
+    torch = pytest.importorskip("torch")
+    sampler = _RowSampler(rows, "cpu")
+    sampler.start = 10 - step
+    out = sampler(torch.zeros((len(rows), 10)), torch.tensor(logits))
+    assert bool((out.max(dim=1).values == 0).all())  # one-hot: exactly one finite score
+    return [int(i) for i in out.argmax(dim=1)]
+
+
+def _row(seed: int, temperature: float = 1.0, top_p: float = 1.0) -> Request:
+    return Request(messages=({"role": "user", "content": "x"},), seed=seed,
+                   temperature=temperature, top_p=top_p)
+
+
+def test_sampler_draw_does_not_depend_on_the_batch() -> None:
+    logits = [[0.0, 1.0, 2.0, 0.5, 1.5]]
+    rows = [_row(s) for s in range(40)]
+    together = _pick(rows, logits * 40)
+    alone = [_pick([r], logits)[0] for r in rows]
+    assert together == alone
+    assert len(set(together)) >= 3  # seeds differ
+    assert _pick(rows[:5], logits * 5, step=1) != together[:5]  # the step moves the noise
+
+
+def test_sampler_follows_temperature_and_top_p() -> None:
+    import math
+
+    logits = [math.log(p) for p in (0.5, 0.3, 0.15, 0.05)]
+    n = 4000
+    picks = _pick([_row(s) for s in range(n)], [logits] * n)
+    freq = [picks.count(i) / n for i in range(4)]
+    assert all(abs(f - p) < 0.03 for f, p in zip(freq, (0.5, 0.3, 0.15, 0.05), strict=True))
+    nucleus = _pick([_row(s, top_p=0.7) for s in range(n)], [logits] * n)
+    assert set(nucleus) == {0, 1}  # 0.5 + 0.3 reaches 0.7: the tail is never drawn
+    assert abs(nucleus.count(0) / n - 0.5 / 0.8) < 0.03
+    greedy = _pick([_row(s, temperature=0.0) for s in range(20)], [logits] * 20)
+    assert set(greedy) == {0}
+
+
+def test_sampler_widens_past_its_top_k_for_a_flat_distribution() -> None:
+    flat = [0.0] * 1000
+    picks = _pick([_row(s, top_p=0.95) for s in range(300)], [flat] * 300)
+    assert max(picks) > _RowSampler.TOP_K * 4  # the nucleus holds 950 tokens, not 64

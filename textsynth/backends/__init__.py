@@ -32,6 +32,7 @@ ENTRY_POINT_GROUP = "textsynth.backends"
 _BUILTIN: dict[str, str] = {
     "fake": "textsynth.backends.fake:FakeBackend",
     "transformers": "textsynth.backends.transformers:TransformersBackend",
+    "openvino": "textsynth.backends.openvino:OpenVINOBackend",
     "openai": "textsynth.backends.openai:OpenAIBackend",
     "vllm": "textsynth.backends.vllm:VLLMBackend",
 }

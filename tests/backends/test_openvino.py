@@ -1,0 +1,241 @@
+"""The openvino backend: conversion cache, generation guarantees, bad models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from textsynth import Request, load_recipe
+from textsynth.backends import create_backend
+from textsynth.backends._openvino_convert import prepare_model, source_digest
+from textsynth.backends.openvino import OpenVINOBackend, default_sequences
+from textsynth.backends.transformers import DEFAULT_SYSTEM, embedded_model_path
+from textsynth.errors import BackendError, RecipeError
+from textsynth.pipeline import run_recipe
+
+model = pytest.mark.model
+
+
+def _request(seed: int, temperature: float = 0.9, max_tokens: int = 40, n: int = 1,
+             task: str = "play music") -> Request:
+    prompt = f"Write 3 short things a user might say to a voice assistant to {task}.\n1."
+    return Request(messages=({"role": "user", "content": prompt},), seed=seed, n=n,
+                   max_tokens=max_tokens, temperature=temperature)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ov-cache")
+
+
+@pytest.fixture(scope="module")
+def backend(cache: Path) -> OpenVINOBackend:
+    pytest.importorskip("openvino_genai")
+    b = OpenVINOBackend({"cache_dir": str(cache), "batch_size": 4})
+    b.load()
+    return b
+
+
+@model
+def test_first_load_converts_and_second_load_uses_the_cache(
+        backend: OpenVINOBackend, cache: Path) -> None:
+    assert backend.stats["converted"] is True
+    folder = Path(backend.stats["model_dir"])
+    assert folder.parent == cache / "openvino"
+    assert (folder / "openvino_model.xml").is_file()
+    assert "SmolLM2" not in folder.name  # keyed by content hash and engine version
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    again = OpenVINOBackend({"cache_dir": str(cache)})
+    again.load()
+    try:
+        assert again.stats["converted"] is False
+        assert again.stats["model_dir"] == str(folder)
+        assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
+        assert len(list((cache / "openvino").iterdir())) == 1  # no temporary folder left
+    finally:
+        asyncio.run(again.aclose())
+
+
+@model
+def test_usage_finish_reason_and_stop_at_eos(backend: OpenVINOBackend) -> None:
+    short, long = asyncio.run(backend.generate([
+        _request(1, max_tokens=5),
+        Request(messages=({"role": "user", "content": "What is 2+2? Answer with a number only."},),
+                seed=2, max_tokens=200, temperature=0.0),
+    ]))
+    assert short.finish_reason == "length"
+    assert short.usage.completion_tokens == 5 and short.usage.prompt_tokens > 20
+    assert long.finish_reason == "stop"
+    assert 0 < long.usage.completion_tokens < 200
+    assert long.text and "<|im_end|>" not in long.text
+    assert short.model == backend.model_name
+
+
+@model
+def test_seeds_are_per_request_and_a_batch_repeats_exactly(backend: OpenVINOBackend) -> None:
+    tasks = ["play music", "set an alarm", "lock the door", "dim the lights"]
+    batch = [_request(seed, task=task) for seed, task in enumerate(tasks)]
+    first = asyncio.run(backend.generate(batch))
+    again = asyncio.run(backend.generate(batch))
+    reordered = asyncio.run(backend.generate(batch[::-1]))[::-1]
+    assert [c.text for c in first] == [c.text for c in again] == [c.text for c in reordered]
+    other_seed = asyncio.run(backend.generate([_request(99, task=t) for t in tasks]))
+    assert [c.text for c in other_seed] != [c.text for c in first]
+
+
+@model
+def test_n_choices_are_distinct_and_counted(backend: OpenVINOBackend) -> None:
+    (out,) = asyncio.run(backend.generate([_request(7, n=3, max_tokens=30)]))
+    assert len(out.texts) == 3 and len(set(out.texts)) == 3
+    (one,) = asyncio.run(backend.generate([_request(7, max_tokens=30)]))
+    assert out.usage.prompt_tokens == 3 * one.usage.prompt_tokens
+    assert out.usage.completion_tokens <= 90
+
+
+@model
+def test_system_prompt_and_chat_template(backend: OpenVINOBackend) -> None:
+    plain = backend.prompt(_request(1))
+    assert plain.startswith("<|im_start|>system\n" + DEFAULT_SYSTEM)
+    assert plain.endswith("<|im_start|>assistant\n")
+    own = backend.prompt(Request(messages=({"role": "system", "content": "Be terse."},
+                                           {"role": "user", "content": "hi"})))
+    assert "Be terse." in own and DEFAULT_SYSTEM not in own
+
+
+@model
+def test_small_run_on_embedded_model(tmp_path: Path, backend: OpenVINOBackend) -> None:
+    recipe = load_recipe({
+        "name": "tiny", "per_label": 3,
+        "labels": {"play_music": "Start playing a song", "set_alarm": "Set a wake-up alarm"},
+        "generation": {"max_tokens": 80, "examples_per_request": 5},
+        "quality": {"min_words": 2, "max_words": 25},
+        "backend": {"type": "openvino"},
+        "export": {"dir": str(tmp_path / "out")},
+    })
+    outcome = run_recipe(recipe, backend=backend)
+    assert outcome.result.complete, outcome.result.shortfalls
+    from datasets import load_from_disk
+
+    ds = load_from_disk(str(tmp_path / "out" / "dataset"))
+    rows = [r for split in ds.values() for r in split]
+    assert len(rows) == 6 and len({r["text"] for r in rows}) == 6
+    assert {r["model"] for r in rows} == {backend.model_name}
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "similar, not identical" in card  # the card says what a rerun gives
+
+
+def test_a_broken_gguf_is_a_clear_error_and_leaves_no_cache(tmp_path: Path) -> None:
+    pytest.importorskip("openvino_genai")
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(BackendError, match="cannot convert"):
+        prepare_model(bad, tmp_path / "cache", "test")
+    assert list((tmp_path / "cache" / "openvino").iterdir()) == []
+
+
+def test_missing_and_unusable_models_are_recipe_errors(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(RecipeError, match="not found"):
+        OpenVINOBackend({"model": str(tmp_path / "nope")}).load()
+    with pytest.raises(RecipeError, match="neither a gguf file"):
+        OpenVINOBackend({"model": str(tmp_path), "cache_dir": str(tmp_path / "c")}).load()
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(RecipeError, match="optimum-intel"):
+        prepare_model(hf, tmp_path / "c", "test")
+    with pytest.raises(RecipeError, match="max_num_seqs"):
+        create_backend("openvino", {"max_num_seqs": 0})
+
+
+def test_digest_follows_content_not_name(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    a.write_bytes(b"same bytes")
+    b.write_bytes(b"same bytes")
+    root = tmp_path / "cache"
+    first = source_digest(a, root)
+    assert source_digest(b, root) == first
+    a.write_bytes(b"other bytes")
+    assert source_digest(a, root) != first  # size changed: rehashed
+    memo = json.loads((root / "hashes.json").read_text())
+    assert str(a.resolve()) in memo
+
+
+def test_default_sequences_follow_model_size_and_cores() -> None:
+    small = embedded_model_path().stat().st_size if _has_embedded() else 100 << 20
+    assert default_sequences(small, 2) == 64
+    assert default_sequences(small, 16) == 256
+    assert default_sequences(8 << 30, 2) == 16
+    b = OpenVINOBackend({"batch_size": 8, "max_num_seqs": 64})
+    assert b.max_concurrency == 8 and b.batch_size == 8
+
+
+def _has_embedded() -> bool:
+    try:
+        embedded_model_path()
+    except Exception:
+        return False
+    return True
+
+
+class _StuckPipe:
+    """Fault injection: a pipeline whose requests never finish, or whose step fails."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.added: list[int] = []
+
+    def add_request(self, rid: int, ids: object, config: object) -> _StuckPipe:
+        self.added.append(rid)
+        return self
+
+    def has_non_finished_requests(self) -> bool:
+        return True
+
+    def step(self) -> None:
+        if self.fail:
+            raise RuntimeError("device lost")
+        import time
+
+        time.sleep(0.01)
+
+    def get_status(self) -> object:
+        import openvino_genai as ov_genai
+
+        return ov_genai.GenerationStatus.RUNNING
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_a_failing_step_fails_its_requests_instead_of_hanging() -> None:
+    pytest.importorskip("openvino_genai")
+    from textsynth.backends.openvino import _StepLoop
+
+    loop = _StepLoop(_StuckPipe(fail=True), max_seqs=4)
+    (future,) = loop.submit([(None, None)])
+    with pytest.raises(BackendError, match="device lost"):
+        future.result(timeout=10)
+    loop.close()
+
+
+def test_requests_beyond_max_seqs_wait_and_can_be_dropped() -> None:
+    pytest.importorskip("openvino_genai")
+    from textsynth.backends.openvino import _StepLoop
+
+    pipe = _StuckPipe()
+    loop = _StepLoop(pipe, max_seqs=1)
+    futures = loop.submit([(None, None)] * 3)
+    import time
+
+    time.sleep(0.2)
+    assert pipe.added == [0]  # one decoding, two waiting here
+    loop.drop_queued()
+    assert futures[1].cancelled() and futures[2].cancelled()
+    loop.close()
+    with pytest.raises(BackendError, match="closed"):
+        futures[0].result(timeout=10)

@@ -1,0 +1,166 @@
+"""Model preparation for the openvino backend: convert once, cache, load in seconds.
+
+A GGUF file (the embedded SmolLM2 or any llama-family GGUF) is read by OpenVINO GenAI
+itself, which saves the converted model and tokenizer (OpenVINO IR); no torch or
+optimum is needed. A transformers folder goes through ``optimum-cli export openvino``
+in a subprocess (the ``optimum-intel`` package). A folder that already holds
+``openvino_model.xml`` is used as it is.
+
+Converted models live under ``<cache>/openvino/<sha256 of the source>-ov<version>/``:
+keyed by the source's content and the engine version, written to a temporary folder
+and renamed into place, so a half-written conversion is never loaded and two runs
+converting at once do not corrupt each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from textsynth.errors import BackendError, RecipeError
+
+__all__ = ["PreparedModel", "cache_root", "prepare_model", "source_digest"]
+
+IR_FILES = ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml",
+            "openvino_detokenizer.xml")
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """An OpenVINO IR folder, and whether this call had to build it (and how long it took)."""
+
+    path: Path
+    converted: bool = False
+    seconds: float = 0.0
+
+
+def cache_root(option: str | None = None) -> Path:
+    """``option``, else ``$TEXTSYNTH_CACHE``, else ``$XDG_CACHE_HOME/textsynth``."""
+    if option:
+        return Path(option).expanduser()
+    if os.environ.get("TEXTSYNTH_CACHE"):
+        return Path(os.environ["TEXTSYNTH_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "textsynth"
+
+
+def _is_ir(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in IR_FILES)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def source_digest(source: Path, root: Path) -> str:
+    """SHA-256 over the source's files (names and contents).
+
+    Hashes are remembered in ``<root>/hashes.json`` by path, size and mtime, so a
+    multi-gigabyte model is read once, not at every load.
+    """
+    files = [source] if source.is_file() else sorted(
+        p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
+    memo_path = root / "hashes.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    total = hashlib.sha256()
+    changed = False
+    for f in files:
+        st = f.stat()
+        stamp = [st.st_size, st.st_mtime_ns]
+        entry = memo.get(str(f.resolve()))
+        if not entry or entry[:2] != stamp:
+            entry = [*stamp, _file_sha256(f)]
+            memo[str(f.resolve())] = entry
+            changed = True
+        name = "" if source.is_file() else str(f.relative_to(source))
+        total.update(f"{name}\0{entry[2]}\n".encode())
+    if changed:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, memo_path)
+    return total.hexdigest()
+
+
+def prepare_model(source: Path, root: Path, engine_version: str) -> PreparedModel:
+    """The IR folder for ``source`` (a .gguf file, an IR folder or a transformers folder)."""
+    if source.is_dir() and _is_ir(source):
+        return PreparedModel(source)
+    is_gguf = source.is_file() and source.suffix == ".gguf"
+    if not is_gguf and not (source / "config.json").is_file():
+        raise RecipeError(f"'{source}' is neither a gguf file, an OpenVINO model folder nor a "
+                          "transformers model folder", field="backend.options.model")
+    key = f"{source_digest(source, root)[:24]}-ov{engine_version}"
+    target = root / "openvino" / key
+    if _is_ir(target):
+        return PreparedModel(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f".{key}.", dir=target.parent) as tmp:
+        work = Path(tmp) / "model"
+        work.mkdir()
+        if is_gguf:
+            _convert_gguf(source, work)
+        else:
+            _convert_transformers(source, work)
+        (work / "textsynth-source.json").write_text(json.dumps(
+            {"source": str(source), "key": key, "engine": f"openvino-genai {engine_version}"}))
+        try:
+            os.replace(work, target)
+        except OSError:
+            if not _is_ir(target):  # another run renamed its copy first: use that one
+                raise
+    return PreparedModel(target, converted=True, seconds=time.perf_counter() - start)
+
+
+def _convert_gguf(source: Path, work: Path) -> None:
+    import openvino_genai as ov_genai
+
+    # OpenVINO GenAI saves the IR next to the file it read: read it through a link
+    link = work / "model.gguf"
+    link.symlink_to(source.resolve())
+    try:
+        ov_genai.LLMPipeline(str(link), "CPU", enable_save_ov_model=True)
+    except Exception as exc:  # the GGUF reader raises IndexError, RuntimeError, ...
+        raise BackendError(f"OpenVINO GenAI cannot convert {source}: "
+                           f"{_last_line(exc)}") from exc
+    finally:
+        link.unlink()
+    if not _is_ir(work):
+        raise BackendError(f"OpenVINO GenAI converted {source} but wrote no complete model")
+
+
+def _convert_transformers(source: Path, work: Path) -> None:
+    cli = shutil.which("optimum-cli")
+    if cli is None:
+        raise RecipeError(
+            f"the openvino backend converts the transformers folder {source} with "
+            "optimum-intel (pip install 'optimum-intel[openvino]'); or give it a .gguf file "
+            "or an OpenVINO folder, or use the transformers backend",
+            field="backend.options.model")
+    cmd = [cli, "export", "openvino", "--model", str(source), "--task",
+           "text-generation-with-past", "--weight-format", "fp16", str(work)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if proc.returncode != 0 or not _is_ir(work):
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise BackendError(f"optimum-cli could not convert {source}: {tail[0]}")
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[-1] if lines else type(exc).__name__
