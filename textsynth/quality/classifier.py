@@ -1,0 +1,134 @@
+"""A label classifier trained during the run on what the run has accepted.
+
+Label consistency judged from label names alone is weak: "play music" and
+"add to playlist" are close in meaning, and a 135M model writes plenty of rows
+that fit a neighbouring label better than their own. Once a run has accepted
+some rows, those rows describe each label far better than its name does. This
+rule trains a light classifier (logistic regression over the all-MiniLM-L6-v2
+sentence embeddings that semantic dedup already computes) on the label
+prototypes ("<name>: <description>"), any seed examples and every accepted row,
+refits it as rows arrive, and drops a candidate the classifier puts under
+another label, or under its own with low confidence.
+
+A candidate is judged by a model fitted before it was seen, so a row never
+judges itself; accepted rows only ever judge newer candidates. Refits happen at
+fixed counts of accepted rows, and both the embeddings and the solver are
+deterministic, so the same completions in the same order give the same
+decisions: a resumed run, which replays the store, rebuilds the classifier
+exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from textsynth.errors import MissingDependency, TextsynthError
+from textsynth.quality.base import KEEP, Rule, Verdict
+from textsynth.quality.judge import readable
+from textsynth.schemas import Example
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from textsynth.quality.semantic import Embedder
+
+__all__ = ["InLoopClassifier"]
+
+
+class InLoopClassifier(Rule):
+    """Drops candidates that the run's own accepted rows place under another label.
+
+    ``min_confidence``: the probability the classifier must give a candidate's
+    own label. ``margin``: how much more likely another label must be before the
+    candidate counts as that label's. Until every label has ``warmup`` accepted
+    rows (or seeds), only the prototypes and seeds speak, so only clear
+    disagreements (the margin) are dropped, never low confidence.
+    """
+
+    name = "classifier"
+    needs_prepare = True
+
+    def __init__(self, labels: Mapping[str, str], embedder: Embedder,
+                 seeds: Mapping[str, Sequence[str]] | None = None, *,
+                 min_confidence: float = 0.3, margin: float = 0.1, warmup: int = 5,
+                 refit_every: float = 0.1, regularization: float = 20.0):
+        super().__init__()
+        if len(labels) < 2:
+            raise TextsynthError("the in-loop classifier needs at least two labels")
+        self.labels = list(labels)
+        self.embedder = embedder
+        self.min_confidence = min_confidence
+        self.margin = margin
+        self.warmup = warmup
+        self.refit_every = refit_every
+        self.regularization = regularization
+        self._base: list[tuple[str, str]] = [
+            (f"{readable(n)}: {d}" if d else readable(n), n) for n, d in labels.items()]
+        for label, texts in (seeds or {}).items():
+            if label in labels:
+                self._base.extend((t, label) for t in texts)
+        self._rows: list[tuple[str, str]] = []  # accepted (text, label), in order
+        self._fitted_at = -1
+        self._model: Any = None
+        self._probs: dict[str, np.ndarray] = {}
+
+    # -- training ------------------------------------------------------------------
+    def _due(self) -> bool:
+        if self._model is None:
+            return True
+        grown = len(self._rows) - self._fitted_at
+        return grown >= max(1, int(self.refit_every * max(self._fitted_at, 20)))
+
+    def _fit(self) -> None:
+        try:
+            from sklearn.linear_model import LogisticRegression
+        except ImportError:
+            raise MissingDependency("scikit-learn", "quality", "the in-loop classifier") from None
+        data = self._base + self._rows
+        x = self.embedder.encode([t for t, _ in data])
+        y = [label for _, label in data]
+        model = LogisticRegression(C=self.regularization, max_iter=1000)
+        model.fit(x, y)
+        self._model = model
+        self._fitted_at = len(self._rows)
+        self._probs.clear()  # earlier judgements came from an older model
+
+    def _warm(self) -> bool:
+        counts = dict.fromkeys(self.labels, 0)
+        for _, label in self._base[len(self.labels):] + self._rows:
+            counts[label] += 1
+        return min(counts.values()) >= self.warmup
+
+    # -- the rule ------------------------------------------------------------------
+    async def prepare(self, examples: Sequence[Example]) -> None:
+        if self._due():
+            self._fit()
+        texts = list(dict.fromkeys(e.text for e in examples if e.text not in self._probs))
+        if not texts:
+            return
+        if len(self._probs) > 8192:
+            self._probs.clear()
+        probs = self._model.predict_proba(self.embedder.encode(texts))
+        self._probs.update(zip(texts, probs, strict=True))
+
+    def check(self, example: Example) -> Verdict:
+        probs = self._probs.get(example.text)
+        if probs is None:
+            raise TextsynthError("the classifier needs `await gate.prepare(candidates)` "
+                                 "before `gate.check(candidate)`")
+        classes = list(self._model.classes_)
+        if example.label not in classes:
+            return KEEP
+        own = float(probs[classes.index(example.label)])
+        best = int(probs.argmax())
+        if classes[best] != example.label and float(probs[best]) - own >= self.margin:
+            return Verdict(False, "classifier_disagrees",
+                           f"looks like '{classes[best]}' ({float(probs[best]):.2f} vs "
+                           f"{own:.2f})")
+        if own < self.min_confidence and self._warm():
+            return Verdict(False, "classifier_unsure", f"p={own:.2f}")
+        return KEEP
+
+    def add(self, example: Example) -> None:
+        self._rows.append((example.text, example.label))
