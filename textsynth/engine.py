@@ -205,10 +205,18 @@ class Engine:
         recipe = self.recipe
         accepted = self._accepted[job.slot]  # in round order: the pool is a prefix
         cut = bisect.bisect_left(accepted, job.index - self._lag, key=itemgetter(0))
+        gen = recipe.generation
+        examples = list(job.fewshot)
         avoid: list[str] = []
-        if cut and recipe.generation.avoid:  # the same draw as sampling the pool itself
-            picks = random.Random(job.seed).sample(range(cut), min(cut, recipe.generation.avoid))
-            avoid = [accepted[i][1] for i in picks]
+        if cut and (gen.avoid or (gen.fewshot and not examples)):
+            # one draw from the pool (a prefix, so the same at any concurrency): without
+            # seed examples its first rows are this label's own accepted rows shown as
+            # examples (bootstrapped few-shot), the rest are "do not repeat"
+            shots = gen.fewshot if not examples else 0
+            picks = random.Random(job.seed).sample(range(cut), min(cut, shots + gen.avoid))
+            if shots:
+                examples = [accepted[i][1] for i in picks[:shots]]
+            avoid = [accepted[i][1] for i in picks[shots:]]
         return {
             **self._static_context,
             "labels": dict(self._labels),
@@ -218,7 +226,7 @@ class Engine:
             "language": job.language,
             "language_name": language_name(job.language),
             "attributes": job.attributes,
-            "examples": job.fewshot,
+            "examples": examples,
             "avoid": avoid,
             "slots": job.slot_values,
         }
