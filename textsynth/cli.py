@@ -59,9 +59,11 @@ def run(
                    model=model, base_url=base_url)
     console = _console()
     outcome = run_recipe(recipe, progress=not quiet, console=_console(stderr=True))
-    from textsynth.progress import summary_table
+    from textsynth.progress import rules_table, summary_table
 
     console.print(summary_table(outcome.result, outcome.cost))
+    if (rules := rules_table(outcome.result)) is not None:
+        console.print(rules)
     if outcome.dataset is None:
         console.print("[yellow]nothing exported:[/yellow] no row was accepted (the reject "
                       "reasons are in the table)")

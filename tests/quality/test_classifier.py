@@ -137,7 +137,7 @@ def test_request_filter_keeps_requests(text: str) -> None:
 
 
 def test_recipe_options_turn_the_rules_on_and_off(recipe_dict: dict) -> None:
-    recipe_dict["quality"] = {"classifier": {"min_confidence": 0.4}, "request": 0.3}
+    recipe_dict["quality"] |= {"classifier": {"min_confidence": 0.4}, "request": 0.3}
     gate = build_gate(load_recipe(recipe_dict))
     names = [r.name for r in gate.rules]
     assert names[-2:] == ["request", "classifier"]
@@ -156,7 +156,7 @@ def test_classifier_run_resumes_to_the_same_rows(recipe_dict: dict) -> None:
     recipe_dict["labels"] = {"play_music": "play a song or an artist",
                              "get_weather": "tell me the weather forecast"}
     recipe_dict["per_label"] = 4
-    recipe_dict["quality"] = {"classifier": True, "request": False, "novelty": False}
+    recipe_dict["quality"] |= {"classifier": True}
     answers = {
         "play_music": ["1. play Hey Jude by the Beatles\n2. will it rain in Oslo today\n"
                        "3. put on some jazz {seed}\n4. play the new Adele song {seed}"],

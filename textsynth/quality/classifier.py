@@ -39,11 +39,14 @@ __all__ = ["InLoopClassifier"]
 class InLoopClassifier(Rule):
     """Drops candidates that the run's own accepted rows place under another label.
 
-    ``min_confidence``: the probability the classifier must give a candidate's
-    own label. ``margin``: how much more likely another label must be before the
-    candidate counts as that label's. Until every label has ``warmup`` accepted
-    rows (or seeds), only the prototypes and seeds speak, so only clear
-    disagreements (the margin) are dropped, never low confidence.
+    A candidate far from every label (cosine below ``min_similarity`` with each
+    label's "<name>: <description>") is off topic. Until every label has
+    ``warmup`` accepted rows (or seeds), the closest label prototype decides, as
+    the embedding judge does. From then on a logistic regression over the
+    prototypes, seeds and accepted rows (classes weighted to balance, so a label
+    with many rows does not pull candidates of a label with few) decides:
+    ``margin`` is how much more likely another label must be before the candidate
+    counts as that label's, ``min_confidence`` the probability its own label needs.
     """
 
     name = "classifier"
@@ -52,7 +55,8 @@ class InLoopClassifier(Rule):
     def __init__(self, labels: Mapping[str, str], embedder: Embedder,
                  seeds: Mapping[str, Sequence[str]] | None = None, *,
                  min_confidence: float = 0.3, margin: float = 0.1, warmup: int = 5,
-                 refit_every: float = 0.1, regularization: float = 20.0):
+                 min_similarity: float = 0.2, refit_every: float = 0.1,
+                 regularization: float = 20.0):
         super().__init__()
         if len(labels) < 2:
             raise TextsynthError("the in-loop classifier needs at least two labels")
@@ -63,6 +67,7 @@ class InLoopClassifier(Rule):
         self.warmup = warmup
         self.refit_every = refit_every
         self.regularization = regularization
+        self.min_similarity = min_similarity
         self._base: list[tuple[str, str]] = [
             (f"{readable(n)}: {d}" if d else readable(n), n) for n, d in labels.items()]
         for label, texts in (seeds or {}).items():
@@ -72,10 +77,13 @@ class InLoopClassifier(Rule):
         self._fitted_at = -1
         self._model: Any = None
         self._probs: dict[str, np.ndarray] = {}
+        self._warmed = False
+        self._anchors: np.ndarray | None = None
+        self._sims: dict[str, np.ndarray] = {}
 
     # -- training ------------------------------------------------------------------
     def _due(self) -> bool:
-        if self._model is None:
+        if self._model is None or (not self._warmed and self._warm()):
             return True
         grown = len(self._rows) - self._fitted_at
         return grown >= max(1, int(self.refit_every * max(self._fitted_at, 20)))
@@ -85,14 +93,32 @@ class InLoopClassifier(Rule):
             from sklearn.linear_model import LogisticRegression
         except ImportError:
             raise MissingDependency("scikit-learn", "quality", "the in-loop classifier") from None
-        data = self._base + self._rows
+        # until every label has rows of its own, a label that has some would pull every
+        # candidate its way: only the prototypes and seeds speak then
+        self._warmed = self._warm()
+        data = self._base + self._rows if self._warmed else self._base
         x = self.embedder.encode([t for t, _ in data])
         y = [label for _, label in data]
-        model = LogisticRegression(C=self.regularization, max_iter=1000)
+        model = LogisticRegression(C=self.regularization, max_iter=1000,
+                                   class_weight="balanced")
         model.fit(x, y)
         self._model = model
+        prototypes = x[:len(self.labels)] if not self._warmed else \
+            self.embedder.encode([t for t, _ in self._base[:len(self.labels)]])
+        anchors = [prototypes]
+        if self._warmed:  # a label's accepted rows say what is on topic better than its name
+            rows = self.embedder.encode([t for t, _ in self._rows])
+            for label in self.labels:
+                mine = rows[[i for i, (_, lab) in enumerate(self._rows) if lab == label]]
+                centroid = mine.mean(axis=0)
+                anchors.append(centroid[None, :] / max(float((centroid ** 2).sum()) ** 0.5,
+                                                       1e-9))
+        import numpy as np
+
+        self._anchors = np.concatenate(anchors)
         self._fitted_at = len(self._rows)
         self._probs.clear()  # earlier judgements came from an older model
+        self._sims.clear()
 
     def _warm(self) -> bool:
         counts = dict.fromkeys(self.labels, 0)
@@ -109,24 +135,38 @@ class InLoopClassifier(Rule):
             return
         if len(self._probs) > 8192:
             self._probs.clear()
-        probs = self._model.predict_proba(self.embedder.encode(texts))
+            self._sims.clear()
+        x = self.embedder.encode(texts)
+        probs = self._model.predict_proba(x)
+        # cosine with each label's "<name>: <description>" (then each label's centroid)
+        sims = x @ self._anchors.T
         self._probs.update(zip(texts, probs, strict=True))
+        self._sims.update(zip(texts, sims, strict=True))
 
     def check(self, example: Example) -> Verdict:
         probs = self._probs.get(example.text)
         if probs is None:
             raise TextsynthError("the classifier needs `await gate.prepare(candidates)` "
                                  "before `gate.check(candidate)`")
-        classes = list(self._model.classes_)
-        if example.label not in classes:
+        if example.label not in self.labels:
             return KEEP
+        sims = self._sims[example.text]
+        if float(sims.max()) < self.min_similarity:
+            return Verdict(False, "classifier_off_topic",
+                           f"cosine {float(sims.max()):.2f} with the closest label")
+        if not self._warmed:  # the nearest label prototype decides
+            best = self.labels[int(sims[:len(self.labels)].argmax())]
+            if best != example.label:
+                return Verdict(False, "classifier_disagrees", f"closest to '{best}'")
+            return KEEP
+        classes = list(self._model.classes_)
         own = float(probs[classes.index(example.label)])
-        best = int(probs.argmax())
-        if classes[best] != example.label and float(probs[best]) - own >= self.margin:
+        top = int(probs.argmax())
+        if classes[top] != example.label and float(probs[top]) - own >= self.margin:
             return Verdict(False, "classifier_disagrees",
-                           f"looks like '{classes[best]}' ({float(probs[best]):.2f} vs "
+                           f"looks like '{classes[top]}' ({float(probs[top]):.2f} vs "
                            f"{own:.2f})")
-        if own < self.min_confidence and self._warm():
+        if own < self.min_confidence:
             return Verdict(False, "classifier_unsure", f"p={own:.2f}")
         return KEEP
 
