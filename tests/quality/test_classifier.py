@@ -145,6 +145,13 @@ def test_recipe_options_turn_the_rules_on_and_off(recipe_dict: dict) -> None:
     recipe_dict["quality"] = {"classifier": False, "request": False}
     assert not {"request", "classifier"} & {r.name for r in build_gate(
         load_recipe(recipe_dict)).rules}
+    recipe_dict["labels"] = {"turn_on": "Switch something on"}  # one label: nothing to judge
+    recipe_dict["quality"] = {}
+    assert "classifier" not in {r.name for r in build_gate(load_recipe(recipe_dict)).rules}
+    recipe_dict["quality"] = {"classifier": True}
+    with pytest.raises(RecipeError) as info:
+        build_gate(load_recipe(recipe_dict))
+    assert info.value.field == "quality.classifier"
     recipe_dict["quality"] = {"classifier": {"margin": 2}}
     with pytest.raises(RecipeError) as info:
         load_recipe(recipe_dict)

@@ -70,7 +70,13 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
         rules.append(RequestFilter(_embedder(recipe), q.request.min_probability))
     if q.label_consistency is not None:
         rules.append(_label_consistency(recipe, backend))
-    if q.classifier is not None and _usable(q, "classifier", *_EMBEDDINGS, "sklearn"):
+    if len(recipe.labels) < 2 and "classifier" in q.model_fields_set and q.classifier:
+        from textsynth.errors import RecipeError
+
+        raise RecipeError("the classifier needs at least two labels to tell apart",
+                          field="quality.classifier")
+    if q.classifier is not None and len(recipe.labels) > 1 and \
+            _usable(q, "classifier", *_EMBEDDINGS, "sklearn"):
         from textsynth.quality.classifier import InLoopClassifier
 
         c = q.classifier

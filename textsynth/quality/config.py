@@ -115,7 +115,7 @@ class QualitySpec(BaseModel):
     label_consistency: LabelConsistencySpec | None = None
     classifier: ClassifierSpec | None = Field(default_factory=ClassifierSpec, description=(
         "a label classifier trained during the run on the accepted rows"))
-    request: RequestSpec | None = Field(default_factory=RequestSpec, description=(
+    request: RequestSpec | None = Field(None, description=(
         "drop narration, chatter, questions to the user, meta-text and option lists"))
     judge: Any = Field(None, description="a separate backend for the model judge "
                                          "({type, options}); default: the generation backend")
