@@ -138,6 +138,7 @@ class InLoopClassifier(Rule):
             self._sims.clear()
         x = self.embedder.encode(texts)
         probs = self._model.predict_proba(x)
+        assert self._anchors is not None  # set by _fit
         # cosine with each label's "<name>: <description>" (then each label's centroid)
         sims = x @ self._anchors.T
         self._probs.update(zip(texts, probs, strict=True))
