@@ -207,3 +207,21 @@ def test_last_item_of_a_cut_off_completion_is_dropped(recipe_dict: dict) -> None
     assert all(" the" not in t for t in texts)
     assert any(t.startswith("all done") for t in texts)  # ends a sentence: not cut
     assert result.rejected["parse:truncated"] >= 1
+
+
+def test_rules_table_says_what_each_rule_removed(recipe_dict: dict) -> None:
+    from rich.console import Console
+
+    from textsynth.progress import rules_table
+
+    recipe_dict["quality"] |= {"deny": ["(?i)banana"]}
+    fake = FakeBackend(responses=["1. switch it on {seed}\n2. banana split {seed}\n3. ok"])
+    _, result = run(load_recipe(recipe_dict), fake)
+    table = rules_table(result)
+    assert table is not None
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    regex_row = next(line for line in text.splitlines() if line.startswith("│ regex"))
+    assert "denied" in regex_row and str(result.rule_stats["regex"]["denied"]) in regex_row
+    assert "too_short" in next(line for line in text.splitlines() if "│ length" in line)
