@@ -187,3 +187,16 @@ def test_classifier_run_resumes_to_the_same_rows(recipe_dict: dict) -> None:
     assert ("play_music", "will it rain in Oslo today") not in rows[0]
     assert ("get_weather", "play some rock music now") not in rows[0]
     assert result.rule_stats["classifier"]["classifier_disagrees"] >= 2
+
+
+def test_classifier_leaves_other_languages_alone_with_the_english_model(
+        recipe_dict: dict) -> None:
+    """The bundled MiniLM reads English: German rows are neither judged nor learnt from."""
+    recipe_dict["languages"] = ["de"]
+    recipe_dict["quality"] = {"classifier": True}
+    rule = next(r for r in build_gate(load_recipe(recipe_dict)).rules if r.name == "classifier")
+    german = Example(text="Schalte bitte das Licht im Flur aus", label="turn_on", language="de")
+    asyncio.run(rule.prepare([german]))
+    assert rule(german).keep
+    rule.add(german)
+    assert rule._rows == []

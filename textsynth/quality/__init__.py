@@ -83,7 +83,9 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
         labels = {name: spec.description for name, spec in recipe.labels.items()}
         rules.append(InLoopClassifier(labels, _embedder(recipe), seeds,
                                       min_confidence=c.min_confidence, margin=c.margin,
-                                      min_similarity=c.min_similarity, warmup=c.warmup))
+                                      min_similarity=c.min_similarity, warmup=c.warmup,
+                                      languages=None if q.semantic and q.semantic.model
+                                      else ["en"]))
     return QualityGate(rules)
 
 

@@ -20,7 +20,7 @@ exactly as it was.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from textsynth.errors import MissingDependency, TextsynthError
@@ -47,6 +47,7 @@ class InLoopClassifier(Rule):
     with many rows does not pull candidates of a label with few) decides:
     ``margin`` is how much more likely another label must be before the candidate
     counts as that label's, ``min_confidence`` the probability its own label needs.
+    Only rows in ``languages`` (all when None) are judged and learnt from.
     """
 
     name = "classifier"
@@ -56,7 +57,7 @@ class InLoopClassifier(Rule):
                  seeds: Mapping[str, Sequence[str]] | None = None, *,
                  min_confidence: float = 0.3, margin: float = 0.1, warmup: int = 5,
                  min_similarity: float = 0.2, refit_every: float = 0.1,
-                 regularization: float = 20.0):
+                 regularization: float = 20.0, languages: Collection[str] | None = None):
         super().__init__()
         if len(labels) < 2:
             raise TextsynthError("the in-loop classifier needs at least two labels")
@@ -68,6 +69,8 @@ class InLoopClassifier(Rule):
         self.refit_every = refit_every
         self.regularization = regularization
         self.min_similarity = min_similarity
+        # the bundled MiniLM reads English only: other languages are not judged with it
+        self.languages = set(languages) if languages is not None else None
         self._base: list[tuple[str, str]] = [
             (f"{readable(n)}: {d}" if d else readable(n), n) for n, d in labels.items()]
         for label, texts in (seeds or {}).items():
@@ -130,7 +133,8 @@ class InLoopClassifier(Rule):
     async def prepare(self, examples: Sequence[Example]) -> None:
         if self._due():
             self._fit()
-        texts = list(dict.fromkeys(e.text for e in examples if e.text not in self._probs))
+        texts = list(dict.fromkeys(e.text for e in examples
+                                   if e.text not in self._probs and self._judges(e)))
         if not texts:
             return
         if len(self._probs) > 8192:
@@ -145,12 +149,12 @@ class InLoopClassifier(Rule):
         self._sims.update(zip(texts, sims, strict=True))
 
     def check(self, example: Example) -> Verdict:
+        if example.label not in self.labels or not self._judges(example):
+            return KEEP
         probs = self._probs.get(example.text)
         if probs is None:
             raise TextsynthError("the classifier needs `await gate.prepare(candidates)` "
                                  "before `gate.check(candidate)`")
-        if example.label not in self.labels:
-            return KEEP
         sims = self._sims[example.text]
         if float(sims.max()) < self.min_similarity:
             return Verdict(False, "classifier_off_topic",
@@ -171,5 +175,9 @@ class InLoopClassifier(Rule):
             return Verdict(False, "classifier_unsure", f"p={own:.2f}")
         return KEEP
 
+    def _judges(self, example: Example) -> bool:
+        return self.languages is None or example.language in self.languages
+
     def add(self, example: Example) -> None:
-        self._rows.append((example.text, example.label))
+        if self._judges(example):
+            self._rows.append((example.text, example.label))
