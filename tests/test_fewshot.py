@@ -22,7 +22,8 @@ def _prompts(fake: FakeBackend, label: str) -> list[str]:
 
 def test_prompts_show_accepted_rows_of_their_own_label(recipe_dict: dict) -> None:
     recipe_dict["per_label"] = 30
-    recipe_dict["generation"] = {"fewshot": 2, "avoid": 0, "examples_per_request": 2}
+    recipe_dict["generation"] = {"fewshot": 2, "avoid": 0, "examples_per_request": 2,
+                                 "bootstrap": True}
     engine, fake = _run(recipe_dict)
     accepted = {(e.label, e.text) for e in engine.store.examples()}
     prompts = _prompts(fake, "turn_on")
@@ -36,16 +37,17 @@ def test_prompts_show_accepted_rows_of_their_own_label(recipe_dict: dict) -> Non
     assert [r.messages for r in again.requests] == [r.messages for r in fake.requests]
 
 
-def test_seed_examples_are_never_replaced_and_fewshot_0_turns_it_off(
+def test_seed_examples_are_never_replaced_and_it_is_off_by_default(
         recipe_dict: dict) -> None:
     recipe_dict["per_label"] = 30
     recipe_dict["labels"]["turn_on"] = {"description": "Switch something on",
                                         "examples": ["flip the fan on", "lights on please"]}
-    recipe_dict["generation"] = {"fewshot": 2, "avoid": 0, "examples_per_request": 2}
+    recipe_dict["generation"] = {"fewshot": 2, "avoid": 0, "examples_per_request": 2,
+                                 "bootstrap": True}
     _, fake = _run(recipe_dict)
     for prompt in _prompts(fake, "turn_on"):
         assert "flip the fan on" in prompt and "turn_on row" not in prompt
-    recipe_dict["generation"]["fewshot"] = 0
+    del recipe_dict["generation"]["bootstrap"]
     recipe_dict["export"] = {"dir": recipe_dict["export"]["dir"] + "3"}
     _, fake = _run(recipe_dict)
     assert all("turn_off row" not in p for p in _prompts(fake, "turn_off"))

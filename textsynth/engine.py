@@ -208,11 +208,12 @@ class Engine:
         gen = recipe.generation
         examples = list(job.fewshot)
         avoid: list[str] = []
-        if cut and (gen.avoid or (gen.fewshot and not examples)):
+        bootstrap = gen.bootstrap and not examples
+        if cut and (gen.avoid or (gen.fewshot and bootstrap)):
             # one draw from the pool (a prefix, so the same at any concurrency): without
             # seed examples its first rows are this label's own accepted rows shown as
             # examples (bootstrapped few-shot), the rest are "do not repeat"
-            shots = gen.fewshot if not examples else 0
+            shots = gen.fewshot if bootstrap else 0
             picks = random.Random(job.seed).sample(range(cut), min(cut, shots + gen.avoid))
             if shots:
                 examples = [accepted[i][1] for i in picks[:shots]]
