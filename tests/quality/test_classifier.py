@@ -200,3 +200,23 @@ def test_classifier_leaves_other_languages_alone_with_the_english_model(
     assert rule(german).keep
     rule.add(german)
     assert rule._rows == []
+
+
+def test_a_default_rule_without_its_package_is_skipped_but_a_named_one_fails(
+        recipe_dict: dict, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import importlib.util
+
+    from textsynth.errors import MissingDependency
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "lingua" else real(name, *a))
+    recipe_dict["quality"] = {"semantic": False, "classifier": False}  # language_id by default
+    with caplog.at_level("WARNING", logger="textsynth"):
+        rules = [r.name for r in build_gate(load_recipe(recipe_dict)).rules]
+    assert "language" not in rules and "exact_dedup" in rules
+    assert "lingua-language-detector" in caplog.text
+    recipe_dict["quality"] = {"language_id": True}
+    with pytest.raises(MissingDependency, match="lingua-language-detector"):
+        build_gate(load_recipe(recipe_dict))
