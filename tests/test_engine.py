@@ -120,7 +120,8 @@ def test_changing_quality_rules_reuses_every_completion(recipe_dict: dict) -> No
     recipe = load_recipe(recipe_dict)
     fake = FakeBackend(handler=_unique_handler)
     _, first = run(recipe, fake)
-    stricter = load_recipe({**recipe_dict, "quality": {"min_words": 6}})
+    stricter = load_recipe({**recipe_dict, "quality": {**recipe_dict["quality"],
+                                                        "min_words": 6}})
     again = FakeBackend(handler=_unique_handler)
     _, second = run(stricter, again)
     assert first.sent > 0

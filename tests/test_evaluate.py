@@ -45,7 +45,8 @@ def snips_like_output(tmp_path: Path) -> Path:
     recipe = load_recipe({
         "name": "snips-like", "labels": sorted(by_label), "per_label": 6,
         "backend": {"type": "fake"}, "export": {"dir": str(tmp_path / "out")},
-        "quality": {"max_words": 60},
+        "quality": {"max_words": 60, "near_duplicates": False, "novelty": False,
+                    "semantic": False, "classifier": False},
     })
     run_recipe(recipe, backend=FakeBackend(handler=answer))
     return tmp_path / "out"

@@ -38,7 +38,8 @@ def _answer(english_every: int = 0):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def multilingual(recipe_dict: dict) -> dict:
-    recipe_dict.update(languages=["de", "it"], per_label=4, quality={"language_id": True})
+    recipe_dict.update(languages=["de", "it"], per_label=4,
+                       quality={**recipe_dict["quality"], "language_id": True})
     return recipe_dict
 
 

@@ -165,7 +165,11 @@ class AugmentRun:
             "labels": {lab: {} for lab in labels},
             "per_label": max(1, max(counts.values()) * self.n * (len(targets or [1]))),
             "template": template or self.mode, "backend": backend_spec,
-            "quality": {"language_id": True, **(quality or {})}, "seed": self.seed,
+            # each output row answers one source row: rules that compare rows with each
+            # other or judge the label (on by default for recipes) stay off unless asked
+            "quality": {"language_id": True, "near_duplicates": False, "novelty": False,
+                        "semantic": False, "classifier": False, **(quality or {})},
+            "seed": self.seed,
             "export": {"dir": str(self.out_dir), **({"splits": splits} if splits else {})},
         }
         return load_recipe(spec)  # a user template path is relative to the working folder

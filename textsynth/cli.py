@@ -87,9 +87,11 @@ def run(
     except (RunInterrupted, KeyboardInterrupt):  # the answers that arrived are stored
         _console(stderr=True).print(INTERRUPTED, highlight=False)
         raise typer.Exit(130) from None
-    from textsynth.progress import summary_table
+    from textsynth.progress import rules_table, summary_table
 
     console.print(summary_table(outcome.result, outcome.cost))
+    if (rules := rules_table(outcome.result)) is not None:
+        console.print(rules)
     if outcome.dataset is None:
         console.print("[yellow]nothing exported:[/yellow] no row was accepted (the reject "
                       "reasons are in the table)")

@@ -229,10 +229,19 @@ class Engine:
         recipe = self.recipe
         accepted = self._accepted[job.slot]  # in round order: the pool is a prefix
         cut = bisect.bisect_left(accepted, job.index - self._lag, key=itemgetter(0))
+        gen = recipe.generation
+        examples = list(job.fewshot)
         avoid: list[str] = []
-        if cut and recipe.generation.avoid:  # the same draw as sampling the pool itself
-            picks = random.Random(job.seed).sample(range(cut), min(cut, recipe.generation.avoid))
-            avoid = [accepted[i][1] for i in picks]
+        bootstrap = gen.bootstrap and not examples
+        if cut and (gen.avoid or (gen.fewshot and bootstrap)):
+            # one draw from the pool (a prefix, so the same at any concurrency): without
+            # seed examples its first rows are this label's own accepted rows shown as
+            # examples (bootstrapped few-shot), the rest are "do not repeat"
+            shots = gen.fewshot if bootstrap else 0
+            picks = random.Random(job.seed).sample(range(cut), min(cut, shots + gen.avoid))
+            if shots:
+                examples = [accepted[i][1] for i in picks[:shots]]
+            avoid = [accepted[i][1] for i in picks[shots:]]
         return {
             **self._static_context,
             "labels": self._labels,  # shared, not copied: the sandbox keeps it unchanged
@@ -242,7 +251,7 @@ class Engine:
             "language": job.language,
             "language_name": language_name(job.language),
             "attributes": job.attributes,
-            "examples": job.fewshot,
+            "examples": examples,
             "avoid": avoid,
             "slots": job.slot_values,
         }

@@ -12,7 +12,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from textsynth.engine import Engine, RunResult
 
-__all__ = ["RunProgress", "summary_table"]
+__all__ = ["RunProgress", "rules_table", "summary_table"]
 
 
 class RunProgress:
@@ -88,4 +88,25 @@ def summary_table(result: RunResult, cost: float | None = None) -> Table:
     if cost:
         caption += f", cost {cost:.4f}"
     table.caption = caption
+    return table
+
+
+def rules_table(result: RunResult) -> Table | None:
+    """Per quality rule, in the order they run: candidates it saw, kept, removed and why.
+
+    A rule sees only what the rules before it kept; None when no rule ran.
+    """
+    stats = result.rule_stats
+    if not stats:
+        return None
+    table = Table(title="quality rules (in order; each sees what the ones above kept)")
+    table.add_column("rule")
+    table.add_column("checked", justify="right")
+    table.add_column("removed", justify="right")
+    table.add_column("why")
+    for rule, counts in stats.items():
+        removed = {reason: n for reason, n in counts.items() if reason != "kept"}
+        total = sum(removed.values())
+        why = ", ".join(f"{r} {n}" for r, n in sorted(removed.items(), key=lambda x: -x[1]))
+        table.add_row(rule, str(counts.get("kept", 0) + total), str(total), why or "-")
     return table

@@ -92,6 +92,8 @@ class GenerationSpec(_Strict):
     batch_size: int | None = Field(None, ge=1)
     concurrency: int | None = Field(None, ge=1)
     fewshot: int = Field(3, ge=0)
+    bootstrap: bool = Field(False, description=(
+        "a label without seed examples is shown `fewshot` of its own accepted rows instead"))
     avoid: int = Field(8, ge=0, description="already-accepted examples shown as 'do not repeat'")
     max_attempts: int | None = Field(None, ge=1, description="requests per label at most")
 

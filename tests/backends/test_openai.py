@@ -69,6 +69,9 @@ def make_recipe(out: Path, url: str, *, labels: int = 2, per_label: int = 6,
         "generation": {"examples_per_request": 3, **(generation or {})},
         "budget": dict(budget or {}),
         "backend": {"type": "openai", "options": opts}, "export": {"dir": str(out)},
+        # the server's texts are not language: rules that judge meaning stay off
+        "quality": {"language_id": False, "near_duplicates": False, "novelty": False,
+                    "semantic": False, "classifier": False},
     })
 
 

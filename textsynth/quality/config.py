@@ -19,10 +19,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 __all__ = [
+    "ClassifierSpec",
     "LabelConsistencySpec",
     "LanguageIdSpec",
     "NearDuplicateSpec",
     "QualitySpec",
+    "RequestSpec",
     "SemanticSpec",
 ]
 
@@ -56,6 +58,24 @@ class LabelConsistencySpec(_Strict):
     template: str = "judge_label"
 
 
+class ClassifierSpec(_Strict):
+    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description=(
+        "probability the classifier must give a candidate's own label"))
+    margin: float = Field(0.1, ge=0.0, le=1.0, description=(
+        "how much more likely another label must be to drop the candidate"))
+    min_similarity: float = Field(0.2, ge=-1.0, le=1.0, description=(
+        "cosine with the closest label's name and description below which a candidate "
+        "is off topic"))
+    warmup: int = Field(5, ge=0, description=(
+        "accepted rows per label before the run's own classifier takes over from the "
+        "closest label description"))
+
+
+class RequestSpec(_Strict):
+    min_probability: float = Field(0.3, ge=0.0, le=1.0, description=(
+        "probability of being a request below which a candidate is dropped"))
+
+
 def _shorthand(value: Any, key: str = "threshold") -> Any:
     """``false``/``null`` -> off, ``true`` -> defaults, a number -> that threshold."""
     if value is None or value is False:
@@ -81,18 +101,22 @@ class QualitySpec(BaseModel):
     assistant_speak: bool = Field(True, description=(
         "drop assistant-speak, refusals, announcements, placeholders, prompt and label echo"))
     pii: Literal["reject", "mask", "off"] = "reject"
-    language_id: LanguageIdSpec | None = None
+    language_id: LanguageIdSpec | None = Field(default_factory=LanguageIdSpec)
     custom: list[str] = Field([], description="user checks as 'module:function'")
     seed_leak: float | None = Field(0.8, gt=0.0, le=1.0, description=(
         "ROUGE-L F1 with any seed at which a candidate counts as a copy"))
     exact_dedup: bool = True
-    near_duplicates: NearDuplicateSpec | None = None
-    novelty: float | None = Field(None, gt=0.0, le=1.0, description=(
+    near_duplicates: NearDuplicateSpec | None = Field(default_factory=NearDuplicateSpec)
+    novelty: float | None = Field(0.7, gt=0.0, le=1.0, description=(
         "ROUGE-L F1 with a seed or accepted example of the label at which to drop"))
-    semantic: SemanticSpec | None = None
+    semantic: SemanticSpec | None = Field(default_factory=SemanticSpec)
     withdraw_conflicts: bool = Field(False, description=(
         "when a text turns up under a second label, withdraw the first one too"))
     label_consistency: LabelConsistencySpec | None = None
+    classifier: ClassifierSpec | None = Field(default_factory=ClassifierSpec, description=(
+        "a label classifier trained during the run on the accepted rows"))
+    request: RequestSpec | None = Field(None, description=(
+        "drop narration, chatter, questions to the user, meta-text and option lists"))
     judge: Any = Field(None, description="a separate backend for the model judge "
                                          "({type, options}); default: the generation backend")
 
@@ -100,6 +124,16 @@ class QualitySpec(BaseModel):
     @classmethod
     def _threshold_shorthand(cls, v: Any) -> Any:
         return _shorthand(v)
+
+    @field_validator("classifier", mode="before")
+    @classmethod
+    def _classifier_shorthand(cls, v: Any) -> Any:
+        return _shorthand(v, "min_confidence")
+
+    @field_validator("request", mode="before")
+    @classmethod
+    def _request_shorthand(cls, v: Any) -> Any:
+        return _shorthand(v, "min_probability")
 
     @field_validator("language_id", mode="before")
     @classmethod

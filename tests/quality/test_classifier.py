@@ -1,0 +1,222 @@
+"""The in-loop label classifier and the request filter (MiniLM embeddings, offline)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from textsynth import FakeBackend, load_recipe
+from textsynth.engine import Engine
+from textsynth.errors import RecipeError, TextsynthError
+from textsynth.quality import build_gate
+from textsynth.schemas import Example
+
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("sklearn")
+
+LABELS = {"AddToPlaylist": "add a song or an artist to one of my playlists",
+          "GetWeather": "tell me the weather forecast",
+          "BookRestaurant": "book a table at a restaurant"}
+
+ACCEPTED = [
+    ("put Bohemian Rhapsody on my road trip playlist", "AddToPlaylist"),
+    ("add some Miles Davis to my jazz mix", "AddToPlaylist"),
+    ("save this track to my workout playlist", "AddToPlaylist"),
+    ("will it rain in Seattle tomorrow", "GetWeather"),
+    ("what's the forecast for Paris this weekend", "GetWeather"),
+    ("is it going to be cold in Oslo on Monday", "GetWeather"),
+    ("reserve a table for four at a sushi place at 8", "BookRestaurant"),
+    ("book a spot for two at an Italian restaurant tonight", "BookRestaurant"),
+    ("get me a dinner reservation for six on Friday", "BookRestaurant"),
+]
+
+
+def _examples(pairs: list[tuple[str, str]]) -> list[Example]:
+    return [Example(text=t, label=label, language="en") for t, label in pairs]
+
+
+def _classifier(**options: float):
+    from textsynth.quality.classifier import InLoopClassifier
+    from textsynth.quality.semantic import Embedder
+
+    return InLoopClassifier(LABELS, Embedder(), warmup=2, **options)  # type: ignore[arg-type]
+
+
+def _judge(rule, accepted: list[tuple[str, str]], candidates: list[tuple[str, str]]):
+    for example in _examples(accepted):
+        rule.add(example)
+    batch = _examples(candidates)
+    asyncio.run(rule.prepare(batch))
+    return [rule(e) for e in batch]
+
+
+def test_classifier_drops_rows_that_fit_another_label() -> None:
+    verdicts = _judge(_classifier(), ACCEPTED, [
+        ("add Hey Jude to my sunday playlist", "AddToPlaylist"),
+        ("how hot will it be in Rome tomorrow", "AddToPlaylist"),  # a weather question
+        ("find me a table for three at a steakhouse", "GetWeather"),  # a booking
+    ])
+    assert [v.keep for v in verdicts] == [True, False, False]
+    assert verdicts[1].reason == "classifier_disagrees" and "GetWeather" in verdicts[1].detail
+    assert "BookRestaurant" in verdicts[2].detail
+
+
+def test_classifier_learns_from_accepted_rows_not_only_names() -> None:
+    """A label whose description says little is learnt from its accepted rows."""
+    from textsynth.quality.classifier import InLoopClassifier
+    from textsynth.quality.semantic import Embedder
+
+    labels = {"A": "", "B": "", "C": ""}
+    accepted = [(t, {"AddToPlaylist": "A", "GetWeather": "B", "BookRestaurant": "C"}[lab])
+                for t, lab in ACCEPTED]
+    rule = InLoopClassifier(labels, Embedder(), warmup=2)
+    verdicts = _judge(rule, accepted, [("put this song on my party playlist", "A"),
+                                       ("is it sunny in Madrid today", "A")])
+    assert [v.keep for v in verdicts] == [True, False]
+
+
+def test_classifier_decisions_are_deterministic_and_never_include_the_candidate() -> None:
+    candidates = [("add this to my chill playlist", "AddToPlaylist"),
+                  ("what's the weather like in Lima", "BookRestaurant"),
+                  ("table for two please", "BookRestaurant")]
+    first = _judge(_classifier(), ACCEPTED, candidates)
+    second = _judge(_classifier(), ACCEPTED, candidates)
+    assert first == second
+    rule = _classifier()
+    _judge(rule, ACCEPTED, candidates)
+    # the model that judged the batch was fitted on the accepted rows only
+    assert rule._fitted_at == len(ACCEPTED)
+
+
+def test_classifier_needs_two_labels_and_prepare() -> None:
+    from textsynth.quality.classifier import InLoopClassifier
+    from textsynth.quality.semantic import Embedder
+
+    with pytest.raises(TextsynthError, match="two labels"):
+        InLoopClassifier({"only": "one"}, Embedder())
+    rule = _classifier()
+    with pytest.raises(TextsynthError, match="prepare"):
+        rule.check(Example(text="not prepared", label="GetWeather", language="en"))
+
+
+@pytest.mark.parametrize("text", [
+    "She walked into the kitchen and switched the light on.",
+    "This is a funny joke.",
+    "What kind of music do you like?",
+    "Requests to adjust your heating or cooling temperature.",
+    "Options: jazz, rock, pop, classical.",
+    "A teenager asking the assistant to lock the door.",
+    "Here are five requests you could send:",
+])
+def test_request_filter_drops_what_is_not_a_request(text: str) -> None:
+    from textsynth.quality.request import RequestFilter
+    from textsynth.quality.semantic import Embedder
+
+    rule = RequestFilter(Embedder())
+    (verdict,) = _judge(rule, [], [(text, "x")])
+    assert not verdict.keep and verdict.reason == "not_a_request"
+
+
+@pytest.mark.parametrize("text", [
+    "turn on the lights in the living room",
+    "Could you set an alarm for 6:30 tomorrow?",
+    "play Thriller by Michael Jackson",
+    "book a table for 3 at Nobu on Saturday",
+    "what's the weather going to be in Berlin on Friday",
+    "rate this novel four out of six",
+    "add Yesterday to my oldies playlist",
+])
+def test_request_filter_keeps_requests(text: str) -> None:
+    from textsynth.quality.request import RequestFilter
+    from textsynth.quality.semantic import Embedder
+
+    rule = RequestFilter(Embedder())
+    (verdict,) = _judge(rule, [], [(text, "x")])
+    assert verdict.keep, verdict
+
+
+def test_recipe_options_turn_the_rules_on_and_off(recipe_dict: dict) -> None:
+    recipe_dict["quality"] |= {"classifier": {"min_confidence": 0.4}, "request": 0.3}
+    gate = build_gate(load_recipe(recipe_dict))
+    names = [r.name for r in gate.rules]
+    assert names[-2:] == ["request", "classifier"]
+    assert gate.rules[-1].min_confidence == 0.4 and gate.rules[-2].min_probability == 0.3
+    recipe_dict["quality"] = {"classifier": False, "request": False}
+    assert not {"request", "classifier"} & {r.name for r in build_gate(
+        load_recipe(recipe_dict)).rules}
+    recipe_dict["labels"] = {"turn_on": "Switch something on"}  # one label: nothing to judge
+    recipe_dict["quality"] = {}
+    assert "classifier" not in {r.name for r in build_gate(load_recipe(recipe_dict)).rules}
+    recipe_dict["quality"] = {"classifier": True}
+    with pytest.raises(RecipeError) as info:
+        build_gate(load_recipe(recipe_dict))
+    assert info.value.field == "quality.classifier"
+    recipe_dict["quality"] = {"classifier": {"margin": 2}}
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe_dict)
+    assert info.value.field == "quality.classifier.margin"
+
+
+def test_classifier_run_resumes_to_the_same_rows(recipe_dict: dict) -> None:
+    """Re-running over the store replays the classifier and keeps the same rows."""
+    recipe_dict["labels"] = {"play_music": "play a song or an artist",
+                             "get_weather": "tell me the weather forecast"}
+    recipe_dict["per_label"] = 4
+    recipe_dict["quality"] |= {"classifier": True}
+    answers = {
+        "play_music": ["1. play Hey Jude by the Beatles\n2. will it rain in Oslo today\n"
+                       "3. put on some jazz {seed}\n4. play the new Adele song {seed}"],
+        "get_weather": ["1. is it sunny in Rome {seed}\n2. play some rock music now\n"
+                        "3. what's the forecast for tomorrow {seed}"],
+    }
+
+    def respond(request) -> str:
+        prompt = request.messages[-1]["content"]
+        label = "play_music" if "song" in prompt else "get_weather"
+        return answers[label][0].replace("{seed}", str(request.seed % 97))
+
+    recipe = load_recipe(recipe_dict)
+    rows = []
+    for _ in range(2):
+        engine = Engine(recipe, backend=FakeBackend(handler=respond))
+        result = asyncio.run(engine.run())
+        rows.append(sorted((e.label, e.text) for e in engine.store.examples()))
+        engine.store.close()
+    assert rows[0] == rows[1] and result.complete
+    assert ("play_music", "will it rain in Oslo today") not in rows[0]
+    assert ("get_weather", "play some rock music now") not in rows[0]
+    assert result.rule_stats["classifier"]["classifier_disagrees"] >= 2
+
+
+def test_classifier_leaves_other_languages_alone_with_the_english_model(
+        recipe_dict: dict) -> None:
+    """The bundled MiniLM reads English: German rows are neither judged nor learnt from."""
+    recipe_dict["languages"] = ["de"]
+    recipe_dict["quality"] = {"classifier": True}
+    rule = next(r for r in build_gate(load_recipe(recipe_dict)).rules if r.name == "classifier")
+    german = Example(text="Schalte bitte das Licht im Flur aus", label="turn_on", language="de")
+    asyncio.run(rule.prepare([german]))
+    assert rule(german).keep
+    rule.add(german)
+    assert rule._rows == []
+
+
+def test_a_default_rule_without_its_package_is_skipped_but_a_named_one_fails(
+        recipe_dict: dict, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import importlib.util
+
+    from textsynth.errors import MissingDependency
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "lingua" else real(name, *a))
+    recipe_dict["quality"] = {"semantic": False, "classifier": False}  # language_id by default
+    with caplog.at_level("WARNING", logger="textsynth"):
+        rules = [r.name for r in build_gate(load_recipe(recipe_dict)).rules]
+    assert "language" not in rules and "exact_dedup" in rules
+    assert "lingua-language-detector" in caplog.text
+    recipe_dict["quality"] = {"language_id": True}
+    with pytest.raises(MissingDependency, match="lingua-language-detector"):
+        build_gate(load_recipe(recipe_dict))

@@ -1,0 +1,183 @@
+"""A label classifier trained during the run on what the run has accepted.
+
+Label consistency judged from label names alone is weak: "play music" and
+"add to playlist" are close in meaning, and a 135M model writes plenty of rows
+that fit a neighbouring label better than their own. Once a run has accepted
+some rows, those rows describe each label far better than its name does. This
+rule trains a light classifier (logistic regression over the all-MiniLM-L6-v2
+sentence embeddings that semantic dedup already computes) on the label
+prototypes ("<name>: <description>"), any seed examples and every accepted row,
+refits it as rows arrive, and drops a candidate the classifier puts under
+another label, or under its own with low confidence.
+
+A candidate is judged by a model fitted before it was seen, so a row never
+judges itself; accepted rows only ever judge newer candidates. Refits happen at
+fixed counts of accepted rows, and both the embeddings and the solver are
+deterministic, so the same completions in the same order give the same
+decisions: a resumed run, which replays the store, rebuilds the classifier
+exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from textsynth.errors import MissingDependency, TextsynthError
+from textsynth.quality.base import KEEP, Rule, Verdict
+from textsynth.quality.judge import readable
+from textsynth.schemas import Example
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from textsynth.quality.semantic import Embedder
+
+__all__ = ["InLoopClassifier"]
+
+
+class InLoopClassifier(Rule):
+    """Drops candidates that the run's own accepted rows place under another label.
+
+    A candidate far from every label (cosine below ``min_similarity`` with each
+    label's "<name>: <description>") is off topic. Until every label has
+    ``warmup`` accepted rows (or seeds), the closest label prototype decides, as
+    the embedding judge does. From then on a logistic regression over the
+    prototypes, seeds and accepted rows (classes weighted to balance, so a label
+    with many rows does not pull candidates of a label with few) decides:
+    ``margin`` is how much more likely another label must be before the candidate
+    counts as that label's, ``min_confidence`` the probability its own label needs.
+    Only rows in ``languages`` (all when None) are judged and learnt from.
+    """
+
+    name = "classifier"
+    needs_prepare = True
+
+    def __init__(self, labels: Mapping[str, str], embedder: Embedder,
+                 seeds: Mapping[str, Sequence[str]] | None = None, *,
+                 min_confidence: float = 0.3, margin: float = 0.1, warmup: int = 5,
+                 min_similarity: float = 0.2, refit_every: float = 0.1,
+                 regularization: float = 20.0, languages: Collection[str] | None = None):
+        super().__init__()
+        if len(labels) < 2:
+            raise TextsynthError("the in-loop classifier needs at least two labels")
+        self.labels = list(labels)
+        self.embedder = embedder
+        self.min_confidence = min_confidence
+        self.margin = margin
+        self.warmup = warmup
+        self.refit_every = refit_every
+        self.regularization = regularization
+        self.min_similarity = min_similarity
+        # the bundled MiniLM reads English only: other languages are not judged with it
+        self.languages = set(languages) if languages is not None else None
+        self._base: list[tuple[str, str]] = [
+            (f"{readable(n)}: {d}" if d else readable(n), n) for n, d in labels.items()]
+        for label, texts in (seeds or {}).items():
+            if label in labels:
+                self._base.extend((t, label) for t in texts)
+        self._rows: list[tuple[str, str]] = []  # accepted (text, label), in order
+        self._fitted_at = -1
+        self._model: Any = None
+        self._probs: dict[str, np.ndarray] = {}
+        self._warmed = False
+        self._anchors: np.ndarray | None = None
+        self._sims: dict[str, np.ndarray] = {}
+
+    # -- training ------------------------------------------------------------------
+    def _due(self) -> bool:
+        if self._model is None or (not self._warmed and self._warm()):
+            return True
+        grown = len(self._rows) - self._fitted_at
+        return grown >= max(1, int(self.refit_every * max(self._fitted_at, 20)))
+
+    def _fit(self) -> None:
+        try:
+            from sklearn.linear_model import LogisticRegression
+        except ImportError:
+            raise MissingDependency("scikit-learn", "quality", "the in-loop classifier") from None
+        # until every label has rows of its own, a label that has some would pull every
+        # candidate its way: only the prototypes and seeds speak then
+        self._warmed = self._warm()
+        data = self._base + self._rows if self._warmed else self._base
+        x = self.embedder.encode([t for t, _ in data])
+        y = [label for _, label in data]
+        model = LogisticRegression(C=self.regularization, max_iter=1000,
+                                   class_weight="balanced")
+        model.fit(x, y)
+        self._model = model
+        prototypes = x[:len(self.labels)] if not self._warmed else \
+            self.embedder.encode([t for t, _ in self._base[:len(self.labels)]])
+        anchors = [prototypes]
+        if self._warmed:  # a label's accepted rows say what is on topic better than its name
+            rows = self.embedder.encode([t for t, _ in self._rows])
+            for label in self.labels:
+                mine = rows[[i for i, (_, lab) in enumerate(self._rows) if lab == label]]
+                centroid = mine.mean(axis=0)
+                anchors.append(centroid[None, :] / max(float((centroid ** 2).sum()) ** 0.5,
+                                                       1e-9))
+        import numpy as np
+
+        self._anchors = np.concatenate(anchors)
+        self._fitted_at = len(self._rows)
+        self._probs.clear()  # earlier judgements came from an older model
+        self._sims.clear()
+
+    def _warm(self) -> bool:
+        counts = dict.fromkeys(self.labels, 0)
+        for _, label in self._base[len(self.labels):] + self._rows:
+            counts[label] += 1
+        return min(counts.values()) >= self.warmup
+
+    # -- the rule ------------------------------------------------------------------
+    async def prepare(self, examples: Sequence[Example]) -> None:
+        if self._due():
+            self._fit()
+        texts = list(dict.fromkeys(e.text for e in examples
+                                   if e.text not in self._probs and self._judges(e)))
+        if not texts:
+            return
+        if len(self._probs) > 8192:
+            self._probs.clear()
+            self._sims.clear()
+        x = self.embedder.encode(texts)
+        probs = self._model.predict_proba(x)
+        assert self._anchors is not None  # set by _fit
+        # cosine with each label's "<name>: <description>" (then each label's centroid)
+        sims = x @ self._anchors.T
+        self._probs.update(zip(texts, probs, strict=True))
+        self._sims.update(zip(texts, sims, strict=True))
+
+    def check(self, example: Example) -> Verdict:
+        if example.label not in self.labels or not self._judges(example):
+            return KEEP
+        probs = self._probs.get(example.text)
+        if probs is None:
+            raise TextsynthError("the classifier needs `await gate.prepare(candidates)` "
+                                 "before `gate.check(candidate)`")
+        sims = self._sims[example.text]
+        if float(sims.max()) < self.min_similarity:
+            return Verdict(False, "classifier_off_topic",
+                           f"cosine {float(sims.max()):.2f} with the closest label")
+        if not self._warmed:  # the nearest label prototype decides
+            best = self.labels[int(sims[:len(self.labels)].argmax())]
+            if best != example.label:
+                return Verdict(False, "classifier_disagrees", f"closest to '{best}'")
+            return KEEP
+        classes = list(self._model.classes_)
+        own = float(probs[classes.index(example.label)])
+        top = int(probs.argmax())
+        if classes[top] != example.label and float(probs[top]) - own >= self.margin:
+            return Verdict(False, "classifier_disagrees",
+                           f"looks like '{classes[top]}' ({float(probs[top]):.2f} vs "
+                           f"{own:.2f})")
+        if own < self.min_confidence:
+            return Verdict(False, "classifier_unsure", f"p={own:.2f}")
+        return KEEP
+
+    def _judges(self, example: Example) -> bool:
+        return self.languages is None or example.language in self.languages
+
+    def add(self, example: Example) -> None:
+        if self._judges(example):
+            self._rows.append((example.text, example.label))
