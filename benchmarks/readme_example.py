@@ -48,7 +48,7 @@ def main() -> None:
         recipe_with(args.recipe, Path(args.out), args.settings))
     print(f"run: {run.line()}")
     judge = RealJudge(args.reference, embeddings=False if args.no_embeddings else None)
-    fid = judge.score(run.folder)
+    fid = judge.score(run.data)
     held = ", ".join(f"{k} {v:.1%}" for k, v in judge.heldout_accuracy.items())
     print(f"fidelity: {fid.fidelity:.1%} ({fid.agreed} of {fid.rows}; judge: {judge.classifier} "
           f"on {judge.size} hand-written rows, held-out accuracy {held})")
@@ -58,7 +58,7 @@ def main() -> None:
           f"{len(fid.disagreements)}):")
     for d in fid.disagreements[:args.worst]:
         print(f"  {d.label} -> {d.predicted} ({d.confidence:.0%}): {d.text}")
-    data = load_labeled(run.folder)
+    data = load_labeled(run.data)
     rows = sorted(zip(data.labels, data.texts, strict=True))
     sample = random.Random(args.seed).sample(rows, min(args.sample, len(rows)))
     print(f"\n{len(sample)} random rows (seed {args.seed}): count the natural requests of "

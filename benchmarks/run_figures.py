@@ -41,6 +41,19 @@ class RunFigures:
     seconds: float | None = None
     rejected: Counter[str] = field(default_factory=Counter)
     shortfall: int = 0
+    partial: bool = False  # an unfinished run: its accepted rows so far, from the store
+
+    @property
+    def data(self) -> Any:
+        """The accepted rows: the exported folder, or (unfinished run) the store's rows."""
+        if not self.partial:
+            return self.folder
+        from textsynth.sources import LabeledSet
+        from textsynth.store import Store
+
+        with Store.in_dir(self.folder) as store:
+            return LabeledSet.from_pairs(((e.text, e.label) for e in store.examples()),
+                                         f"{self.folder} (unfinished)")
 
     @property
     def tokens_per_row(self) -> float:
@@ -53,7 +66,8 @@ class RunFigures:
     def line(self) -> str:
         top = ", ".join(f"{r} {n}" for r, n in self.rejected.most_common(5))
         took = f", {self.seconds:.0f} s" if self.seconds is not None else ""
-        return (f"{self.rows} rows from {self.candidates} candidates (acceptance "
+        head = "UNFINISHED RUN: " if self.partial else ""
+        return (f"{head}{self.rows} rows from {self.candidates} candidates (acceptance "
                 f"{self.acceptance:.1%}), {self.tokens:,} tokens = {self.tokens_per_row:.1f} "
                 f"tokens per accepted row; {self.sent} requests sent, {self.cached} from the "
                 f"store{took}; short {self.shortfall}; top rejects: {top or 'none'}")
@@ -114,6 +128,11 @@ def reuse(folder: Path) -> RunFigures:
         raise SystemExit(f"{folder}: no run store ({STORE_NAME}) to reuse")
     with Store.in_dir(folder) as store:
         summary = store.get_meta("summary", {}) or {}
+        if not summary:  # still running, or stopped: count what the store holds
+            usage, rejects = store.usage(), store.reject_counts()
+            rows = store.example_count()
+            return RunFigures(folder, rows, rows + sum(rejects.values()), usage.total_tokens,
+                              store.completion_count(), 0, None, Counter(rejects), 0, True)
     slots = summary.get("slots", {})
     rejected: Counter[str] = Counter()
     for slot in slots.values():

@@ -55,14 +55,15 @@ def score(name: str, run: RunFigures, judge: Any, test: Path, worst: int) -> dic
     from textsynth.evaluate import evaluate
 
     figures: dict[str, Any] = {"variant": name, "folder": str(run.folder), "rows": run.rows,
+                               "unfinished": run.partial,
                                "candidates": run.candidates, "acceptance": run.acceptance,
                                "tokens": run.tokens, "tokens_per_row": run.tokens_per_row,
                                "sent": run.sent, "cached": run.cached, "short": run.shortfall}
     if not run.rows:
         print(f"{name:<30} no rows accepted")
         return figures
-    fid = judge.score(run.folder)
-    ev = evaluate(run.folder, test, label_names=SNIPS / "labels.json", embeddings=False)
+    fid = judge.score(run.data)
+    ev = evaluate(run.data, test, label_names=SNIPS / "labels.json", embeddings=False)
     figures.update(fidelity=fid.fidelity, fidelity_per_label=fid.per_label,
                    tstr=ev.accuracy, tstr_macro_f1=ev.macro_f1,
                    names_only=ev.result("label names").accuracy,

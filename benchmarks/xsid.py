@@ -161,7 +161,7 @@ def main() -> None:
     out = Path(args.out or ROOT / "output" / f"xsid-{lang}")
     if args.reuse:
         run = reuse(args.reuse) if (args.reuse / "textsynth.db").is_file() else None
-        data: Path = args.reuse
+        data: Any = run.data if run is not None else args.reuse
     else:
         recipe = recipe_with(recipe_file(args.recipe, lang, out), out,
                              xsid_settings(lang, args.per_label) + args.settings)
