@@ -199,3 +199,15 @@ def test_cli_without_test_or_judge_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "--judge-real" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+
+
+def test_one_judge_scores_several_sets_as_judge_fidelity_does() -> None:
+    from textsynth.fidelity import RealJudge
+
+    judge = RealJudge(_set(REAL), embeddings=False)
+    clean = judge.score(_set(SYNTHETIC))
+    assert clean == judge_fidelity(_set(SYNTHETIC), _set(REAL), embeddings=False)
+    order = list(SYNTHETIC)
+    swapped = judge.score(_set({order[(i + 1) % 4]: SYNTHETIC[lab]
+                                for i, lab in enumerate(order)}))
+    assert swapped.fidelity < 0.2 < 0.9 <= clean.fidelity

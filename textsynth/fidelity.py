@@ -34,7 +34,7 @@ from textsynth.evaluate import (
 )
 from textsynth.sources import LabeledSet, load_labeled
 
-__all__ = ["Disagreement", "Fidelity", "fidelity_tables", "judge_fidelity"]
+__all__ = ["Disagreement", "Fidelity", "RealJudge", "fidelity_tables", "judge_fidelity"]
 
 HOLDOUT = 0.2
 
@@ -156,6 +156,71 @@ def _judge_kinds(embeddings: bool | None, notes: list[str]) -> tuple[list[str], 
     return [TFIDF], None
 
 
+class RealJudge:
+    """A judge trained once on a real labeled set; :meth:`score` judges synthetic sets.
+
+    >>> judge = RealJudge("shared/eval/snips/train.jsonl")  # doctest: +SKIP
+    >>> judge.score("output/snips").fidelity  # doctest: +SKIP
+    """
+
+    def __init__(self, real: str | Path | LabeledSet, *, embeddings: bool | None = None,
+                 holdout: float = HOLDOUT, seed: int = 0) -> None:
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            raise MissingDependency("scikit-learn", "eval", "the real-data judge") from None
+        if not 0 <= holdout < 1:
+            raise DataError(f"holdout must be in [0, 1), got {holdout}")
+        ref = load_labeled(real)
+        self.labels = sorted(set(ref.labels))
+        if len(self.labels) < 2:
+            raise DataError("the real set for the judge needs at least two labels",
+                            source=ref.name)
+        self.source, self.size = ref.name, len(ref)
+        self.notes: list[str] = []
+        kinds, embed = _judge_kinds(embeddings, self.notes)
+        self.classifier, self.heldout_accuracy, self.per_label_recall, self.heldout = _choose(
+            ref.texts, ref.labels, kinds, embed, holdout, seed)
+        self._judge = _Judge(self.classifier, embed).fit(ref.texts, ref.labels)
+
+    def score(self, synthetic: str | Path | LabeledSet, *,
+              label_map: str | Path | Mapping[str, str] | None = None,
+              split: str | None = None) -> Fidelity:
+        """Judge every row of ``synthetic`` (see :func:`judge_fidelity`)."""
+        syn = load_labeled(synthetic, split=split)
+        keep = [r for r in syn.rows if r["text"].strip()]
+        syn = LabeledSet(keep, syn.name, syn.label_names, syn.skipped)
+        texts, labels, mapping, unmapped = _map_labels(
+            syn, self.labels, parse_label_map(label_map), "synthetic")
+        row_ids = [str(r.get("row_id", "")) for r in syn.rows if r["label"] in mapping]
+        notes = self.notes + [f"{n} synthetic rows with label {lab!r} left out: the real set "
+                              "has no such label" for lab, n in unmapped.items()]
+        probs = self._judge.proba(texts)
+        classes = self._judge.classes
+        index = {c: j for j, c in enumerate(classes)}
+        agreed: Counter[str] = Counter()
+        worst: list[Disagreement] = []
+        for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+            best = int(probs[i].argmax())
+            if classes[best] == label:
+                agreed[label] += 1
+                continue
+            worst.append(Disagreement(text, label, classes[best], round(float(probs[i][best]), 4),
+                                      round(float(probs[i][index[label]]), 4), row_ids[i]))
+        worst.sort(key=lambda d: (d.own_probability, -d.confidence, d.text))
+        counts = Counter(labels)
+        return Fidelity(
+            fidelity=round(sum(agreed.values()) / len(labels), 4), rows=len(labels),
+            agreed=sum(agreed.values()),
+            per_label={lab: round(agreed[lab] / n, 4) for lab, n in sorted(counts.items())},
+            rows_per_label=dict(sorted(counts.items())), classifier=self.classifier,
+            judge_heldout_accuracy=dict(self.heldout_accuracy),
+            judge_per_label_recall=dict(self.per_label_recall), judge_train=self.size,
+            judge_heldout=self.heldout, judge_source=self.source, disagreements=worst,
+            label_map=mapping, unmapped=unmapped, notes=notes,
+        )
+
+
 def judge_fidelity(synthetic: str | Path | LabeledSet, real: str | Path | LabeledSet, *,
                    label_map: str | Path | Mapping[str, str] | None = None,
                    embeddings: bool | None = None, split: str | None = None,
@@ -165,55 +230,14 @@ def judge_fidelity(synthetic: str | Path | LabeledSet, real: str | Path | Labele
     Synthetic labels match the real ones by name, ignoring case and separators, or through
     ``label_map`` (synthetic -> real); rows of other labels are left out (and counted in
     ``unmapped``). ``embeddings``: ``None`` also tries the embedding judge when it is
-    installed, ``True`` requires it, ``False`` uses TF-IDF only.
+    installed, ``True`` requires it, ``False`` uses TF-IDF only. To judge several sets
+    against the same real data, build one :class:`RealJudge` and call its ``score``.
 
     >>> fid = judge_fidelity("output/snips", "shared/eval/snips/train.jsonl")  # doctest: +SKIP
     >>> fid.fidelity, fid.disagreements[0].predicted  # doctest: +SKIP
     """
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        raise MissingDependency("scikit-learn", "eval", "the real-data judge") from None
-    if not 0 <= holdout < 1:
-        raise DataError(f"holdout must be in [0, 1), got {holdout}")
-    syn = load_labeled(synthetic, split=split)
-    ref = load_labeled(real)
-    real_labels = sorted(set(ref.labels))
-    if len(real_labels) < 2:
-        raise DataError("the real set for the judge needs at least two labels", source=ref.name)
-    keep = [i for i, t in enumerate(syn.texts) if t.strip()]
-    syn = LabeledSet([syn.rows[i] for i in keep], syn.name, syn.label_names, syn.skipped)
-    texts, labels, mapping, unmapped = _map_labels(syn, real_labels, parse_label_map(label_map),
-                                                   "synthetic")
-    row_ids = [str(r.get("row_id", "")) for r in syn.rows if r["label"] in mapping]
-    notes = [f"{n} synthetic rows with label {lab!r} left out: the real set has no such label"
-             for lab, n in unmapped.items()]
-    kinds, embed = _judge_kinds(embeddings, notes)
-    chosen, scores, recall, n_held = _choose(ref.texts, ref.labels, kinds, embed, holdout, seed)
-    judge = _Judge(chosen, embed).fit(ref.texts, ref.labels)
-    probs = judge.proba(texts)
-    index = {c: j for j, c in enumerate(judge.classes)}
-    agreed: Counter[str] = Counter()
-    worst: list[Disagreement] = []
-    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
-        best = int(probs[i].argmax())
-        predicted = judge.classes[best]
-        if predicted == label:
-            agreed[label] += 1
-            continue
-        worst.append(Disagreement(text, label, predicted, round(float(probs[i][best]), 4),
-                                  round(float(probs[i][index[label]]), 4), row_ids[i]))
-    worst.sort(key=lambda d: (d.own_probability, -d.confidence, d.text))
-    counts = Counter(labels)
-    return Fidelity(
-        fidelity=round(sum(agreed.values()) / len(labels), 4), rows=len(labels),
-        agreed=sum(agreed.values()),
-        per_label={lab: round(agreed[lab] / n, 4) for lab, n in sorted(counts.items())},
-        rows_per_label=dict(sorted(counts.items())), classifier=chosen,
-        judge_heldout_accuracy=scores, judge_per_label_recall=recall,
-        judge_train=len(ref), judge_heldout=n_held, judge_source=ref.name,
-        disagreements=worst, label_map=mapping, unmapped=unmapped, notes=notes,
-    )
+    judge = RealJudge(real, embeddings=embeddings, holdout=holdout, seed=seed)
+    return judge.score(synthetic, label_map=label_map, split=split)
 
 
 def fidelity_tables(fid: Fidelity, worst: int = 15) -> list[Any]:
