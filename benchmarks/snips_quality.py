@@ -1,140 +1,137 @@
-"""How good is the data? Train on a synthetic SNIPS set, score on the real test set.
+"""SNIPS zero-shot: fidelity, TSTR and tokens per accepted row of a synthetic SNIPS set.
 
-    python benchmarks/snips_quality.py                       # full recipe + ablations
-    python benchmarks/snips_quality.py --no-ablations        # the full recipe only
+    python benchmarks/snips_quality.py                      # build the recipe, print figures
+    python benchmarks/snips_quality.py --reuse output/snips-zero-shot   # no generation
+    python benchmarks/snips_quality.py --set generation.temperature=0.6 --out output/t06
+    python benchmarks/snips_quality.py --ablations          # + one rule off at a time
 
-Builds ``examples/snips_zero_shot.yaml`` (label names and descriptions only; no
-real example), trains TF-IDF (word 1-2 + char_wb 2-5 grams) + logistic
-regression on the accepted utterances, and reports accuracy on
-``../shared/eval/snips/test.jsonl``. Each ablation turns one rule off and
-re-runs the engine on a copy of the full run's store: prompts do not depend on
-what was accepted (``generation.avoid: 0``), so every completion it needs is
-already cached, and the variants differ only in which candidates they keep.
+Builds ``examples/snips_zero_shot.yaml`` (7 intents x 50, label names and descriptions
+only, no real example) and prints, for the run and each variant:
+
+- fidelity: the share of accepted rows that a judge trained on the full real SNIPS
+  training set (``../shared/eval/snips/train.jsonl``, 13,084 rows; judging only) puts
+  under their own label (``textsynth.fidelity``; the judge is trained once);
+- TSTR: accuracy (and macro-F1) on the real test set (700 rows) of TF-IDF + logistic
+  regression trained on the accepted rows, next to the label names alone (55.7%);
+- tokens per accepted row and the acceptance rate.
+
+``--set key.sub=YAML`` changes the recipe (repeatable). Each ablation re-runs the engine
+on a copy of the main run's store: a completion whose request is unchanged is read from
+the store, so a rule change costs no generation, and a prompt change only what differs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import shutil
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from run_figures import ROOT, RunFigures, generate, recipe_with, reuse, shared_eval, write_json
 
-# ../shared/eval/snips beside the checkout (or beside the folder of worktrees)
-SNIPS = next((p / "shared" / "eval" / "snips" for p in (ROOT.parent, ROOT.parent.parent)
-              if (p / "shared" / "eval" / "snips").is_dir()), ROOT.parent / "shared")
+SNIPS = shared_eval("snips")
 
-# quality overrides per variant: one major rule off at a time, then all of them
-ABLATIONS: dict[str, dict[str, Any]] = {
-    "full recipe": {},
-    "- label consistency": {"label_consistency": None},
-    "- meta-text filter": {"assistant_speak": False},
-    "- language id": {"language_id": None},
-    "- near-dup (MinHash)": {"near_duplicates": None},
-    "- ROUGE-L novelty": {"novelty": None},
-    "- semantic dedup": {"semantic": None},
-    "- conflict withdrawal": {"withdraw_conflicts": False},
-    "- all dedup and novelty": {"exact_dedup": False, "near_duplicates": None,
-                                "novelty": None, "semantic": None},
-    "label consistency only": {
-        "assistant_speak": False, "language_id": None, "near_duplicates": None,
-        "novelty": None, "semantic": None, "pii": "off", "withdraw_conflicts": False,
-        "exact_dedup": False, "min_words": 1, "max_words": 60, "max_chars": 400},
-    "no rules (exact dedup only)": {
-        "label_consistency": None, "assistant_speak": False, "language_id": None,
-        "near_duplicates": None, "novelty": None, "semantic": None, "pii": "off",
-        "withdraw_conflicts": False, "min_words": 1, "max_words": 60, "max_chars": 400},
+# quality overrides per variant: one rule off at a time, then all of them
+ABLATIONS: dict[str, list[str]] = {
+    "- label consistency": ["quality.label_consistency=null"],
+    "- meta-text filter": ["quality.assistant_speak=false"],
+    "- language id": ["quality.language_id=null"],
+    "- near-dup (MinHash)": ["quality.near_duplicates=null"],
+    "- ROUGE-L novelty": ["quality.novelty=null"],
+    "- semantic dedup": ["quality.semantic=null"],
+    "- conflict withdrawal": ["quality.withdraw_conflicts=false"],
+    "- all dedup and novelty": ["quality.exact_dedup=false", "quality.near_duplicates=null",
+                                "quality.novelty=null", "quality.semantic=null"],
+    "no rules (exact dedup only)": [
+        "quality.label_consistency=null", "quality.assistant_speak=false",
+        "quality.language_id=null", "quality.near_duplicates=null", "quality.novelty=null",
+        "quality.semantic=null", "quality.pii=off", "quality.withdraw_conflicts=false",
+        "quality.min_words=1", "quality.max_words=60", "quality.max_chars=400"],
 }
 
 
-def load_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+def score(name: str, run: RunFigures, judge: Any, test: Path, worst: int) -> dict[str, Any]:
+    """Fidelity and TSTR of one run's accepted rows; prints one line, returns the figures."""
+    from textsynth.evaluate import evaluate
 
-
-def accuracy(train: list[tuple[str, str]], test: list[dict[str, Any]]) -> float:
-    """TF-IDF word 1-2 + char_wb 2-5 grams, logistic regression; accuracy on ``test``."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import FeatureUnion, make_pipeline
-
-    features = FeatureUnion([
-        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2))),
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5))),
-    ])
-    model = make_pipeline(features, LogisticRegression(max_iter=2000))
-    model.fit([t for t, _ in train], [label for _, label in train])
-    predicted = model.predict([row["text"] for row in test])
-    return float(sum(p == row["label"] for p, row in zip(predicted, test, strict=True))
-                 / len(test))
-
-
-def run_variant(recipe: Any, out: Path, seed_store: Path | None) -> tuple[Any, list]:
-    from textsynth.engine import Engine
-    from textsynth.store import STORE_NAME, Store
-
-    out.mkdir(parents=True, exist_ok=True)
-    if seed_store is not None and seed_store != out / STORE_NAME:
-        shutil.copyfile(seed_store, out / STORE_NAME)
-    store = Store.in_dir(out)
-    engine = Engine(recipe, store=store)
-    try:
-        result = asyncio.run(engine.run())
-    finally:
-        asyncio.run(engine.backend.aclose())
-    rows = [(e.text, e.label) for e in store.examples()]
-    store.close()
-    return result, rows
+    figures: dict[str, Any] = {"variant": name, "folder": str(run.folder), "rows": run.rows,
+                               "unfinished": run.partial,
+                               "candidates": run.candidates, "acceptance": run.acceptance,
+                               "tokens": run.tokens, "tokens_per_row": run.tokens_per_row,
+                               "sent": run.sent, "cached": run.cached, "short": run.shortfall}
+    if not run.rows:
+        print(f"{name:<30} no rows accepted")
+        return figures
+    fid = judge.score(run.data)
+    ev = evaluate(run.data, test, label_names=SNIPS / "labels.json", embeddings=False)
+    figures.update(fidelity=fid.fidelity, fidelity_per_label=fid.per_label,
+                   tstr=ev.accuracy, tstr_macro_f1=ev.macro_f1,
+                   names_only=ev.result("label names").accuracy,
+                   worst=[[d.label, d.predicted, d.confidence, d.text]
+                          for d in fid.disagreements[:worst]])
+    print(f"{name:<30} {run.rows:>5} {run.shortfall:>5} {run.acceptance:>7.1%} "
+          f"{run.tokens_per_row:>7.1f} {fid.fidelity:>8.1%} {ev.accuracy:>7.1%} "
+          f"{ev.macro_f1:>7.1%} {run.sent:>5} {run.cached:>6}  "
+          + ", ".join(f"{r} {n}" for r, n in run.rejected.most_common(3)), flush=True)
+    return figures
 
 
 def main() -> None:
-    from textsynth.recipe import load_recipe
-    from textsynth.store import STORE_NAME
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=str(ROOT / "examples" / "snips_zero_shot.yaml"))
-    parser.add_argument("--out", default=str(ROOT / "output" / "snips-quality"))
+    parser.add_argument("--out", default=str(ROOT / "output" / "snips-quality"),
+                        help="folder of the runs (the main run goes to OUT/full)")
+    parser.add_argument("--reuse", type=Path, help="a finished run's folder: nothing is "
+                        "generated for the main run")
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="KEY=YAML", help="recipe change, e.g. generation.temperature=0.6")
     parser.add_argument("--per-label", type=int, default=None)
-    parser.add_argument("--no-ablations", action="store_true")
-    parser.add_argument("--only", nargs="*", help="run only these variants (by name)")
-    parser.add_argument("--snips", type=Path, default=SNIPS, help="folder with test.jsonl")
+    parser.add_argument("--ablations", action="store_true", help="also run each ablation")
+    parser.add_argument("--only", nargs="*", help="run only these ablations (by name)")
+    parser.add_argument("--no-embeddings", action="store_true",
+                        help="TF-IDF judge only (do not try the MiniLM judge)")
+    parser.add_argument("--worst", type=int, default=10, help="disagreeing rows to print")
+    parser.add_argument("--snips", type=Path, default=SNIPS,
+                        help="folder with train.jsonl, test.jsonl and labels.json")
+    parser.add_argument("--json", help="also write every figure to this JSON file")
     args = parser.parse_args()
 
-    test = load_jsonl(args.snips / "test.jsonl")
-    names = json.loads((args.snips / "labels.json").read_text())["labels"]
-    base = load_recipe(args.recipe)
-    if args.per_label:
-        base = base.with_overrides(per_label=args.per_label)
-    out = Path(args.out)
-    print(f"reference: the 7 label names alone as training data: "
-          f"{accuracy([(n['name'], n['label']) for n in names], test):.1%}", flush=True)
+    from textsynth.fidelity import RealJudge
 
-    variants = {"full recipe": {}} if args.no_ablations else ABLATIONS
-    if args.only:
-        variants = {k: v for k, v in ABLATIONS.items() if k in args.only}
-    full_store = out / "full" / STORE_NAME
-    print(f"{'variant':<30} {'rows':>5} {'short':>5} {'sent':>5} {'cached':>6} {'accuracy':>8}"
-          f"  top rejects", flush=True)
-    for name, overrides in variants.items():
-        data = base.model_dump(by_alias=True)
-        data["source"] = base.source
-        data["quality"].update(overrides)
-        slug = "full" if name == "full recipe" else name.strip("- ").replace(" ", "_")
-        data["export"]["dir"] = str(out / slug)
-        recipe = load_recipe(data)
-        start = time.perf_counter()
-        result, rows = run_variant(recipe, out / slug,
-                                   full_store if full_store.exists() else None)
-        acc = accuracy(rows, test) if rows else 0.0
-        top = ", ".join(f"{r} {n}" for r, n in result.rejected.most_common(4))
-        short = sum(result.shortfalls.values())
-        print(f"{name:<30} {len(rows):>5} {short:>5} {result.sent:>5} {result.cached:>6} "
-              f"{acc:>8.1%}  {top}  ({time.perf_counter() - start:.0f} s)", flush=True)
+    judge = RealJudge(args.snips / "train.jsonl", embeddings=False if args.no_embeddings else None)
+    held = ", ".join(f"{k} {v:.1%}" for k, v in judge.heldout_accuracy.items())
+    print(f"judge: {judge.classifier} trained on {judge.size} real rows (accuracy on "
+          f"{judge.heldout} held-out real rows: {held})", flush=True)
+    out = Path(args.out)
+    main_run = (reuse(args.reuse) if args.reuse else
+                generate(recipe_with(args.recipe, out / "full", args.settings, args.per_label)))
+    print(f"main run: {main_run.line()}", flush=True)
+    print(f"{'variant':<30} {'rows':>5} {'short':>5} {'accept':>7} {'tok/row':>7} "
+          f"{'fidelity':>8} {'TSTR':>7} {'mac-F1':>7} {'sent':>5} {'cached':>6}  top rejects")
+    test = args.snips / "test.jsonl"
+    results = [score("main run", main_run, judge, test, args.worst)]
+    if args.ablations or args.only:
+        from textsynth.store import STORE_NAME
+
+        chosen = {k: v for k, v in ABLATIONS.items() if not args.only or k in args.only}
+        for name, changes in chosen.items():
+            slug = name.strip("- ").replace(" ", "_").replace("(", "").replace(")", "")
+            recipe = recipe_with(args.recipe, out / slug, args.settings + changes,
+                                 args.per_label)
+            run = generate(recipe, seed_store=main_run.folder / STORE_NAME)
+            results.append(score(name, run, judge, test, args.worst))
+    first = results[0]
+    if first.get("worst"):
+        print(f"\nrows of the main run the judge puts elsewhere (worst {len(first['worst'])}):")
+        for label, predicted, confidence, text in first["worst"]:
+            print(f"  {label} -> {predicted} ({confidence:.0%}): {text}")
+        print(f"names-only baseline (TSTR of the 7 label names): {first['names_only']:.1%}")
+    write_json(args.json, {"judge": {"classifier": judge.classifier, "heldout_accuracy":
+                                     judge.heldout_accuracy, "rows": judge.size},
+                           "runs": results})
+    if args.json is None:
+        print(json.dumps({k: first.get(k) for k in ("fidelity", "tstr", "tokens_per_row",
+                                                     "acceptance")}))
 
 
 if __name__ == "__main__":

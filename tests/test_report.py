@@ -176,3 +176,50 @@ def test_report_never_shows_a_leaked_seed(recipe_dict: dict, tmp_path: Path) -> 
     assert report.rejects["seed_leak"] >= 1
     html = write_report(report, tmp_path / "report").read_text()
     assert seed not in html and "withheld" in html
+
+
+def _judge_set(tmp_path: Path, swap: bool = False) -> Path:
+    on, off = ("turn_off", "turn_on") if swap else ("turn_on", "turn_off")
+    things = ("lamp", "heater", "radio", "fan", "tv", "light")
+    rows = [{"text": f"{how} turn {way} the {thing} {when}", "label": label}
+            for way, label in (("on", on), ("off", off))
+            for how, thing, when in zip(("please", "could you", "can you") * 2, things,
+                                        ("now", "for me", "at 5 pm") * 2, strict=True)]
+    path = tmp_path / ("judge-swapped.jsonl" if swap else "judge.jsonl")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_report_with_a_real_judge_shows_fidelity_and_the_worst_rows(output_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    good = build_report(output_dir, judge_real=_judge_set(tmp_path), embeddings=False)
+    assert good.fidelity is not None and good.fidelity.fidelity >= 0.9
+    bad = build_report(output_dir, judge_real=_judge_set(tmp_path, swap=True), embeddings=False)
+    assert bad.fidelity is not None and bad.fidelity.fidelity <= 0.1
+    figures = {name: syn for name, syn, _ in bad.key_figures()}
+    assert figures["fidelity (real judge)"] == bad.fidelity.fidelity
+    assert json.loads(json.dumps(bad.to_dict()))["fidelity"]["rows"] == 16
+    page = write_report(bad, tmp_path / "rep")
+    html = page.read_text()
+    assert "fidelity.png" in _images(html)
+    assert (page.parent / "fidelity.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert "Fidelity (real-data judge)" in html and "judge says" in html
+    worst = bad.fidelity.disagreements[0]
+    assert worst.predicted != worst.label
+    assert f"<td>{worst.text}</td>" in html.replace("&#x27;", "'")
+
+
+def test_cli_report_with_judge(output_dir: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "textsynth", "report", str(output_dir),
+                           "--judge-real", str(_judge_set(tmp_path, swap=True)), "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["fidelity"]["fidelity"] <= 0.1
+    assert printed["key_figures"]["fidelity (real judge)"] == printed["fidelity"]["fidelity"]
+    assert len(printed["fidelity"]["disagreements"]) >= 15
+    table = subprocess.run([sys.executable, "-m", "textsynth", "report", str(output_dir),
+                            "--judge-real", str(_judge_set(tmp_path)), "--no-embeddings", "--out",
+                            str(tmp_path / "rep")], capture_output=True, text=True, timeout=600)
+    assert table.returncode == 0, table.stderr
+    assert "fidelity (real judge)" in table.stdout and "Fidelity" in table.stdout

@@ -163,12 +163,21 @@ def report(
         "--reference", help="Real data to compare with (same kinds of input).")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Report folder (default: DATA/report).")] = None,
+    judge_real: Annotated[Path | None, typer.Option(
+        "--judge-real", help="Real labeled training data for a judge of each row's label "
+        "(fidelity).")] = None,
+    label_map: Annotated[str | None, typer.Option(
+        "--label-map", help="synthetic=real,... or a JSON file, for the judge.")] = None,
+    embeddings: Annotated[bool, typer.Option(
+        "--embeddings/--no-embeddings", help="Let the judge use sentence embeddings when they "
+        "do better on held-out real rows (if installed).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Write an HTML quality report with plots and print its key figures."""
     from textsynth.report import build_report, figures_table, write_report
 
-    result = build_report(data, reference)
+    result = build_report(data, reference, judge_real=judge_real, label_map=label_map,
+                          embeddings=None if embeddings else False)
     folder = out or (data / "report" if data.is_dir() else data.with_name(f"{data.stem}-report"))
     page = write_report(result, folder)
     if as_json:
@@ -178,6 +187,11 @@ def report(
         return
     console = _console()
     console.print(figures_table(result))
+    if result.fidelity is not None:
+        from textsynth.fidelity import fidelity_tables
+
+        for table in fidelity_tables(result.fidelity):
+            console.print(table)
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     console.print(f"report written to [bold]{page}[/bold]")
@@ -186,7 +200,11 @@ def report(
 @app.command("eval")
 def eval_command(
     data: DataArg,
-    test: Annotated[Path, typer.Option("--test", help="Real labeled test data.")],
+    test: Annotated[Path | None, typer.Option(
+        "--test", help="Real labeled test data: train on synthetic, test on real.")] = None,
+    judge_real: Annotated[Path | None, typer.Option(
+        "--judge-real", help="Real labeled training data for a judge: the share of synthetic "
+        "rows it puts under their own label (fidelity).")] = None,
     train_real: Annotated[Path | None, typer.Option(
         "--train-real", help="Real training data: a baseline, and real + synthetic.")] = None,
     label_names: Annotated[Path | None, typer.Option(
@@ -203,11 +221,13 @@ def eval_command(
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Train a classifier on the synthetic set and score it on real test data."""
+    """Score a synthetic set against real data: train on it and test on real rows (--test),
+    and judge its rows with a classifier trained on real rows (--judge-real)."""
     from textsynth.evaluate import eval_tables, evaluate
 
     result = evaluate(data, test, train_real=train_real, label_names=label_names,
-                      label_map=label_map, embeddings=None if embeddings else False, split=split)
+                      label_map=label_map, embeddings=None if embeddings else False, split=split,
+                      judge_real=judge_real)
     if as_json:
         import json
 

@@ -13,6 +13,10 @@ Classifiers: TF-IDF (word 1-2 grams + char_wb 2-5 grams, sublinear tf) with
 logistic regression, always; and logistic regression on all-MiniLM-L6-v2 sentence
 embeddings when sentence-transformers and the embedded model are installed. Both
 are deterministic.
+
+With ``judge_real`` (a real labeled training set), :func:`evaluate` also reports the
+synthetic set's *fidelity*: the share of its rows that a classifier trained on the real
+set puts under their own label (see :mod:`textsynth.fidelity`).
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textsynth.errors import DataError, MissingDependency
 from textsynth.sources import LabeledSet, load_labeled
+
+if TYPE_CHECKING:
+    from textsynth.fidelity import Fidelity
 
 __all__ = [
     "EvalResult",
@@ -58,7 +65,8 @@ class EvalResult:
 @dataclass
 class Evaluation:
     """Every result of one :func:`evaluate` call; ``accuracy`` and ``macro_f1`` are the
-    synthetic set's with the TF-IDF classifier."""
+    synthetic set's with the TF-IDF classifier (when there was a test set), ``fidelity``
+    the real-data judge's verdict (when there was a judge set)."""
 
     results: list[EvalResult]
     labels: list[str]
@@ -66,6 +74,7 @@ class Evaluation:
     label_map: dict[str, str] = field(default_factory=dict)
     unmapped: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    fidelity: Fidelity | None = None
 
     def result(self, train_set: str = SYNTHETIC, classifier: str = TFIDF) -> EvalResult:
         for r in self.results:
@@ -86,18 +95,16 @@ class Evaluation:
         return self.result().per_label_f1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "accuracy": self.accuracy,
-            "macro_f1": self.macro_f1,
-            "per_label_f1": self.per_label_f1,
-            "n_train": self.result().n_train,
-            "n_test": self.n_test,
-            "labels": self.labels,
-            "results": [asdict(r) for r in self.results],
-            "label_map": self.label_map,
-            "unmapped": self.unmapped,
-            "notes": self.notes,
-        }
+        out: dict[str, Any] = {}
+        if self.results:
+            out.update(accuracy=self.accuracy, macro_f1=self.macro_f1,
+                       per_label_f1=self.per_label_f1, n_train=self.result().n_train)
+        out.update(n_test=self.n_test, labels=self.labels,
+                   results=[asdict(r) for r in self.results], label_map=self.label_map,
+                   unmapped=self.unmapped, notes=self.notes)
+        if self.fidelity is not None:
+            out["fidelity"] = self.fidelity.to_dict()
+        return out
 
 
 def readable_label(label: str) -> str:
@@ -255,9 +262,14 @@ def _score(name: str, classifier: str, train: tuple[list[str], list[str]], test:
 
 
 def eval_tables(ev: Evaluation) -> list[Any]:
-    """Rich tables: scores per training set and classifier, then per-label F1."""
+    """Rich tables: scores per training set and classifier, per-label F1, then fidelity."""
     from rich.table import Table
 
+    from textsynth.fidelity import fidelity_tables
+
+    tail = fidelity_tables(ev.fidelity) if ev.fidelity is not None else []
+    if not ev.results:
+        return tail
     scores = Table(title=f"Train on each set, test on {ev.n_test} real rows")
     for col in ("training set", "classifier", "rows"):
         scores.add_column(col)
@@ -274,7 +286,7 @@ def eval_tables(ev: Evaluation) -> list[Any]:
         per_label.add_column(r.train_set, justify="right")
     for label in ev.labels:
         per_label.add_row(label, *(f"{r.per_label_f1[label]:.1%}" for r in tfidf))
-    return [scores, per_label]
+    return [scores, per_label, *tail]
 
 
 def _overlap_notes(name: str, train: Sequence[str], test: Sequence[str]) -> list[str]:
@@ -291,24 +303,54 @@ def _overlap_notes(name: str, train: Sequence[str], test: Sequence[str]) -> list
             "are inflated (is the test file the training data?)"]
 
 
-def evaluate(synthetic: str | Path | LabeledSet, test: str | Path | LabeledSet, *,
-             train_real: str | Path | LabeledSet | None = None,
+def evaluate(synthetic: str | Path | LabeledSet, test: str | Path | LabeledSet | None = None,
+             *, train_real: str | Path | LabeledSet | None = None,
              label_names: str | Path | Mapping[str, str] | None = None,
              label_map: str | Path | Mapping[str, str] | None = None,
-             embeddings: bool | None = None, split: str | None = None) -> Evaluation:
-    """Train on ``synthetic`` (every split, or ``split``), score on the real ``test`` set.
+             embeddings: bool | None = None, split: str | None = None,
+             judge_real: str | Path | LabeledSet | None = None) -> Evaluation:
+    """Train on ``synthetic`` (every split, or ``split``), score on the real ``test`` set;
+    with ``judge_real``, also judge each synthetic row with a classifier trained on it.
 
     Labels are matched by name, ignoring case and separators (``add_to_playlist`` =
     ``AddToPlaylist``), or through ``label_map`` (synthetic -> test). ``embeddings``:
     ``None`` runs the embedding classifier when it is installed, ``True`` requires it.
+    Either ``test`` or ``judge_real`` must be given.
 
-    >>> ev = evaluate("output/snips", "shared/eval/snips/test.jsonl")  # doctest: +SKIP
-    >>> ev.accuracy, ev.macro_f1  # doctest: +SKIP
+    >>> ev = evaluate("output/snips", "shared/eval/snips/test.jsonl",
+    ...               judge_real="shared/eval/snips/train.jsonl")  # doctest: +SKIP
+    >>> ev.accuracy, ev.macro_f1, ev.fidelity.fidelity  # doctest: +SKIP
     """
     try:
         import sklearn  # noqa: F401
     except ImportError:
         raise MissingDependency("scikit-learn", "eval", "textsynth eval") from None
+    if test is None and judge_real is None:
+        raise DataError("nothing to measure: give a real test set (--test) or a real set "
+                        "for the judge (--judge-real)")
+    fidelity = None
+    if judge_real is not None:
+        from textsynth.fidelity import judge_fidelity
+
+        fidelity = judge_fidelity(synthetic, judge_real, label_map=label_map,
+                                  embeddings=embeddings, split=split)
+    if test is None:
+        assert fidelity is not None
+        return Evaluation([], sorted(fidelity.per_label), 0, fidelity.label_map,
+                          fidelity.unmapped, list(fidelity.notes), fidelity)
+    ev = _train_on_synthetic(synthetic, test, train_real=train_real, label_names=label_names,
+                             label_map=label_map, embeddings=embeddings, split=split)
+    if fidelity is not None:
+        ev.fidelity = fidelity
+        ev.notes += fidelity.notes
+    return ev
+
+
+def _train_on_synthetic(synthetic: str | Path | LabeledSet, test: str | Path | LabeledSet, *,
+                        train_real: str | Path | LabeledSet | None,
+                        label_names: str | Path | Mapping[str, str] | None,
+                        label_map: str | Path | Mapping[str, str] | None,
+                        embeddings: bool | None, split: str | None) -> Evaluation:
     syn = load_labeled(synthetic, split=split)
     real_test = load_labeled(test)
     labels = sorted(set(real_test.labels))

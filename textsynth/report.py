@@ -9,7 +9,9 @@ Figures (each computed on lower-cased, punctuation-free text, as the dedup rules
 - ``near-duplicate rate``: the share of rows whose most similar other row has a cosine
   of at least 0.9;
 - ``label balance``: the label distribution's entropy over its maximum (1 = balanced);
-- ``vocabulary overlap``: the share of the reference set's words the synthetic set uses.
+- ``vocabulary overlap``: the share of the reference set's words the synthetic set uses;
+- ``fidelity (real judge)``: with ``judge_real``, the share of rows a classifier trained on
+  real labeled data puts under their own label (:mod:`textsynth.fidelity`).
 
 distinct-n, self-similarity and the near-duplicate rate grow or shrink with the number
 of rows, so when the reference set is larger, they are computed on a seeded sample of
@@ -21,13 +23,17 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textsynth.errors import TextsynthError
 from textsynth.quality.normalize import normalize
 from textsynth.sources import LabeledSet, load_labeled
+
+if TYPE_CHECKING:
+    from textsynth.fidelity import Fidelity
 
 __all__ = [
     "QualityReport",
@@ -78,6 +84,7 @@ class QualityReport:
     summary: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    fidelity: Fidelity | None = None
     texts: dict[str, list[str]] = field(repr=False, default_factory=dict)
 
     @property
@@ -113,6 +120,8 @@ class QualityReport:
         ]
         if self.vocabulary_overlap is not None:
             rows.append(("vocabulary overlap with reference", self.vocabulary_overlap, None))
+        if self.fidelity is not None:
+            rows.append(("fidelity (real judge)", self.fidelity.fidelity, None))
         if self.rejects:
             rows.append(("rejected candidates", sum(self.rejects.values()), None))
             rows.append(("acceptance rate", round(s.rows / self.candidates, 4), None))
@@ -263,11 +272,17 @@ def _language_settings(summary_recipe: Any) -> dict[str, Any]:
 
 
 def build_report(data: str | Path | LabeledSet, reference: str | Path | LabeledSet | None = None,
-                 *, check_language: bool = True, seed: int = 0) -> QualityReport:
+                 *, check_language: bool = True, seed: int = 0,
+                 judge_real: str | Path | LabeledSet | None = None,
+                 label_map: str | Path | Mapping[str, str] | None = None,
+                 embeddings: bool | None = None) -> QualityReport:
     """Figures for a textsynth output (or any labeled set), optionally against real data.
 
-    >>> report = build_report("output/snips", reference="shared/eval/snips/test.jsonl")
-    ... # doctest: +SKIP
+    ``judge_real``: a real labeled set to train the fidelity judge on (``label_map``,
+    ``embeddings``: as in :func:`textsynth.fidelity.judge_fidelity`).
+
+    >>> report = build_report("output/snips", reference="shared/eval/snips/test.jsonl",
+    ...                       judge_real="shared/eval/snips/train.jsonl")  # doctest: +SKIP
     """
     syn = load_labeled(data)
     ref = load_labeled(reference) if reference is not None else None
@@ -287,6 +302,12 @@ def build_report(data: str | Path | LabeledSet, reference: str | Path | LabeledS
         report.notes.append("not a textsynth output folder: rejection reasons are unknown")
     if syn.skipped:
         report.notes.append(f"{syn.skipped} rows without a text or a label were skipped")
+    if judge_real is not None:
+        from textsynth.fidelity import judge_fidelity
+
+        report.fidelity = judge_fidelity(syn, judge_real, label_map=label_map,
+                                         embeddings=embeddings, seed=seed)
+        report.notes += report.fidelity.notes
     by_label: dict[str, list[str]] = defaultdict(list)
     for text, label in zip(syn.texts, syn.labels, strict=True):
         if len(by_label[label]) < SAMPLES:

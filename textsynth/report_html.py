@@ -12,9 +12,12 @@ from textsynth.errors import ExportError, MissingDependency
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from textsynth.fidelity import Fidelity
     from textsynth.report import QualityReport
 
 __all__ = ["render"]
+
+MAX_DISAGREEMENTS = 100
 
 SYN, REF = "#3b6fb6", "#e0803a"
 PASS, FAIL = "#4a9a5b", "#c4473a"
@@ -150,6 +153,23 @@ def plot_map(report: QualityReport) -> Figure:
     return fig
 
 
+def plot_fidelity(report: QualityReport) -> Figure:
+    fid = report.fidelity
+    assert fid is not None
+    fig = _figure()
+    ax = fig.subplots()
+    names = list(fid.per_label)
+    series = [("synthetic rows under their label (%)", [100 * fid.per_label[n] for n in names],
+               SYN)]
+    if fid.judge_per_label_recall:
+        series.append(("judge recall on held-out real rows (%)",
+                       [100 * fid.judge_per_label_recall.get(n, 0.0) for n in names], REF))
+    _bars(ax, names, series)
+    ax.set_ylim(0, 100)
+    ax.set_title(f"Fidelity per label (overall {fid.fidelity:.1%})")
+    return fig
+
+
 def plots(report: QualityReport) -> list[tuple[str, str, Callable[[QualityReport], Figure]]]:
     """``(file name, caption, draw)`` for every plot this report has data for."""
     out: list[tuple[str, str, Callable[[QualityReport], Figure]]] = [
@@ -161,6 +181,8 @@ def plots(report: QualityReport) -> list[tuple[str, str, Callable[[QualityReport
         out.append(("languages.png", "Rows per language", plot_languages))
     if report.rejects:
         out.append(("rejects.png", "Why candidates were rejected", plot_rejects))
+    if report.fidelity is not None:
+        out.append(("fidelity.png", "Fidelity per label (real-data judge)", plot_fidelity))
     if report.reference and len(report.texts.get("synthetic", [])) + \
             len(report.texts.get("reference", [])) >= 3:
         out.append(("map.png", "Synthetic and reference rows in one projection", plot_map))
@@ -205,6 +227,8 @@ def _sections(report: QualityReport) -> list[str]:
     head = ["label", "synthetic"] + (["reference"] if has_ref else []) + (
         ["rejected"] if has_store else [])
     parts += ["<h2>Labels</h2>", _table(head, label_rows)]
+    if report.fidelity is not None:
+        parts += _fidelity(report.fidelity)
     if report.language_check:
         rows = [[lang, v["rows"], v["passed"], f"{100 * v['passed'] / max(1, v['rows']):.1f}%"]
                 for lang, v in sorted(report.language_check.items())]
@@ -215,6 +239,29 @@ def _sections(report: QualityReport) -> list[str]:
     if report.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(
             f'<li class="note">{html.escape(n)}</li>' for n in report.notes) + "</ul>")
+    return parts
+
+
+def _fidelity(fid: Fidelity) -> list[str]:
+    held = ", ".join(f"{k} {v:.1%}" for k, v in fid.judge_heldout_accuracy.items())
+    rows = [[lab, fid.rows_per_label[lab], f"{100 * share:.1f}%",
+             "" if lab not in fid.judge_per_label_recall
+             else f"{100 * fid.judge_per_label_recall[lab]:.1f}%"]
+            for lab, share in fid.per_label.items()]
+    rows.append(["overall", fid.rows, f"{100 * fid.fidelity:.1f}%", ""])
+    parts = ["<h2>Fidelity (real-data judge)</h2>",
+             f"<p>A {html.escape(fid.classifier)} classifier trained on {fid.judge_train} real "
+             f"rows ({html.escape(fid.judge_source)}) puts {fid.agreed} of {fid.rows} synthetic "
+             f"rows under their own label. Its accuracy on {fid.judge_heldout} held-out real "
+             f"rows: {html.escape(held or 'not measured')}.</p>",
+             _table(["label", "rows", "fidelity", "judge recall (real)"], rows)]
+    if fid.disagreements:
+        shown = fid.disagreements[:MAX_DISAGREEMENTS]
+        parts += [f"<h3>Rows the judge puts under another label (worst {len(shown)} of "
+                  f"{len(fid.disagreements)})</h3>",
+                  _table(["label", "judge says", "confidence", "own label", "text"],
+                         [[d.label, d.predicted, f"{100 * d.confidence:.0f}%",
+                           f"{100 * d.own_probability:.0f}%", d.text] for d in shown])]
     return parts
 
 

@@ -1,0 +1,196 @@
+"""xSID: a German (or Italian) synthetic set, scored on real German (Italian) requests.
+
+    python benchmarks/xsid.py                          # German, label names translated
+    python benchmarks/xsid.py --language it            # Italian
+    python benchmarks/xsid.py --reuse output/xsid-de   # a finished run: no generation
+    python benchmarks/xsid.py --reuse output/translated-de --label-map map.json
+
+Builds a set for the 15 xSID intents from ``examples/new_language.yaml``'s settings
+(its template, generation, quality and backend), with the labels replaced by the xSID
+intents and a description that translates each label name (written here, not taken
+from any xSID row), and prints:
+
+- TSTR: accuracy (and macro-F1) on ``../shared/eval/xsid/<lang>/dev.jsonl`` (300 real
+  rows) of TF-IDF + logistic regression trained on the synthetic rows (target > 60% for
+  German), next to a classifier trained on the 300 parallel English rows
+  (``xsid/en/dev.jsonl``) and one trained on the translated label names alone;
+- fidelity: the share of synthetic rows a judge trained on the same real dev set puts
+  under their own label (the judge's held-out accuracy says how far to trust it);
+- tokens per accepted row and the acceptance rate.
+
+xSID dev (CC BY-SA 4.0) is for judging only: nothing here feeds it to generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from run_figures import ROOT, generate, recipe_with, reuse, shared_eval, write_json
+
+XSID = shared_eval("xsid")
+
+# the xSID intent -> a translation of its name, as new_language.jinja words a purpose
+DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "de": {
+        "weather/find": "nach dem Wetter zu fragen",
+        "BookRestaurant": "einen Tisch in einem Restaurant zu reservieren",
+        "alarm/set_alarm": "einen Wecker zu stellen",
+        "PlayMusic": "Musik abspielen zu lassen",
+        "SearchScreeningEvent": "nach Filmvorstellungen im Kino zu suchen",
+        "alarm/cancel_alarm": "einen Wecker zu löschen",
+        "SearchCreativeWork": "nach einem Film, einer Serie, einem Buch, einem Lied oder "
+                              "einem Spiel zu suchen",
+        "AddToPlaylist": "ein Lied oder einen Künstler zu einer Playlist hinzuzufügen",
+        "RateBook": "ein Buch mit Sternen oder Punkten zu bewerten",
+        "reminder/set_reminder": "sich an etwas erinnern zu lassen",
+        "reminder/show_reminders": "sich ihre Erinnerungen zeigen zu lassen",
+        "reminder/cancel_reminder": "eine Erinnerung zu löschen",
+        "alarm/show_alarms": "sich ihre gestellten Wecker zeigen zu lassen",
+        "alarm/snooze_alarm": "den Wecker auf Schlummern zu stellen",
+        "alarm/modify_alarm": "die Zeit eines Weckers zu ändern",
+    },
+    "it": {
+        "weather/find": "chiedere che tempo fa",
+        "BookRestaurant": "prenotare un tavolo al ristorante",
+        "alarm/set_alarm": "impostare una sveglia",
+        "PlayMusic": "far partire della musica",
+        "SearchScreeningEvent": "cercare gli orari dei film al cinema",
+        "alarm/cancel_alarm": "cancellare una sveglia",
+        "SearchCreativeWork": "cercare un film, una serie, un libro, una canzone o un "
+                              "videogioco",
+        "AddToPlaylist": "aggiungere una canzone o un artista a una playlist",
+        "RateBook": "dare un voto in stelle o punti a un libro",
+        "reminder/set_reminder": "farsi ricordare qualcosa",
+        "reminder/show_reminders": "vedere i propri promemoria",
+        "reminder/cancel_reminder": "cancellare un promemoria",
+        "alarm/show_alarms": "vedere le sveglie impostate",
+        "alarm/snooze_alarm": "posticipare la sveglia",
+        "alarm/modify_alarm": "cambiare l'ora di una sveglia",
+    },
+}
+
+# examples/new_language.jinja in Italian (the German one is used as it is)
+ITALIAN_TEMPLATE = """\
+Ecco delle frasi in italiano che le persone dicono a un assistente vocale per \
+{{ label_description }}:
+{% for e in examples %}
+{{ loop.index }}. {{ e }}
+{% endfor %}
+{% if avoid %}
+Queste frasi ci sono già:
+{% for e in avoid %}
+- {{ e }}
+{% endfor %}
+{% endif %}
+Scrivi altre {{ n }} frasi nuove di questo tipo in italiano, una per riga.
+{{ examples | length + 1 }}.
+"""
+SYSTEM_PROMPT = {"de": "Du schreibst kurze, natürliche Sätze auf Deutsch.",
+                 "it": "Scrivi frasi brevi e naturali in italiano."}
+
+
+def label_id(xsid_label: str) -> str:
+    """``alarm/set_alarm`` -> ``alarm_set_alarm`` (a slot name may not hold a slash)."""
+    return xsid_label.replace("/", "_")
+
+
+def xsid_settings(language: str, per_label: int) -> list[str]:
+    """Recipe changes that turn examples/new_language.yaml into the xSID recipe."""
+    import json
+
+    labels = {label_id(k): {"description": v, "examples": []}
+              for k, v in DESCRIPTIONS[language].items()}
+    return [f"name=xsid-{language}", f"languages=[{language}]",
+            f"labels={json.dumps(labels, ensure_ascii=False)}", f"per_label={per_label}",
+            f"backend.options.system_prompt={json.dumps(SYSTEM_PROMPT[language])}"]
+
+
+def recipe_file(recipe: str, language: str, out: Path) -> str:
+    """The recipe to start from: for Italian, a copy beside an Italian new_language.jinja
+    (a template may not leave its recipe's folder)."""
+    if language != "it":
+        return recipe
+    import shutil
+
+    folder = out / "recipe"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(recipe, folder / Path(recipe).name)
+    (folder / "new_language.jinja").write_text(ITALIAN_TEMPLATE, encoding="utf-8")
+    return str(folder / Path(recipe).name)
+
+
+def baselines(language: str, dev: Path) -> dict[str, Any]:
+    """TSTR of the parallel English rows and of the translated label names, on ``dev``."""
+    from textsynth.evaluate import evaluate
+    from textsynth.sources import LabeledSet
+
+    english = evaluate(XSID / "en" / "dev.jsonl", dev, embeddings=False)
+    names = LabeledSet.from_pairs((v, k) for k, v in DESCRIPTIONS[language].items())
+    named = evaluate(names, dev, embeddings=False)
+    return {"english_300": english.accuracy, "english_300_macro_f1": english.macro_f1,
+            "names_only": named.accuracy, "names_only_macro_f1": named.macro_f1}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--language", choices=sorted(DESCRIPTIONS), default="de")
+    parser.add_argument("--recipe", default=str(ROOT / "examples" / "new_language.yaml"))
+    parser.add_argument("--out", default=None, help="output folder (default output/xsid-LANG)")
+    parser.add_argument("--per-label", type=int, default=10)
+    parser.add_argument("--reuse", type=Path, help="a finished run's folder (or any labeled "
+                        "set): nothing is generated")
+    parser.add_argument("--label-map", help="synthetic=xSID,... or a JSON file (with --reuse)")
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="KEY=YAML", help="further recipe changes")
+    parser.add_argument("--no-embeddings", action="store_true", help="TF-IDF judge only")
+    parser.add_argument("--worst", type=int, default=10)
+    parser.add_argument("--json", help="also write every figure to this JSON file")
+    args = parser.parse_args()
+
+    from textsynth.evaluate import evaluate
+    from textsynth.fidelity import RealJudge
+
+    lang = args.language
+    dev = XSID / lang / "dev.jsonl"
+    base = baselines(lang, dev)
+    print(f"baselines on real {lang} dev (300 rows): 300 real English rows "
+          f"{base['english_300']:.1%}, the translated label names alone "
+          f"{base['names_only']:.1%}", flush=True)
+    out = Path(args.out or ROOT / "output" / f"xsid-{lang}")
+    if args.reuse:
+        run = reuse(args.reuse) if (args.reuse / "textsynth.db").is_file() else None
+        data: Any = run.data if run is not None else args.reuse
+    else:
+        recipe = recipe_with(recipe_file(args.recipe, lang, out), out,
+                             xsid_settings(lang, args.per_label) + args.settings)
+        run = generate(recipe)
+        data = out
+    if run is not None:
+        print(f"run: {run.line()}", flush=True)
+    ev = evaluate(data, dev, label_map=args.label_map, embeddings=False)
+    judge = RealJudge(dev, embeddings=False if args.no_embeddings else None)
+    fid = judge.score(data, label_map=args.label_map)
+    held = ", ".join(f"{k} {v:.1%}" for k, v in judge.heldout_accuracy.items())
+    print(f"TSTR on real {lang} dev: accuracy {ev.accuracy:.1%}, macro-F1 {ev.macro_f1:.1%} "
+          f"(trained on {ev.result().n_train} synthetic rows)")
+    print(f"fidelity: {fid.fidelity:.1%} of {fid.rows} rows (judge: {judge.classifier} on "
+          f"{judge.size} real {lang} rows; held-out accuracy {held})")
+    for label, share in fid.per_label.items():
+        print(f"  {label:<26} {share:>6.1%} of {fid.rows_per_label[label]}")
+    for d in fid.disagreements[:args.worst]:
+        print(f"  {d.label} -> {d.predicted} ({d.confidence:.0%}): {d.text}")
+    for note in ev.notes:
+        print(f"note: {note}")
+    write_json(args.json, {
+        "language": lang, "baselines": base, "tstr": ev.accuracy, "tstr_macro_f1": ev.macro_f1,
+        "fidelity": fid.fidelity, "fidelity_per_label": fid.per_label,
+        "judge": {"classifier": judge.classifier, "heldout_accuracy": judge.heldout_accuracy},
+        "rows": fid.rows, "tokens_per_row":
+        run.tokens_per_row if run else None, "acceptance": run.acceptance if run else None,
+    })
+
+
+if __name__ == "__main__":
+    main()
