@@ -239,3 +239,15 @@ def test_requests_beyond_max_seqs_wait_and_can_be_dropped() -> None:
     loop.close()
     with pytest.raises(BackendError, match="closed"):
         futures[0].result(timeout=10)
+
+
+@model
+def test_concurrent_calls_finish(backend: OpenVINOBackend) -> None:
+    async def many() -> list[list[str]]:
+        calls = [backend.generate([_request(10 * c + i, max_tokens=12) for i in range(4)])
+                 for c in range(6)]
+        done = await asyncio.wait_for(asyncio.gather(*calls), timeout=120)
+        return [[c.text for c in out] for out in done]
+
+    texts = asyncio.run(many())
+    assert len(texts) == 6 and all(len(t) == 4 and all(t) for t in texts)

@@ -81,6 +81,8 @@ class OpenVINOBackend(Backend):
         self._tokenizer: Any = None
         self._loop: _StepLoop | None = None
         self._lock = threading.Lock()
+        # OpenVINO's tokenizer deadlocked when two threads used it at once: one at a time
+        self._tok_lock = threading.Lock()
         self._eos: set[int] = set()
         self.stats: dict[str, Any] = {}
 
@@ -189,8 +191,10 @@ class OpenVINOBackend(Backend):
         assert self._loop is not None
         prompts, work = [], []
         for request in requests:
-            enc = self._tokenizer.encode(self.prompt(request), add_special_tokens=False)
-            prompts.append([int(t) for t in enc.input_ids.data[0]])
+            with self._tok_lock:  # the result is a view into the tokenizer's buffer: copy it
+                enc = self._tokenizer.encode(self.prompt(request), add_special_tokens=False)
+                array = enc.input_ids.data.copy()
+            prompts.append([int(t) for t in array[0]])
             for choice in range(request.n):  # one stream per choice, seeded like the request
                 config = ov_genai.GenerationConfig()
                 config.max_new_tokens = request.max_tokens
@@ -200,7 +204,7 @@ class OpenVINOBackend(Backend):
                     config.temperature = request.temperature
                     config.top_p = request.top_p
                     config.rng_seed = (request.seed * 64 + choice) % (1 << 64)
-                work.append((ov.Tensor(enc.input_ids.data.copy()), config))
+                work.append((ov.Tensor(array.copy()), config))
         futures = iter(self._loop.submit(work))  # one call's requests start together
         return [(ids, [next(futures) for _ in range(r.n)])
                 for ids, r in zip(prompts, requests, strict=True)]
@@ -212,7 +216,9 @@ class OpenVINOBackend(Backend):
             end = next((j for j, t in enumerate(ids) if t in self._eos), len(ids))
             if reason == "length" and end == len(ids):
                 finish = "length"
-            texts.append(self._tokenizer.decode(ids[:end], skip_special_tokens=True).strip())
+            with self._tok_lock:
+                text = self._tokenizer.decode(ids[:end], skip_special_tokens=True)
+            texts.append(text.strip())
             used = used + Usage(prompt_tokens, end)
         return Completion(texts, used, finish, self.model_name)
 
