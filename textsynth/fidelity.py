@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from textsynth.errors import DataError, MissingDependency
-from textsynth.evaluate import (
+from textsynth.classifiers import (
     EMBEDDINGS,
     MAX_ITER,
     TFIDF,
@@ -32,6 +31,7 @@ from textsynth.evaluate import (
     embeddings_available,
     parse_label_map,
 )
+from textsynth.errors import DataError, MissingDependency
 from textsynth.sources import LabeledSet, load_labeled
 
 __all__ = ["Disagreement", "Fidelity", "RealJudge", "fidelity_tables", "judge_fidelity"]

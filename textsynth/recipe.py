@@ -13,13 +13,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializationInfo,
     ValidationError,
-    field_serializer,
     field_validator,
     model_validator,
 )
 
+from textsynth.backends.spec import BackendSpec
 from textsynth.errors import RecipeError
 from textsynth.quality.config import QualitySpec
 
@@ -66,21 +65,6 @@ class LabelSpec(_Strict):
     description: str = ""
     examples: list[str] = []
     slots: list[str] | None = Field(None, description="slot types this label uses (default: all)")
-
-
-class BackendSpec(_Strict):
-    """Which backend generates, and its options (checked against the backend's ``Options``).
-
-    Secrets (API keys, tokens, authorization headers) never leave as JSON: a JSON
-    dump, as written to the run store and the dataset card, shows them redacted.
-    """
-
-    type: str = "openvino"
-    options: dict[str, Any] = {}
-
-    @field_serializer("options")
-    def _redact(self, options: dict[str, Any], info: SerializationInfo) -> dict[str, Any]:
-        return redact_secrets(options) if info.mode == "json" else options
 
 
 class GenerationSpec(_Strict):

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from textsynth.schemas import OutputSchema, Parsed, split_list
+from textsynth.schemas.base import OutputSchema, Parsed, split_list
 
 if TYPE_CHECKING:
     from textsynth.recipe import Recipe

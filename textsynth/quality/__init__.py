@@ -125,8 +125,8 @@ def _prompts(recipe: Recipe, template: PromptTemplate) -> list[str]:
     The label's name and description are left out: a candidate that repeats the
     description is not echoing instructions (novelty judges it instead).
     """
-    from textsynth.engine import language_name
     from textsynth.errors import TemplateError
+    from textsynth.languages import language_name
 
     first = {key: values[0] for key, values in sorted(recipe.vary.items())}
     labels = {n: s.description for n, s in recipe.labels.items()}  # one for every label

@@ -162,8 +162,8 @@ class QualitySpec(BaseModel):
         if v is None:
             return None
         from textsynth.backends import get_backend
+        from textsynth.backends.spec import BackendSpec
         from textsynth.errors import RecipeError
-        from textsynth.recipe import BackendSpec
 
         try:
             spec = BackendSpec.model_validate(v)

@@ -8,20 +8,23 @@ chatty preambles. What cannot be read becomes a reject with a reason.
 from __future__ import annotations
 
 import inspect
-import json
-import re
-from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from textsynth.errors import RecipeError
-
-if TYPE_CHECKING:
-    from textsynth.recipe import Recipe
+from textsynth.schemas.base import (
+    Example,
+    OutputSchema,
+    Parsed,
+    _clean_line,
+    _texts_from_json,
+    extract_json,
+    split_list,
+)
+from textsynth.slots import SlotSchema
 
 __all__ = [
     "Example",
@@ -34,121 +37,6 @@ __all__ = [
     "load_schema",
     "split_list",
 ]
-
-
-@dataclass
-class Example:
-    """One dataset row: the text, its label, structured fields and provenance."""
-
-    text: str
-    label: str
-    language: str = "en"
-    fields: dict[str, Any] = field(default_factory=dict)
-    template: str = ""
-    template_sha: str = ""
-    model: str = ""
-    attributes: dict[str, str] = field(default_factory=dict)
-    seed: int = 0
-    request_id: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The row as a plain dict (shallow: ``fields`` and ``attributes`` are shared)."""
-        return dict(self.__dict__)
-
-
-@dataclass
-class Parsed:
-    """One candidate read from a completion, or the reason it could not be read."""
-
-    text: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    label: str | None = None
-
-
-_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
-_BULLET = re.compile(r"^\s*(?:[-*•·‣◦]|\(?\d{1,3}[.):]|\(?[a-zA-Z][.)])\s+")
-_PREAMBLE = re.compile(
-    r"^(sure|certainly|of course|okay|ok|here (are|is)|below (are|is)|absolutely|great)\b",
-    re.I,
-)
-_QUOTES = "\"'“”‘’«»„`"
-
-
-def extract_json(text: str) -> Any | None:
-    """The first JSON value in ``text`` (fenced or bare), or ``None``."""
-    chunks = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
-    for chunk in chunks:
-        chunk = chunk.strip()
-        try:
-            return json.loads(chunk)
-        except ValueError:
-            pass
-        for i, ch in enumerate(chunk):
-            if ch in "[{":
-                try:
-                    value, _ = decoder.raw_decode(chunk, i)
-                    return value
-                except ValueError:
-                    continue
-    return None
-
-
-def _clean_line(line: str) -> str:
-    line = _BULLET.sub("", line.strip())
-    line = line.strip().rstrip(",").strip()
-    if len(line) >= 2 and line[0] in _QUOTES and line[-1] in _QUOTES:
-        line = line[1:-1].strip()
-    return line.strip(_QUOTES + " ").strip()
-
-
-def split_list(text: str) -> list[str]:
-    """Items of a plain-text list: numbered, bulleted or one per line; preambles dropped."""
-    text = _FENCE.sub(lambda m: m.group(1), text)
-    items: list[str] = []
-    for raw in text.splitlines():
-        if not raw.strip():
-            continue
-        line = _clean_line(raw)
-        if not line:
-            continue
-        if _PREAMBLE.match(line) and (line.endswith(":") or (len(items) == 0 and "!" in line)):
-            continue
-        if line.endswith(":") and not _BULLET.match(raw):
-            continue
-        items.append(line)
-    return items
-
-
-def _texts_from_json(value: Any) -> list[Any] | None:
-    if isinstance(value, list):
-        return value
-    if isinstance(value, dict):
-        for v in value.values():
-            if isinstance(v, list):
-                return v
-        if "text" in value:
-            return [value]
-    return None
-
-
-class OutputSchema(ABC):
-    """Turns one completion into candidates."""
-
-    name: ClassVar[str] = ""
-
-    @abstractmethod
-    def json_schema(self) -> dict[str, Any]:
-        """JSON schema sent to backends that support structured output."""
-
-    @abstractmethod
-    def parse(self, text: str) -> list[Parsed]:
-        """Candidates in ``text``; unreadable parts become ``Parsed(error=...)``."""
-
-    def for_recipe(self, recipe: Recipe) -> OutputSchema:
-        """This schema bound to a recipe (its labels, slot types); most need nothing."""
-        return self
 
 
 class UtteranceList(OutputSchema):
@@ -235,8 +123,6 @@ class LabeledText(PydanticSchema):
 
 
 def _slot_schema() -> OutputSchema:
-    from textsynth.slots import SlotSchema
-
     return SlotSchema()
 
 
