@@ -157,7 +157,7 @@ def _main_exit(args: list[str], capsys) -> tuple[int, str, str]:
     (["run", "r.yaml", "--bogus"], "No such option: --bogus"),
     (["run", "r.yaml", "--per-label", "0"], "'--per-label'"),
     (["run", "r.yaml", "--per-label", "many"], "'--per-label'"),
-    (["eval", "data"], "Missing option '--test'"),
+    (["eval"], "Missing argument"),
     (["preview", "r.yaml", "-n", "0"], "'-n'"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], expected: str, capsys) -> None:

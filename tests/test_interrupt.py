@@ -29,6 +29,8 @@ def _recipe(write_recipe: Callable[..., Path], tmp_path: Path, url: str) -> Path
         "name": "interrupt", "labels": {"turn_on": "switch on", "turn_off": "switch off"},
         "per_label": 30, "generation": {"examples_per_request": 3},
         "export": {"dir": str(tmp_path / "out")},
+            "quality": {"near_duplicates": False, "novelty": False, "semantic": False,
+                        "classifier": False},
         "backend": {"type": "openai", "options": {"base_url": url, "model": "m",
                                                   "concurrency": 3}},
     })

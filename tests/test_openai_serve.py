@@ -100,6 +100,9 @@ def test_recipe_runs_through_transformers_serve_to_a_dataset(
             "base_url": url, "model": model, "concurrency": 1, "lookahead": 1,
             "timeout": 600, "max_retries": 1}},
         "export": {"dir": str(tmp_path / "out"), "splits": {"train": 1.0}},
+        # the served path is under test here, not the meaning-comparing rules
+        "quality": {"near_duplicates": False, "novelty": False, "semantic": False,
+                    "classifier": False},
     })
     outcome = run_recipe(recipe)
     result = outcome.result

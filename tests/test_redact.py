@@ -44,6 +44,8 @@ def make_recipe(out: Path, url: str, **options: Any) -> Recipe:
                                           "api_key_help": "asks how to get an API key"},
         "per_label": 3, "generation": {"examples_per_request": 3},
         "export": {"dir": str(out), "formats": ["arrow", "parquet", "jsonl"]},
+        "quality": {"language_id": False, "near_duplicates": False, "novelty": False,
+                    "semantic": False, "classifier": False},
         "backend": {"type": "openai", "options": opts},
     })
 

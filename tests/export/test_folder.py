@@ -30,6 +30,8 @@ def recipe(tmp_path: Path) -> dict[str, Any]:
         "per_label": 6,
         "backend": {"type": "fake", "options": {"responses": [FAKE_LINES]}},
         "export": {"dir": str(tmp_path / "work" / "out"), "formats": ["jsonl"]},
+        "quality": {"language_id": False, "near_duplicates": False, "novelty": False,
+                    "semantic": False, "classifier": False},
     }
 
 
