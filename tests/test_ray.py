@@ -50,8 +50,9 @@ def _recipe(tmp_path: Path, name: str, execution: dict[str, Any] | None,
         "name": "ray-test", "seed": 7, "per_label": 12,
         "labels": {"turn_on": "Switch something on", "turn_off": "Switch something off",
                    "dim": "Dim the lights"},
-        "backend": backend, "quality": {"min_words": 2, "language_id": False, "near_duplicates": False,
-                                       "novelty": False, "semantic": False, "classifier": False},
+        "backend": backend,
+        "quality": {"min_words": 2, "language_id": False, "near_duplicates": False,
+                    "novelty": False, "semantic": False, "classifier": False},
         "export": {"dir": str(tmp_path / name), "formats": ["jsonl"]},
     }
     if execution is not None:
