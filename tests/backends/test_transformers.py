@@ -40,7 +40,12 @@ def test_sampling_is_seeded_per_request_not_per_batch(backend: TransformersBacke
     assert batch[1].text == alone[0].text
     assert batch[0].text != batch[1].text  # different seeds differ
     assert all(c.usage.prompt_tokens > 10 and c.usage.completion_tokens > 0 for c in batch)
-    assert batch[0].finish_reason in ("stop", "length")
+    # finish_reason follows the token count: "length" exactly when max_tokens was used up
+    for c in batch:
+        assert (c.finish_reason == "length") == (c.usage.completion_tokens == 40), c
+    cut = asyncio.run(backend.generate([Request(messages=_request(1).messages, seed=1,
+                                                max_tokens=3)]))[0]
+    assert cut.finish_reason == "length" and cut.usage.completion_tokens == 3
 
 
 @model
