@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import socket
 import subprocess
@@ -18,27 +17,6 @@ from textsynth.pipeline import run_recipe
 from textsynth.recipe import load_recipe
 
 pytestmark = pytest.mark.model
-
-
-def _plain_model_dir(dst: Path) -> Path:
-    """The embedded GGUF model saved as a plain model folder (what ``serve`` loads)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from textsynth.backends.transformers import embedded_model_path
-
-    gguf = embedded_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # a GGUF-loaded model refuses save_pretrained: rebuild it from its config
-    config = copy.deepcopy(quantized.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config)
-    plain.load_state_dict(quantized.state_dict())
-    plain.generation_config = quantized.generation_config
-    plain.save_pretrained(dst)
-    tokenizer.save_pretrained(dst)
-    return dst
 
 
 def _free_port() -> int:
@@ -67,7 +45,10 @@ def served_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
 
     if not is_serve_available():
         pytest.skip("transformers serve needs fastapi and uvicorn: pip install 'textsynth[local]'")
-    model_dir = _plain_model_dir(tmp_path_factory.mktemp("smollm2"))
+    from textsynth.backends.transformers import embedded_model_path
+    from textsynth.backends.vllm import plain_model_dir
+
+    model_dir = plain_model_dir(embedded_model_path(), tmp_path_factory.mktemp("smollm2"))
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}

@@ -30,7 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from textsynth.backends._openvino_convert import cache_root, prepare_model
 from textsynth.backends.base import Backend, Completion, Request, Usage
-from textsynth.backends.transformers import DEFAULT_MODEL, DEFAULT_SYSTEM, embedded_model_path
+from textsynth.backends.transformers import (
+    DEFAULT_MODEL,
+    DEFAULT_SYSTEM,
+    embedded_model_path,
+    local_model_name,
+)
 from textsynth.errors import BackendError, MissingDependency, RecipeError
 
 __all__ = ["DETERMINISM", "OpenVINOBackend", "default_sequences"]
@@ -88,10 +93,7 @@ class OpenVINOBackend(Backend):
 
     @property
     def model_name(self) -> str:
-        model: str = self.options.model  # type: ignore[attr-defined]
-        if model == DEFAULT_MODEL:
-            return "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1)"
-        return model
+        return local_model_name(self.options.model)  # type: ignore[attr-defined]
 
     def _source(self) -> Path:
         model: str = self.options.model  # type: ignore[attr-defined]

@@ -29,7 +29,13 @@ __all__ = ["DEFAULT_MODEL", "TransformersBackend", "embedded_model_path"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1)"
 DEFAULT_SYSTEM = "You write realistic example data exactly in the format asked for."
+
+
+def local_model_name(model: str) -> str:
+    """The model identifier recorded in provenance and request keys for a local model."""
+    return EMBEDDED_NAME if model == DEFAULT_MODEL else model
 
 
 def embedded_model_path() -> Path:
@@ -69,10 +75,7 @@ class TransformersBackend(Backend):
 
     @property
     def model_name(self) -> str:
-        model: str = self.options.model  # type: ignore[attr-defined]
-        if model == DEFAULT_MODEL:
-            return "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1)"
-        return model
+        return local_model_name(self.options.model)  # type: ignore[attr-defined]
 
     def _source(self) -> tuple[Path, str | None]:
         opts: Any = self.options

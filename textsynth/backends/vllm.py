@@ -35,7 +35,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from textsynth.backends.base import Backend, Completion, Request, Usage
-from textsynth.backends.transformers import DEFAULT_MODEL, DEFAULT_SYSTEM, embedded_model_path
+from textsynth.backends.transformers import (
+    DEFAULT_MODEL,
+    DEFAULT_SYSTEM,
+    embedded_model_path,
+    local_model_name,
+)
 from textsynth.errors import BackendError, MissingDependency, RecipeError
 from textsynth.schemas import PydanticSchema
 
@@ -93,10 +98,7 @@ class VLLMBackend(Backend):
 
     @property
     def model_name(self) -> str:
-        model: str = self.options.model  # type: ignore[attr-defined]
-        if model == DEFAULT_MODEL:
-            return "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1)"
-        return model
+        return local_model_name(self.options.model)  # type: ignore[attr-defined]
 
     # -- loading -----------------------------------------------------------------------
     def _folder(self) -> Path:
