@@ -21,8 +21,8 @@ def _modules() -> dict[str, Path]:
 
 
 def _import_graph() -> dict[str, set[str]]:
-    """Module -> textsynth modules it imports anywhere (function bodies included),
-    except under ``if TYPE_CHECKING:`` and except its own parent packages."""
+    """Module -> textsynth modules it imports anywhere (function bodies and
+    ``if TYPE_CHECKING:`` blocks included), except its own parent packages."""
     modules = _modules()
 
     def resolve(name: str) -> str | None:
@@ -33,13 +33,9 @@ def _import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-                       and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
         package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
         targets: set[str] = set()
         for node in ast.walk(tree):
-            if id(node) in typing_only:
-                continue
             if isinstance(node, ast.Import):
                 targets.update(a.name for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module is not None:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from textsynth.fidelity import Fidelity
-    from textsynth.report import QualityReport
+    from textsynth.report_figures import QualityReport
 
 __all__ = ["render"]
 
