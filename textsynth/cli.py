@@ -79,7 +79,7 @@ def run(
     recipe = _load(recipe_path, out=out, per_label=per_label, seed=seed, backend=backend,
                    model=model, base_url=base_url)
     console = _console()
-    from textsynth.engine import INTERRUPTED, RunInterrupted
+    from textsynth.errors import INTERRUPTED, RunInterrupted
 
     try:
         outcome = run_recipe(recipe, progress=not quiet, console=_console(stderr=True),
@@ -374,7 +374,9 @@ def main(argv: list[str] | None = None) -> None:
         _print_error(str(exc))
         sys.exit(2)
     except KeyboardInterrupt:
-        _console(stderr=True).print("interrupted: run the same command again to resume")
+        from textsynth.errors import INTERRUPTED
+
+        _console(stderr=True).print(INTERRUPTED, highlight=False)
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

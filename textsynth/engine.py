@@ -42,7 +42,13 @@ from typing import Any
 
 from textsynth.backends import Backend
 from textsynth.backends.base import Completion, Request, Usage
-from textsynth.errors import BudgetExceeded, GenerationError, StoreError, TextsynthError
+from textsynth.errors import (
+    INTERRUPTED,
+    BudgetExceeded,
+    GenerationError,
+    RunInterrupted,
+    StoreError,
+)
 from textsynth.executors import build_backend
 from textsynth.languages import language_name
 from textsynth.plan import Job, Planner, Slot
@@ -53,16 +59,6 @@ from textsynth.store import Store, Transaction
 from textsynth.templates import PromptTemplate
 
 __all__ = ["Engine", "RunInterrupted", "RunResult", "SlotStats", "language_name"]
-
-INTERRUPTED = "interrupted: run the same command again to resume"
-
-
-class RunInterrupted(TextsynthError):
-    """The run was stopped by Ctrl-C (SIGINT) after storing the answers that arrived."""
-
-    def __init__(self, stored: int = 0):
-        self.stored = stored
-        super().__init__(INTERRUPTED)
 
 
 @dataclass

@@ -13,6 +13,7 @@ TextsynthError
 ├── BudgetExceeded         the run's token or cost budget is spent
 ├── DataError              an input dataset cannot be read or has no usable rows
 ├── StoreError             the run store cannot be opened, locked, read or written
+├── RunInterrupted         Ctrl-C: the answers in flight were stored; run again to resume
 └── ExportError            cannot write or push; says where and why
 ```
 
@@ -33,6 +34,7 @@ __all__ = [
     "MissingDependency",
     "RateLimited",
     "RecipeError",
+    "RunInterrupted",
     "StoreError",
     "TemplateError",
     "TextsynthError",
@@ -129,3 +131,14 @@ class StoreError(TextsynthError):
 
 class ExportError(TextsynthError):
     """The dataset cannot be written or pushed; says where and why."""
+
+
+INTERRUPTED = "interrupted: run the same command again to resume"
+
+
+class RunInterrupted(TextsynthError):
+    """The run was stopped by Ctrl-C (SIGINT) after storing the answers that arrived."""
+
+    def __init__(self, stored: int = 0):
+        self.stored = stored
+        super().__init__(INTERRUPTED)
