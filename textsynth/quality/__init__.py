@@ -44,6 +44,10 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
         lines = instruction_lines(template.source, [recipe.description, *_prompts(recipe,
                                                                                  template)])
         rules.append(filters.MetaTextFilter(recipe.labels, lines, attributes=recipe.vary))
+    if q.form:
+        from textsynth.quality.form import FormFilter
+
+        rules.append(FormFilter())
     if q.pii != "off":
         rules.append(filters.PIIFilter(q.pii))
     if q.language_id is not None and _usable(q, "language_id", "lingua"):

@@ -100,6 +100,8 @@ class QualitySpec(BaseModel):
     deny: list[str] = Field([], description="regexes; a candidate matching any is dropped")
     assistant_speak: bool = Field(True, description=(
         "drop assistant-speak, refusals, announcements, placeholders, prompt and label echo"))
+    form: bool = Field(True, description=(
+        "drop English candidates shaped like markup, list residue, advice or narration"))
     pii: Literal["reject", "mask", "off"] = "reject"
     language_id: LanguageIdSpec | None = Field(default_factory=LanguageIdSpec)
     custom: list[str] = Field([], description="user checks as 'module:function'")

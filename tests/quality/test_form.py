@@ -1,0 +1,90 @@
+"""The form rule: shape, not topic; English only; real requests pass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from textsynth.quality.form import FormFilter, form_problem
+from textsynth.schemas import Example
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "eval"
+
+# candidates a small model wrote for a smart-home recipe, each with the reason it is junk
+JUNK = [
+    ("**Adjusting the thermostat**: 3", "markup"),
+    ("Switch off your computer or smartphone:", "markup"),
+    ("Turn off lights in all home appliances -", "markup"),
+    ("2. Please lock the door", "markup"),
+    ("Using AI to automate the alarm, 2. You can set your alarm to wake up at 6", "run_on_list"),
+    ("You can turn off a smart light bulb", "advice"),
+    ("How to stop desk lights from staying hot", "advice"),
+    ("Here\u2019s how to make it shine", None),  # meta_text's job, not this rule's
+    ("I\u2019m so happy it's not too warm to go outside", "advice"),
+    ("Switching on a light", "narration"),
+    ("Optimizing Climate Modeling", "narration"),
+    ("Lock it. Then sleep. Then wake up at noon. Then go.", None),  # short sentences
+    ("I locked the door. It was late. The house was quiet. Everyone slept.",
+     "several_sentences"),
+]
+
+REQUESTS = [
+    "Turn on the kitchen lights",
+    "Can you switch the lamp on in the bedroom?",
+    "Please let me know the weather in Paris tomorrow",
+    "Let me see the movie schedule for tonight",
+    "Looking for a tibetan restaurant for two",
+    "How do I activate my new card?",
+    "Why was I charged twice for the same order?",
+    "My card still hasn't arrived",
+    "Set the alarm for 7:30 tomorrow",
+    "Play Bohemian Rhapsody by Queen.",
+    "Find Trauma Center: New Blood, an album",
+    "Bring me to the nearest gas station",
+    "Ring my phone please",
+    "Play some P. J. Proby",
+]
+
+
+@pytest.mark.parametrize(("text", "reason"), JUNK)
+def test_junk_shapes_are_named(text: str, reason: str | None) -> None:
+    found = form_problem(text)
+    assert (found[0] if found else None) == reason
+
+
+@pytest.mark.parametrize("text", REQUESTS)
+def test_requests_keep_their_form(text: str) -> None:
+    assert form_problem(text) is None
+
+
+def test_rule_reports_the_reason_and_skips_other_languages() -> None:
+    rule = FormFilter()
+    verdict = rule(Example(text="Switching on a light", label="x"))
+    assert not verdict.keep and verdict.reason == "form:narration"
+    assert rule(Example(text="Turn the heating down", label="x")).keep
+    # the cues are English words: a German gerund-like word is not judged
+    assert rule(Example(text="**Licht an**:", label="x", language="de")).keep
+
+
+@pytest.mark.skipif(not (SHARED / "snips" / "train.jsonl").exists(), reason="no SNIPS data")
+def test_real_requests_almost_never_fail() -> None:
+    rows = [json.loads(line) for line in
+            (SHARED / "snips" / "train.jsonl").read_text().splitlines()]
+    failed = [r["text"] for r in rows if form_problem(r["text"])]
+    assert len(failed) / len(rows) < 0.005, failed[:20]
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("She played a lot of music.", "narration"),
+    ("Do you want to turn off lights on and off?", "narration"),
+    ("Who's turning on the lights?", "narration"),
+    ("5 new commands to turn off the lights in the bathroom", "task_text"),
+    ("The command can be written in the format of a question", "task_text"),
+    ("Let's do a multi-round chat with a person who wants lights", "advice"),
+    ("Lock doors, lock doors, lock doors, do doors", "repetitive"),
+])
+def test_more_junk(text: str, reason: str) -> None:
+    found = form_problem(text)
+    assert found is not None and found[0] == reason

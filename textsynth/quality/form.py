@@ -1,0 +1,117 @@
+"""Form: does a candidate have the shape of something a user types or says?
+
+A small model asked for requests often returns the right topic in the wrong form:
+markup left from a list ("**Adjusting the thermostat**: 3"), a narration that
+starts with a gerund ("Switching on the kitchen light"), advice to the reader
+("You can turn off a smart bulb", "How to stop desk lights from ..."), or a
+run-on list ("..., 2. You can set ..."). None of that is a request, whatever its
+topic, and no embedding is needed to see it.
+
+The rule looks at shape only, never at topic, and only at English text (for
+other languages it keeps everything). It keeps the forms users do write:
+commands ("Turn the heating down"), requests ("Can you lock the door?"),
+questions about their own affairs ("How do I activate my card?", "Why was I
+charged twice?") and statements of need ("My card hasn't arrived").
+"""
+
+from __future__ import annotations
+
+import re
+
+from textsynth.quality.base import KEEP, Rule, Verdict
+from textsynth.schemas import Example
+
+__all__ = ["FormFilter", "form_problem"]
+
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
+_MARKUP = re.compile(r"\*\*|__|##|`|^\s*[-*#>|]|[-*:|]\s*$|^\s*\d{1,3}\s*[.)]\s")
+_RUN_ON_LIST = re.compile(r"[,;.:!?]\s*\(?\d{1,2}[.)]\s+\w")
+_ADVICE = re.compile(
+    r"^(you (can|could|should|'ll|will|might|may|need to|have to|must)|how to|ways to"
+    r"|tips? (for|to|on)|steps? to|this (is|will)|these are|those are|that's (a|the|how|why)"
+    r"|it's (easy|important|a good|possible|time to)|there (are|is) (many|several|some|a few)"
+    r"|i'?m (so |really )?(glad|happy|excited|thrilled|ready|here|delighted)"
+    r"|let me (tell|explain|show you|help)|let's (talk|discuss|do)|in (this|order to)|using"
+    r"|by using|to )\b",
+    re.I,
+)
+_NOT_GERUNDS = frozenset({
+    "bring", "ring", "sing", "string", "swing", "spring", "sting", "king", "thing", "nothing",
+    "something", "anything", "everything", "morning", "evening", "during", "ceiling", "ping",
+    "ding", "wing", "bling", "looking",
+})
+_NARRATION = re.compile(
+    r"^(she|he|they|we) (\w+ed|was|were|had|did|went|got|made|put|took|saw|said|told|gave)\b",
+    re.I)
+_TO_THE_USER = re.compile(
+    r"^(do you (want|like|need|know how)|would you like|are you|have you (ever|got)"
+    r"|what('s| is| are) your (favou?rite|plans?|name)|what do you (think|like|want)"
+    r"|who's|who is)\b", re.I)
+_TASK_WORDS = re.compile(
+    r"\b(new (commands|requests|ones|examples)|the (command|request|sentence|list) (can|could"
+    r"|should|is|was)|(is|be|are) written|in the format|instead of \"|multi-round"
+    r"|(chat|conversation) with (a|the) (person|user))\b", re.I)
+_COMMON = frozenset({
+    "that", "this", "then", "than", "with", "from", "into", "onto", "what", "when", "where",
+    "which", "there", "their", "them", "they", "have", "will", "would", "could", "should",
+    "please", "some", "more", "very", "just", "also", "your", "about",
+})
+_SENTENCE = re.compile(r"[.!?]+(?:\s+|$)")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+
+
+def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
+    """``(reason, detail)`` when ``text`` does not have the form of a user's
+    request, else None. English only: the cues are English words."""
+    text = text.translate(_QUOTES).strip()
+    if not text:
+        return None
+    match = _MARKUP.search(text)
+    if match:
+        return "markup", f"list or markup residue {match.group(0).strip()!r}"
+    match = _RUN_ON_LIST.search(text)
+    if match:
+        return "run_on_list", "several numbered items in one row"
+    body = re.sub(r"^(please|hey|hi|ok|okay)\b[,!]?\s*", "", text, flags=re.I)
+    match = _ADVICE.match(body)
+    if match:
+        return "advice", f"starts like advice or narration ({match.group(0).strip()!r})"
+    match = _NARRATION.match(body) or _TO_THE_USER.match(body)
+    if match:
+        return "narration", f"not addressed as a request ({match.group(0).strip()!r})"
+    match = _TASK_WORDS.search(text)
+    if match:
+        return "task_text", f"talks about the task ({match.group(0).strip()!r})"
+    words = [w for w in (w.lower() for w in _WORD.findall(text))
+             if len(w) >= 4 and w not in _COMMON]
+    repeated = [w for w in set(words) if words.count(w) >= 3]
+    if repeated:
+        return "repetitive", f"{sorted(repeated)[0]!r} {words.count(sorted(repeated)[0])} times"
+    first = _WORD.match(body)
+    if first:
+        head = first.group(0).lower()
+        if head.endswith("ing") and len(head) >= 6 and head not in _NOT_GERUNDS:
+            return "narration", f"starts with a gerund ({first.group(0)!r})"
+    # a sentence counts when it has three words ("P. J. Proby" is one)
+    sentences = [s for s in _SENTENCE.split(text) if len(_WORD.findall(s)) >= 3]
+    if len(sentences) > max_sentences:
+        return "several_sentences", f"{len(sentences)} sentences"
+    return None
+
+
+class FormFilter(Rule):
+    """Drops English candidates shaped like markup, headings, advice or narration."""
+
+    name = "form"
+
+    def __init__(self, max_sentences: int = 2) -> None:
+        super().__init__()
+        self.max_sentences = max_sentences
+
+    def check(self, example: Example) -> Verdict:
+        if not (example.language or "en").lower().startswith("en"):
+            return KEEP
+        found = form_problem(example.text, self.max_sentences)
+        if found is None:
+            return KEEP
+        return Verdict(False, f"form:{found[0]}", found[1])
