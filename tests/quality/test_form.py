@@ -88,3 +88,17 @@ def test_real_requests_almost_never_fail() -> None:
 def test_more_junk(text: str, reason: str) -> None:
     found = form_problem(text)
     assert found is not None and found[0] == reason
+
+
+@pytest.mark.parametrize("text", [
+    "In a smart home setting, users can easily adjust the temperature",
+    "In today's fast pace of life, lights are flashy",
+    "User will change air",
+    "People often say turn on the lights",
+    "You're about to switch lights to night room.",
+    "Sentence 1",
+    "What to do",
+])
+def test_narration_openings(text: str) -> None:
+    found = form_problem(text)
+    assert found is not None and found[0] == "advice"

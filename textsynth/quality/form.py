@@ -31,8 +31,11 @@ _ADVICE = re.compile(
     r"|tips? (for|to|on)|steps? to|this (is|will)|these are|those are|that's (a|the|how|why)"
     r"|it's (easy|important|a good|possible|time to)|there (are|is) (many|several|some|a few)"
     r"|i'?m (so |really )?(glad|happy|excited|thrilled|ready|here|delighted)"
-    r"|let me (tell|explain|show you|help)|let's (talk|discuss|do)|in (this|order to)|using"
-    r"|by using|to )\b",
+    r"|let me (tell|explain|show you|help)|let's (talk|discuss|do)|in order to|using"
+    r"|by using|to |what to|in (today's|our|my opinion|a (smart|world|busy|modern|typical))"
+    r"|you('re| are)"
+    r"|(the )?(users?|people|someone|everyone) (can|will|may|might|often|usually|says?"
+    r"|wants?)|(sentence|example|request|command|item) \d)\b",
     re.I,
 )
 _NOT_GERUNDS = frozenset({
