@@ -89,6 +89,28 @@ def test_classifier_decisions_are_deterministic_and_never_include_the_candidate(
     assert rule._fitted_at == len(ACCEPTED)
 
 
+def test_seeded_labels_hold_candidates_near_their_seeds() -> None:
+    """A label with seed examples drops what is far from all of them; one without
+    seeds is not held to it, and the threshold can be turned off."""
+    from textsynth.quality.classifier import InLoopClassifier
+    from textsynth.quality.semantic import Embedder
+
+    seeds = {"GetWeather": ["will it rain in Seattle tomorrow",
+                            "what's the forecast for Paris this weekend"]}
+    candidates = [("is it going to snow in Denver on Sunday", "GetWeather"),
+                  ("say hello to a secret", "GetWeather"),
+                  ("say hello to a secret", "AddToPlaylist")]  # no seeds: not held to it
+    rule = InLoopClassifier(LABELS, Embedder(), seeds, warmup=100, min_similarity=-1.0,
+                            min_seed_similarity=0.45)
+    verdicts = _judge(rule, [], candidates)
+    assert verdicts[0].keep
+    assert not verdicts[1].keep and verdicts[1].reason == "classifier_far_from_seeds"
+    assert verdicts[2].reason != "classifier_far_from_seeds"
+    off = InLoopClassifier(LABELS, Embedder(), seeds, warmup=100, min_similarity=-1.0,
+                           min_seed_similarity=None)
+    assert _judge(off, [], candidates[1:2])[0].reason != "classifier_far_from_seeds"
+
+
 def test_classifier_needs_two_labels_and_prepare() -> None:
     from textsynth.quality.classifier import InLoopClassifier
     from textsynth.quality.semantic import Embedder

@@ -102,3 +102,14 @@ def test_more_junk(text: str, reason: str) -> None:
 def test_narration_openings(text: str) -> None:
     found = form_problem(text)
     assert found is not None and found[0] == "advice"
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("Shall I turn on the lights in the bedroom?", "narration"),
+    ("How'd you like to light up your bedroom?", "narration"),
+    ("Use your smartphone to play your latest album", "advice"),
+    ("By waking up at 7:30 AM tomorrow, I'd like an alarm", "advice"),
+])
+def test_offers_and_advice(text: str, reason: str) -> None:
+    found = form_problem(text)
+    assert found is not None and found[0] == reason

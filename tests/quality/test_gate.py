@@ -156,8 +156,8 @@ def test_build_gate_orders_rules_cheapest_first(recipe_dict: dict) -> None:
                               "custom": ["textsynth.quality.pii:find_pii"]}
     gate = build_gate(load_recipe(recipe_dict))
     assert [r.name for r in gate.rules] == [
-        "seed_leak", "length", "regex", "meta_text", "form", "pii", "custom:find_pii", "exact_dedup",
-        "near_dedup", "novelty"]
+        "seed_leak", "length", "regex", "meta_text", "form", "pii", "custom:find_pii",
+        "exact_dedup", "near_dedup", "novelty"]
     recipe_dict["quality"] |= {"custom": ["textsynth.quality.pii:missing"]}
     with pytest.raises(RecipeError) as info:
         build_gate(load_recipe(recipe_dict))

@@ -88,6 +88,7 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
         rules.append(InLoopClassifier(labels, _embedder(recipe), seeds,
                                       min_confidence=c.min_confidence, margin=c.margin,
                                       min_similarity=c.min_similarity, warmup=c.warmup,
+                                      min_seed_similarity=c.min_seed_similarity,
                                       languages=None if q.semantic and q.semantic.model
                                       else ["en"]))
     return QualityGate(rules)

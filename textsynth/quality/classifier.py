@@ -48,6 +48,11 @@ class InLoopClassifier(Rule):
     ``margin`` is how much more likely another label must be before the candidate
     counts as that label's, ``min_confidence`` the probability its own label needs.
     Only rows in ``languages`` (all when None) are judged and learnt from.
+
+    A label with seed examples (real rows a person wrote) also anchors its
+    candidates: one whose cosine with every seed of its label is below
+    ``min_seed_similarity`` is too far from what the person meant
+    (``classifier_far_from_seeds``). Labels without seeds are not held to it.
     """
 
     name = "classifier"
@@ -56,7 +61,8 @@ class InLoopClassifier(Rule):
     def __init__(self, labels: Mapping[str, str], embedder: Embedder,
                  seeds: Mapping[str, Sequence[str]] | None = None, *,
                  min_confidence: float = 0.3, margin: float = 0.1, warmup: int = 5,
-                 min_similarity: float = 0.2, refit_every: float = 0.1,
+                 min_similarity: float = 0.2, min_seed_similarity: float | None = None,
+                 refit_every: float = 0.1,
                  regularization: float = 20.0, languages: Collection[str] | None = None):
         super().__init__()
         if len(labels) < 2:
@@ -69,6 +75,11 @@ class InLoopClassifier(Rule):
         self.refit_every = refit_every
         self.regularization = regularization
         self.min_similarity = min_similarity
+        self.min_seed_similarity = min_seed_similarity
+        self._seed_texts = {label: list(texts) for label, texts in (seeds or {}).items()
+                            if label in labels and texts}
+        self._seed_vectors: dict[str, np.ndarray] | None = None
+        self._seed_sims: dict[tuple[str, str], float] = {}
         # the bundled MiniLM reads English only: other languages are not judged with it
         self.languages = set(languages) if languages is not None else None
         self._base: list[tuple[str, str]] = [
@@ -136,10 +147,12 @@ class InLoopClassifier(Rule):
         texts = list(dict.fromkeys(e.text for e in examples
                                    if e.text not in self._probs and self._judges(e)))
         if not texts:
+            self._prepare_seed_sims(examples, {})
             return
         if len(self._probs) > 8192:
             self._probs.clear()
             self._sims.clear()
+            self._seed_sims.clear()
         x = self.embedder.encode(texts)
         probs = self._model.predict_proba(x)
         assert self._anchors is not None  # set by _fit
@@ -147,6 +160,23 @@ class InLoopClassifier(Rule):
         sims = x @ self._anchors.T
         self._probs.update(zip(texts, probs, strict=True))
         self._sims.update(zip(texts, sims, strict=True))
+        self._prepare_seed_sims(examples, dict(zip(texts, x, strict=True)))
+
+    def _prepare_seed_sims(self, examples: Sequence[Example],
+                           known: dict[str, np.ndarray]) -> None:
+        if self.min_seed_similarity is None or not self._seed_texts:
+            return
+        if self._seed_vectors is None:
+            self._seed_vectors = {label: self.embedder.encode(seeds)
+                                  for label, seeds in self._seed_texts.items()}
+        todo = [e for e in examples if e.label in self._seed_vectors and self._judges(e)
+                and (e.label, e.text) not in self._seed_sims]
+        missing = list(dict.fromkeys(e.text for e in todo if e.text not in known))
+        if missing:
+            known = {**known, **dict(zip(missing, self.embedder.encode(missing), strict=True))}
+        for e in todo:
+            vectors = self._seed_vectors[e.label]
+            self._seed_sims[(e.label, e.text)] = float((vectors @ known[e.text]).max())
 
     def check(self, example: Example) -> Verdict:
         if example.label not in self.labels or not self._judges(example):
@@ -159,6 +189,11 @@ class InLoopClassifier(Rule):
         if float(sims.max()) < self.min_similarity:
             return Verdict(False, "classifier_off_topic",
                            f"cosine {float(sims.max()):.2f} with the closest label")
+        seed_sim = self._seed_sims.get((example.label, example.text))
+        if (seed_sim is not None and self.min_seed_similarity is not None
+                and seed_sim < self.min_seed_similarity):
+            return Verdict(False, "classifier_far_from_seeds",
+                           f"cosine {seed_sim:.2f} with the closest seed of its label")
         if not self._warmed:  # the nearest label prototype decides
             best = self.labels[int(sims[:len(self.labels)].argmax())]
             if best != example.label:

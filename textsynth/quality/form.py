@@ -33,7 +33,7 @@ _ADVICE = re.compile(
     r"|i'?m (so |really )?(glad|happy|excited|thrilled|ready|here|delighted)"
     r"|let me (tell|explain|show you|help)|let's (talk|discuss|do)|in order to|using"
     r"|by using|to |what to|in (today's|our|my opinion|a (smart|world|busy|modern|typical))"
-    r"|you('re| are)"
+    r"|you('re| are)|use your|by \w+ing"
     r"|(the )?(users?|people|someone|everyone) (can|will|may|might|often|usually|says?"
     r"|wants?)|(sentence|example|request|command|item) \d)\b",
     re.I,
@@ -49,7 +49,7 @@ _NARRATION = re.compile(
 _TO_THE_USER = re.compile(
     r"^(do you (want|like|need|know how)|would you like|are you|have you (ever|got)"
     r"|what('s| is| are) your (favou?rite|plans?|name)|what do you (think|like|want)"
-    r"|who's|who is)\b", re.I)
+    r"|who's|who is|shall i|how('d| would) you like)\b", re.I)
 _TASK_WORDS = re.compile(
     r"\b(new (commands|requests|ones|examples)|the (command|request|sentence|list) (can|could"
     r"|should|is|was)|(is|be|are) written|in the format|instead of \"|multi-round"
