@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from textsynth.errors import MissingDependency, RecipeError
+from textsynth.errors import MissingDependency, RecipeError, TextsynthError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -197,7 +197,7 @@ class _SentenceTransformer:
             raise RecipeError(
                 f"embedding model {folder} is not a BERT encoder with model.safetensors and "
                 "tokenizer.json; other models need sentence-transformers: pip install "
-                "'textsynth[transformers]' sentence-transformers",
+                "'textsynth[transformers]'",
                 field="quality.semantic.model") from None
         try:  # the model loads with a progress bar of its own; the run's bar is enough
             from transformers.utils import logging as hf_logging
@@ -218,19 +218,31 @@ class _SentenceTransformer:
 
 @functools.lru_cache(maxsize=4)
 def load_encoder(folder: str) -> Encoder:
-    """The encoder of a model folder, loaded once per process."""
+    """The encoder of a model folder, loaded once per process.
+
+    A folder that is missing or damaged (bad JSON, a cut weights file, weights of
+    another shape) is a :class:`RecipeError` naming it, never a traceback.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise RecipeError(f"embedding model folder not found: {folder} (models are never "
                           "downloaded)", field="quality.semantic.model")
-    config = _json(root / "config.json")
-    if config.get("model_type") == "bert" and (root / "model.safetensors").is_file() \
-            and (root / "tokenizer.json").is_file():
-        missing = embedder_missing(folder)
-        if missing:
-            raise MissingDependency(missing, "quality", "sentence embeddings")
-        return BertEncoder(root)
-    return _SentenceTransformer(folder)
+    try:
+        config = _json(root / "config.json")
+        if config.get("model_type") == "bert" and (root / "model.safetensors").is_file() \
+                and (root / "tokenizer.json").is_file():
+            missing = embedder_missing(folder)
+            if missing:
+                raise MissingDependency(missing, "quality", "sentence embeddings")
+            return BertEncoder(root)
+        return _SentenceTransformer(folder)
+    except TextsynthError:
+        raise
+    except Exception as exc:  # any reader's error on a damaged folder: one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RecipeError(f"embedding model folder {folder} cannot be read: "
+                          f"{type(exc).__name__}: {reason[:300]}",
+                          field="quality.semantic.model") from None
 
 
 _CACHES: dict[str, dict[str, Any]] = {}
