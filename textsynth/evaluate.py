@@ -11,7 +11,7 @@ each on the same real test set, so the figures are comparable:
 
 Classifiers: TF-IDF (word 1-2 grams + char_wb 2-5 grams, sublinear tf) with
 logistic regression, always; and logistic regression on all-MiniLM-L6-v2 sentence
-embeddings when sentence-transformers and the embedded model are installed. Both
+embeddings (:mod:`textsynth.embeddings`) when the embedded model is installed. Both
 are deterministic.
 
 With ``judge_real`` (a real labeled training set), :func:`evaluate` also reports the
