@@ -95,7 +95,7 @@ class BertEncoder:
         weights = {k.removeprefix("bert."): v
                    for k, v in load_file(root / "model.safetensors").items()}
         model = _bert_graph(weights, config, cls=bool(pooling.get("pooling_mode_cls_token")))
-        # float32: bf16 was no faster on CPUs without native support, and less exact
+        # float32: bf16 measured no faster on a CPU without native bf16, and less exact
         properties: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32",
                                       "PERFORMANCE_HINT": "LATENCY"}
         if threads:
