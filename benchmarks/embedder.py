@@ -51,7 +51,9 @@ class NumpyBert:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=256)
-        w = load_file(folder / "model.safetensors")
+        w = {k: np.ascontiguousarray(v.T) if k.endswith("dense.weight") or
+             k.endswith(("query.weight", "key.weight", "value.weight")) else v
+             for k, v in load_file(folder / "model.safetensors").items()}
         self.word = w["embeddings.word_embeddings.weight"]
         self.pos = w["embeddings.position_embeddings.weight"] + \
             w["embeddings.token_type_embeddings.weight"][0]
@@ -66,7 +68,7 @@ class NumpyBert:
             self.w[name + ".bias"]
 
     def _linear(self, x, name):  # type: ignore[no-untyped-def]
-        return x @ self.w[name + ".weight"].T + self.w[name + ".bias"]
+        return x @ self.w[name + ".weight"] + self.w[name + ".bias"]
 
     def encode(self, texts: list[str]):  # type: ignore[no-untyped-def]
         import numpy as np
@@ -89,7 +91,9 @@ class NumpyBert:
 
         b, n = ids.shape
         h, s = self.heads, self.dim // self.heads
-        x = self._norm(self.word[ids] + self.pos[:n], "embeddings.LayerNorm")
+        # rows are (text, position) pairs: the dense layers are one 2-D product each
+        x = self.word[ids.reshape(-1)] + np.tile(self.pos[:n], (b, 1))
+        x = self._norm(x, "embeddings.LayerNorm")
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
 
@@ -101,13 +105,13 @@ class NumpyBert:
             scores = (q * self.scale) @ k.transpose(0, 1, 3, 2)
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             scores /= scores.sum(-1, keepdims=True)
-            a = (scores @ v).transpose(0, 2, 1, 3).reshape(b, n, self.dim)
+            a = (scores @ v).transpose(0, 2, 1, 3).reshape(b * n, self.dim)
             x = self._norm(self._linear(a, p + "attention.output.dense") + x,
                            p + "attention.output.LayerNorm")
             u = self._linear(x, p + "intermediate.dense")
             u = u * 0.5 * (1.0 + erf(u / np.sqrt(2.0)))
             x = self._norm(self._linear(u, p + "output.dense") + x, p + "output.LayerNorm")
-        return x.mean(axis=1)
+        return x.reshape(b, n, self.dim).mean(axis=1)
 
 
 def worker(engine: str, texts_path: str, rows: int) -> None:
