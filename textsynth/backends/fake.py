@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -91,6 +90,8 @@ class FakeBackend(Backend):
         self.calls += 1
         latency: float = self.options.latency  # type: ignore[attr-defined]
         if latency:
+            import asyncio  # here, not at the top: `textsynth --help` does not need it
+
             await asyncio.sleep(latency)
         out = []
         for request in requests:

