@@ -67,9 +67,9 @@ class ClassifierSpec(_Strict):
     min_similarity: float = Field(0.2, ge=-1.0, le=1.0, description=(
         "cosine with the closest label's name and description below which a candidate "
         "is off topic"))
-    min_seed_similarity: float | None = Field(0.45, ge=-1.0, le=1.0, description=(
+    min_seed_similarity: float | None = Field(None, ge=-1.0, le=1.0, description=(
         "cosine with the closest seed example of its own label below which a candidate "
-        "of a label with seeds is dropped (null: off)"))
+        "of a label with seeds is dropped (off by default; 0.45 is a strict setting)"))
     warmup: int = Field(5, ge=0, description=(
         "accepted rows per label before the run's own classifier takes over from the "
         "closest label description"))
