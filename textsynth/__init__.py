@@ -39,10 +39,11 @@ from textsynth.templates import PromptTemplate
 
 if TYPE_CHECKING:
     from textsynth.augment import paraphrase, translate
-    from textsynth.engine import Engine, RunResult
+    from textsynth.engine import Engine
     from textsynth.evaluate import Evaluation, evaluate
     from textsynth.pipeline import RunOutcome, run_recipe
     from textsynth.report import QualityReport, build_report, write_report
+    from textsynth.result import RunResult
     from textsynth.sources import LabeledSet, load_labeled
     from textsynth.store import Store
 
@@ -96,7 +97,7 @@ __all__ = [
 
 _LAZY = {
     "Engine": "textsynth.engine",
-    "RunResult": "textsynth.engine",
+    "RunResult": "textsynth.result",
     "RunOutcome": "textsynth.pipeline",
     "run_recipe": "textsynth.pipeline",
     "Store": "textsynth.store",
