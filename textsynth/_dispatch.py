@@ -1,9 +1,8 @@
-"""The request window: jobs rendered, sent ahead of processing, stored, handed back in order.
+"""The request window: jobs rendered, sent ahead of processing, handed back in order.
 
-Each job in flight has one :class:`InFlight` record with an explicit :class:`State`.
-Requests go to the backend in batches of ``batch_size``, at most ``concurrency`` calls at
-a time, while the budget (less what is in flight) has room. Every answer is written to
-the store (and committed) before anyone reads it.
+Each job in flight has one :class:`~textsynth._sender.InFlight` record with an explicit
+:class:`~textsynth._sender.State`; :class:`~textsynth._sender.Sender` batches them to the
+backend within the budget and stores every answer before anyone reads it.
 
 With a backend that reports its requests' state (one request a call), two more things
 keep paid work and waiting low:
@@ -20,50 +19,22 @@ keep paid work and waiting low:
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 
 from textsynth._budget import Budget
+from textsynth._sender import SKIPPED, Batch, InFlight, Sender, State
 from textsynth.backends import Backend
-from textsynth.backends.base import Completion, Request, Usage
-from textsynth.errors import BudgetExceeded, GenerationError, StoreError
+from textsynth.backends.base import Completion, Request
+from textsynth.errors import GenerationError, StoreError
 from textsynth.plan import Job, Planner, Quota
 from textsynth.prompt import PromptBuilder
 from textsynth.store import Store
 
 __all__ = ["SKIPPED", "Answer", "InFlight", "RequestWindow", "State"]
 
-# what a skipped job's future holds (it was replaced by a later job)
-SKIPPED = Completion(texts=[], finish_reason="skipped")
 _SKIP_REASON = "replaced while it waited for a retry"
-_BUDGET_SPENT = ("the run's budget is spent; raise budget.max_tokens or budget.max_cost "
-                 "and run again to continue")
-
-
-class State(Enum):
-    QUEUED = "queued"  # rendered; its batch waits for more requests or for budget
-    STARTED = "started"  # its batch was handed to the backend, not on the wire yet
-    SENT = "sent"  # on the wire (no longer cancelled: it may be paid for)
-    WAITING = "waiting"  # waits for a retry: nothing paid for it, so it may be replaced
-    ANSWERED = "answered"  # its future holds the answer, an error, or SKIPPED
-    REPLACED = "replaced"  # given up while it waited; another job took its place
-
-
-@dataclass(eq=False)
-class InFlight:
-    """One job between rendering and processing."""
-
-    job: Job
-    request: Request
-    key: str  # the request's content hash: its completion's key in the store
-    future: asyncio.Future[Completion]
-    state: State = State.QUEUED
-    task: asyncio.Task[None] | None = None  # the backend call of its own (a batch of one)
-    reserved: Usage = field(default_factory=Usage)  # budget held by that call
-    waiting_since: int = 0  # answers arrived when it started waiting for a retry
-    was_sent: bool = False  # went on the wire at least once
 
 
 @dataclass
@@ -73,9 +44,6 @@ class Answer:
     job: Job
     outcome: Completion | GenerationError  # SKIPPED when the job was replaced
     key: str
-
-
-Batch = list[InFlight]
 
 
 class RequestWindow:
@@ -92,27 +60,32 @@ class RequestWindow:
         self.batch_size = batch_size
         self.size = batch_size * (concurrency + 1)  # jobs in flight at most
         self.max_attempts = max_attempts
-        self._before_write = before_write  # commits the acceptor's rows: one connection
+        self.sender = Sender(backend, store, budget, batch_size, concurrency, before_write,
+                             self)
+        self._before_write = before_write
         self._on_stored = on_stored
         self.quotas = planner.quotas
-        self._sem = asyncio.Semaphore(concurrency)
         self._records: dict[tuple[Quota, int], InFlight] = {}
-        self._by_request: dict[int, InFlight] = {}  # calls of their own, by id(request)
+        self._by_request: dict[int, InFlight] = {}  # jobs sent, by id(request)
         self._waiting: dict[tuple[Quota, int], InFlight] = {}  # in the order they parked
-        self._queue: Batch = []
-        self._pending: deque[Batch] = deque()
-        self._unstored: list[tuple[Batch, list[Completion], Usage]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
         self.inflight: Counter[Quota] = Counter()
         self.dispatched: dict[Quota, int] = dict.fromkeys(self.quotas, 0)
         self.skipped: Counter[Quota] = Counter()  # per quota: do not count as attempts
         self._hungry: set[Quota] = set(self.quotas)  # quotas that may need more requests
         self.skip_keys: set[str] = set()  # jobs skipped in an earlier run
-        self.failure: StoreError | None = None  # the store failed: the run ends
         self.tracking = False  # the backend reports its requests' state
-        self.stopping = False  # Ctrl-C: nothing more goes on the wire
-        self.sent = self.cached = self.replaced = self.cancelled = 0
-        self._arrived = 0
+        self.cached = self.replaced = self.cancelled = 0
+
+    @property
+    def sent(self) -> int:
+        return self.sender.sent
+
+    @property
+    def failure(self) -> StoreError | None:
+        return self.sender.failure
+
+    def record_failure(self, exc: StoreError) -> None:
+        self.sender.failure = self.sender.failure or exc
 
     def allowed(self, quota: Quota) -> int:
         """Rounds a quota may use: skipped jobs do not count as attempts."""
@@ -157,85 +130,24 @@ class RequestWindow:
         self.inflight[job.quota] += 1
         self.dispatched[job.quota] = max(self.dispatched[job.quota], job.index + 1)
         if self.failure is not None:  # the store failed: nothing more is sent
-            self._answer(record, self.failure)
+            record.answer(self.failure)
         elif key in self.skip_keys:
             self.skipped[job.quota] += 1
-            self._answer(record, SKIPPED)
+            record.answer(SKIPPED)
         elif (cached := self.store.get_completion(key)) is not None:
             self.cached += 1
             self.budget.spend(cached.usage)
-            self._answer(record, cached)
+            record.answer(cached)
         else:
-            self._queue.append(record)
-            if len(self._queue) >= self.batch_size:
-                self.flush()
-
-    @staticmethod
-    def _answer(record: InFlight, outcome: Completion | BaseException) -> None:
-        if record.future.done():
-            return
-        record.state = State.ANSWERED
-        if isinstance(outcome, BaseException):
-            record.future.set_exception(outcome)
-        else:
-            record.future.set_result(outcome)
+            self._by_request[id(record.request)] = record  # while its record lives
+            self.sender.add(record)
 
     def flush(self) -> None:
-        if self._queue:
-            self._pending.append(self._queue)
-            self._queue = []
-        self._start_pending()
+        self.sender.flush()
 
-    def _start_pending(self) -> None:
-        """Send queued batches while the budget (less what is in flight) has room."""
-        budget = self.budget
-        while self._pending:
-            batch = self._pending[0]
-            need = Usage()
-            if budget.limited:
-                for record in batch:
-                    need = need + budget.estimate(record.request)
-                if not budget.fits():
-                    if budget.reserved.total_tokens or self._unstored:
-                        return  # what is in flight may use less than reserved: wait for it
-                    stopped = BudgetExceeded(_BUDGET_SPENT)
-                    for pending in self._pending:
-                        for record in pending:
-                            self._answer(record, stopped)
-                    self._pending.clear()
-                    return
-            self._pending.popleft()
-            budget.reserve(need)
-            task = asyncio.create_task(self._send(batch, need))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            for record in batch:
-                record.state = State.STARTED
-            if len(batch) == 1:  # a call of its own: it may be replaced while it waits
-                record = batch[0]
-                record.task, record.reserved = task, need
-                self._by_request[id(record.request)] = record
-
-    async def _send(self, batch: Batch, need: Usage) -> None:
-        try:
-            async with self._sem:
-                if self.stopping:  # Ctrl-C: nothing more goes on the wire
-                    return
-                completions = await self.backend.generate([r.request for r in batch])
-        except Exception as exc:  # handed to whoever waits on these jobs
-            self._forget(batch)
-            for record in batch:
-                self._answer(record, exc)
-            self.budget.release(need)
-            self._start_pending()
-            return
-        self._forget(batch)
-        self._unstored.append((batch, completions, need))
-        if len(self._unstored) == 1:  # completions that arrive together share one commit
-            asyncio.get_running_loop().call_soon(self.store_completions)
-
-    def _forget(self, batch: Batch) -> None:
-        """The call of a batch of one ended: it can no longer be cancelled or replaced."""
+    # -- what the sender reports ------------------------------------------------------
+    def call_ended(self, batch: Batch) -> None:
+        """A call of its own ended: its job can no longer be cancelled or replaced."""
         if len(batch) == 1:
             record = batch[0]
             record.task = None
@@ -243,43 +155,15 @@ class RequestWindow:
             self._waiting.pop((record.job.quota, record.job.index), None)
             record.was_sent = False
 
-    # -- storing answers -----------------------------------------------------------------
-    def store_completions(self) -> None:
-        """Write (and commit) the completions that arrived, then hand them on."""
-        done, self._unstored = self._unstored, []
-        if not done:
-            return
-        try:  # a callback of the event loop: an error raised here would be lost
-            self._before_write()
-            with self.store.transaction():
-                for batch, completions, _ in done:
-                    for record, completion in zip(batch, completions, strict=True):
-                        job = record.job
-                        self.store.put_completion(record.key, str(job.quota), job.index,
-                                                  record.request, completion)
-        except StoreError as exc:
-            self.fail(exc)
-            return
-        for batch, completions, need in done:
-            self.budget.release(need)
-            for record, completion in zip(batch, completions, strict=True):
-                self.sent += 1
-                self._arrived += 1
-                self.budget.spend(completion.usage)
-                self._answer(record, completion)
+    def arrived(self) -> None:
         if self._waiting:
             self._replace_waiting()
-        self._start_pending()
+        self.sender.start_pending()
         self._on_stored()
 
-    def fail(self, exc: StoreError) -> None:
-        """The store cannot be written: nothing more is sent, and whoever waits for an
-        answer gets the error, so the run ends with it (the failed write was rolled back)."""
-        self.failure = self.failure or exc
-        self._pending.clear()
-        self._queue.clear()
+    def failed(self, exc: StoreError) -> None:
         for record in self._records.values():
-            self._answer(record, exc)
+            record.answer(exc)
 
     # -- processing order -------------------------------------------------------------
     async def take(self, quota: Quota, index: int) -> Answer:
@@ -288,7 +172,7 @@ class RequestWindow:
         if jk not in self._records:
             self.dispatch(self.planner.job(quota, index))
         record = self._records[jk]  # kept while awaited: it may be replaced
-        if self._queue and not record.future.done():
+        if self.sender.queue and not record.future.done():
             self.flush()
         if not record.future.done():
             self._before_write()  # before others run: they write to the store too
@@ -298,6 +182,7 @@ class RequestWindow:
             outcome = exc
         finally:
             del self._records[jk]
+            self._by_request.pop(id(record.request), None)
             if record.state is not State.REPLACED:
                 self.inflight[quota] -= 1
             self._hungry.add(quota)
@@ -311,7 +196,7 @@ class RequestWindow:
             return
         jk = (record.job.quota, record.job.index)
         if state == "waiting":
-            record.state, record.waiting_since = State.WAITING, self._arrived
+            record.state, record.waiting_since = State.WAITING, self.sender.arrived
             self._waiting[jk] = record
         else:
             record.state, record.was_sent = State.SENT, True
@@ -336,8 +221,8 @@ class RequestWindow:
             self.cancelled += 1
             excess -= 1
             index -= 1
-        if self._pending and index < top:
-            self._start_pending()  # budget held by the cancelled requests is free again
+        if self.sender.has_pending and index < top:
+            self.sender.start_pending()  # budget held by the cancelled requests is free again
 
     def _replace_waiting(self) -> None:
         """Skip the jobs that wait for a retry while answers to others keep arriving
@@ -346,7 +231,8 @@ class RequestWindow:
         loses nothing paid for; it is never sent again."""
         for jk, record in list(self._waiting.items()):
             quota = jk[0]
-            if self._arrived <= record.waiting_since or self.skipped[quota] >= self.max_attempts:
+            if self.sender.arrived <= record.waiting_since or \
+                    self.skipped[quota] >= self.max_attempts:
                 continue  # nothing answered since; or the label fails every time: retry it
             assert record.task is not None
             del self._waiting[jk], self._by_request[id(record.request)]
@@ -355,7 +241,7 @@ class RequestWindow:
             self.budget.release(record.reserved)
             self.store.skip_job(record.key, str(quota), jk[1], _SKIP_REASON)
             self.replaced += 1
-            self._answer(record, SKIPPED)
+            record.answer(SKIPPED)
             record.state = State.REPLACED
             self.skipped[quota] += 1
             self.inflight[quota] -= 1  # so that fill() sends another job now
@@ -367,30 +253,24 @@ class RequestWindow:
             if record.task is not None:
                 record.task.cancel()
 
+    def halt(self) -> None:
+        """Ctrl-C: nothing more goes on the wire (calls waiting for their turn return)."""
+        self.sender.stopping = True
+
     async def stop(self, grace: float) -> None:
         """After Ctrl-C: send nothing more, give the answers in flight ``grace`` seconds."""
-        self.stopping = True
-        self._pending.clear()
-        self.backend.cancel_queued()
         self._cancel_waiting()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=grace)
-        self.abort()
+        await self.sender.stop(grace)
 
     def abort(self) -> None:
         """Cancel every call in flight (the run failed)."""
-        for task in list(self._tasks):
-            task.cancel()
+        self.sender.abort()
 
     async def close(self) -> None:
         """Requests sent ahead and still in flight are paid for: wait and store them
         (after an error they were cancelled already); those not sent yet are dropped."""
-        self._pending.clear()  # waiting for budget: never sent
-        self.backend.cancel_queued()
         self._cancel_waiting()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.store_completions()
+        await self.sender.close()
         for record in self._records.values():
             future = record.future
             if not future.done():

@@ -196,7 +196,7 @@ class Engine:
         if self._interrupted:
             return
         self._interrupted = True
-        self.window.stopping = True
+        self.window.halt()
         if self._main is not None:
             self._main.cancel()
 
@@ -277,7 +277,7 @@ class Engine:
         try:
             self.acceptor.flush()
         except StoreError as exc:
-            window.failure = window.failure or exc
+            window.record_failure(exc)
         await window.close()
         if self._owns_backend:
             await self.backend.aclose()
