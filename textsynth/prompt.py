@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from functools import cached_property
 from operator import itemgetter
 from typing import Any
 
@@ -74,13 +75,17 @@ class PromptBuilder:
         self.template = template or PromptTemplate.load(recipe.template, recipe.base_dir)
         self.accepted = accepted
         self.lag = lag  # rounds between a job and the accepted rows its prompt may show
-        self.schema: OutputSchema = load_schema(recipe.output_schema).for_recipe(recipe)
         self._labels = {name: s.description for name, s in recipe.labels.items()}
         self._static = {  # the parts of every job's context that never change
             "task": recipe.description,
             "n": recipe.generation.examples_per_request,
             "slot_types": recipe.slots,
         }
+
+    @cached_property
+    def schema(self) -> OutputSchema:
+        """The recipe's output schema (its JSON schema rides in every request)."""
+        return load_schema(self.recipe.output_schema).for_recipe(self.recipe)
 
     def context(self, label: str, language: str, attributes: dict[str, str],
                 examples: list[str], avoid: list[str],
