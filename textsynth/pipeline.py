@@ -29,6 +29,7 @@ def preview_prompts(recipe: Recipe, n: int = 5) -> list[tuple[str, tuple[dict[st
     from textsynth.prompt import PromptBuilder
 
     planner, prompts = Planner(recipe), PromptBuilder(recipe)
+    prompts.schema  # noqa: B018 - a bad output schema fails here, as it would in a run
     quotas = planner.quotas
     out = []
     for i in range(n):
