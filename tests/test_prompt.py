@@ -19,6 +19,7 @@ def test_prompts_show_only_rows_accepted_lag_rounds_before_the_job(recipe_dict: 
     builder = PromptBuilder(recipe, accepted, lag=2)
     job = Planner(recipe).job(quota, 3)
     assert sorted(builder.job_context(job)["avoid"]) == ["lights on"]  # round 0 < 3 - 2
+    assert accepted.count_before(quota, 2) == 2 and accepted.texts(quota, [2]) == ["heater on"]
     assert accepted.remove(quota, "lights on") and not accepted.remove(quota, "lights on")
     assert builder.job_context(job)["avoid"] == []
     # another quota's rows are never shown

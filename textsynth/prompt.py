@@ -56,11 +56,14 @@ class AcceptedTexts:
                 return True
         return False
 
-    def before(self, quota: Quota, index: int) -> list[str]:
-        """The texts accepted from jobs before round ``index``, oldest first."""
+    def count_before(self, quota: Quota, index: int) -> int:
+        """How many rows were accepted from jobs before round ``index``."""
+        return bisect.bisect_left(self._rows[quota], index, key=itemgetter(0))
+
+    def texts(self, quota: Quota, positions: list[int]) -> list[str]:
+        """The accepted texts at ``positions`` (oldest first is position 0)."""
         rows = self._rows[quota]
-        cut = bisect.bisect_left(rows, index, key=itemgetter(0))
-        return [text for _, text in rows[:cut]]
+        return [rows[i][1] for i in positions]
 
 
 class PromptBuilder:
@@ -108,17 +111,17 @@ class PromptBuilder:
         examples = list(job.fewshot)
         avoid: list[str] = []
         bootstrap = gen.bootstrap and not examples
-        pool = self.accepted.before(job.quota, job.index - self.lag) if self.accepted else []
-        if pool and (gen.avoid or (gen.fewshot and bootstrap)):
+        pool = self.accepted
+        cut = pool.count_before(job.quota, job.index - self.lag) if pool is not None else 0
+        if pool is not None and cut and (gen.avoid or (gen.fewshot and bootstrap)):
             # one draw from the pool (a prefix, so the same at any concurrency): without
             # seed examples its first rows are this label's own accepted rows shown as
             # examples (bootstrapped few-shot), the rest are "do not repeat"
             shots = gen.fewshot if bootstrap else 0
-            picks = random.Random(job.seed).sample(range(len(pool)),
-                                                   min(len(pool), shots + gen.avoid))
+            picks = random.Random(job.seed).sample(range(cut), min(cut, shots + gen.avoid))
             if shots:
-                examples = [pool[i] for i in picks[:shots]]
-            avoid = [pool[i] for i in picks[shots:]]
+                examples = pool.texts(job.quota, picks[:shots])
+            avoid = pool.texts(job.quota, picks[shots:])
         return self.context(job.label, job.language, job.attributes, examples, avoid,
                             job.slot_values)
 
