@@ -113,8 +113,8 @@ def generate(recipe: Any, seed_store: Path | None = None) -> RunFigures:
         shutil.copyfile(seed_store, out / STORE_NAME)
     start = time.perf_counter()
     result = run_recipe(recipe).result
-    accepted = sum(s.accepted for s in result.slots.values())
-    return RunFigures(out, accepted, sum(s.candidates for s in result.slots.values()),
+    accepted = sum(s.accepted for s in result.quotas.values())
+    return RunFigures(out, accepted, sum(s.candidates for s in result.quotas.values()),
                       result.usage.total_tokens, result.sent, result.cached,
                       time.perf_counter() - start, result.rejected,
                       sum(result.shortfalls.values()))

@@ -74,7 +74,7 @@ async def _timed_run(recipe: Any) -> dict[str, float]:
     began = time.perf_counter()
     result = await engine.run()
     seconds = time.perf_counter() - began
-    rows = sum(s.accepted for s in result.slots.values())
+    rows = sum(s.accepted for s in result.quotas.values())
     return {"rows": rows, "requests": result.sent, "seconds": seconds,
             "rows_per_s": rows / seconds, "requests_per_s": result.sent / seconds}
 

@@ -70,7 +70,7 @@ async def _engine(url: str, requests: int, concurrency: int, lookahead: int) -> 
     return {"seconds": seconds, "cpu": cpu, "requests": result.sent, "rows": rows,
             "unique_rows": len({e.text for e in engine.store.examples()}),
             "complete": result.complete, "replaced": result.replaced,
-            "withdrawn": result.withdrawn,
+            "cancelled": result.cancelled,
             "backend": dict(engine.backend.stats)}  # type: ignore[attr-defined]
 
 

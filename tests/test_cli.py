@@ -44,8 +44,21 @@ def test_a_run_short_of_its_quota_exits_3(write_recipe, recipe_dict: dict,
     proc = _cli("run", str(_fake_recipe(write_recipe, recipe_dict)), "--quiet")
     assert proc.returncode == 3, proc.stderr
     assert "3 short of the quota" in proc.stdout
+    assert proc.stdout.count("attempt limit reached") == 2  # why, per label
     ds = load_from_disk(str(tmp_path / "out" / "dataset"))  # what was accepted is exported
     assert sum(len(s) for s in ds.values()) == 6
+
+
+def test_a_run_stopped_by_its_budget_says_so_per_label(write_recipe, recipe_dict: dict,
+                                                      tmp_path: Path) -> None:
+    recipe_dict["budget"] = {"max_tokens": 60}
+    recipe_dict["generation"] = {"max_tokens": 20}
+    path = _fake_recipe(write_recipe, recipe_dict, batch_size=1)
+    proc = _cli("run", str(path), "--quiet")
+    assert proc.returncode == 3, proc.stderr
+    out = " ".join(proc.stdout.split())  # the console wraps long lines
+    assert "short of the quota (budget spent; raise budget.max_tokens" in out
+    assert "attempt limit" not in out  # the budget stopped it, not the attempts
 
 
 def test_a_run_that_accepts_nothing_exports_nothing_and_exits_3(

@@ -9,6 +9,7 @@ import pytest
 from textsynth import FakeBackend, Request, load_recipe
 from textsynth.engine import Engine
 from textsynth.errors import BackendUnavailable
+from textsynth.result import RunSnapshot, StopReason
 from textsynth.store import Store
 
 
@@ -55,7 +56,26 @@ def test_all_junk_stops_at_attempt_limit_and_says_so(recipe_dict: dict) -> None:
     _, result = run(recipe, fake)
     assert not result.complete
     assert result.shortfalls == {"turn_on/en": 6, "turn_off/en": 6}
+    assert result.stop_reasons == {"turn_on/en": StopReason.ATTEMPT_LIMIT,
+                                   "turn_off/en": StopReason.ATTEMPT_LIMIT}
     assert len(fake.requests) == 8
+
+
+def test_each_quota_says_why_it_stopped(recipe_dict: dict) -> None:
+    recipe_dict["generation"] = {"max_attempts": 3}
+
+    def answer(request: Request) -> str:
+        if request.metadata["slot"].startswith("turn_off"):
+            return "As an AI language model I cannot do that"
+        return _unique_handler(request)
+
+    engine, result = run(load_recipe(recipe_dict), FakeBackend(handler=answer))
+    on, off = result.quotas.values()
+    assert (on.stop, off.stop) == (StopReason.QUOTA_MET, StopReason.ATTEMPT_LIMIT)
+    assert result.stop_reasons == {"turn_off/en": StopReason.ATTEMPT_LIMIT}
+    summary = engine.store.get_meta("summary")["quotas"]
+    assert summary["turn_on/en"]["stop"] == "quota met"
+    assert summary["turn_off/en"]["stop"] == "attempt limit reached"
 
 
 def test_same_text_under_two_labels_is_rejected_as_cross_label(recipe_dict: dict) -> None:
@@ -155,6 +175,7 @@ def test_budget_stops_cleanly(recipe_dict: dict) -> None:
     _, result = run(recipe, fake)
     assert result.stopped and "budget" in result.stopped
     assert not result.complete
+    assert set(result.stop_reasons.values()) == {StopReason.BUDGET}
     # requests are only sent while their estimated worst case fits: the budget is passed
     # by one request at most
     assert 150 - 60 < result.usage.total_tokens <= 150 + 60
@@ -175,3 +196,19 @@ def test_a_run_collects_less_often_and_restores_the_collector(recipe_dict: dict)
     assert result.complete
     assert seen and all(t[0] >= 50_000 for t in seen)  # during the run
     assert gc.get_threshold() == before  # after it
+
+
+def test_progress_gets_snapshots_of_the_run(recipe_dict: dict) -> None:
+    seen: list[tuple[RunSnapshot, str]] = []
+    recipe_dict["languages"] = ["de", "it"]
+    engine = Engine(load_recipe(recipe_dict), backend=FakeBackend(handler=_unique_handler),
+                    progress=lambda snapshot, event: seen.append((snapshot, event)))
+    result = asyncio.run(engine.run())
+    assert {event for _, event in seen} >= {"sent", "processed"}
+    last = seen[-1][0]
+    assert [q.name for q in last.quotas] == ["turn_on/de", "turn_off/de", "turn_on/it",
+                                             "turn_off/it"]
+    assert last.accepted == last.target == 24 and last.sent == result.sent
+    assert last.rejected == sum(result.rejected.values())
+    accepted = [snapshot.accepted for snapshot, _ in seen]
+    assert accepted == sorted(accepted)  # each is a copy of its moment, not a live view

@@ -123,3 +123,6 @@ def test_engine_interrupt_keeps_the_answers_in_flight(tmp_path: Path) -> None:
             asyncio.run(go())
         assert info.value.stored == engine.store.completion_count() == len(srv.served)
         assert srv.inflight == 0 and srv.stats["requests"] == len(srv.served)
+    from textsynth.result import StopReason
+
+    assert {st.stop for st in engine.result.quotas.values()} == {StopReason.INTERRUPTED}

@@ -160,7 +160,7 @@ def test_planner_samples_only_the_label_slot_types(recipe_dict: dict) -> None:
     recipe_dict["slots"] = {"room": ["kitchen", "garage"], "artist": ["Queen", "Adele"]}
     recipe_dict["labels"] = {"turn_on": {"slots": ["room"]}, "play": {}}
     planner = Planner(load_recipe(recipe_dict))
-    on, play = planner.slots
+    on, play = planner.quotas
     values = [planner.job(on, i).slot_values for i in range(20)]
     assert all(set(v) == {"room"} for v in values)
     assert {v["room"] for v in values} == {"kitchen", "garage"}

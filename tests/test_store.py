@@ -204,3 +204,33 @@ def test_a_store_without_the_application_id_is_still_opened(tmp_path: Path) -> N
         store._db.execute("PRAGMA application_id = 0")  # as written before the id was set
     with Store.in_dir(tmp_path) as store:
         assert store.get_meta("k") == "v"
+
+
+def test_only_the_store_touches_sqlite() -> None:
+    """The store hides its connection: no other module opens the database itself."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "textsynth"
+    users = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(name.split(".")[0] == "sqlite3" for name in names):
+                users.append(path.relative_to(package).as_posix())
+    assert users == ["store.py"]
+
+
+def test_peek_meta_reads_a_finished_run_without_opening_its_store(tmp_path: Path) -> None:
+    from textsynth.store import STORE_NAME, peek_meta
+
+    with Store.in_dir(tmp_path) as store:
+        store.set_meta("export", {"files": ["dataset"]})
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert peek_meta(tmp_path, "export") == {"files": ["dataset"]}
+    assert peek_meta(tmp_path, "missing") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -wal, -shm or lock
+    assert peek_meta(tmp_path / "nowhere", "export") is None
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / STORE_NAME).write_bytes(b"not a database at all" * 100)
+    assert peek_meta(tmp_path / "other", "export") is None  # unreadable: nothing to say

@@ -2,6 +2,24 @@
 
 >>> from textsynth import load_recipe, run_recipe
 >>> outcome = run_recipe(load_recipe("examples/smart_home_intents.yaml"))  # doctest: +SKIP
+
+From a recipe to a dataset, four hops from :func:`run_recipe` (``pipeline``):
+
+1. ``Engine.run`` (``engine``): the round loop; quotas, top-up, resume, stop reasons.
+   ``Planner.job`` (``plan``) gives each quota's k-th job; ``PromptBuilder.request``
+   (``prompt``) renders it.
+2. ``RequestWindow`` (``_dispatch``): jobs in flight, one record each, sent ahead of the
+   processing order by ``Sender`` (``_sender``) to ``Backend.generate`` (``backends``)
+   within the ``Budget`` (``_budget``); every answer is stored before it is read.
+3. ``Acceptor.accept`` (``accept``): parse (``schemas``), quality gate (``quality``), and
+   the accepted and rejected rows into the ``Store`` (``store``, the only module that
+   touches SQLite).
+4. ``export_dataset`` and ``write_card`` (``export``): the DatasetDict, files and card.
+
+``result`` holds what a run reports (``RunResult``: per quota its counts and
+``StopReason``; ``RunSnapshot`` for progress displays). ``augment`` makes rows from
+existing ones (translate, paraphrase); ``report``, ``evaluate`` and ``fidelity`` look at
+a dataset; ``cli`` and ``progress`` are the terminal front end.
 """
 
 from __future__ import annotations
@@ -39,10 +57,11 @@ from textsynth.templates import PromptTemplate
 
 if TYPE_CHECKING:
     from textsynth.augment import paraphrase, translate
-    from textsynth.engine import Engine, RunResult
+    from textsynth.engine import Engine
     from textsynth.evaluate import Evaluation, evaluate
     from textsynth.pipeline import RunOutcome, run_recipe
     from textsynth.report import QualityReport, build_report, write_report
+    from textsynth.result import RunResult
     from textsynth.sources import LabeledSet, load_labeled
     from textsynth.store import Store
 
@@ -96,7 +115,7 @@ __all__ = [
 
 _LAZY = {
     "Engine": "textsynth.engine",
-    "RunResult": "textsynth.engine",
+    "RunResult": "textsynth.result",
     "RunOutcome": "textsynth.pipeline",
     "run_recipe": "textsynth.pipeline",
     "Store": "textsynth.store",

@@ -30,6 +30,7 @@ from textsynth.backends import Backend, available_backends, create_backend
 from textsynth.backends.base import Completion, Request, Usage
 from textsynth.errors import DataError, GenerationError
 from textsynth.languages import language_name
+from textsynth.prompt import label_context
 from textsynth.quality.normalize import normalize
 from textsynth.recipe import Recipe, load_recipe
 from textsynth.schemas import Example, UtteranceList, split_list
@@ -178,9 +179,8 @@ class AugmentRun:
     def request_for(self, task: _Task) -> Request:
         row = task.row
         context = {
-            "text": row.marked, "plain_text": row.text, "label": row.label,
-            "label_name": row.label.replace("_", " "),
-            "language": task.target, "language_name": language_name(task.target),
+            **label_context(row.label, task.target),
+            "text": row.marked, "plain_text": row.text,
             "source_language": row.language, "source_language_name": language_name(row.language),
             "slots": [s.name for s in row.spans], "n": task.want - len(task.accepted),
             "avoid": list(task.accepted), "mode": self.mode,

@@ -104,9 +104,11 @@ def run(
                       "are not met; push anyway with 'textsynth push'")
     if outcome.result.stopped:
         console.print(f"[yellow]stopped early:[/yellow] {outcome.result.stopped}")
+    reasons = outcome.result.stop_reasons
     for label, short in outcome.result.shortfalls.items():
-        console.print(f"[yellow]{label}: {short} short of the quota[/yellow] (attempt limit "
-                      "reached; raise generation.max_attempts or loosen the quality rules)")
+        reason = reasons[label]
+        console.print(f"[yellow]{label}: {short} short of the quota[/yellow] "
+                      f"({reason.value}; {reason.advice})")
     if not outcome.result.complete:
         raise typer.Exit(3)
 

@@ -25,17 +25,17 @@ class RunOutcome:
 
 def preview_prompts(recipe: Recipe, n: int = 5) -> list[tuple[str, tuple[dict[str, str], ...]]]:
     """The first ``n`` prompts, spread over the labels, rendered without any backend."""
-    from textsynth.backends.fake import FakeBackend
-    from textsynth.quality import QualityGate
-    from textsynth.store import Store
+    from textsynth.plan import Planner
+    from textsynth.prompt import PromptBuilder
 
-    # no quality rules: preview filters nothing, and some rules render every label's prompt
-    engine = Engine(recipe, backend=FakeBackend(), store=Store(":memory:"), gate=QualityGate([]))
+    planner, prompts = Planner(recipe), PromptBuilder(recipe)
+    prompts.schema  # noqa: B018 - a bad output schema fails here, as it would in a run
+    quotas = planner.quotas
     out = []
     for i in range(n):
-        slot = engine.slots[i % len(engine.slots)]
-        job = engine.planner.job(slot, i // len(engine.slots))
-        out.append((f"{slot} #{job.index}", engine.request_for(job).messages))
+        quota = quotas[i % len(quotas)]
+        job = planner.job(quota, i // len(quotas))
+        out.append((f"{quota} #{job.index}", prompts.messages(job)))
     return out
 
 

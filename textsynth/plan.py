@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 from textsynth.recipe import Recipe
 
-__all__ = ["Job", "Planner", "Slot"]
+__all__ = ["Job", "Planner", "Quota"]
 
 
 @dataclass(frozen=True)
-class Slot:
-    """One quota to fill: a label in a language."""
+class Quota:
+    """One quota to fill: a label in a language (an NER slot is :mod:`textsynth.slots`)."""
 
     label: str
     language: str
@@ -28,7 +28,7 @@ class Slot:
 class Job:
     """One prompt to render: everything that varies from request to request."""
 
-    slot: Slot
+    quota: Quota
     index: int
     seed: int
     attributes: dict[str, str] = field(default_factory=dict)
@@ -37,11 +37,11 @@ class Job:
 
     @property
     def label(self) -> str:
-        return self.slot.label
+        return self.quota.label
 
     @property
     def language(self) -> str:
-        return self.slot.language
+        return self.quota.language
 
 
 def _derive_seed(*parts: object) -> int:
@@ -50,9 +50,9 @@ def _derive_seed(*parts: object) -> int:
 
 
 class Planner:
-    """Deterministic jobs: the k-th job of a slot depends only on the recipe and k.
+    """Deterministic jobs: the k-th job of a quota depends only on the recipe and k.
 
-    Attribute combinations (``vary``) are crossed, shuffled once per slot with the
+    Attribute combinations (``vary``) are crossed, shuffled once per quota with the
     recipe seed, and cycled, so every combination is used before any repeats.
     Few-shot examples and slot values are sampled per job with the job seed.
     """
@@ -63,33 +63,33 @@ class Planner:
         self._keys = keys
         self._combos = [dict(zip(keys, values, strict=True))
                         for values in itertools.product(*(recipe.vary[k] for k in keys))]
-        self._orders: dict[Slot, list[int]] = {}
+        self._orders: dict[Quota, list[int]] = {}
 
     @property
-    def slots(self) -> list[Slot]:
-        return [Slot(label, lang) for lang in self.recipe.all_languages
+    def quotas(self) -> list[Quota]:
+        return [Quota(label, lang) for lang in self.recipe.all_languages
                 for label in self.recipe.labels]
 
-    def _combo(self, slot: Slot, index: int) -> dict[str, str]:
+    def _combo(self, quota: Quota, index: int) -> dict[str, str]:
         if len(self._combos) <= 1:  # no `vary`: one empty combination
             return dict(self._combos[0]) if self._combos else {}
-        order = self._orders.get(slot)
+        order = self._orders.get(quota)
         if order is None:
             order = list(range(len(self._combos)))
-            random.Random(_derive_seed(self.recipe.seed, "vary", slot)).shuffle(order)
-            self._orders[slot] = order
+            random.Random(_derive_seed(self.recipe.seed, "vary", quota)).shuffle(order)
+            self._orders[quota] = order
         cycle, pos = divmod(index, len(order))
         if cycle:  # later cycles reshuffle so pairs of attributes are not always adjacent
-            rng = random.Random(_derive_seed(self.recipe.seed, "vary", slot, cycle))
+            rng = random.Random(_derive_seed(self.recipe.seed, "vary", quota, cycle))
             order = order[:]
             rng.shuffle(order)
         return dict(self._combos[order[pos]])
 
-    def job(self, slot: Slot, index: int) -> Job:
-        seed = _derive_seed(self.recipe.seed, slot.label, slot.language, index)
-        examples = self.recipe.labels[slot.label].examples
+    def job(self, quota: Quota, index: int) -> Job:
+        seed = _derive_seed(self.recipe.seed, quota.label, quota.language, index)
+        examples = self.recipe.labels[quota.label].examples
         k = min(self.recipe.generation.fewshot, len(examples))
-        wanted = self.recipe.labels[slot.label].slots
+        wanted = self.recipe.labels[quota.label].slots
         slots = sorted((k, v) for k, v in self.recipe.slots.items()
                        if wanted is None or k in wanted)
         fewshot: list[str] = []
@@ -98,8 +98,9 @@ class Planner:
             rng = random.Random(seed)
             fewshot = rng.sample(examples, k) if k else []
             slot_values = {name: rng.choice(values) for name, values in slots}
-        return Job(slot, index, seed % (2**31), self._combo(slot, index), fewshot, slot_values)
+        return Job(quota, index, seed % (2**31), self._combo(quota, index), fewshot,
+                   slot_values)
 
-    def jobs(self, slot: Slot) -> Iterator[Job]:
+    def jobs(self, quota: Quota) -> Iterator[Job]:
         for index in itertools.count():
-            yield self.job(slot, index)
+            yield self.job(quota, index)

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from textsynth.engine import Engine, RunResult
+    from textsynth.result import RunResult, RunSnapshot
 
 __all__ = ["RunProgress", "rules_table", "summary_table"]
 
@@ -36,53 +36,49 @@ class RunProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def __call__(self, engine: Engine, event: str) -> None:
+    def __call__(self, run: RunSnapshot, event: str) -> None:
         if not self._tasks:
-            for slot, st in engine.stats.items():
-                name = slot.label if len(engine.recipe.all_languages) == 1 else str(slot)
-                self._tasks[slot] = self.progress.add_task(name, total=st.target, info="")
-            total = sum(s.target for s in engine.stats.values())
-            self._totals = self.progress.add_task("[bold]all labels", info="", total=total)
-        for slot, st in engine.stats.items():
-            rejected = sum(st.rejected.values())
-            self.progress.update(self._tasks[slot], completed=st.accepted,
-                                 info=f"{st.jobs} req, {rejected} rej")
-        res = engine.result
-        accepted = sum(s.accepted for s in engine.stats.values())
-        info = (f"{res.sent} sent, {res.cached} cached, {res.usage.total_tokens:,} tokens, "
-                f"{sum(res.rejected.values())} rejected")
-        waiting = engine.activity()  # retries, slow answers, Ctrl-C: never a silent wait
-        if waiting:
-            info += f" [yellow]{escape(waiting)}[/yellow]"
-        self.progress.update(self._totals, completed=accepted, info=info)
+            for quota in run.quotas:
+                self._tasks[quota.name] = self.progress.add_task(quota.name, total=quota.target,
+                                                                 info="")
+            self._totals = self.progress.add_task("[bold]all labels", info="",
+                                                  total=run.target)
+        for quota in run.quotas:
+            self.progress.update(self._tasks[quota.name], completed=quota.accepted,
+                                 info=f"{quota.jobs} req, {quota.rejected} rej")
+        info = (f"{run.sent} sent, {run.cached} cached, {run.tokens:,} tokens, "
+                f"{run.rejected} rejected")
+        if run.activity:  # retries, slow answers, Ctrl-C: never a silent wait
+            info += f" [yellow]{escape(run.activity)}[/yellow]"
+        self.progress.update(self._totals, completed=run.accepted, info=info)
 
 
 def summary_table(result: RunResult, cost: float | None = None) -> Table:
     """Per label: accepted, target, candidates, acceptance rate, top reject reasons."""
     table = Table(title="textsynth run", show_footer=True)
     table.add_column("label", footer="total")
-    accepted = sum(s.accepted for s in result.slots.values())
-    target = sum(s.target for s in result.slots.values())
-    candidates = sum(s.candidates for s in result.slots.values())
+    accepted = sum(s.accepted for s in result.quotas.values())
+    target = sum(s.target for s in result.quotas.values())
+    candidates = sum(s.candidates for s in result.quotas.values())
     table.add_column("accepted", justify="right", footer=f"{accepted}/{target}")
     table.add_column("requests", justify="right",
-                     footer=str(sum(s.jobs for s in result.slots.values())))
+                     footer=str(sum(s.jobs for s in result.quotas.values())))
     table.add_column("candidates", justify="right", footer=str(candidates))
     table.add_column("accept rate", justify="right",
                      footer=f"{accepted / candidates:.0%}" if candidates else "-")
     table.add_column("tokens", justify="right", footer=f"{result.usage.total_tokens:,}")
     table.add_column("rejected (top reasons)")
-    for slot, st in result.slots.items():
+    for quota, st in result.quotas.items():
         reasons = ", ".join(f"{r} {n}" for r, n in st.rejected.most_common(3))
         mark = "" if st.full else f" [red](short {st.shortfall})[/red]"
-        table.add_row(str(slot) if slot.language else slot.label,
+        table.add_row(str(quota) if quota.language else quota.label,
                       f"{st.accepted}/{st.target}{mark}", str(st.jobs), str(st.candidates),
                       f"{st.accepted / st.candidates:.0%}" if st.candidates else "-",
                       f"{st.usage.total_tokens:,}", reasons)
     caption = (f"{result.sent} requests sent, {result.cached} from the store, "
                f"{result.seconds:.1f} s")
-    if result.withdrawn:
-        caption += f", {result.withdrawn} withdrawn unsent (not needed)"
+    if result.cancelled:
+        caption += f", {result.cancelled} cancelled unsent (not needed)"
     if result.replaced:
         caption += f", {result.replaced} replaced while waiting for a retry"
     if cost:

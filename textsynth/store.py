@@ -33,7 +33,7 @@ from textsynth.errors import StoreError
 from textsynth.redact import mask_known, redact, redact_text
 from textsynth.schemas import Example
 
-__all__ = ["STORE_NAME", "Store", "Transaction"]
+__all__ = ["STORE_NAME", "Store", "Transaction", "peek_meta"]
 
 STORE_NAME = "textsynth.db"
 LOCK_SUFFIX = ".lock"
@@ -100,6 +100,26 @@ _HINTS = {
 def _hint(exc: sqlite3.Error) -> str:
     name = getattr(exc, "sqlite_errorname", "") or ""
     return _HINTS.get(name, _HINTS.get("_".join(name.split("_")[:2]), ""))
+
+
+def peek_meta(folder: str | Path, key: str) -> Any:
+    """A metadata value of the run store in ``folder``, read without opening the store.
+
+    Takes no lock and writes nothing (no -wal/-shm files beside it): for looking at a
+    finished run. None when there is no store, no such value, or the file is unreadable.
+    """
+    db = Path(folder) / STORE_NAME
+    if not db.is_file():
+        return None
+    try:  # immutable: read the file as it is
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?immutable=1", uri=True)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        finally:
+            con.close()
+        return json.loads(row[0]) if row else None
+    except (sqlite3.Error, ValueError):
+        return None
 
 
 P = ParamSpec("P")
@@ -323,7 +343,7 @@ class Store:
         )
 
     @_guarded("write")
-    def withdraw_example(self, label: str, language: str, text: str, reason: str,
+    def retract_example(self, label: str, language: str, text: str, reason: str,
                          detail: str = "") -> bool:
         """Move an accepted example to the rejects (a later conflict showed it is bad)."""
         own = not self._db.in_transaction  # else it joins the caller's transaction

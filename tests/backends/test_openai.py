@@ -100,7 +100,7 @@ def test_run_fills_every_quota_and_records_tokens(tmp_path: Path, server: FaultS
     assert summary["prompt_tokens"] > 0 and summary["completion_tokens"] > 0
     assert summary["cost"] == pytest.approx(
         (summary["prompt_tokens"] + 2 * summary["completion_tokens"]) / 1e6)
-    for slot in summary["slots"].values():
+    for slot in summary["quotas"].values():
         assert slot["prompt_tokens"] > 0 and slot["completion_tokens"] > 0 and slot["cost"] > 0
     body = server.bodies[0]
     assert body["model"] == "test-model" and body["max_tokens"] == recipe.generation.max_tokens
@@ -353,7 +353,7 @@ def test_n_choices(tmp_path: Path, native: bool) -> None:
     if native:
         assert all(b["n"] == 3 for b in bodies) and len(bodies) >= engine.result.sent
     else:  # the server ignores n: the other choices are asked for one by one, new seeds
-        seed = engine.planner.job(engine.slots[0], 0).seed
+        seed = engine.planner.job(engine.quotas[0], 0).seed
         sent = {b["seed"]: b.get("n", 1) for b in bodies}
         assert sent[seed] == 3 and sent[seed + 1] == 1 and sent[seed + 2] == 1
 
@@ -535,14 +535,14 @@ def test_cli_and_a_hosted_run_import_no_heavy_library() -> None:
     assert out.strip() == "[]"
 
 
-def test_requests_no_longer_needed_are_withdrawn_before_they_are_sent(tmp_path: Path) -> None:
+def test_requests_no_longer_needed_are_cancelled_before_they_are_sent(tmp_path: Path) -> None:
     with FaultServer(items=3, latency=0.05) as srv:
         engine = run(make_recipe(tmp_path, srv.url, labels=1, per_label=9, concurrency=1,
                                  lookahead=8))
         answered = srv.stats["ok"]
     assert engine.result.complete
     assert answered == 3  # 3 answers of 3 items: not one request more was paid for
-    assert engine.result.withdrawn >= 1  # sent ahead at the first guess of the yield
+    assert engine.result.cancelled >= 1  # sent ahead at the first guess of the yield
     assert engine.store.completion_count() == answered  # everything paid for is stored
 
 
@@ -555,7 +555,7 @@ def test_at_the_end_answers_in_flight_are_kept(tmp_path: Path) -> None:
     assert engine.store.completion_count() == answered  # everything paid for is stored
 
 
-def _withdrawing_reply(body: Mapping[str, Any], choice: int) -> str:
+def _yield_falling_reply(body: Mapping[str, Any], choice: int) -> str:
     """Three items, the last of which soon repeats an earlier answer's: the yield falls
     from 3 to 2 a request once the first answers are in."""
     seed = int(body.get("seed") or 0)
@@ -573,20 +573,20 @@ def _withdrawing_reply(body: Mapping[str, Any], choice: int) -> str:
 
 
 @pytest.mark.parametrize("concurrency", [8, 16])
-def test_withdrawn_requests_keep_the_dataset_deterministic(tmp_path: Path,
+def test_cancelled_requests_keep_the_dataset_deterministic(tmp_path: Path,
                                                            concurrency: int) -> None:
     rows: dict[int, list[str]] = {}
-    withdrawn: dict[int, int] = {}
+    cancelled: dict[int, int] = {}
     for c in (1, concurrency):
-        with FaultServer(latency=0.01, reply=_withdrawing_reply) as srv:
+        with FaultServer(latency=0.01, reply=_yield_falling_reply) as srv:
             engine = run(make_recipe(tmp_path / str(c), srv.url, labels=3, per_label=20,
                                      concurrency=c, lookahead=4))
             assert engine.result.complete and srv.duplicates() == {}
             assert engine.result.rejected["duplicate"] > 0
             rows[c] = texts(engine)
-            withdrawn[c] = engine.result.withdrawn
+            cancelled[c] = engine.result.cancelled
     assert rows[1] == rows[concurrency] and len(set(rows[1])) == 60
-    assert withdrawn[concurrency] > 0
+    assert cancelled[concurrency] > 0
 
 
 def test_error_messages_hide_credentials_in_the_url(tmp_path: Path) -> None:

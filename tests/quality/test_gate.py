@@ -126,7 +126,7 @@ def test_conflicting_text_is_withdrawn_from_both_labels_and_topped_up(
     rows = [(e.label, e.text) for e in engine.store.examples()]
     assert not any(t == "do the thing now" for _, t in rows)
     assert result.complete and len(rows) == 4
-    on = result.slots[next(s for s in result.slots if s.label == "turn_on")]
+    on = result.quotas[next(s for s in result.quotas if s.label == "turn_on")]
     assert on.rejected["cross_label_conflict"] == 1
     withdrawn = [r for r in engine.store.rejects() if r["reason"] == "cross_label_conflict"]
     assert [(r["label"], r["text"]) for r in withdrawn] == [("turn_on", "do the thing now")]

@@ -138,8 +138,8 @@ class Backend(ABC):
     #: attempt or a retry), and ``(request, "waiting")`` when it waits before a retry
     #: and nothing was paid for it yet (a 429, a 5xx, a dropped connection). Before
     #: its first "sent", and while "waiting", the request's ``generate`` call may be
-    #: cancelled at no cost: the engine withdraws requests it no longer needs and
-    #: replaces waiting ones by other jobs (see :mod:`textsynth.engine`).
+    #: cancelled at no cost: the engine cancels requests it no longer needs and
+    #: replaces waiting ones by other jobs (see :mod:`textsynth._dispatch`).
     on_request_state: Callable[[Request, str], None] | None = None
 
     def cancel_queued(self) -> None:  # noqa: B027 - optional hook

@@ -143,7 +143,8 @@ def _made_section(recipe: Recipe, dataset: Any, summary: dict[str, Any],
     ]
     if summary.get("stopped"):
         lines.append(f"- Stopped early: {summary['stopped']}")
-    short = {k: v["target"] - v["accepted"] for k, v in (summary.get("slots") or {}).items()
+    quotas = summary.get("quotas") or summary.get("slots") or {}  # "slots": older stores
+    short = {k: v["target"] - v["accepted"] for k, v in quotas.items()
              if v.get("accepted", 0) < v.get("target", 0)}
     if short:
         lines.append("- Short of the quota: " + ", ".join(f"{k} by {n}" for k, n in short.items()))

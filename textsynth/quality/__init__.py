@@ -133,22 +133,16 @@ def _prompts(recipe: Recipe, template: PromptTemplate) -> list[str]:
     description is not echoing instructions (novelty judges it instead).
     """
     from textsynth.errors import TemplateError
-    from textsynth.languages import language_name
+    from textsynth.prompt import PromptBuilder
 
+    builder = PromptBuilder(recipe, template=template)
     first = {key: values[0] for key, values in sorted(recipe.vary.items())}
-    labels = {n: s.description for n, s in recipe.labels.items()}  # one for every label
+    slot_values = {k: v[0] for k, v in recipe.slots.items()}
     out: list[str] = []
     for label, spec in recipe.labels.items():
-        context = {
-            "task": recipe.description, "label": label, "label_name": _GAP,
-            "label_description": _GAP,
-            "labels": labels,
-            "language": recipe.all_languages[0],
-            "language_name": language_name(recipe.all_languages[0]), "attributes": first,
-            "examples": spec.examples[: recipe.generation.fewshot], "avoid": [],
-            "n": recipe.generation.examples_per_request,
-            "slots": {k: v[0] for k, v in recipe.slots.items()}, "slot_types": recipe.slots,
-        }
+        context = builder.context(label, recipe.all_languages[0], first,
+                                  spec.examples[: recipe.generation.fewshot], [], slot_values)
+        context.update(label_name=_GAP, label_description=_GAP)
         try:
             out.extend(m["content"].replace(_GAP, " ")
                        for m in template.render_messages(**context))

@@ -1,0 +1,215 @@
+"""Sending: jobs in flight, batched to the backend while the budget has room, and every
+answer written to the store (and committed) before anyone reads it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from textsynth._budget import Budget
+from textsynth.backends import Backend
+from textsynth.backends.base import Completion, Request, Usage
+from textsynth.errors import BudgetExceeded, StoreError
+from textsynth.plan import Job
+from textsynth.store import Store
+
+__all__ = ["SKIPPED", "InFlight", "Listener", "Sender", "State"]
+
+# what a skipped job's future holds (it was replaced by a later job)
+SKIPPED = Completion(texts=[], finish_reason="skipped")
+_BUDGET_SPENT = ("the run's budget is spent; raise budget.max_tokens or budget.max_cost "
+                 "and run again to continue")
+
+
+class State(Enum):
+    QUEUED = "queued"  # rendered; its batch waits for more requests or for budget
+    STARTED = "started"  # its batch was handed to the backend, not on the wire yet
+    SENT = "sent"  # on the wire (no longer cancelled: it may be paid for)
+    WAITING = "waiting"  # waits for a retry: nothing paid for it, so it may be replaced
+    ANSWERED = "answered"  # its future holds the answer, an error, or SKIPPED
+    REPLACED = "replaced"  # given up while it waited; another job took its place
+
+
+@dataclass(eq=False)
+class InFlight:
+    """One job between rendering and processing."""
+
+    job: Job
+    request: Request
+    key: str  # the request's content hash: its completion's key in the store
+    future: asyncio.Future[Completion]
+    state: State = State.QUEUED
+    task: asyncio.Task[None] | None = None  # the backend call of its own (a batch of one)
+    reserved: Usage = field(default_factory=Usage)  # budget held by that call
+    waiting_since: int = 0  # answers arrived when it started waiting for a retry
+    was_sent: bool = False  # went on the wire at least once
+
+    def answer(self, outcome: Completion | BaseException) -> None:
+        """Hand the job its completion, or the error that ends it (once)."""
+        if self.future.done():
+            return
+        self.state = State.ANSWERED
+        if isinstance(outcome, BaseException):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
+
+
+Batch = list[InFlight]
+
+
+class Listener(Protocol):
+    """What the sender tells the request window."""
+
+    def call_ended(self, batch: Batch) -> None:
+        """A batch's call ended (answered or failed): it can no longer be cancelled."""
+
+    def arrived(self) -> None:
+        """Answers were stored and handed on (more calls may start after this)."""
+
+    def failed(self, exc: StoreError) -> None:
+        """The store cannot be written: the run ends with ``exc``."""
+
+
+class Sender:
+    """Batches of ``batch_size`` requests, at most ``concurrency`` calls at a time, started
+    while the budget (less what is in flight) has room; answers stored before handed on."""
+
+    def __init__(self, backend: Backend, store: Store, budget: Budget, batch_size: int,
+                 concurrency: int, before_write: Callable[[], None], listener: Listener):
+        self.backend = backend
+        self.store = store
+        self.budget = budget
+        self.batch_size = batch_size
+        self._before_write = before_write  # commits the acceptor's rows: one connection
+        self._listener = listener
+        self._sem = asyncio.Semaphore(concurrency)
+        self.queue: Batch = []
+        self._pending: deque[Batch] = deque()
+        self._unstored: list[tuple[Batch, list[Completion], Usage]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.failure: StoreError | None = None  # the store failed: the run ends
+        self.stopping = False  # Ctrl-C: nothing more goes on the wire
+        self.sent = 0
+        self.arrived = 0  # answers stored so far (a clock for jobs waiting for a retry)
+
+    def add(self, record: InFlight) -> None:
+        self.queue.append(record)
+        if len(self.queue) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.queue:
+            self._pending.append(self.queue)
+            self.queue = []
+        self.start_pending()
+
+    def start_pending(self) -> None:
+        """Send queued batches while the budget (less what is in flight) has room."""
+        budget = self.budget
+        while self._pending:
+            batch = self._pending[0]
+            need = Usage()
+            if budget.limited:
+                for record in batch:
+                    need = need + budget.estimate(record.request)
+                if not budget.fits():
+                    if budget.reserved.total_tokens or self._unstored:
+                        return  # what is in flight may use less than reserved: wait for it
+                    stopped = BudgetExceeded(_BUDGET_SPENT)
+                    for pending in self._pending:
+                        for record in pending:
+                            record.answer(stopped)
+                    self._pending.clear()
+                    return
+            self._pending.popleft()
+            budget.reserve(need)
+            task = asyncio.create_task(self._send(batch, need))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            for record in batch:
+                record.state = State.STARTED
+            if len(batch) == 1:  # a call of its own: it may be cancelled while it waits
+                batch[0].task, batch[0].reserved = task, need
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    async def _send(self, batch: Batch, need: Usage) -> None:
+        try:
+            async with self._sem:
+                if self.stopping:  # Ctrl-C: nothing more goes on the wire
+                    return
+                completions = await self.backend.generate([r.request for r in batch])
+        except Exception as exc:  # handed to whoever waits on these jobs
+            self._listener.call_ended(batch)
+            for record in batch:
+                record.answer(exc)
+            self.budget.release(need)
+            self.start_pending()
+            return
+        self._listener.call_ended(batch)
+        self._unstored.append((batch, completions, need))
+        if len(self._unstored) == 1:  # completions that arrive together share one commit
+            asyncio.get_running_loop().call_soon(self.store_completions)
+
+    def store_completions(self) -> None:
+        """Write (and commit) the completions that arrived, then hand them on."""
+        done, self._unstored = self._unstored, []
+        if not done:
+            return
+        try:  # a callback of the event loop: an error raised here would be lost
+            self._before_write()
+            with self.store.transaction():
+                for batch, completions, _ in done:
+                    for record, completion in zip(batch, completions, strict=True):
+                        job = record.job
+                        self.store.put_completion(record.key, str(job.quota), job.index,
+                                                  record.request, completion)
+        except StoreError as exc:
+            self.fail(exc)
+            return
+        for batch, completions, need in done:
+            self.budget.release(need)
+            for record, completion in zip(batch, completions, strict=True):
+                self.sent += 1
+                self.arrived += 1
+                self.budget.spend(completion.usage)
+                record.answer(completion)
+        self._listener.arrived()
+
+    def fail(self, exc: StoreError) -> None:
+        """The store cannot be written: nothing more is sent, and whoever waits for an
+        answer gets the error, so the run ends with it (the failed write was rolled back)."""
+        self.failure = self.failure or exc
+        self._pending.clear()
+        self.queue.clear()
+        self._listener.failed(self.failure)
+
+    async def stop(self, grace: float) -> None:
+        """After Ctrl-C: send nothing more, give the answers in flight ``grace`` seconds."""
+        self.stopping = True
+        self._pending.clear()
+        self.backend.cancel_queued()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        self.abort()
+
+    def abort(self) -> None:
+        """Cancel every call in flight (the run failed)."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def close(self) -> None:
+        """Calls in flight are paid for: wait for them and store their answers; batches
+        not started yet (waiting for budget) are dropped."""
+        self._pending.clear()
+        self.backend.cancel_queued()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.store_completions()

@@ -1,0 +1,130 @@
+"""Acceptor: one completion -> parsed candidates -> quality gate -> accepted or rejected rows.
+
+Accepted and rejected rows are written to the store in one transaction per burst of
+processing (:meth:`Acceptor.flush` commits it). They are re-derived from the stored
+completions on every run, so a crash that loses the open transaction loses nothing.
+"""
+
+from __future__ import annotations
+
+from textsynth.backends.base import Completion
+from textsynth.errors import GenerationError
+from textsynth.plan import Job, Quota
+from textsynth.prompt import AcceptedTexts
+from textsynth.quality import QualityGate
+from textsynth.result import QuotaStats
+from textsynth.schemas import Example, OutputSchema, Parsed
+from textsynth.store import Store, Transaction
+from textsynth.templates import PromptTemplate
+
+__all__ = ["Acceptor", "complete_items"]
+
+_ENDINGS = tuple(".!?。！？…\"'”’)")
+
+
+def complete_items(parsed: list[Parsed], cut: bool) -> list[Parsed]:
+    """When the completion hit max_tokens, its last item may be cut off mid-way."""
+    last = parsed[-1] if parsed else None
+    if cut and last is not None and not last.error and not last.text.endswith(_ENDINGS):
+        parsed[-1] = Parsed(last.text, error="truncated")
+    return parsed
+
+
+class Acceptor:
+    """Parses completions, runs the quality gate, and writes what it decides to the store.
+
+    ``stats`` (per quota) and ``accepted`` (the texts prompts may show) are kept up to
+    date; a row accepted earlier whose text turns up under another label is retracted.
+    """
+
+    def __init__(self, store: Store, gate: QualityGate, schema: OutputSchema,
+                 template: PromptTemplate, model_name: str,
+                 stats: dict[Quota, QuotaStats], accepted: AcceptedTexts):
+        self.store = store
+        self.gate = gate
+        self.schema = schema
+        self.template = template
+        self.model_name = model_name
+        self.stats = stats
+        self.accepted = accepted
+        self._seq = 0  # order of the accepted rows in the store
+        self._tx: Transaction | None = None
+
+    def _example(self, job: Job, completion: Completion, key: str, parsed: Parsed) -> Example:
+        return Example(
+            text=parsed.text, label=job.label, language=job.language,
+            fields=parsed.fields, template=self.template.name,
+            template_sha=self.template.sha, model=completion.model or self.model_name,
+            attributes=job.attributes, seed=job.seed, request_id=key,
+        )
+
+    async def accept(self, job: Job, completion: Completion, key: str) -> None:
+        """Judge every candidate of one completion, until the job's quota is full."""
+        st = self.stats[job.quota]
+        st.jobs += 1
+        st.usage = st.usage + completion.usage
+        cut = completion.finish_reason == "length"
+        parsed_all = [p for text in completion.texts
+                      for p in complete_items(self.schema.parse(text), cut)]
+        if self.gate.needs_prepare:  # model-backed rules judge the whole batch at once
+            await self.gate.prepare([self._example(job, completion, key, p) for p in parsed_all
+                                     if not p.error and p.label in (None, job.label)])
+        for parsed in parsed_all:
+            if st.full:
+                return
+            st.candidates += 1
+            if parsed.error:
+                self.reject(job, parsed.text, f"parse:{parsed.error}", "", key)
+                continue
+            if parsed.label is not None and parsed.label != job.label:
+                self.reject(job, parsed.text, "label_mismatch", parsed.label, key)
+                continue
+            self._judge(job, self._example(job, completion, key, parsed), key)
+
+    def _judge(self, job: Job, example: Example, key: str) -> None:
+        verdict = self.gate.check(example)
+        for label, text in self.gate.withdrawals():
+            self._retract(label, text, example)
+        if not verdict.keep:
+            detail = f"[{verdict.rule}] {verdict.detail}".strip()
+            self.reject(job, example.text, verdict.reason, detail, key)
+            return
+        self.gate.accept(example)
+        self._open()
+        self.stats[job.quota].accepted += 1
+        self.accepted.add(job.quota, job.index, example.text)
+        self.store.add_example(self._seq, example)
+        self._seq += 1
+
+    def failed(self, job: Job, exc: GenerationError) -> None:
+        """A job whose request failed for good counts as an attempt, and as a reject."""
+        self.stats[job.quota].jobs += 1
+        self.reject(job, exc.last_output or "", "generation_failed", str(exc), "")
+
+    def reject(self, job: Job, text: str, reason: str, detail: str, key: str) -> None:
+        self.stats[job.quota].rejected[reason] += 1
+        self._open()
+        self.store.add_reject(job.label, job.language, text, reason, detail, key)
+
+    def _retract(self, label: str, text: str, newcomer: Example) -> None:
+        """Take back an accepted row whose text turned up under another label."""
+        for quota in self.stats:
+            if quota.label != label or not self.accepted.remove(quota, text):
+                continue
+            st = self.stats[quota]
+            st.accepted -= 1
+            st.rejected["cross_label_conflict"] += 1
+            self._open()
+            self.store.retract_example(label, quota.language, text, "cross_label_conflict",
+                                       f"also generated under '{newcomer.label}'")
+            return
+
+    def _open(self) -> None:
+        if self._tx is None:
+            self._tx = self.store.transaction()
+
+    def flush(self) -> None:
+        """Commit the rows written since the last flush."""
+        if self._tx is not None:
+            tx, self._tx = self._tx, None
+            tx.commit()

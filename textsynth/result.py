@@ -1,0 +1,153 @@
+"""What a run did: per quota, its counts and why it stopped; for the run, its totals."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from textsynth.backends.base import Usage
+from textsynth.plan import Quota
+
+__all__ = ["QuotaStats", "RunResult", "RunSnapshot", "StopReason"]
+
+
+class StopReason(StrEnum):
+    """Why a quota stopped receiving jobs."""
+
+    QUOTA_MET = "quota met"
+    ATTEMPT_LIMIT = "attempt limit reached"
+    BUDGET = "budget spent"
+    INTERRUPTED = "interrupted"
+    FAILED = "run failed"
+
+    @property
+    def advice(self) -> str:
+        """What a user can do about a quota left short for this reason."""
+        return _ADVICE[self]
+
+
+_ADVICE = {
+    StopReason.QUOTA_MET: "",
+    StopReason.ATTEMPT_LIMIT: "raise generation.max_attempts or loosen the quality rules",
+    StopReason.BUDGET: "raise budget.max_tokens or budget.max_cost and run again to continue",
+    StopReason.INTERRUPTED: "run the same command again to resume",
+    StopReason.FAILED: "fix the error and run the same command again to resume",
+}
+
+
+@dataclass
+class QuotaStats:
+    """What happened for one label (in one language)."""
+
+    target: int
+    accepted: int = 0
+    candidates: int = 0
+    jobs: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    usage: Usage = field(default_factory=Usage)
+    stop: StopReason | None = None  # set when the run ends
+
+    @property
+    def shortfall(self) -> int:
+        return max(0, self.target - self.accepted)
+
+    @property
+    def full(self) -> bool:
+        return self.accepted >= self.target
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run: per quota (label x language) and in total."""
+
+    quotas: dict[Quota, QuotaStats]
+    sent: int = 0
+    cached: int = 0
+    usage: Usage = field(default_factory=Usage)
+    seconds: float = 0.0
+    stopped: str | None = None
+    replaced: int = 0  # jobs that waited for a retry and were replaced by later ones
+    cancelled: int = 0  # requests cancelled before they were sent: no longer needed
+    rule_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return all(s.full for s in self.quotas.values())
+
+    @property
+    def shortfalls(self) -> dict[str, int]:
+        return {str(k): v.shortfall for k, v in self.quotas.items() if v.shortfall}
+
+    @property
+    def stop_reasons(self) -> dict[str, StopReason]:
+        """Why each quota left short stopped short (quotas that were met are left out)."""
+        return {str(k): v.stop or StopReason.ATTEMPT_LIMIT
+                for k, v in self.quotas.items() if v.shortfall}
+
+    @property
+    def rejected(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for s in self.quotas.values():
+            total.update(s.rejected)
+        return total
+
+    def summary(self, cost: Callable[[Usage], float], stored: Usage) -> dict[str, Any]:
+        """The figures kept in the store for the dataset card and the report."""
+        return {
+            "quotas": {str(k): {"target": v.target, "accepted": v.accepted,
+                                "candidates": v.candidates, "jobs": v.jobs,
+                                "rejected": dict(v.rejected),
+                                "prompt_tokens": v.usage.prompt_tokens,
+                                "completion_tokens": v.usage.completion_tokens,
+                                "cost": cost(v.usage),
+                                "stop": v.stop.value if v.stop else None}
+                       for k, v in self.quotas.items()},
+            "sent": self.sent, "cached": self.cached,
+            "replaced": self.replaced, "cancelled": self.cancelled,
+            "prompt_tokens": stored.prompt_tokens,
+            "completion_tokens": stored.completion_tokens,
+            "cost": cost(stored),
+            "stopped": self.stopped, "rules": self.rule_stats,
+        }
+
+
+@dataclass(frozen=True)
+class QuotaSnapshot:
+    name: str  # the label, with its language when the run has several
+    target: int
+    accepted: int
+    jobs: int
+    rejected: int
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A run's progress at one moment: what a progress display shows."""
+
+    quotas: tuple[QuotaSnapshot, ...]
+    sent: int
+    cached: int
+    tokens: int
+    activity: str  # what the run waits for now ("" when nothing is slow)
+
+    @property
+    def accepted(self) -> int:
+        return sum(q.accepted for q in self.quotas)
+
+    @property
+    def target(self) -> int:
+        return sum(q.target for q in self.quotas)
+
+    @property
+    def rejected(self) -> int:
+        return sum(q.rejected for q in self.quotas)
+
+    @classmethod
+    def of(cls, quotas: dict[Quota, QuotaStats], sent: int, cached: int, tokens: int,
+           activity: str, multilingual: bool) -> RunSnapshot:
+        return cls(tuple(QuotaSnapshot(str(q) if multilingual else q.label, s.target,
+                                       s.accepted, s.jobs, sum(s.rejected.values()))
+                         for q, s in quotas.items()), sent, cached, tokens, activity)
