@@ -2,8 +2,9 @@
 
 ``translate`` turns each source row into each target language; ``paraphrase`` asks for
 ``n`` rewrites of each row of a small real seed set (classic data augmentation). Both
-keep the label, carry slot values through ``[value](name)`` markup and find them again
-in the new text, and record the source row (``source_id``, ``source_text``,
+keep the label, carry entity values through ``[value](entity)`` markup and find them
+again in the new text (:mod:`textsynth.spans`, exported as the typed ``entities`` column
+a ``slots`` recipe has too), and record the source row (``source_id``, ``source_text``,
 ``source_language``) on every output row.
 
 The run works like a recipe run: every completion is written to the run store in the
@@ -34,7 +35,7 @@ from textsynth.quality.normalize import normalize
 from textsynth.recipe import Recipe, load_recipe
 from textsynth.schemas import Example, UtteranceList, split_list
 from textsynth.sources import LabeledSet, load_labeled
-from textsynth.spans import Span, markup, relocate, spans_from_row, spans_to_json
+from textsynth.spans import ENTITIES, Span, entities_feature, markup, relocate, spans_from_row
 from textsynth.store import Store
 from textsynth.templates import PromptTemplate
 
@@ -47,13 +48,15 @@ MAX_LENGTH_RATIO = 3.0  # an output this many times longer than its source (in c
 
 
 class AugmentedRows(UtteranceList):
-    """Rows made from source rows: the exported columns include their lineage."""
+    """Rows made from source rows: their entities (the same typed column a ``slots``
+    recipe exports) and their lineage."""
 
     def dataset_features(self) -> dict[str, Any]:
         from datasets import Value
 
-        return {name: Value("string")
-                for name in ("slots", "source_id", "source_text", "source_language")}
+        return {ENTITIES: entities_feature(),
+                **{name: Value("string")
+                   for name in ("source_id", "source_text", "source_language")}}
 
 
 @dataclass
@@ -182,7 +185,7 @@ class AugmentRun:
             "label_name": row.label.replace("_", " "),
             "language": task.target, "language_name": language_name(task.target),
             "source_language": row.language, "source_language_name": language_name(row.language),
-            "slots": [s.name for s in row.spans], "n": task.want - len(task.accepted),
+            "slots": [s.entity for s in row.spans], "n": task.want - len(task.accepted),
             "avoid": list(task.accepted), "mode": self.mode,
         }
         retry = task.attempts > 0
@@ -258,8 +261,8 @@ class AugmentRun:
         row = task.row
         return Example(
             text=text, label=row.label, language=task.target,
-            fields={"slots": spans_to_json(spans), "source_id": row.id, "source_text": row.text,
-                    "source_language": row.language},
+            fields={ENTITIES: [s.to_dict() for s in spans], "source_id": row.id,
+                    "source_text": row.text, "source_language": row.language},
             template=self.template.name, template_sha=self.template.sha,
             model=completion.model or self.backend.model_name,
             attributes={"mode": self.mode}, seed=seed, request_id=key,

@@ -109,11 +109,15 @@ def _entities_section(recipe: Recipe, dataset: Any) -> str:
     rows = [[f"`{t}`", ", ".join(recipe.slots.get(t, [])) or "(not declared)", mentions[t]]
             for t in types]
     tags = "tokens" in next(iter(dataset.values())).features
+    how = ("from the entities the model named or, for plain utterances, from the declared "
+           "slot values the text contains as whole words; a candidate with a value missing "
+           "from its text, inside a word, or overlapping another was rejected."
+           if recipe.output_schema == "slots" else
+           "each source row's spans went through the prompt as `[value](entity)` markup and "
+           "were read back from the answer, or found by their unchanged value as whole "
+           "words; an answer that lost one was rejected.")
     return ("## Entities\n\nEach row's `entities` lists character spans with "
-            "`text[start:end] == value`. textsynth located every span itself: from the "
-            "entities the model named or, for plain utterances, from the declared slot values "
-            "the text contains as whole words; a candidate with a value missing from its text, "
-            "inside a word, or overlapping another was rejected."
+            "`text[start:end] == value`. textsynth located every span itself: " + how
             + (" `tokens` are the whitespace tokens of `text` and `tags` their BIO tags."
                if tags else "")
             + "\n\n" + _table(["entity", "values the prompts asked for", "mentions"], rows)

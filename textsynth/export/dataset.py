@@ -31,7 +31,7 @@ from textsynth.export.folder import (
 from textsynth.export.split import masked_text, near_duplicate_groups, stratified_split
 from textsynth.recipe import Recipe
 from textsynth.schemas import Example, OutputSchema, load_schema
-from textsynth.slots import bio_tags, relocate_spans
+from textsynth.spans import bio_tags, relocate_spans
 from textsynth.store import Store
 
 __all__ = ["DATASET_DIR", "ExportReport", "build_dataset", "example_rows", "export_dataset",
