@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textsynth._deps import dependency_error, require
 from textsynth.classifiers import (
     EMBEDDINGS,
     MAX_ITER,
@@ -38,7 +39,7 @@ from textsynth.classifiers import (
     parse_label_map,
     readable_label,
 )
-from textsynth.errors import DataError, MissingDependency
+from textsynth.errors import DataError
 from textsynth.sources import LabeledSet, load_labeled
 
 if TYPE_CHECKING:
@@ -196,10 +197,7 @@ def evaluate(synthetic: str | Path | LabeledSet, test: str | Path | LabeledSet |
     ...               judge_real="shared/eval/snips/train.jsonl")  # doctest: +SKIP
     >>> ev.accuracy, ev.macro_f1, ev.fidelity.fidelity  # doctest: +SKIP
     """
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        raise MissingDependency("scikit-learn", "eval", "textsynth eval") from None
+    require("sklearn", "textsynth eval", extra="eval")
     if test is None and judge_real is None:
         raise DataError("nothing to measure: give a real test set (--test) or a real set "
                         "for the judge (--judge-real)")
@@ -266,7 +264,8 @@ def _train_on_synthetic(synthetic: str | Path | LabeledSet, test: str | Path | L
             embed = _Embedder()
             classifiers.append(EMBEDDINGS)
         elif embeddings:
-            raise MissingDependency("sentence-transformers", "eval", "the embedding classifier")
+            raise dependency_error("sentence_transformers", "the embedding classifier",
+                                   extra="eval")
         else:
             notes.append(why_not)
     results = [_score(name, clf, data, real_test, labels, embed)

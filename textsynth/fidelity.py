@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from textsynth._deps import dependency_error, require
 from textsynth.classifiers import (
     EMBEDDINGS,
     MAX_ITER,
@@ -31,7 +32,7 @@ from textsynth.classifiers import (
     embeddings_available,
     parse_label_map,
 )
-from textsynth.errors import DataError, MissingDependency
+from textsynth.errors import DataError
 from textsynth.sources import LabeledSet, load_labeled
 
 __all__ = ["Disagreement", "Fidelity", "RealJudge", "fidelity_tables", "judge_fidelity"]
@@ -151,7 +152,7 @@ def _judge_kinds(embeddings: bool | None, notes: list[str]) -> tuple[list[str], 
     if why_not is None:
         return [TFIDF, EMBEDDINGS], _Embedder()
     if embeddings:
-        raise MissingDependency("sentence-transformers", "eval", "the embedding judge")
+        raise dependency_error("sentence_transformers", "the embedding judge", extra="eval")
     notes.append(why_not.replace("classifier", "judge"))
     return [TFIDF], None
 
@@ -165,10 +166,7 @@ class RealJudge:
 
     def __init__(self, real: str | Path | LabeledSet, *, embeddings: bool | None = None,
                  holdout: float = HOLDOUT, seed: int = 0) -> None:
-        try:
-            import sklearn  # noqa: F401
-        except ImportError:
-            raise MissingDependency("scikit-learn", "eval", "the real-data judge") from None
+        require("sklearn", "the real-data judge", extra="eval")
         if not 0 <= holdout < 1:
             raise DataError(f"holdout must be in [0, 1), got {holdout}")
         ref = load_labeled(real)

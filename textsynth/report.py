@@ -223,7 +223,7 @@ def build_report(data: str | Path | LabeledSet, reference: str | Path | LabeledS
     if check_language:
         try:
             report.language_check = language_check(syn, _language_settings(report.recipe))
-        except (ImportError, TextsynthError) as exc:
+        except TextsynthError as exc:  # lingua missing (MissingDependency) among them
             report.notes.append(f"language check skipped: {exc}")
     return report
 
