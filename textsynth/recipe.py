@@ -21,6 +21,7 @@ from pydantic import (
 from textsynth.backends.spec import BackendSpec
 from textsynth.errors import RecipeError
 from textsynth.quality.config import QualitySpec
+from textsynth.validation import describe, message
 
 __all__ = [
     "BackendSpec",
@@ -256,9 +257,7 @@ class Recipe(_Strict):
             try:
                 cls.Options(**options)
             except ValidationError as exc:
-                err = exc.errors()[0]
-                loc = ".".join(str(p) for p in err["loc"])
-                raise ValueError(f"backend.options.{loc}: {err['msg']}") from exc
+                raise ValueError(message(exc, "backend.options")) from exc
         return self
 
     @property
@@ -323,15 +322,7 @@ def _validate(data: Any, file: str | None) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
-            msg = f"{msg} (got {err['input']!r})"
+        loc, msg = describe(exc)
         raise RecipeError(msg, file=file, field=loc or None) from None
 
 
