@@ -19,7 +19,6 @@ like a recipe's (``dataset/``, parquet, JSONL, card).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import shlex
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from textsynth.languages import language_name
 from textsynth.quality.normalize import normalize
 from textsynth.recipe import Recipe, load_recipe
 from textsynth.schemas import Example, UtteranceList, split_list
+from textsynth.seeds import derive_seed
 from textsynth.sources import LabeledSet, load_labeled
 from textsynth.spans import ENTITIES, Span, entities_feature, markup, relocate, spans_from_row
 from textsynth.store import Store
@@ -94,11 +94,6 @@ class AugmentOutcome:
     sent: int
     cached: int
     missing: dict[str, int]  # source row id -> outputs still missing after every attempt
-
-
-def _seed(*parts: object) -> int:
-    raw = "\x1f".join(str(p) for p in parts).encode()
-    return int.from_bytes(hashlib.sha256(raw).digest()[:4], "big") >> 1
 
 
 class AugmentRun:
@@ -193,7 +188,7 @@ class AugmentRun:
             messages=self.template.render_messages(**context),
             temperature=max(self.temperature, _RETRY_TEMPERATURE) if retry else self.temperature,
             top_p=0.95, max_tokens=self.max_tokens,
-            seed=_seed(self.seed, self.mode, row.id, task.target, task.attempts),
+            seed=derive_seed(self.seed, self.mode, row.id, task.target, task.attempts, bits=31),
             metadata={"slot": f"{row.label}/{task.target}", "index": task.attempts},
         )
 
@@ -292,7 +287,8 @@ class AugmentRun:
         found = [c for t in completion.texts for c in self.candidates(t)]
         if not found:
             self._reject(task, completion.text, "parse:no_text", "", key)
-        seed = _seed(self.seed, self.mode, row.id, task.target, task.attempts - 1)
+        seed = derive_seed(self.seed, self.mode, row.id, task.target, task.attempts - 1,
+                           bits=31)
         judged = []
         for candidate in found:
             text, spans, problem = self._judge(task, candidate)

@@ -21,6 +21,7 @@ from pydantic import (
 from textsynth.backends.spec import BackendSpec
 from textsynth.errors import RecipeError
 from textsynth.quality.config import QualitySpec
+from textsynth.quality.rejects import REJECTS_SPLIT
 from textsynth.validation import describe, message
 
 __all__ = [
@@ -41,7 +42,7 @@ ExportFormat = Literal["arrow", "parquet", "jsonl", "csv", "rasa"]
 # a split name becomes file names (train.jsonl, data/train-00000-of-00001.parquet): the
 # Hugging Face rule for split names, in ASCII, so that it is a safe file name everywhere
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_]{1,64}(\.[A-Za-z0-9_]{1,64})*")
-_RESERVED_SPLITS = {"rejected": "it names the rejected rows (export.save_rejects)"}
+_RESERVED_SPLITS = {REJECTS_SPLIT: "it names the rejected rows (export.save_rejects)"}
 _DEVICE_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
                  *(f"lpt{i}" for i in range(10))}
 

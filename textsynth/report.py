@@ -138,7 +138,7 @@ def _store_figures(folder: Path, report: QualityReport) -> None:
         report.recipe = store.get_meta("recipe", {}) or {}
         by_label: dict[str, Counter[str]] = defaultdict(Counter)
         samples: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for row in reject_rows(store):  # seed-leak texts are withheld, as in the export
+        for row in reject_rows(store.rejects()):  # seed-leak texts are withheld, as in the export
             by_label[row["label"]][row["reason"]] += 1
             if len(samples[row["reason"]]) < SAMPLES:
                 samples[row["reason"]].append((row["label"], row["text"]))
