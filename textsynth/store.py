@@ -33,7 +33,7 @@ from textsynth.errors import StoreError
 from textsynth.redact import mask_known, redact, redact_text
 from textsynth.schemas import Example
 
-__all__ = ["STORE_NAME", "Store", "Transaction"]
+__all__ = ["STORE_NAME", "Store", "Transaction", "peek_meta"]
 
 STORE_NAME = "textsynth.db"
 LOCK_SUFFIX = ".lock"
@@ -147,6 +147,25 @@ class Transaction:
             self.commit()
         else:
             self.rollback()
+
+
+def peek_meta(folder: str | Path, key: str) -> Any:
+    """Meta ``key`` of the run store in ``folder``, read without a lock and without
+    writing anything (no -wal/-shm files); ``None`` when there is no store, no such
+    key, or the file cannot be read (a look-up, never a reason to fail). It sees what
+    a closed store holds: a run still writing may have newer values in its WAL."""
+    db = Path(folder) / STORE_NAME
+    if not db.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?immutable=1", uri=True)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        finally:
+            con.close()
+        return json.loads(row[0]) if row else None
+    except (sqlite3.Error, ValueError):
+        return None
 
 
 class Store:

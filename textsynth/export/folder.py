@@ -16,14 +16,13 @@ import contextlib
 import json
 import os
 import shutil
-import sqlite3
 import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from textsynth.errors import ExportError
-from textsynth.store import LOCK_SUFFIX, STORE_NAME
+from textsynth.store import LOCK_SUFFIX, STORE_NAME, peek_meta
 
 __all__ = ["CARD", "MANIFEST", "check_folder", "claim", "foreign", "read_manifest",
            "remove_stale", "staging_folder", "write_manifest"]
@@ -55,18 +54,8 @@ def read_manifest(out: Path) -> set[str]:
 def _from_store(out: Path) -> set[str]:
     """What an export of an earlier version (which kept no manifest) wrote, as its run
     store recorded it: the entries it listed, everything under them, and the card."""
-    db = out / STORE_NAME
-    if not db.is_file():
-        return set()
-    try:  # immutable: read the file as it is, creating no -wal/-shm beside it
-        con = sqlite3.connect(f"{db.resolve().as_uri()}?immutable=1", uri=True)
-        try:
-            row = con.execute("SELECT value FROM meta WHERE key = 'export'").fetchone()
-        finally:
-            con.close()
-        listed = json.loads(row[0]).get("files") if row else None
-    except (sqlite3.Error, ValueError, AttributeError):
-        return set()
+    export = peek_meta(out, "export")
+    listed = export.get("files") if isinstance(export, dict) else None
     if not isinstance(listed, list):
         return set()
     files = {CARD}

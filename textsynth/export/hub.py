@@ -10,8 +10,6 @@ Pushing reads the output folder and writes nothing into it.
 from __future__ import annotations
 
 import contextlib
-import json
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,21 +40,11 @@ class PushResult:
 def recipe_hub(out_dir: str | Path) -> HubSpec | None:
     """The ``export.hub`` of the recipe that made ``out_dir`` (read-only look-up)."""
     from textsynth.recipe import HubSpec
-    from textsynth.store import STORE_NAME
+    from textsynth.store import peek_meta
 
-    db = Path(out_dir) / STORE_NAME
-    if not db.is_file():
-        return None
-    try:
-        # immutable: read the file as it is, creating no -wal/-shm beside it
-        con = sqlite3.connect(f"{db.resolve().as_uri()}?immutable=1", uri=True)
-        try:
-            row = con.execute("SELECT value FROM meta WHERE key = 'recipe'").fetchone()
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return None
-    hub = (json.loads(row[0]).get("export") or {}).get("hub") if row else None
+    recipe = peek_meta(out_dir, "recipe")
+    export = recipe.get("export") if isinstance(recipe, dict) else None
+    hub = export.get("hub") if isinstance(export, dict) else None
     return HubSpec.model_validate(hub) if hub else None
 
 
