@@ -34,7 +34,6 @@ __all__ = [
     "LabelSpec",
     "Recipe",
     "load_recipe",
-    "redact_secrets",
 ]
 
 ExportFormat = Literal["arrow", "parquet", "jsonl", "csv", "rasa"]
@@ -301,13 +300,6 @@ class Recipe(_Strict):
                 data["backend"] = {"type": new_type, "options": {}}
         data["backend"]["options"].update(changes)
         return _validate(data, str(self.source) if self.source else None)
-
-
-def redact_secrets(value: Any) -> Any:
-    """``value`` with secrets redacted, by the rule of :mod:`textsynth.redact`."""
-    from textsynth.redact import redact
-
-    return redact(value)
 
 
 def _label_key(name: str) -> str:

@@ -27,7 +27,7 @@ from textsynth.redact import redact, redact_text
 if TYPE_CHECKING:
     from textsynth.store import Store
 
-__all__ = ["card_data", "redact", "render_card", "write_card"]
+__all__ = ["card_data", "render_card", "write_card"]
 
 def _size_category(n: int) -> str:
     for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
@@ -35,11 +35,6 @@ def _size_category(n: int) -> str:
         if n < limit:
             return name
     return "1M<n<10M"
-
-
-def _scrub(text: str) -> str:
-    """Last line of defence: no secret (known, or shaped like one) appears in the card."""
-    return redact_text(text)
 
 
 def card_data(recipe: Recipe, dataset: Any, out_dir: Path | None = None) -> Any:
@@ -257,7 +252,8 @@ job's seed) and `request_id` (the request key in the run store).
     # the body holds Jinja source (the prompt), so it must not go through a template
     header = card_data(recipe, dataset, out_dir).to_yaml()
     card = DatasetCard(f"---\n{header}\n---\n{body}")
-    return _scrub(str(card.content))
+    # last line of defence: no secret (known, or shaped like one) appears in the card
+    return redact_text(str(card.content))
 
 
 def _determinism_note(summary: dict[str, Any]) -> str:

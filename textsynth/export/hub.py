@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from textsynth.errors import ExportError
 from textsynth.export.dataset import PARQUET_DIR, parquet_files
+from textsynth.redact import add_secret, redact_text
 
 if TYPE_CHECKING:
     from textsynth.recipe import HubSpec
@@ -97,7 +98,8 @@ def _translate(exc: BaseException, repo_id: str, endpoint: str, token: str) -> E
             break
     if message is None:
         message = f"push to {repo_id} failed: {type(exc).__name__}: {exc}"
-    return ExportError(message.replace(token, "<redacted>"))
+    add_secret(token)  # known from here on: masked in this message and anywhere else
+    return ExportError(redact_text(message))
 
 
 _NETWORK_ERRORS = ("ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout",
