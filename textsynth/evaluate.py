@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = [
     "EvalResult",
     "Evaluation",
-    "eval_tables",
     "evaluate",
     "load_label_names",
     "parse_label_map",
@@ -135,34 +134,6 @@ def _score(name: str, classifier: str, train: tuple[list[str], list[str]], test:
                                       zero_division=0)), 4),
         per_label_f1={lab: round(float(f), 4) for lab, f in zip(labels, per_label, strict=True)},
     )
-
-
-def eval_tables(ev: Evaluation) -> list[Any]:
-    """Rich tables: scores per training set and classifier, per-label F1, then fidelity."""
-    from rich.table import Table
-
-    from textsynth.fidelity import fidelity_tables
-
-    tail = fidelity_tables(ev.fidelity) if ev.fidelity is not None else []
-    if not ev.results:
-        return tail
-    scores = Table(title=f"Train on each set, test on {ev.n_test} real rows")
-    for col in ("training set", "classifier", "rows"):
-        scores.add_column(col)
-    scores.add_column("accuracy", justify="right")
-    scores.add_column("macro-F1", justify="right")
-    for r in ev.results:
-        style = "bold" if r.train_set == SYNTHETIC else None
-        scores.add_row(r.train_set, r.classifier, str(r.n_train), f"{r.accuracy:.1%}",
-                       f"{r.macro_f1:.1%}", style=style)
-    per_label = Table(title="Per-label F1 (TF-IDF classifier)")
-    per_label.add_column("label")
-    tfidf = [r for r in ev.results if r.classifier == TFIDF]
-    for r in tfidf:
-        per_label.add_column(r.train_set, justify="right")
-    for label in ev.labels:
-        per_label.add_row(label, *(f"{r.per_label_f1[label]:.1%}" for r in tfidf))
-    return [scores, per_label, *tail]
 
 
 def _overlap_notes(name: str, train: Sequence[str], test: Sequence[str]) -> list[str]:

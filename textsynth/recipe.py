@@ -20,6 +20,7 @@ from pydantic import (
 
 from textsynth.backends.spec import BackendSpec
 from textsynth.errors import RecipeError
+from textsynth.overrides import apply_overrides
 from textsynth.quality.config import QualitySpec
 from textsynth.quality.rejects import REJECTS_SPLIT
 from textsynth.validation import describe, message
@@ -281,24 +282,14 @@ class Recipe(_Strict):
         return list(self.languages) if self.languages else [self.language]
 
     def with_overrides(self, **changes: Any) -> Recipe:
-        """A copy with command-line overrides applied (``None`` values are ignored).
+        """A copy with overrides applied and validated (``None`` values are ignored).
 
-        Keys: ``out``, ``per_label``, ``seed``, ``backend``, ``model`` and any
-        backend option (``base_url`` ...).
+        Keys: ``set`` (fields by dotted path), ``out``, ``per_label``, ``seed``,
+        ``backend``, ``model`` and any backend option; ``base_url`` alone means the
+        ``openai`` backend (see :func:`textsynth.overrides.apply_overrides`).
         """
-        data = self.model_dump(by_alias=True)
+        data = apply_overrides(self.model_dump(by_alias=True), changes)
         data["source"] = self.source
-        changes = {k: v for k, v in changes.items() if v is not None}
-        if "out" in changes:
-            data["export"]["dir"] = str(changes.pop("out"))
-        for key in ("per_label", "seed"):
-            if key in changes:
-                data[key] = changes.pop(key)
-        if "backend" in changes:
-            new_type = changes.pop("backend")
-            if new_type != data["backend"]["type"]:
-                data["backend"] = {"type": new_type, "options": {}}
-        data["backend"]["options"].update(changes)
         return _validate(data, str(self.source) if self.source else None)
 
 

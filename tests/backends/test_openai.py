@@ -24,10 +24,10 @@ from rich.console import Console
 from textsynth.backends import create_backend
 from textsynth.backends.base import Request
 from textsynth.backends.openai import OpenAIBackend
+from textsynth.console import summary_table
 from textsynth.engine import Engine
 from textsynth.errors import BackendResponseError, BackendUnavailable, RateLimited, RecipeError
 from textsynth.pipeline import run_recipe
-from textsynth.progress import summary_table
 from textsynth.recipe import Recipe, load_recipe
 from textsynth.store import Store
 from textsynth.testing import FaultServer, default_reply
@@ -631,7 +631,7 @@ def test_a_hanging_server_is_given_up_after_one_retry(tmp_path: Path) -> None:
 
 
 def test_the_progress_display_shows_a_wait_for_a_retry(tmp_path: Path) -> None:
-    from textsynth.progress import RunProgress
+    from textsynth.console import RunProgress
 
     bar = RunProgress(Console(file=io.StringIO()), enabled=False)
     shown: list[str] = []
