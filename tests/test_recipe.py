@@ -173,7 +173,7 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
 
 
 def test_recipe_file_size_is_bounded(tmp_path: Path, monkeypatch) -> None:
-    from textsynth import recipe as recipe_module
+    from textsynth import recipe_file as recipe_module
 
     monkeypatch.setattr(recipe_module, "MAX_RECIPE_BYTES", 1000)
     path = tmp_path / "big.yaml"
