@@ -41,7 +41,8 @@ def test_every_package_names_an_extra_that_installs_it() -> None:
 
 def test_a_missing_module_is_one_readable_line_naming_the_extra(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now fails
+    for name in ("sklearn", "sklearn.linear_model"):  # importing them now fails
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(MissingDependency) as err:
         require("sklearn", "the request filter")
     assert str(err.value) == ("the request filter needs the 'scikit-learn' package: "

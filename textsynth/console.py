@@ -284,7 +284,8 @@ def fidelity_tables(fid: Fidelity, worst: int = 15) -> list[Table]:
 
 def eval_tables(ev: Evaluation) -> list[Table]:
     """Scores per training set and classifier, per-label F1, then fidelity."""
-    from textsynth.evaluate import SYNTHETIC, TFIDF
+    from textsynth.classifiers import TFIDF
+    from textsynth.evaluate import SYNTHETIC
 
     tail = fidelity_tables(ev.fidelity) if ev.fidelity is not None else []
     if not ev.results:

@@ -10,7 +10,7 @@ and the line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -43,7 +43,10 @@ def read_recipe_text(path: Path) -> str:
                           field=f"line {line}") from None
 
 
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in
+if TYPE_CHECKING:
+    _BaseLoader = yaml.SafeLoader
+else:
+    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in
 
 
 class _RecipeLoader(_BaseLoader):
@@ -64,7 +67,8 @@ class _RecipeLoader(_BaseLoader):
             if duplicate:
                 raise RecipeError(f"duplicate key {key!r} (each key may appear once)",
                                   field=f"line {key_node.start_mark.line + 1}")
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:

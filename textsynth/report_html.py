@@ -25,9 +25,9 @@ PASS, FAIL = "#4a9a5b", "#c4473a"
 
 
 def _figure(width: float = 7.0, height: float = 3.6) -> Figure:
-    Figure = require("matplotlib.figure", "the HTML report").Figure
+    figure: type[Figure] = require("matplotlib.figure", "the HTML report").Figure
     # Figure() without pyplot draws with the Agg canvas: no display, no global state
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
 def _bars(ax: Any, names: list[str], series: list[tuple[str, list[float], str]]) -> None:

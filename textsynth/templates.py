@@ -156,7 +156,8 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
-        return _Bound(self._guard).visit(tree)
+        bounded: nodes.Template = _Bound(self._guard).visit(tree)
+        return bounded
 
     def start(self) -> None:
         self.deadline = clock() + self.max_seconds

@@ -186,7 +186,7 @@ def _quiet_gguf_progress() -> None:
         return
     bar = getattr(gguf_utils, "tqdm", None)
     if bar is not None and not isinstance(bar, functools.partial):
-        gguf_utils.tqdm = functools.partial(bar, disable=True)
+        setattr(gguf_utils, "tqdm", functools.partial(bar, disable=True))  # noqa: B010
 
 
 def _ids(value: Any) -> list[int]:

@@ -156,7 +156,8 @@ def push_dataset(out_dir: str | Path, repo_id: str, *, private: bool = False,
     >>> push_dataset("output/smart-home-slots", "me/smart-home-slots")  # doctest: +SKIP
     """
     from huggingface_hub import HfApi, constants
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils._validators import validate_repo_id
 
     try:
         validate_repo_id(repo_id)
@@ -176,7 +177,7 @@ def push_dataset(out_dir: str | Path, repo_id: str, *, private: bool = False,
 @contextlib.contextmanager
 def _quiet_hub() -> Iterator[None]:
     """No upload progress bars: a failed push must read as one line."""
-    from huggingface_hub.utils import (
+    from huggingface_hub.utils.tqdm import (
         are_progress_bars_disabled,
         disable_progress_bars,
         enable_progress_bars,
