@@ -30,7 +30,7 @@ class LoopbackServer:
         self._stopped: asyncio.Event | None = None
 
     def app(self) -> web.Application:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} has no app()")
 
     async def start_async(self) -> None:
         """Start serving on the running event loop."""
@@ -61,13 +61,20 @@ class LoopbackServer:
     def start(self) -> Self:
         """Serve from a background thread; returns once the port is open."""
         ready = threading.Event()
+        failed: list[BaseException] = []
 
         def main() -> None:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             self._loop = loop
-            loop.run_until_complete(self.start_async())
-            ready.set()
+            try:
+                loop.run_until_complete(self.start_async())
+            except BaseException as exc:  # a port in use, no app: said by start()
+                failed.append(exc)
+                loop.close()
+                return
+            finally:
+                ready.set()
             assert self._stopped is not None
             loop.run_until_complete(self._stopped.wait())
             loop.run_until_complete(self.stop_async())
@@ -82,6 +89,10 @@ class LoopbackServer:
         self._thread.start()
         if not ready.wait(10):
             raise RuntimeError(f"the {type(self).__name__} did not start")
+        if failed:
+            self._thread.join(10)
+            self._thread = None
+            raise failed[0]
         return self
 
     def stop(self) -> None:
