@@ -205,6 +205,16 @@ def test_paraphrase_gives_n_per_row_and_never_repeats_a_seed(tmp_path: Path) -> 
     assert "2 different ways" in fake.requests[0].messages[-1]["content"]
 
 
+def test_rows_without_entities_export_an_empty_entities_column(tmp_path: Path) -> None:
+    plain = ROWS[1:]  # no slots at all
+    outcome = translate(_write(tmp_path, plain), ["de"], tmp_path / "out",
+                        backend=FakeBackend(handler=german))
+    assert outcome.accepted == 2
+    assert [r["entities"] for r in _rows(tmp_path / "out")] == [[], []]
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "## Entities" not in card  # no entity types: no section about them
+
+
 def test_source_can_be_a_textsynth_output_folder(tmp_path: Path) -> None:
     translate(_write(tmp_path), ["de"], tmp_path / "first", backend=FakeBackend(handler=german))
     def please(request: Request) -> str:  # keeps the markup, so the slots survive

@@ -101,6 +101,8 @@ def _entities_section(recipe: Recipe, dataset: Any) -> str:
         for entities in split["entities"]:
             mentions.update(e["entity"] for e in entities)
     types = sorted(set(recipe.slots) | set(mentions))
+    if not types:  # rows without entities (a translation of plain rows): nothing to say
+        return ""
     rows = [[f"`{t}`", ", ".join(recipe.slots.get(t, [])) or "(not declared)", mentions[t]]
             for t in types]
     tags = "tokens" in next(iter(dataset.values())).features
