@@ -11,7 +11,6 @@ from datasets import load_from_disk
 from textsynth import FakeBackend, Request
 from textsynth.augment import AugmentRun, paraphrase, translate
 from textsynth.errors import BackendUnavailable, DataError
-from textsynth.spans import Span, markup, parse_markup, relocate, spans_from_row
 from textsynth.store import Store
 
 ROWS = [
@@ -58,8 +57,7 @@ def test_translate_keeps_labels_and_slots_and_records_the_source(tmp_path: Path)
     assert first["label"] == "AddToPlaylist" and first["language"] == "de"
     assert first["source_text"] == "Add Daft Punk to my party playlist"
     assert first["source_language"] == "en"
-    slots = json.loads(first["slots"])
-    assert [(s["name"], first["text"][s["start"]:s["end"]]) for s in slots] == [
+    assert [(s["entity"], first["text"][s["start"]:s["end"]]) for s in first["entities"]] == [
         ("artist", "Daft Punk"), ("playlist", "party")]
     assert rows["row 1"]["label"] == "GetWeather"
     # the prompt carried the slot markup and the language names
@@ -201,10 +199,20 @@ def test_paraphrase_gives_n_per_row_and_never_repeats_a_seed(tmp_path: Path) -> 
     assert all(len(v) == 2 for v in by_source.values())
     for r in by_source["row 0"]:
         assert r["label"] == "AddToPlaylist" and r["language"] == "en"
-        names = [(s["name"], r["text"][s["start"]:s["end"]].lower())
-                 for s in json.loads(r["slots"])]
+        names = [(s["entity"], r["text"][s["start"]:s["end"]].lower())
+                 for s in r["entities"]]
         assert names == [("artist", "daft punk"), ("playlist", "party")]
     assert "2 different ways" in fake.requests[0].messages[-1]["content"]
+
+
+def test_rows_without_entities_export_an_empty_entities_column(tmp_path: Path) -> None:
+    plain = ROWS[1:]  # no slots at all
+    outcome = translate(_write(tmp_path, plain), ["de"], tmp_path / "out",
+                        backend=FakeBackend(handler=german))
+    assert outcome.accepted == 2
+    assert [r["entities"] for r in _rows(tmp_path / "out")] == [[], []]
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "## Entities" not in card  # no entity types: no section about them
 
 
 def test_source_can_be_a_textsynth_output_folder(tmp_path: Path) -> None:
@@ -218,7 +226,7 @@ def test_source_can_be_a_textsynth_output_folder(tmp_path: Path) -> None:
     assert outcome.accepted == 3
     slotted = next(r for r in rows if r["label"] == "AddToPlaylist")
     assert slotted["text"] == "Bitte Füge Daft Punk zu meiner party Playlist hinzu"
-    assert [s["value"] for s in json.loads(slotted["slots"])] == ["Daft Punk", "party"]
+    assert [s["value"] for s in slotted["entities"]] == ["Daft Punk", "party"]
     assert {r["label"] for r in rows} == {"AddToPlaylist", "GetWeather", "PlayMusic"}
     assert {r["language"] for r in rows} == {"de"}
     assert all(r["source_id"].split(":")[0] in ("train", "validation", "test") for r in rows)
@@ -289,35 +297,6 @@ def test_cli_paraphrase_that_accepts_nothing_exports_nothing(tmp_path: Path) -> 
     assert proc.returncode == 3, proc.stderr
     assert "nothing exported" in proc.stdout and "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "dataset").exists()
-
-
-# -- slot spans ----------------------------------------------------------------------
-
-def test_markup_round_trip() -> None:
-    text, spans = parse_markup("wake me at [7 am](time) in [Berlin](city)")
-    assert text == "wake me at 7 am in Berlin"
-    assert spans == [Span("time", "7 am", 11, 15), Span("city", "Berlin", 19, 25)]
-    assert markup(text, spans) == "wake me at [7 am](time) in [Berlin](city)"
-
-
-def test_spans_from_a_slots_column() -> None:
-    row = {"text": "play Daft Punk on Spotify",
-           "slots": json.dumps({"artist": "Daft Punk", "service": "spotify"})}
-    text, spans = spans_from_row(row)
-    assert [(s.name, text[s.start:s.end]) for s in spans] == [("artist", "Daft Punk"),
-                                                               ("service", "Spotify")]
-
-
-def test_relocate_reordered_bare_and_unmarked_slots() -> None:
-    source = [Span("artist", "Daft Punk", 4, 13), Span("playlist", "party", 20, 25)]
-    text, spans, missing = relocate("Füge zur [Party](playlist) Liste [Daft Punk](artist) hinzu",
-                                    source)
-    assert missing == [] and [text[s.start:s.end] for s in spans] == ["Party", "Daft Punk"]
-    text, spans, missing = relocate("Füge [Daft Punk] zur Liste party hinzu", source)
-    assert text == "Füge Daft Punk zur Liste party hinzu" and missing == []
-    assert {s.name: text[s.start:s.end] for s in spans} == {"artist": "Daft Punk",
-                                                           "playlist": "party"}
-    assert relocate("Füge etwas hinzu", source)[2] == ["artist", "playlist"]
 
 
 @pytest.mark.model

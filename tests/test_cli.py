@@ -61,6 +61,19 @@ def test_a_run_stopped_by_its_budget_says_so_per_label(write_recipe, recipe_dict
     assert "attempt limit" not in out  # the budget stopped it, not the attempts
 
 
+def test_set_overrides_any_recipe_field(write_recipe, recipe_dict: dict,
+                                        tmp_path: Path) -> None:
+    path = _fake_recipe(write_recipe, recipe_dict)
+    proc = _cli("run", str(path), "--set", "generation.max_attempts=1", "--set",
+                "per_label=6", "--quiet")
+    assert proc.returncode == 3, proc.stderr  # one request of 3 lines per label
+    assert "3 short of the quota" in proc.stdout
+    bad = _cli("run", str(path), "--set", "generation.max_attemps=1", "--quiet")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0
+    assert "generation.max_attemps: unknown key" in bad.stderr
+
+
 def test_a_run_that_accepts_nothing_exports_nothing_and_exits_3(
         write_recipe, recipe_dict: dict, tmp_path: Path) -> None:
     recipe_dict["generation"] = {"max_attempts": 2}

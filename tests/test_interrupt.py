@@ -84,11 +84,10 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path: Path,
         _wait_for(lambda: srv.inflight == 3)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.3)
-        started = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=20)  # the answers take 30 s: it did not wait
         assert proc.returncode == 130 and INTERRUPTED in err and "Traceback" not in err
-        assert time.monotonic() - started < 2  # not the grace period, not the answers
+        assert sum(srv.served.values()) == 0  # no answer was awaited
 
 
 def test_engine_interrupt_keeps_the_answers_in_flight(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -26,26 +25,41 @@ async def test_requests_in_flight_never_exceed_the_limit() -> None:
     assert max(seen) == 5 and limiter.inflight == 0
 
 
+class VirtualTime:
+    """A clock that moves only when the limiter sleeps: waits are measured exactly."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)  # let the other tasks run, as a real sleep would
+
+
 async def test_requests_per_minute_are_paced() -> None:
-    limiter = RateLimiter(concurrency=100, requests_per_minute=1200)  # 20 a second
-    started = time.perf_counter()
+    clock = VirtualTime()
+    limiter = RateLimiter(concurrency=100, requests_per_minute=1200, clock=clock,
+                          sleep=clock.sleep)  # 20 a second
     await asyncio.gather(*(_hold(limiter, 0) for _ in range(40)))
-    # one second's worth may go at once, the other 20 wait for the refill
-    assert time.perf_counter() - started >= 0.9
+    # one second's worth may go at once, the other 20 wait for the refill: 20 x 0.05 s
+    assert clock.now == pytest.approx(1.0, abs=0.051)
 
 
 async def test_tokens_per_minute_are_paced_and_corrected_by_real_usage() -> None:
-    limiter = RateLimiter(concurrency=100, tokens_per_minute=6000)  # 100 tokens a second
-    started = time.perf_counter()
+    clock = VirtualTime()
+    limiter = RateLimiter(concurrency=100, tokens_per_minute=6000, clock=clock,
+                          sleep=clock.sleep)  # 100 tokens a second
     for _ in range(3):  # the estimate (100) says a second each, real use (10) is far less
         async with limiter.slot(100) as ticket:
             ticket.used(10)
-    assert time.perf_counter() - started < 0.3
-    assert limiter.tokens is not None and limiter.tokens.level == pytest.approx(70, abs=1)
-    started = time.perf_counter()
+    assert clock.now == 0  # no wait at all
+    assert limiter.tokens is not None and limiter.tokens.level == pytest.approx(70, abs=1e-6)
     await asyncio.gather(*(_hold(limiter, 0, tokens=100) for _ in range(3)))
     # 70 left: the first goes at once (debt 30), the next after 0.3 s, the last 1 s later
-    assert time.perf_counter() - started >= 1.25
+    assert clock.now == pytest.approx(1.3, abs=1e-6)
 
 
 async def test_a_429_cuts_the_limit_for_everyone_once_per_cooldown() -> None:
@@ -68,11 +82,16 @@ async def test_the_cut_limit_holds_other_requests_back() -> None:
 
 
 async def test_a_long_retry_after_pauses_every_new_request() -> None:
-    limiter = RateLimiter(concurrency=10, pause_over=0.1)
+    clock = VirtualTime()
+    clock.now = 100.0
+    limiter = RateLimiter(concurrency=10, pause_over=0.1, clock=clock, sleep=clock.sleep)
     limiter.rate_limited(retry_after=0.4)
-    started = time.perf_counter()
     await _hold(limiter, 0)
-    assert time.perf_counter() - started >= 0.35
+    assert clock.now == pytest.approx(100.4)
+    short = RateLimiter(concurrency=10, pause_over=1.0, clock=clock, sleep=clock.sleep)
+    short.rate_limited(retry_after=0.4)  # under pause_over: only the one request waits
+    await _hold(short, 0)
+    assert clock.now == pytest.approx(100.4)
 
 
 async def test_retries_go_before_new_requests() -> None:

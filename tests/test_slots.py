@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import random
 from pathlib import Path
 
 import pytest
@@ -10,76 +8,11 @@ import pytest
 from textsynth import FakeBackend, RecipeError, load_recipe, load_schema
 from textsynth.engine import Engine
 from textsynth.plan import Planner
-from textsynth.slots import (
-    SlotSchema,
-    SpanError,
-    bio_labels,
-    bio_tags,
-    locate_spans,
-    relocate_spans,
-)
+from textsynth.slots import SlotSchema
 from textsynth.store import Store
 from textsynth.templates import PromptTemplate
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _spans(text: str, pairs: list[tuple[str, str]]) -> list[tuple[int, int, str, str]]:
-    return [(s.start, s.end, s.entity, s.value) for s in locate_spans(text, pairs)]
-
-
-def test_spans_for_multiword_values_in_text_order() -> None:
-    text = "play road trip by Queen in the living room"
-    got = _spans(text, [("room", "living room"), ("artist", "Queen"), ("playlist", "road trip")])
-    assert got == [(5, 14, "playlist", "road trip"), (18, 23, "artist", "Queen"),
-                   (31, 42, "room", "living room")]
-    assert all(text[s:e] == v for s, e, _, v in got)
-
-
-def test_value_found_with_other_casing_takes_the_text_casing() -> None:
-    assert _spans("Play QUEEN now", [("artist", "queen")]) == [(5, 10, "artist", "QUEEN")]
-
-
-def test_longer_values_are_placed_first_so_short_ones_find_their_own_mention() -> None:
-    text = "move from the room to the living room"
-    got = _spans(text, [("from", "room"), ("to", "living room")])
-    assert got == [(14, 18, "from", "room"), (26, 37, "to", "living room")]
-
-
-@pytest.mark.parametrize(("text", "pairs", "reason"), [
-    ("turn on the lights", [("room", "kitchen")], "entity_not_in_text"),
-    ("turn on the kitchenette light", [("room", "kitchen")], "entity_inside_word"),
-    ("play Queen Street", [("artist", "Queen"), ("street", "Queen Street")],
-     "overlapping_entities"),
-    ("turn on the lights", [("room", "  ")], "empty_entity_value"),
-])
-def test_unplaceable_entities_are_rejected_with_a_reason(text: str, pairs: list[tuple[str, str]],
-                                                         reason: str) -> None:
-    with pytest.raises(SpanError) as err:
-        locate_spans(text, pairs)
-    assert err.value.reason == reason
-
-
-def test_every_located_span_matches_its_value_on_random_inputs() -> None:
-    rng = random.Random(7)
-    words = ["kitchen", "living", "room", "Queen", "jazz", "at", "7", "am", "the", "on"]
-    checked = 0
-    for _ in range(500):
-        text = " ".join(rng.choice(words) for _ in range(rng.randint(3, 9)))
-        tokens = text.split()
-        pairs = []
-        for _ in range(rng.randint(1, 3)):
-            i = rng.randrange(len(tokens))
-            j = min(len(tokens), i + rng.randint(1, 2))
-            pairs.append((f"t{len(pairs)}", " ".join(tokens[i:j])))
-        try:
-            spans = locate_spans(text, pairs)
-        except SpanError:
-            continue
-        checked += 1
-        assert all(text[s.start:s.end] == s.value for s in spans)
-        assert all(a.end <= b.start for a, b in itertools.pairwise(spans))
-    assert checked > 200
 
 
 @pytest.mark.parametrize("completion", [
@@ -129,24 +62,6 @@ def test_slots_is_a_builtin_schema_bound_to_the_recipe(recipe_dict: dict) -> Non
     assert isinstance(schema, SlotSchema) and schema.slot_types == ["room"]
     item = schema.json_schema()["properties"]["items"]["items"]
     assert item["properties"]["entities"]["items"]["properties"]["entity"]["enum"] == ["room"]
-
-
-def test_bio_tags_over_whitespace_tokens_with_punctuation() -> None:
-    text = "play road trip, by Queen!"
-    spans = [s.to_dict() for s in locate_spans(text, [("playlist", "road trip"),
-                                                      ("artist", "Queen")])]
-    tokens, tags = bio_tags(text, spans)
-    assert tokens == ["play", "road", "trip,", "by", "Queen!"]
-    assert tags == ["O", "B-playlist", "I-playlist", "O", "B-artist"]
-    assert set(tags) <= set(bio_labels(["playlist", "artist"]))
-
-
-def test_relocate_spans_after_the_text_was_rewritten() -> None:
-    spans = [{"start": 12, "end": 19, "entity": "room", "value": "kitchen"},
-             {"start": 23, "end": 27, "entity": "time", "value": "7 am"}]
-    assert relocate_spans("turn on the kitchen at 7 am", spans) == spans
-    moved = relocate_spans("please turn on the kitchen", spans)
-    assert moved == [{"start": 19, "end": 26, "entity": "room", "value": "kitchen"}]
 
 
 def test_label_slots_must_be_declared(recipe_dict: dict) -> None:

@@ -234,3 +234,21 @@ def test_peek_meta_reads_a_finished_run_without_opening_its_store(tmp_path: Path
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / STORE_NAME).write_bytes(b"not a database at all" * 100)
     assert peek_meta(tmp_path / "other", "export") is None  # unreadable: nothing to say
+
+
+def test_peek_meta_reads_without_a_lock_and_writes_nothing(tmp_path: Path) -> None:
+    from textsynth.store import STORE_NAME, peek_meta
+
+    assert peek_meta(tmp_path, "recipe") is None  # no store
+    with Store.in_dir(tmp_path) as store:
+        store.set_meta("recipe", {"export": {"hub": {"repo_id": "me/data"}},
+                                  "backend": {"options": {"api_key": "sk-abcdefghijklmnopqrstu"}}})
+    with Store.in_dir(tmp_path):  # a run holds the lock: a look-up reads all the same
+        recipe = peek_meta(tmp_path, "recipe")
+    assert recipe["export"]["hub"]["repo_id"] == "me/data"
+    assert recipe["backend"]["options"]["api_key"] == "<redacted>"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert peek_meta(tmp_path, "no such key") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -wal/-shm left
+    (tmp_path / STORE_NAME).write_bytes(b"not a database at all" * 100)
+    assert peek_meta(tmp_path, "recipe") is None

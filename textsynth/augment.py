@@ -2,8 +2,9 @@
 
 ``translate`` turns each source row into each target language; ``paraphrase`` asks for
 ``n`` rewrites of each row of a small real seed set (classic data augmentation). Both
-keep the label, carry slot values through ``[value](name)`` markup and find them again
-in the new text, and record the source row (``source_id``, ``source_text``,
+keep the label, carry entity values through ``[value](entity)`` markup and find them
+again in the new text (:mod:`textsynth.spans`, exported as the typed ``entities`` column
+a ``slots`` recipe has too), and record the source row (``source_id``, ``source_text``,
 ``source_language``) on every output row.
 
 The run works like a recipe run: every completion is written to the run store in the
@@ -18,7 +19,6 @@ like a recipe's (``dataset/``, parquet, JSONL, card).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import shlex
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -34,8 +34,9 @@ from textsynth.prompt import label_context
 from textsynth.quality.normalize import normalize
 from textsynth.recipe import Recipe, load_recipe
 from textsynth.schemas import Example, UtteranceList, split_list
+from textsynth.seeds import derive_seed
 from textsynth.sources import LabeledSet, load_labeled
-from textsynth.spans import Span, markup, relocate, spans_from_row, spans_to_json
+from textsynth.spans import ENTITIES, Span, entities_feature, markup, relocate, spans_from_row
 from textsynth.store import Store
 from textsynth.templates import PromptTemplate
 
@@ -48,13 +49,15 @@ MAX_LENGTH_RATIO = 3.0  # an output this many times longer than its source (in c
 
 
 class AugmentedRows(UtteranceList):
-    """Rows made from source rows: the exported columns include their lineage."""
+    """Rows made from source rows: their entities (the same typed column a ``slots``
+    recipe exports) and their lineage."""
 
     def dataset_features(self) -> dict[str, Any]:
         from datasets import Value
 
-        return {name: Value("string")
-                for name in ("slots", "source_id", "source_text", "source_language")}
+        return {ENTITIES: entities_feature(),
+                **{name: Value("string")
+                   for name in ("source_id", "source_text", "source_language")}}
 
 
 @dataclass
@@ -92,11 +95,6 @@ class AugmentOutcome:
     sent: int
     cached: int
     missing: dict[str, int]  # source row id -> outputs still missing after every attempt
-
-
-def _seed(*parts: object) -> int:
-    raw = "\x1f".join(str(p) for p in parts).encode()
-    return int.from_bytes(hashlib.sha256(raw).digest()[:4], "big") >> 1
 
 
 class AugmentRun:
@@ -182,7 +180,7 @@ class AugmentRun:
             **label_context(row.label, task.target),
             "text": row.marked, "plain_text": row.text,
             "source_language": row.language, "source_language_name": language_name(row.language),
-            "slots": [s.name for s in row.spans], "n": task.want - len(task.accepted),
+            "slots": [s.entity for s in row.spans], "n": task.want - len(task.accepted),
             "avoid": list(task.accepted), "mode": self.mode,
         }
         retry = task.attempts > 0
@@ -190,7 +188,7 @@ class AugmentRun:
             messages=self.template.render_messages(**context),
             temperature=max(self.temperature, _RETRY_TEMPERATURE) if retry else self.temperature,
             top_p=0.95, max_tokens=self.max_tokens,
-            seed=_seed(self.seed, self.mode, row.id, task.target, task.attempts),
+            seed=derive_seed(self.seed, self.mode, row.id, task.target, task.attempts, bits=31),
             metadata={"slot": f"{row.label}/{task.target}", "index": task.attempts},
         )
 
@@ -258,8 +256,8 @@ class AugmentRun:
         row = task.row
         return Example(
             text=text, label=row.label, language=task.target,
-            fields={"slots": spans_to_json(spans), "source_id": row.id, "source_text": row.text,
-                    "source_language": row.language},
+            fields={ENTITIES: [s.to_dict() for s in spans], "source_id": row.id,
+                    "source_text": row.text, "source_language": row.language},
             template=self.template.name, template_sha=self.template.sha,
             model=completion.model or self.backend.model_name,
             attributes={"mode": self.mode}, seed=seed, request_id=key,
@@ -289,7 +287,8 @@ class AugmentRun:
         found = [c for t in completion.texts for c in self.candidates(t)]
         if not found:
             self._reject(task, completion.text, "parse:no_text", "", key)
-        seed = _seed(self.seed, self.mode, row.id, task.target, task.attempts - 1)
+        seed = derive_seed(self.seed, self.mode, row.id, task.target, task.attempts - 1,
+                           bits=31)
         judged = []
         for candidate in found:
             text, spans, problem = self._judge(task, candidate)

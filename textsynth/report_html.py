@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textsynth.errors import ExportError, MissingDependency
+from textsynth._deps import require
+from textsynth.errors import ExportError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -24,12 +25,9 @@ PASS, FAIL = "#4a9a5b", "#c4473a"
 
 
 def _figure(width: float = 7.0, height: float = 3.6) -> Figure:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise MissingDependency("matplotlib", "eval", "the HTML report") from None
+    figure: type[Figure] = require("matplotlib.figure", "the HTML report").Figure
     # Figure() without pyplot draws with the Agg canvas: no display, no global state
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
 def _bars(ax: Any, names: list[str], series: list[tuple[str, list[float], str]]) -> None:

@@ -1,175 +1,33 @@
 """Utterances with slots: text, intent, and entities located as character spans.
 
 The model names each entity by type and value; textsynth finds the value in the
-text and stores ``(start, end, entity, value)`` with ``text[start:end] == value``.
-A candidate whose values are missing from the text, sit inside a word, or
-overlap one another is rejected with that reason, never stored with a guessed
-span.
-
->>> locate_spans("play road trip by Queen", [("playlist", "road trip"), ("artist", "Queen")])
-[Span(start=5, end=14, entity='playlist', value='road trip'), Span(start=18, end=23, \
-entity='artist', value='Queen')]
+text (:func:`textsynth.spans.locate_spans`) and stores ``(start, end, entity, value)``
+with ``text[start:end] == value``. A candidate whose values are missing from the
+text, sit inside a word, or overlap one another is rejected with that reason, never
+stored with a guessed span.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from textsynth.schemas.base import OutputSchema, Parsed, split_list
+from textsynth.spans import SpanError, entities_feature, find_values, locate_spans
 
 if TYPE_CHECKING:
     from textsynth.recipe import Recipe
 
-__all__ = ["SlotSchema", "Span", "SpanError", "bio_labels", "bio_tags", "find_values",
-           "locate_spans", "relocate_spans"]
+__all__ = ["SlotSchema"]
 
 _TEXT_KEYS = ("text", "utterance", "sentence")
 _ENTITY_KEYS = ("entities", "slots", "entity")
 _TYPE_KEYS = ("entity", "type", "name", "slot")
-_TOKEN = re.compile(r"\S+")
 _INNER_NUMBER = re.compile(r"^\s*\d{1,3}[.)]\s+")
 _LABELLED_LINE = re.compile(
     r"^(?:(?:example|request|utterance|sentence)\s*\d*\s*[:.)-]|\[\d{1,3}\])\s*", re.I)
-
-
-@dataclass(frozen=True)
-class Span:
-    """One entity: ``text[start:end] == value``."""
-
-    start: int
-    end: int
-    entity: str
-    value: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class SpanError(ValueError):
-    """An entity cannot be placed in the text; ``reason`` is a short tag."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-
-
-def _whole_word(text: str, start: int, end: int) -> bool:
-    before = start == 0 or not text[start - 1].isalnum()
-    after = end == len(text) or not text[end].isalnum()
-    return before and after
-
-
-def _occurrences(text: str, value: str) -> list[tuple[int, int]]:
-    """Where ``value`` occurs: exact matches first, then case-insensitive ones."""
-    exact = [(m.start(), m.end()) for m in re.finditer(re.escape(value), text)]
-    folded = [(m.start(), m.end()) for m in re.finditer(re.escape(value), text, re.I)]
-    return exact + [o for o in folded if o not in exact]
-
-
-def locate_spans(text: str, entities: Iterable[tuple[str, str]]) -> list[Span]:
-    """Character spans for ``(entity, value)`` pairs, sorted by start.
-
-    Longer values are placed first, each at its first whole-word occurrence that
-    does not overlap a span already placed (so "room" finds its own mention even
-    when "living room" is also an entity). A value found only with other casing
-    takes the casing of the text. Raises :class:`SpanError` with reason
-    ``empty_entity_value``, ``entity_not_in_text``, ``entity_inside_word`` or
-    ``overlapping_entities``.
-    """
-    pairs: list[tuple[str, str]] = []
-    for entity, raw in entities:
-        value = raw.strip()
-        if not value:
-            raise SpanError("empty_entity_value", entity)
-        if (entity, value) not in pairs:
-            pairs.append((entity, value))
-    placed: list[Span] = []
-    for entity, value in sorted(pairs, key=lambda p: -len(p[1])):
-        found = _occurrences(text, value)
-        if not found:
-            raise SpanError("entity_not_in_text", f"{entity}={value!r}")
-        words = [o for o in found if _whole_word(text, *o)]
-        if not words:
-            raise SpanError("entity_inside_word", f"{entity}={value!r}")
-        free = [o for o in words if all(o[1] <= s.start or o[0] >= s.end for s in placed)]
-        if not free:
-            raise SpanError("overlapping_entities", f"{entity}={value!r}")
-        start, end = free[0]
-        placed.append(Span(start, end, entity, text[start:end]))
-    return sorted(placed, key=lambda s: s.start)
-
-
-def find_values(text: str, slot_values: Mapping[str, Sequence[str]]) -> list[Span]:
-    """Spans for every declared slot value that occurs in ``text`` as whole words.
-
-    Used when a model writes plain utterances instead of entities: longer values win
-    over shorter ones they overlap ("living room" over "room"), each mention counts.
-
-    >>> find_values("lights on in the Living Room", {"room": ["room", "living room"]})
-    [Span(start=17, end=28, entity='room', value='Living Room')]
-    """
-    found = [(start, end, entity) for entity, values in slot_values.items() for value in values
-             if value.strip() for start, end in _occurrences(text, value.strip())
-             if _whole_word(text, start, end)]
-    placed: list[Span] = []
-    for start, end, entity in sorted(found, key=lambda f: (f[0] - f[1], f[0])):
-        if all(end <= p.start or start >= p.end for p in placed):
-            placed.append(Span(start, end, entity, text[start:end]))
-    return sorted(placed, key=lambda p: p.start)
-
-
-def relocate_spans(text: str, spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Spans that still hold for ``text``; broken ones are placed again by value.
-
-    A quality rule may rewrite a text after its spans were found; entities whose
-    value is no longer in the text are dropped rather than pointing at wrong text.
-    """
-    if all(text[s["start"]:s["end"]] == s["value"] for s in spans):
-        return [dict(s) for s in spans]
-    kept: list[dict[str, Any]] = []
-    for s in spans:
-        try:
-            trial = locate_spans(text, [(k["entity"], k["value"]) for k in [*kept, s]])
-        except SpanError:
-            continue
-        kept = [t.to_dict() for t in trial]
-    return kept
-
-
-def bio_labels(entity_types: Iterable[str]) -> list[str]:
-    """Tag names: ``O`` then ``B-x``, ``I-x`` for each entity type, sorted."""
-    names = ["O"]
-    for entity in sorted(set(entity_types)):
-        names += [f"B-{entity}", f"I-{entity}"]
-    return names
-
-
-def bio_tags(text: str, spans: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    """Whitespace tokens of ``text`` and their BIO tags.
-
-    A token belongs to the entity it overlaps (``"Queen,"`` is ``B-artist``); the
-    first token of a span is ``B-``, the rest ``I-``.
-
-    >>> bio_tags("play road trip now", [{"start": 5, "end": 14, "entity": "playlist"}])
-    (['play', 'road', 'trip', 'now'], ['O', 'B-playlist', 'I-playlist', 'O'])
-    """
-    tokens, tags = [], []
-    begun: set[int] = set()
-    for match in _TOKEN.finditer(text):
-        tokens.append(match.group())
-        tag = "O"
-        for i, span in enumerate(spans):
-            if match.start() < span["end"] and match.end() > span["start"]:
-                tag = f"{'I' if i in begun else 'B'}-{span['entity']}"
-                begun.add(i)
-                break
-        tags.append(tag)
-    return tokens, tags
 
 
 def _json_values(text: str) -> list[Any]:
@@ -291,10 +149,7 @@ class SlotSchema(OutputSchema):
 
     def dataset_features(self) -> dict[str, Any]:
         """Columns this schema adds to a dataset (``datasets`` features)."""
-        from datasets import List, Value
-
-        return {"entities": List({"start": Value("int32"), "end": Value("int32"),
-                                  "entity": Value("string"), "value": Value("string")})}
+        return {"entities": entities_feature()}
 
     def parse(self, text: str) -> list[Parsed]:
         if not text.strip():

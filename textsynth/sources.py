@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from textsynth.errors import DataError
+from textsynth.quality.rejects import REJECTS_SPLIT  # beside the data: not data
 
 __all__ = ["LabeledSet", "load_labeled"]
 
-REJECTS_SPLIT = "rejected"  # written beside the data by export.save_rejects
 TEXT_COLUMNS = ("text", "utterance", "sentence", "content")
 LABEL_COLUMNS = ("label", "intent", "category", "class")
 

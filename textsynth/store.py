@@ -102,26 +102,6 @@ def _hint(exc: sqlite3.Error) -> str:
     return _HINTS.get(name, _HINTS.get("_".join(name.split("_")[:2]), ""))
 
 
-def peek_meta(folder: str | Path, key: str) -> Any:
-    """A metadata value of the run store in ``folder``, read without opening the store.
-
-    Takes no lock and writes nothing (no -wal/-shm files beside it): for looking at a
-    finished run. None when there is no store, no such value, or the file is unreadable.
-    """
-    db = Path(folder) / STORE_NAME
-    if not db.is_file():
-        return None
-    try:  # immutable: read the file as it is
-        con = sqlite3.connect(f"{db.resolve().as_uri()}?immutable=1", uri=True)
-        try:
-            row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        finally:
-            con.close()
-        return json.loads(row[0]) if row else None
-    except (sqlite3.Error, ValueError):
-        return None
-
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -167,6 +147,25 @@ class Transaction:
             self.commit()
         else:
             self.rollback()
+
+
+def peek_meta(folder: str | Path, key: str) -> Any:
+    """Meta ``key`` of the run store in ``folder``, read without a lock and without
+    writing anything (no -wal/-shm files); ``None`` when there is no store, no such
+    key, or the file cannot be read (a look-up, never a reason to fail). It sees what
+    a closed store holds: a run still writing may have newer values in its WAL."""
+    db = Path(folder) / STORE_NAME
+    if not db.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?immutable=1", uri=True)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        finally:
+            con.close()
+        return json.loads(row[0]) if row else None
+    except (sqlite3.Error, ValueError):
+        return None
 
 
 class Store:

@@ -26,13 +26,14 @@ import json
 import math
 import random
 import signal
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
+
+from textsynth.loopback import LoopbackServer
 
 __all__ = ["FAULTS", "FaultServer", "default_reply"]
 
@@ -74,7 +75,7 @@ def _error(status: int, message: str, kind: str, headers: Mapping[str, str] | No
     return web.json_response(body, status=status, headers=headers)
 
 
-class FaultServer:
+class FaultServer(LoopbackServer):
     """An OpenAI-compatible chat server on 127.0.0.1 that fails on purpose.
 
     ``faults`` maps a name from :data:`FAULTS` to the share of answers that fail
@@ -148,8 +149,6 @@ class FaultServer:
         self.huge_bytes = huge_bytes
         self.answer_model = answer_model
         self.echo_auth = echo_auth
-        self.port = port
-        self.lifetime = lifetime
         self.stats: Counter[str] = Counter()
         self.served: Counter[str] = Counter()
         self.bodies: deque[dict[str, Any]] = deque(maxlen=keep)
@@ -160,10 +159,7 @@ class FaultServer:
         self.inflight = 0
         self.max_inflight = 0
         self._rng = random.Random(seed)
-        self._runner: web.AppRunner | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Event | None = None
+        super().__init__(port=port, lifetime=lifetime)
 
     @property
     def url(self) -> str:
@@ -314,78 +310,11 @@ class FaultServer:
         models = [{"id": self.model, "object": "model"}]
         return web.json_response({"object": "list", "data": models})
 
-    # -- lifecycle --------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         return app
-
-    async def start_async(self) -> None:
-        """Start serving on the running event loop."""
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
-                                     shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024, reuse_address=True)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
-        self._stopped = asyncio.Event()
-        asyncio.get_running_loop().call_later(self.lifetime, self._stopped.set)
-
-    async def stop_async(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def serve_until_stopped(self) -> None:
-        await self.start_async()
-        assert self._stopped is not None
-        try:
-            await self._stopped.wait()
-        finally:
-            await self.stop_async()
-
-    def start(self) -> FaultServer:
-        """Serve from a background thread; returns once the port is open."""
-        ready = threading.Event()
-
-        def main() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            loop.run_until_complete(self.start_async())
-            ready.set()
-            assert self._stopped is not None
-            loop.run_until_complete(self._stopped.wait())
-            loop.run_until_complete(self.stop_async())
-            left = asyncio.all_tasks(loop)  # handlers still hanging on purpose
-            for task in left:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
-            loop.close()
-
-        self._thread = threading.Thread(target=main, name="textsynth-fault-server", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the test server did not start")
-        return self
-
-    def stop(self) -> None:
-        """Stop the background server (closing its connections) and wait for it."""
-        if self._loop is not None and self._stopped is not None and self._thread is not None:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                self._loop.call_soon_threadsafe(self._stopped.set)
-            self._thread.join(10)
-            self._thread = None
-
-    def __enter__(self) -> FaultServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m textsynth.testing",

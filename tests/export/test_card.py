@@ -7,8 +7,8 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 from slots_fixtures import run_slots
 
-from textsynth.export.card import redact
 from textsynth.pipeline import RunOutcome
+from textsynth.redact import redact
 from textsynth.templates import PromptTemplate
 
 

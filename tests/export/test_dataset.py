@@ -203,3 +203,44 @@ def test_exporting_no_rows_is_a_clear_error(slots_recipe_dict: dict, tmp_path: P
             pytest.raises(ExportError, match="no row was accepted"):
         export_dataset(recipe, store, tmp_path / "out")
     assert not (tmp_path / "out" / "dataset").exists()
+
+
+def test_translate_paraphrase_and_run_export_one_entities_feature(
+        slots_run: RunOutcome, tmp_path: Path) -> None:
+    from textsynth import FakeBackend, Request
+    from textsynth.augment import paraphrase, translate
+    from textsynth.export.rasa import rasa_nlu_yaml, read_rasa_nlu
+
+    source = tmp_path / "seeds.jsonl"
+    source.write_text(json.dumps({"text": "play [Queen](artist) in the [kitchen](room)",
+                                  "label": "play_music"}) + "\n", encoding="utf-8")
+
+    def answer(request: Request) -> str:  # keeps the markup of the source row
+        prompt = request.messages[-1]["content"]
+        marked = next(line for line in prompt.splitlines() if "[Queen](artist)" in line)
+        return "1. please " + marked.split(": ", 1)[-1]
+
+    outputs = {
+        "run": slots_run.dataset,
+        "translate": translate(source, ["de"], tmp_path / "de",
+                               backend=FakeBackend(handler=answer),
+                               quality={"language_id": False}).dataset,
+        "paraphrase": paraphrase(source, 1, tmp_path / "para",
+                                 backend=FakeBackend(handler=answer)).dataset,
+    }
+    for name, ds in outputs.items():
+        assert ds["train"].features["entities"] == SPAN, name
+        assert "slots" not in ds["train"].features, name
+    rows = [r for split in outputs["translate"].values() for r in split]
+    assert [(e["entity"], e["value"]) for e in rows[0]["entities"]] == [
+        ("artist", "Queen"), ("room", "kitchen")]
+    assert all(r["text"][e["start"]:e["end"]] == e["value"]
+               for r in rows for e in r["entities"])
+    # the Rasa file of a translation carries its entities like a slots run's
+    nlu, skipped = rasa_nlu_yaml([{**r, "label": "play_music"} for r in rows], ["play_music"])
+    assert skipped == 0
+    parsed = read_rasa_nlu(nlu)[0]
+    assert [(e["entity"], e["value"]) for e in parsed.entities] == [
+        ("artist", "Queen"), ("room", "kitchen")]
+    card = (tmp_path / "de" / "README.md").read_text(encoding="utf-8")
+    assert "## Entities" in card and "`[value](entity)` markup" in card

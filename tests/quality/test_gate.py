@@ -212,7 +212,7 @@ def test_last_item_of_a_cut_off_completion_is_dropped(recipe_dict: dict) -> None
 def test_rules_table_says_what_each_rule_removed(recipe_dict: dict) -> None:
     from rich.console import Console
 
-    from textsynth.progress import rules_table
+    from textsynth.console import rules_table
 
     recipe_dict["quality"] |= {"deny": ["(?i)banana"]}
     fake = FakeBackend(responses=["1. switch it on {seed}\n2. banana split {seed}\n3. ok"])

@@ -68,7 +68,7 @@ def get_backend(name: str) -> type[Backend]:
         raise RecipeError(f"unknown backend '{name}' (known: {known})", field="backend.type")
     if isinstance(target, str):
         module, _, attr = target.partition(":")
-        cls = getattr(import_module(module), attr)
+        cls: type[Backend] = getattr(import_module(module), attr)
         _registry[name] = cls
         return cls
     return target

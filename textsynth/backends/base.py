@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from textsynth.errors import RecipeError
+from textsynth.validation import describe
 
 __all__ = ["Backend", "Completion", "Message", "Request", "Usage"]
 
@@ -107,9 +108,8 @@ class Backend(ABC):
             try:
                 self.options = self.Options(**dict(options or {}))
             except ValidationError as exc:
-                err = exc.errors()[0]
-                loc = ".".join(str(p) for p in err["loc"])
-                raise RecipeError(err["msg"], field=f"backend.{loc}") from exc
+                where, msg = describe(exc, "backend.options")
+                raise RecipeError(msg, field=where) from exc
 
     @property
     def model_name(self) -> str:

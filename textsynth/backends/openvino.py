@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from textsynth._deps import require
 from textsynth.backends._openvino_convert import cache_root, prepare_model
 from textsynth.backends.base import Backend, Completion, Request, Usage
 from textsynth.backends.transformers import (
@@ -127,11 +128,7 @@ class OpenVINOBackend(Backend):
         with self._lock:
             if self._pipe is not None:
                 return
-            try:
-                import openvino_genai as ov_genai
-            except ImportError:
-                raise MissingDependency("openvino-genai", "local",
-                                        "the openvino backend") from None
+            ov_genai = require("openvino_genai", "the openvino backend")
             opts: Any = self.options
             prepared = prepare_model(self._source(), cache_root(opts.cache_dir),
                                      ov_genai.__version__.split("-")[0])

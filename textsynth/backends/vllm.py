@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from textsynth._deps import require
 from textsynth.backends.base import Backend, Completion, Request, Usage
 from textsynth.backends.transformers import (
     DEFAULT_MODEL,
@@ -41,7 +42,7 @@ from textsynth.backends.transformers import (
     embedded_model_path,
     local_model_name,
 )
-from textsynth.errors import BackendError, MissingDependency, RecipeError
+from textsynth.errors import BackendError, RecipeError
 from textsynth.schemas import PydanticSchema
 
 __all__ = ["VLLMBackend", "plain_model_dir"]
@@ -139,10 +140,7 @@ class VLLMBackend(Backend):
                 return
             # vLLM logs every engine step at INFO; the run's own progress display is enough
             os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-            try:
-                import vllm
-            except ImportError as exc:
-                raise MissingDependency("vllm", "vllm", "the vllm backend") from exc
+            vllm = require("vllm", "the vllm backend")
             from vllm.platforms import current_platform
 
             args = self._engine_args(self._folder(), current_platform.is_cpu())
@@ -230,10 +228,8 @@ def plain_model_dir(gguf: Path, cache: Path) -> Path:
     target = cache / f"{gguf.stem}-{tag[:12]}"
     if (target / "config.json").is_file():
         return target
-    try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as exc:
-        raise MissingDependency("transformers", "vllm", "converting a GGUF model") from exc
+    hf = require("transformers", "converting a GGUF model", extra="vllm")
+    AutoModelForCausalLM, AutoTokenizer = hf.AutoModelForCausalLM, hf.AutoTokenizer
     partial = cache / f".{target.name}.{os.getpid()}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     try:

@@ -22,9 +22,10 @@ from collections.abc import Mapping, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from textsynth._deps import require
 from textsynth.backends import Backend
 from textsynth.backends.base import Completion, Request
-from textsynth.errors import BackendUnavailable, MissingDependency, RecipeError, TextsynthError
+from textsynth.errors import BackendUnavailable, RecipeError, TextsynthError
 from textsynth.executors import backend_from_spec
 
 if TYPE_CHECKING:
@@ -128,10 +129,7 @@ class RayExecutor(Backend):
 
     # -- starting the pool ---------------------------------------------------------
     def _connect(self) -> Any:
-        try:
-            import ray
-        except ImportError as exc:
-            raise MissingDependency("ray", "ray", "execution.engine 'ray'") from exc
+        ray = require("ray", "execution.engine 'ray'")
         if not ray.is_initialized():
             address = self.execution.address or os.environ.get("RAY_ADDRESS") or None
             try:

@@ -27,7 +27,7 @@ from textsynth.redact import redact, redact_text
 if TYPE_CHECKING:
     from textsynth.store import Store
 
-__all__ = ["card_data", "redact", "render_card", "write_card"]
+__all__ = ["card_data", "render_card", "write_card"]
 
 def _size_category(n: int) -> str:
     for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
@@ -35,11 +35,6 @@ def _size_category(n: int) -> str:
         if n < limit:
             return name
     return "1M<n<10M"
-
-
-def _scrub(text: str) -> str:
-    """Last line of defence: no secret (known, or shaped like one) appears in the card."""
-    return redact_text(text)
 
 
 def card_data(recipe: Recipe, dataset: Any, out_dir: Path | None = None) -> Any:
@@ -106,14 +101,20 @@ def _entities_section(recipe: Recipe, dataset: Any) -> str:
         for entities in split["entities"]:
             mentions.update(e["entity"] for e in entities)
     types = sorted(set(recipe.slots) | set(mentions))
+    if not types:  # rows without entities (a translation of plain rows): nothing to say
+        return ""
     rows = [[f"`{t}`", ", ".join(recipe.slots.get(t, [])) or "(not declared)", mentions[t]]
             for t in types]
     tags = "tokens" in next(iter(dataset.values())).features
+    how = ("from the entities the model named or, for plain utterances, from the declared "
+           "slot values the text contains as whole words; a candidate with a value missing "
+           "from its text, inside a word, or overlapping another was rejected."
+           if recipe.output_schema == "slots" else
+           "each source row's spans went through the prompt as `[value](entity)` markup and "
+           "were read back from the answer, or found by their unchanged value as whole "
+           "words; an answer that lost one was rejected.")
     return ("## Entities\n\nEach row's `entities` lists character spans with "
-            "`text[start:end] == value`. textsynth located every span itself: from the "
-            "entities the model named or, for plain utterances, from the declared slot values "
-            "the text contains as whole words; a candidate with a value missing from its text, "
-            "inside a word, or overlapping another was rejected."
+            "`text[start:end] == value`. textsynth located every span itself: " + how
             + (" `tokens` are the whitespace tokens of `text` and `tags` their BIO tags."
                if tags else "")
             + "\n\n" + _table(["entity", "values the prompts asked for", "mentions"], rows)
@@ -254,7 +255,8 @@ job's seed) and `request_id` (the request key in the run store).
     # the body holds Jinja source (the prompt), so it must not go through a template
     header = card_data(recipe, dataset, out_dir).to_yaml()
     card = DatasetCard(f"---\n{header}\n---\n{body}")
-    return _scrub(str(card.content))
+    # last line of defence: no secret (known, or shaped like one) appears in the card
+    return redact_text(str(card.content))
 
 
 def _determinism_note(summary: dict[str, Any]) -> str:

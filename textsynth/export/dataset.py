@@ -31,7 +31,7 @@ from textsynth.export.folder import (
 from textsynth.export.split import masked_text, near_duplicate_groups, stratified_split
 from textsynth.recipe import Recipe
 from textsynth.schemas import Example, OutputSchema, load_schema
-from textsynth.slots import bio_tags, relocate_spans
+from textsynth.spans import bio_tags, relocate_spans
 from textsynth.store import Store
 
 __all__ = ["DATASET_DIR", "ExportReport", "build_dataset", "example_rows", "export_dataset",
@@ -302,16 +302,15 @@ def _write_rejects(recipe: Recipe, store: Store, out: Path, formats: set[Any]) -
     """
     from datasets import ClassLabel, Dataset, Features, Value
 
-    from textsynth.quality.rejects import REJECTS_SPLIT, reject_rows
+    from textsynth.quality.rejects import reject_rows
 
-    rows = reject_rows(store)
+    rows = reject_rows(store.rejects())
     names = ("text", "label", "language", "reason", "detail", "request_id")
     features = Features({n: ClassLabel(names=list(recipe.labels)) if n == "label"
                          else Value("string") for n in names})
     split = Dataset.from_dict({n: [r[n] for r in rows] for n in names}, features=features)
     written = []
-    for fmt, name in (("arrow", REJECTS_SPLIT), ("parquet", f"{REJECTS_SPLIT}.parquet"),
-                      ("jsonl", f"{REJECTS_SPLIT}.jsonl"), ("csv", f"{REJECTS_SPLIT}.csv")):
+    for fmt, name in _reject_files():
         if fmt not in formats:
             continue
         if fmt == "arrow":

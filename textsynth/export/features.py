@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from textsynth.schemas import OutputSchema, PydanticSchema
+from textsynth.spans import bio_labels
 
 if TYPE_CHECKING:
     from textsynth.recipe import Recipe
@@ -76,8 +77,6 @@ def dataset_features(recipe: Recipe, schema: OutputSchema,
                      rows: list[dict[str, Any]] | None = None) -> Any:
     """The ``Features`` of the exported dataset, in column order."""
     from datasets import ClassLabel, Features, List, Value
-
-    from textsynth.slots import bio_labels
 
     columns: dict[str, Any] = {
         "text": Value("string"),

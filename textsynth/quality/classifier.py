@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from textsynth.errors import MissingDependency, TextsynthError
+from textsynth._deps import require
+from textsynth.errors import TextsynthError
 from textsynth.quality.base import KEEP, Rule, Verdict
 from textsynth.quality.judge import readable
 from textsynth.schemas import Example
@@ -103,10 +104,8 @@ class InLoopClassifier(Rule):
         return grown >= max(1, int(self.refit_every * max(self._fitted_at, 20)))
 
     def _fit(self) -> None:
-        try:
-            from sklearn.linear_model import LogisticRegression
-        except ImportError:
-            raise MissingDependency("scikit-learn", "quality", "the in-loop classifier") from None
+        linear = require("sklearn.linear_model", "the in-loop classifier")
+        LogisticRegression = linear.LogisticRegression
         # until every label has rows of its own, a label that has some would pull every
         # candidate its way: only the prototypes and seeds speak then
         self._warmed = self._warm()

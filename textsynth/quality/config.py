@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from textsynth.validation import message
+
 __all__ = [
     "ClassifierSpec",
     "LabelConsistencySpec",
@@ -175,9 +177,9 @@ class QualitySpec(BaseModel):
             spec = BackendSpec.model_validate(v)
             get_backend(spec.type).Options(**spec.options)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise ValueError(f"{where}: {err['msg']}" if where else err["msg"]) from None
+            # the Options model's fields sit under "options"; the spec's are its own
+            inner = exc.title != BackendSpec.__name__
+            raise ValueError(message(exc, "options" if inner else "")) from None
         except RecipeError as exc:
             raise ValueError(exc.detail) from None
         return spec

@@ -174,7 +174,8 @@ def load_callable(ref: str, field: str = "quality.custom") -> CheckFunction:
     target = import_reference(ref, field, "function")
     if not callable(target):
         raise RecipeError(f"{ref!r} is not callable", field=field)
-    return target
+    check: CheckFunction = target
+    return check
 
 
 class CustomFilter(Rule):

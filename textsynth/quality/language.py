@@ -13,7 +13,8 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from textsynth.errors import MissingDependency, RecipeError
+from textsynth._deps import require
+from textsynth.errors import RecipeError
 
 __all__ = ["COMMON_LANGUAGES", "LanguageGuess", "LanguageIdentifier"]
 
@@ -24,12 +25,7 @@ COMMON_LANGUAGES = (
 
 
 def _lingua() -> Any:
-    try:
-        import lingua
-    except ImportError:
-        raise MissingDependency("lingua-language-detector", "quality",
-                                "language identification") from None
-    return lingua
+    return require("lingua", "language identification")
 
 
 @functools.lru_cache(maxsize=8)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from textsynth.errors import MissingDependency
+from textsynth._deps import require
 from textsynth.quality.base import KEEP, Rule, Verdict
 from textsynth.schemas import Example
 
@@ -174,10 +174,8 @@ class RequestFilter(Rule):
         self._probs: dict[str, float] = {}
 
     def _fit(self) -> Any:
-        try:
-            from sklearn.linear_model import LogisticRegression
-        except ImportError:
-            raise MissingDependency("scikit-learn", "quality", "the request filter") from None
+        linear = require("sklearn.linear_model", "the request filter")
+        LogisticRegression = linear.LogisticRegression
         texts = list(REQUESTS) + list(NON_REQUESTS)
         y = [1] * len(REQUESTS) + [0] * len(NON_REQUESTS)
         model = LogisticRegression(C=20.0, max_iter=3000, class_weight="balanced")

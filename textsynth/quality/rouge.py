@@ -11,19 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from textsynth.errors import MissingDependency
 from textsynth.quality.normalize import encode_tokens, word_tokens
 
 __all__ = ["RougeMatch", "RougePool", "rouge_l"]
 
 
 def _rapidfuzz() -> tuple[Any, Any, Any]:
-    try:
-        from rapidfuzz import process
-        from rapidfuzz.distance import Indel, LCSseq
-    except ImportError:
-        raise MissingDependency("rapidfuzz", "quality",  # a core dependency since 0.1
-                                "ROUGE-L novelty and seed leakage") from None
+    from rapidfuzz import process  # a core dependency, imported when used
+    from rapidfuzz.distance import Indel, LCSseq
     return process, Indel, LCSseq
 
 

@@ -25,6 +25,7 @@ from textsynth.schemas.base import (
     split_list,
 )
 from textsynth.slots import SlotSchema
+from textsynth.validation import message
 
 __all__ = [
     "Example",
@@ -99,10 +100,10 @@ class PydanticSchema(OutputSchema):
             try:
                 obj = self.model.model_validate(item)
             except ValidationError as exc:
-                err = exc.errors()[0]
-                where = ".".join(str(p) for p in err["loc"])
                 raw = item.get("text", "") if isinstance(item, dict) else str(item)
-                out.append(Parsed(str(raw), error=f"invalid: {where}: {err['msg']}"))
+                # the reason counts rejects: it names the field, not the bad value
+                out.append(Parsed(str(raw),
+                                  error=f"invalid: {message(exc, show_input=False)}"))
                 continue
             data = obj.model_dump()
             label = data.pop("label", None)

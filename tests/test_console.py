@@ -1,0 +1,109 @@
+"""The CLI's console module: tables that fit 80 columns and lines that say why."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+
+from textsynth.backends.base import Usage
+from textsynth.console import (
+    print_augment_outcome,
+    print_run_outcome,
+    rules_table,
+    summary_table,
+)
+from textsynth.pipeline import RunOutcome
+from textsynth.plan import Quota
+from textsynth.recipe import load_recipe
+from textsynth.result import QuotaStats, RunResult
+
+LABELS = ["AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "RateBook",
+          "SearchCreativeWork", "SearchScreeningEvent"]
+
+
+def _result(stopped: str | None = None) -> RunResult:
+    slots = {}
+    for i, label in enumerate(LABELS):
+        for language in ("de", "sw"):
+            st = QuotaStats(target=1000, accepted=1000 - 37 * i, candidates=4321 + i,
+                           jobs=1234 + i,
+                           rejected=Counter({"cross_label_duplicate": 1200 + i,
+                                             "language_mismatch_detected": 300,
+                                             "assistant_speak": 12, "too_short": 3}),
+                           usage=Usage(prompt_tokens=1_234_000 + i, completion_tokens=567))
+            slots[Quota(label, language)] = st
+    return RunResult(quotas=slots, sent=17_000, cached=3, usage=Usage(12_345_678, 901_234),
+                     seconds=3723.4, stopped=stopped,
+                     rule_stats={"language_id (lingua, threshold 0.5)": {
+                         "kept": 12_345, "language_mismatch_detected": 4_200},
+                         "near_duplicates": {"kept": 12_000, "near_duplicate_of_accepted": 345}})
+
+
+def _render(*renderables: object, width: int = 80) -> list[str]:
+    out = io.StringIO()
+    console = Console(file=out, width=width, color_system=None)
+    for renderable in renderables:
+        console.print(renderable)
+    return out.getvalue().splitlines()
+
+
+def test_summary_table_fits_80_columns_without_breaking_a_number() -> None:
+    result = _result()
+    lines = _render(summary_table(result, cost=12.3456))
+    assert max(len(line) for line in lines) <= 80
+    text = "\n".join(lines)
+    for label in LABELS[:4]:  # short enough to stay whole
+        assert f"{label}/de" in text
+    for cell in ("1000/1000", "963/1000", "1,234", "4,321", "23%", "1.23M", "12446/14000",
+                 "17.3k", "60.5k", "13.2M", "short 37", "cross_label_duplic"):
+        assert cell in text, cell
+    caption = " ".join(" ".join(lines[-3:]).split())
+    assert "13,246,912 tokens, 3723.4 s, cost 12.3456" in caption
+
+
+def test_counts_fit_six_characters() -> None:
+    from textsynth.console import _count
+
+    assert [_count(n) for n in (0, 9_999, 10_000, 123_456, 1_234_567, 999_999_999,
+                                12_000_000_000)] == [
+        "0", "9,999", "10k", "123k", "1.23M", "1000M", "12G"]
+
+
+def test_rules_table_fits_80_columns() -> None:
+    lines = _render(rules_table(_result()))
+    assert max(len(line) for line in lines) <= 80
+    assert "16545" in "\n".join(lines)  # checked = kept + removed, unbroken
+
+
+def test_a_budget_stop_is_not_called_an_attempt_limit(tmp_path: Path) -> None:
+    recipe = load_recipe({"name": "t", "labels": LABELS[:2], "per_label": 1,
+                          "backend": {"type": "fake"}})
+    for stopped, says_attempts in (("the token budget is spent", False), (None, True)):
+        result = _result(stopped)
+        out = io.StringIO()
+        print_run_outcome(Console(file=out, width=80, color_system=None),
+                          RunOutcome(result, None, tmp_path, 0.0), recipe)
+        text = out.getvalue()
+        assert "AddToPlaylist/de: 1000 short of the quota" not in text  # it is full
+        assert "BookRestaurant/de: 37 short of the quota" in " ".join(text.split())
+        assert ("attempt limit reached" in text) is says_attempts
+        assert ("stopped early: the token budget is spent" in text) is not says_attempts
+        assert "nothing exported" in text
+
+
+def test_augment_outcome_lines(tmp_path: Path) -> None:
+    from textsynth.augment import AugmentOutcome
+
+    out = io.StringIO()
+    console = Console(file=out, width=80, color_system=None)
+    print_augment_outcome(console, AugmentOutcome(tmp_path, object(), 5,
+                                                  Counter({"slot_lost": 2}), 7, 1,
+                                                  {"row 1": 2}))
+    print_augment_outcome(console, AugmentOutcome(tmp_path, None, 0, Counter(), 3, 0, {}))
+    text = " ".join(out.getvalue().split())
+    assert "5 rows written to" in text and "rejected: slot_lost 2" in text
+    assert "1 source rows got fewer outputs than asked (2 missing)" in text
+    assert "nothing exported: no row was accepted (3 requests sent; rejected: none)" in text

@@ -1,0 +1,57 @@
+"""LoopbackServer: an aiohttp app on 127.0.0.1, from a thread or the running loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from aiohttp import web
+
+from textsynth.loopback import LoopbackServer
+
+
+class Hello(LoopbackServer):
+    def app(self) -> web.Application:
+        async def hello(request: web.Request) -> web.Response:
+            return web.json_response({"hello": request.query.get("name", "world")})
+
+        app = web.Application()
+        app.router.add_get("/hello", hello)
+        return app
+
+
+def _get(port: int, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_a_thread_serves_on_a_free_port_until_stopped() -> None:
+    with Hello() as server:
+        assert server.port > 0
+        assert _get(server.port, "/hello?name=x") == {"hello": "x"}
+        port = server.port
+    with pytest.raises(urllib.error.URLError):
+        _get(port, "/hello")
+
+
+def test_it_serves_on_the_running_loop_and_stops_after_its_lifetime() -> None:
+    async def go() -> dict:
+        server = Hello(lifetime=0.2)
+        serving = asyncio.create_task(server.serve_until_stopped())
+        while server.port == 0:
+            await asyncio.sleep(0.01)
+        answer = await asyncio.to_thread(_get, server.port, "/hello")
+        await asyncio.wait_for(serving, 10)  # the lifetime ends it, nothing else
+        return answer
+
+    assert asyncio.run(go()) == {"hello": "world"}
+
+
+def test_a_server_that_cannot_start_says_why_at_once() -> None:
+    with pytest.raises(NotImplementedError, match="LoopbackServer has no app"):
+        LoopbackServer().start()
+    with Hello() as first, pytest.raises(OSError):  # the port is taken
+        Hello(port=first.port).start()

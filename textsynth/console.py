@@ -1,0 +1,306 @@
+"""What the command line draws: progress bars, tables and one-line messages (rich).
+
+The library returns data (:class:`~textsynth.pipeline.RunOutcome`,
+:class:`~textsynth.augment.AugmentOutcome`, :class:`~textsynth.report.QualityReport`,
+:class:`~textsynth.evaluate.Evaluation`); this module is the only one that turns it into
+what a terminal shows. Tables fit an 80-column terminal: numbers never wrap, and long
+labels and reject reasons fold inside their own column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from textsynth.augment import AugmentOutcome
+    from textsynth.evaluate import Evaluation
+    from textsynth.fidelity import Fidelity
+    from textsynth.pipeline import RunOutcome
+    from textsynth.recipe import Recipe
+    from textsynth.report import QualityReport
+    from textsynth.result import RunResult, RunSnapshot
+
+__all__ = [
+    "RunProgress",
+    "augment_progress",
+    "error_line",
+    "eval_tables",
+    "fidelity_tables",
+    "figures_table",
+    "print_augment_outcome",
+    "print_notes",
+    "print_prompts",
+    "print_run_outcome",
+    "rules_table",
+    "summary_table",
+]
+
+
+# -- progress ----------------------------------------------------------------------------
+class RunProgress:
+    """A live bar per label (accepted / target) plus requests, tokens and rejects, and
+    what the run waits for when it waits ("waiting 42 s for retry (429)")."""
+
+    def __init__(self, console: Console | None = None, enabled: bool = True):
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            console=self.console, disable=not enabled, transient=False,
+        )
+        self._tasks: dict[Any, Any] = {}
+        self._totals: Any = None
+
+    def __enter__(self) -> RunProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, run: RunSnapshot, event: str) -> None:
+        if not self._tasks:
+            for quota in run.quotas:
+                self._tasks[quota.name] = self.progress.add_task(quota.name, total=quota.target,
+                                                                 info="")
+            self._totals = self.progress.add_task("[bold]all labels", info="",
+                                                  total=run.target)
+        for quota in run.quotas:
+            self.progress.update(self._tasks[quota.name], completed=quota.accepted,
+                                 info=f"{quota.jobs} req, {quota.rejected} rej")
+        info = (f"{run.sent} sent, {run.cached} cached, {run.tokens:,} tokens, "
+                f"{run.rejected} rejected")
+        if run.activity:  # retries, slow answers, Ctrl-C: never a silent wait
+            info += f" [yellow]{escape(run.activity)}[/yellow]"
+        self.progress.update(self._totals, completed=run.accepted, info=info)
+
+
+@contextmanager
+def augment_progress(console: Console, mode: str, enabled: bool = True
+                     ) -> Iterator[Callable[[int, int], None]]:
+    """A transient bar for translate/paraphrase; yields the ``progress(done, total)``
+    callback the library calls."""
+    with Progress(console=console, disable=not enabled, transient=True) as bar:
+        task = bar.add_task(mode, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+# -- run tables --------------------------------------------------------------------------
+def _reasons(counts: Any, top: int | None = None) -> str:
+    return ", ".join(f"{r} {n}" for r, n in counts.most_common(top))
+
+
+def _count(n: int) -> str:
+    """A count in at most six characters: ``9,999``, ``12.3k``, ``4.56M``."""
+    if n < 10_000:
+        return f"{n:,}"
+    for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= size:
+            value = n / size
+            return f"{value:.3g}{unit}" if value < 999.5 else f"{value:.0f}{unit}"
+    return str(n)
+
+
+def summary_table(result: RunResult, cost: float | None = None) -> Table:
+    """Per label: accepted of target, requests, candidates, acceptance rate, tokens and
+    the top reject reasons, one a line. Fits 80 columns: numbers never wrap; labels and
+    reasons fold inside their columns."""
+    table = Table(title="textsynth run", show_footer=True, box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    quotas = result.quotas.values()
+    accepted = sum(s.accepted for s in quotas)
+    target = sum(s.target for s in quotas)
+    candidates = sum(s.candidates for s in quotas)
+    number: dict[str, Any] = {"justify": "right", "no_wrap": True}
+    table.add_column("label", footer="total", overflow="fold", max_width=20)
+    table.add_column("accepted", footer=f"{accepted}/{target}", justify="right")
+    table.add_column("req", footer=_count(sum(s.jobs for s in quotas)), **number)
+    table.add_column("cand", footer=_count(candidates), **number)
+    table.add_column("rate", footer=f"{accepted / candidates:.0%}" if candidates else "-",
+                     **number)
+    table.add_column("tokens", footer=_count(result.usage.total_tokens), **number)
+    table.add_column("top rejects", overflow="fold", ratio=1)
+    for quota, st in result.quotas.items():
+        mark = "" if st.full else f"\n[red]short {st.shortfall}[/red]"
+        reasons = "\n".join(f"{r} {n}" for r, n in st.rejected.most_common(3))
+        table.add_row(escape(str(quota)), f"{st.accepted}/{st.target}{mark}",
+                      _count(st.jobs), _count(st.candidates),
+                      f"{st.accepted / st.candidates:.0%}" if st.candidates else "-",
+                      _count(st.usage.total_tokens), escape(reasons))
+    caption = (f"{result.sent:,} requests sent, {result.cached:,} from the store, "
+               f"{result.usage.total_tokens:,} tokens, {result.seconds:.1f} s")
+    if result.cancelled:
+        caption += f", {result.cancelled} cancelled unsent (not needed)"
+    if result.replaced:
+        caption += f", {result.replaced} replaced while waiting for a retry"
+    if cost:
+        caption += f", cost {cost:.4f}"
+    table.caption = caption
+    return table
+
+
+def rules_table(result: RunResult) -> Table | None:
+    """Per quality rule, in the order they run: candidates it saw, kept, removed and why.
+
+    A rule sees only what the rules before it kept; None when no rule ran.
+    """
+    stats = result.rule_stats
+    if not stats:
+        return None
+    table = Table(title="quality rules (in order; each sees what the ones above kept)")
+    table.add_column("rule", overflow="fold")
+    table.add_column("checked", justify="right", no_wrap=True)
+    table.add_column("removed", justify="right", no_wrap=True)
+    table.add_column("why", overflow="fold", ratio=1)
+    for rule, counts in stats.items():
+        removed = {reason: n for reason, n in counts.items() if reason != "kept"}
+        total = sum(removed.values())
+        why = ", ".join(f"{r} {n}" for r, n in sorted(removed.items(), key=lambda x: -x[1]))
+        table.add_row(rule, str(counts.get("kept", 0) + total), str(total),
+                      escape(why) or "-")
+    return table
+
+
+def print_run_outcome(console: Console, outcome: RunOutcome, recipe: Recipe) -> None:
+    """The tables and closing lines of ``textsynth run``."""
+    console.print(summary_table(outcome.result, outcome.cost))
+    if (rules := rules_table(outcome.result)) is not None:
+        console.print(rules)
+    if outcome.dataset is None:
+        console.print("[yellow]nothing exported:[/yellow] no row was accepted (the reject "
+                      "reasons are in the table)")
+    else:
+        console.print(f"dataset written to [bold]{escape(str(outcome.out_dir))}[/bold]")
+    if outcome.pushed is not None:
+        console.print(f"pushed to [bold]{outcome.pushed.url}[/bold]", soft_wrap=True)
+    elif recipe.export.hub is not None:
+        console.print(f"[yellow]not pushed to {recipe.export.hub.repo_id}:[/yellow] the quotas "
+                      "are not met; push anyway with 'textsynth push'")
+    if outcome.result.stopped:
+        console.print(f"[yellow]stopped early:[/yellow] {escape(outcome.result.stopped)}")
+    reasons = outcome.result.stop_reasons
+    for label, short in outcome.result.shortfalls.items():
+        reason = reasons[label]
+        console.print(f"[yellow]{escape(label)}: {short} short of the quota[/yellow] "
+                      f"({reason.value}; {reason.advice})")
+
+
+def print_prompts(console: Console, prompts: Sequence[tuple[str, Sequence[dict[str, str]]]]
+                  ) -> None:
+    """``textsynth preview``: each prompt under a rule, message by message."""
+    for title, messages in prompts:
+        console.rule(escape(title))
+        for message in messages:
+            console.print(f"[bold]{escape(message['role'])}[/bold]", highlight=False)
+            console.print(message["content"], markup=False, highlight=False, soft_wrap=True)
+
+
+def print_augment_outcome(console: Console, outcome: AugmentOutcome) -> None:
+    """What a translate or paraphrase run wrote, sent and rejected."""
+    rejected = _reasons(outcome.rejected) or "none"
+    if not outcome.accepted:
+        console.print(f"[yellow]nothing exported:[/yellow] no row was accepted "
+                      f"({outcome.sent} requests sent; rejected: {escape(rejected)})")
+        return
+    console.print(f"{outcome.accepted} rows written to [bold]{escape(str(outcome.out_dir))}"
+                  f"[/bold] ({outcome.sent} requests sent, {outcome.cached} from the store; "
+                  f"rejected: {escape(rejected)})")
+    if outcome.missing:
+        console.print(f"[yellow]{len(outcome.missing)} source rows got fewer outputs than "
+                      f"asked ({sum(outcome.missing.values())} missing) after every attempt"
+                      "[/yellow]")
+
+
+def print_notes(console: Console, notes: Sequence[str]) -> None:
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+
+
+def error_line(message: str) -> str:
+    """The one line a user sees for an error (markup escaped, secrets redacted)."""
+    from textsynth.redact import redact_text
+
+    return f"[red]error:[/red] {escape(redact_text(message))}"
+
+
+# -- report and eval tables --------------------------------------------------------------
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def figures_table(report: QualityReport) -> Table:
+    """The key figures (synthetic, and reference when there is one)."""
+    table = Table(title="Quality report")
+    table.add_column("figure", overflow="fold")
+    table.add_column("synthetic", justify="right", no_wrap=True)
+    if report.reference is not None:
+        table.add_column("reference", justify="right", no_wrap=True)
+    for name, syn, ref in report.key_figures():
+        cells = [name, _cell(syn)] + ([_cell(ref)] if report.reference is not None else [])
+        table.add_row(*(escape(c) for c in cells))
+    return table
+
+
+def fidelity_tables(fid: Fidelity, worst: int = 15) -> list[Table]:
+    """Fidelity per label, then the ``worst`` rows the judge disagrees with."""
+    held = ", ".join(f"{k} {v:.1%}" for k, v in fid.judge_heldout_accuracy.items())
+    per_label = Table(title=f"Fidelity: a {fid.classifier} judge trained on {fid.judge_train} "
+                            f"real rows puts {fid.agreed} of {fid.rows} synthetic rows under "
+                            f"their label",
+                      caption=f"judge accuracy on {fid.judge_heldout} held-out real rows: "
+                              f"{held or 'not measured'}", show_footer=True)
+    per_label.add_column("label", footer="overall", overflow="fold")
+    per_label.add_column("rows", justify="right", footer=str(fid.rows), no_wrap=True)
+    per_label.add_column("fidelity", justify="right", footer=f"{fid.fidelity:.1%}",
+                         no_wrap=True)
+    per_label.add_column("judge recall (real)", justify="right")
+    for label, share in fid.per_label.items():
+        recall = fid.judge_per_label_recall.get(label)
+        per_label.add_row(escape(label), str(fid.rows_per_label[label]), f"{share:.1%}",
+                          "" if recall is None else f"{recall:.1%}")
+    rows = Table(title=f"Rows the judge puts elsewhere (worst {min(worst, len(fid.disagreements))}"
+                       f" of {len(fid.disagreements)})")
+    for col in ("label", "judge says", "confidence", "text"):
+        rows.add_column(col, justify="right" if col == "confidence" else "left",
+                        overflow="fold")
+    for d in fid.disagreements[:worst]:
+        rows.add_row(escape(d.label), escape(d.predicted), f"{d.confidence:.0%}",
+                     escape(d.text))
+    return [per_label, rows] if fid.disagreements else [per_label]
+
+
+def eval_tables(ev: Evaluation) -> list[Table]:
+    """Scores per training set and classifier, per-label F1, then fidelity."""
+    from textsynth.classifiers import TFIDF
+    from textsynth.evaluate import SYNTHETIC
+
+    tail = fidelity_tables(ev.fidelity) if ev.fidelity is not None else []
+    if not ev.results:
+        return tail
+    scores = Table(title=f"Train on each set, test on {ev.n_test} real rows")
+    for col in ("training set", "classifier", "rows"):
+        scores.add_column(col)
+    scores.add_column("accuracy", justify="right", no_wrap=True)
+    scores.add_column("macro-F1", justify="right", no_wrap=True)
+    for r in ev.results:
+        style = "bold" if r.train_set == SYNTHETIC else None
+        scores.add_row(r.train_set, r.classifier, str(r.n_train), f"{r.accuracy:.1%}",
+                       f"{r.macro_f1:.1%}", style=style)
+    per_label = Table(title="Per-label F1 (TF-IDF classifier)")
+    per_label.add_column("label", overflow="fold")
+    tfidf = [r for r in ev.results if r.classifier == TFIDF]
+    for r in tfidf:
+        per_label.add_column(r.train_set, justify="right")
+    for label in ev.labels:
+        per_label.add_row(escape(label), *(f"{r.per_label_f1[label]:.1%}" for r in tfidf))
+    return [scores, per_label, *tail]
