@@ -18,7 +18,7 @@ from textsynth.console import (
 from textsynth.pipeline import RunOutcome
 from textsynth.plan import Quota
 from textsynth.recipe import load_recipe
-from textsynth.result import QuotaStats, RunResult
+from textsynth.result import QuotaStats, RunResult, StopReason
 
 LABELS = ["AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "RateBook",
           "SearchCreativeWork", "SearchScreeningEvent"]
@@ -34,6 +34,8 @@ def _result(stopped: str | None = None) -> RunResult:
                                              "language_mismatch_detected": 300,
                                              "assistant_speak": 12, "too_short": 3}),
                            usage=Usage(prompt_tokens=1_234_000 + i, completion_tokens=567))
+            if st.shortfall:  # as the engine marks it
+                st.stop = StopReason.BUDGET if stopped else StopReason.ATTEMPT_LIMIT
             slots[Quota(label, language)] = st
     return RunResult(quotas=slots, sent=17_000, cached=3, usage=Usage(12_345_678, 901_234),
                      seconds=3723.4, stopped=stopped,

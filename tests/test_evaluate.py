@@ -129,8 +129,7 @@ def test_label_helpers(tmp_path: Path) -> None:
 
 def test_missing_embedding_package_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
     syn = _pairs(("weather in paris", "GetWeather"), ("play a song", "PlayMusic"))
-    for where in ("textsynth.embeddings", "textsynth.evaluate"):
-        monkeypatch.setattr(f"{where}.embedder_missing", lambda model=None: "tokenizers")
+    monkeypatch.setattr("textsynth.embeddings.embedder_missing", lambda model=None: "tokenizers")
     ev = evaluate(syn, TINY_TEST)
     assert {r.classifier for r in ev.results} == {"tfidf"}
     assert "embedding classifier skipped: tokenizers is not installed (pip install " \
