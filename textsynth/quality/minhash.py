@@ -3,9 +3,13 @@
 A signature is ``num_perm`` minima of a 2-universal hash family over the
 character n-gram hashes of the normalised text (char n-grams work for every
 script, spaced or not). LSH bands of ``rows`` values are folded into one 64-bit
-key, and each band keeps a plain dict from key to the first item that had it.
-Candidates from the bands are confirmed on the signatures themselves (estimated
-Jaccard similarity at least ``threshold``).
+key, and each band keeps a table from key to the first item that had it
+(:class:`~textsynth.quality.tables.KeyTable`: 4 bytes a slot, the keys themselves
+8 bytes per band and item). Candidates from the bands are confirmed on the
+signatures themselves (estimated Jaccard similarity at least ``threshold``); the
+first signatures stay in memory, later ones are spilled to a temporary file and
+read back only for a candidate, so a stored item costs about 110 bytes of memory
+at 8 bands.
 
 Measured against datasketch 2.0 (``MinHash`` + ``MinHashLSH``, same threshold and
 permutations), this computes signatures for a whole batch in a few numpy calls
@@ -15,10 +19,12 @@ than a bytes object: see ``benchmarks/dedup.py``.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from textsynth.quality.normalize import normalize_many
+from textsynth.quality.tables import KeyTable, SpillFile
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,7 +67,7 @@ class MinHashIndex:
     """
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 64, ngram: int = 4,
-                 seed: int = 1, exhaustive_below: int = 0):
+                 seed: int = 1, exhaustive_below: int = 0, memory_rows: int = 4096):
         import numpy as np
 
         if not 0.0 < threshold <= 1.0:
@@ -79,8 +85,12 @@ class MinHashIndex:
         self._band_mix = rng.integers(1, 1 << 63, (self.bands, self.rows), dtype=np.uint64) | 1
         self._powers = np.array([pow(0x100000001B3, ngram - 1 - k, 1 << 64)
                                  for k in range(ngram)], dtype=np.uint64)
-        self._tables: list[dict[int, int]] = [{} for _ in range(self.bands)]
-        self._sigs = np.empty((1024, num_perm), dtype=np.uint32)
+        # band keys of every item, item after item; a table per band holds item numbers
+        self._keys: array[int] = array("Q")
+        self._tables = [KeyTable(self._keys, self.bands, band) for band in range(self.bands)]
+        # signatures: the first ones in memory (all of them while queries are exhaustive)
+        self._head = np.empty((max(exhaustive_below, memory_rows), num_perm), dtype=np.uint32)
+        self._spill = SpillFile()
         self.size = 0
 
     # -- signatures ----------------------------------------------------------------
@@ -139,9 +149,17 @@ class MinHashIndex:
         return keys ^ (keys >> np.uint64(29))
 
     # -- the index -----------------------------------------------------------------
+    def _stored(self, item: int) -> np.ndarray:
+        """The signature of stored ``item`` (the first ones in memory, the rest on disk)."""
+        import numpy as np
+
+        if item < len(self._head):
+            return self._head[item]
+        return np.frombuffer(self._spill.get(item - len(self._head)), dtype=np.uint32)
+
     def similarity(self, sig: np.ndarray, item: int) -> float:
         """Estimated Jaccard similarity of ``sig`` and the stored ``item``."""
-        return float((self._sigs[item] == sig).mean())
+        return float((self._stored(item) == sig).mean())
 
     def query(self, sig: np.ndarray, keys: Sequence[int] | None = None) -> int | None:
         """The first stored item that is a near-duplicate of ``sig``, or None.
@@ -152,9 +170,10 @@ class MinHashIndex:
         import numpy as np
 
         if 0 < self.size <= self.exhaustive_below:
-            sims = (self._sigs[: self.size] == sig).mean(axis=1)
-            best = int(np.argmax(sims))
-            return best if sims[best] >= self.threshold else None
+            # counts of equal values: the same order and threshold test as their mean
+            counts = np.count_nonzero(self._head[: self.size] == sig, axis=1)
+            best = int(counts.argmax())
+            return best if counts[best] / self.num_perm >= self.threshold else None
         if keys is None:
             keys = self.band_keys(sig[None])[0].tolist()
         tried = -1
@@ -166,59 +185,44 @@ class MinHashIndex:
                 tried = item
         return None
 
-    def _reserve(self, count: int) -> None:
-        """Room for ``count`` more signatures."""
-        import numpy as np
-
-        need = self.size + count
-        if need > len(self._sigs):
-            grown = np.empty((max(need, 2 * len(self._sigs)), self.num_perm), dtype=np.uint32)
-            grown[: self.size] = self._sigs[: self.size]
-            self._sigs = grown
-
     def insert(self, sig: np.ndarray, keys: Sequence[int] | None = None) -> int:
         """Store ``sig``; returns its item number (0, 1, 2 ... in order)."""
         if keys is None:
             keys = self.band_keys(sig[None])[0].tolist()
-        self._reserve(1)
         item = self.size
-        self._sigs[item] = sig
+        if item < len(self._head):
+            self._head[item] = sig
+        else:
+            self._spill.append(sig.astype("<u4", copy=False).tobytes())
+        self._keys.extend(keys)
         self.size += 1
         for table, key in zip(self._tables, keys, strict=True):
             table.setdefault(key, item)
         return item
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory the index holds (signatures past the first ones are on disk)."""
+        return (self._head.nbytes + len(self._keys) * 8 + sum(t.nbytes for t in self._tables)
+                + 8 * len(self._spill))
 
     def dedup(self, texts: Sequence[str], chunk: int = 8192) -> list[int | None]:
         """For each text in order: the item number of an earlier near-duplicate, or None
         (and then the text is stored as the next item).
 
         The same result as ``query`` then ``insert`` one text at a time with LSH
-        only, but signatures are computed and stored a chunk at a time.
+        only, but signatures and band keys are computed a chunk at a time.
         """
         out: list[int | None] = []
-        tables = self._tables
-        for start in range(0, len(texts), chunk):
-            sigs = self.signatures(texts[start:start + chunk])
-            kept: list[int] = []  # offsets in this chunk; item number = self.size + rank
-            for offset, keys in enumerate(self.band_keys(sigs).tolist()):
-                match, tried = None, -1
-                for table, key in zip(tables, keys, strict=True):
-                    item = table.get(key)
-                    if item is None or item == tried:
-                        continue
-                    stored = self._sigs[item] if item < self.size else sigs[
-                        kept[item - self.size]]
-                    if (stored == sigs[offset]).mean() >= self.threshold:
-                        match = item
-                        break
-                    tried = item
-                if match is None:
-                    item = self.size + len(kept)
-                    kept.append(offset)
-                    for table, key in zip(tables, keys, strict=True):
-                        table.setdefault(key, item)
-                out.append(match)
-            self._reserve(len(kept))
-            self._sigs[self.size:self.size + len(kept)] = sigs[kept]
-            self.size += len(kept)
+        exhaustive, self.exhaustive_below = self.exhaustive_below, 0
+        try:
+            for start in range(0, len(texts), chunk):
+                sigs = self.signatures(texts[start:start + chunk])
+                for sig, keys in zip(sigs, self.band_keys(sigs).tolist(), strict=True):
+                    match = self.query(sig, keys)
+                    if match is None:
+                        self.insert(sig, keys)
+                    out.append(match)
+        finally:
+            self.exhaustive_below = exhaustive
         return out
