@@ -55,7 +55,8 @@ class _Reference:
             return Verdict(False, self.kind, f"matches {text!r}{detail}")
         self.owners[item][2] = True
         self.withdrawn.append((label, text))
-        return Verdict(False, f"cross_label_{self.kind}", f"matches {text!r} under '{label}'{detail}")
+        return Verdict(False, f"cross_label_{self.kind}",
+                       f"matches {text!r} under '{label}'{detail}")
 
 
 class _ReferenceExact(_Reference):

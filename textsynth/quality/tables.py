@@ -164,7 +164,8 @@ class SpillFile:
         if not self._buffer:
             return
         if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="textsynth-gate-", buffering=0)
+            # unnamed, removed when closed or when the process ends
+            self._file = tempfile.TemporaryFile(prefix="textsynth-gate-", buffering=0)  # noqa: SIM115
         os.pwrite(self._file.fileno(), b"".join(self._buffer), self._offsets[self._flushed])
         self._flushed += len(self._buffer)
         self._buffer.clear()
