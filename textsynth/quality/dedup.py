@@ -133,21 +133,23 @@ class NearDuplicateDedup(_CrossLabelRule):
         self.index = MinHashIndex(threshold, num_perm, ngram, exhaustive_below=5_000)
         self._last: tuple[str, Any] | None = None
 
-    def _signature(self, text: str) -> Any:
+    def _signature(self, text: str) -> tuple[Any, list[int]]:
+        """The text's signature and band keys (check and add ask for the same text)."""
         if self._last is None or self._last[0] != text:
-            self._last = (text, self.index.signatures([text])[0])
+            sig = self.index.signatures([text])[0]
+            self._last = (text, (sig, self.index.band_keys(sig[None])[0].tolist()))
         return self._last[1]
 
     def check(self, example: Example) -> Verdict:
-        sig = self._signature(example.text)
-        item = self.index.query(sig)
+        sig, keys = self._signature(example.text)
+        item = self.index.query(sig, keys)
         if item is None:
             return KEEP
         score = self.index.similarity(sig, item)
         return self._judge(example, item, f" (Jaccard ~{score:.2f})")
 
     def add(self, example: Example) -> None:
-        self.index.insert(self._signature(example.text))
+        self.index.insert(*self._signature(example.text))
         self.owners.append(example.label, example.text)
 
 

@@ -23,7 +23,7 @@ from array import array
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from textsynth.quality.normalize import normalize_many
+from textsynth.quality.normalize import normalize, normalize_many
 from textsynth.quality.tables import KeyTable, SpillFile
 
 if TYPE_CHECKING:
@@ -92,12 +92,19 @@ class MinHashIndex:
         self._head = np.empty((max(exhaustive_below, memory_rows), num_perm), dtype=np.uint32)
         self._spill = SpillFile()
         self.size = 0
+        # equal values a match needs (the same float test as the similarity's)
+        self._need = next(c for c in range(num_perm + 1) if c / num_perm >= threshold)
+        # the first 16 values of the in-memory signatures again, contiguous, to rule
+        # out rows in exhaustive queries
+        self._probe_head = np.empty((len(self._head), 16), dtype=np.uint32)
 
     # -- signatures ----------------------------------------------------------------
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), num_perm)`` uint32 signatures of the normalised texts."""
         import numpy as np
 
+        if len(texts) == 1:
+            return self._signature(texts[0])[None]
         n = self.ngram
         padded = [norm.ljust(n, "\x00") for norm in normalize_many(texts)]
         flat = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32)
@@ -117,6 +124,26 @@ class MinHashIndex:
             np.add(perm, self._b32[k], out=perm)
             np.minimum.reduceat(perm, idx, out=out[k])
         return out.T.copy()
+
+    def _signature(self, text: str) -> np.ndarray:
+        """One text's signature: the same values as :meth:`signatures`, in fewer numpy calls
+        (the gate asks for one candidate at a time)."""
+        import numpy as np
+
+        n = self.ngram
+        norm = normalize(text).ljust(n, "\x00")
+        codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        total = len(codes) - n + 1
+        h = codes[:total] * self._powers[0]
+        for k in range(1, n):
+            h += codes[k:k + total] * self._powers[k]
+        h ^= h >> np.uint64(33)  # murmur3 fmix64, as in _shingle_hashes
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        shingles = (h >> np.uint64(32)).astype(np.uint32)
+        perm = shingles[:, None] * self._a32[None, :]
+        perm += self._b32[None, :]
+        return perm.min(axis=0)
 
     def _shingle_hashes(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """32-bit hashes of every n-gram that lies inside one text, text after text."""
@@ -161,19 +188,39 @@ class MinHashIndex:
         """Estimated Jaccard similarity of ``sig`` and the stored ``item``."""
         return float((self._stored(item) == sig).mean())
 
+    def _exhaustive(self, sig: np.ndarray) -> int | None:
+        """The most similar stored item (the first on a tie) if it is a near-duplicate.
+
+        A match needs ``_need`` equal values; the first 16 rule out most rows
+        cheaply. Counting equal values gives the same order and threshold test as
+        their mean, so the answer is the argmax of the similarities.
+        """
+        import numpy as np
+
+        head = self._head[: self.size]
+        if self.num_perm >= 16:
+            equal = (self._probe_head[: self.size] == sig[:16]).view(np.uint64)
+            # 16 bools are two words of eight 0/1 bytes: a multiply sums the bytes
+            counts = ((equal[:, 0] + equal[:, 1]) * np.uint64(0x0101010101010101)) >> \
+                np.uint64(56)
+            rows = np.flatnonzero(counts >= self._need - (self.num_perm - 16))
+            if not len(rows):
+                return None
+        else:
+            rows = np.arange(self.size)
+        full = np.count_nonzero(head[rows] == sig, axis=1)
+        best = int(full.argmax())
+        return int(rows[best]) if full[best] / self.num_perm >= self.threshold else None
+
     def query(self, sig: np.ndarray, keys: Sequence[int] | None = None) -> int | None:
         """The first stored item that is a near-duplicate of ``sig``, or None.
 
         Up to ``exhaustive_below`` stored items, every one is compared (no LSH
         misses); above that, only the LSH candidates are.
         """
-        import numpy as np
 
         if 0 < self.size <= self.exhaustive_below:
-            # counts of equal values: the same order and threshold test as their mean
-            counts = np.count_nonzero(self._head[: self.size] == sig, axis=1)
-            best = int(counts.argmax())
-            return best if counts[best] / self.num_perm >= self.threshold else None
+            return self._exhaustive(sig)
         if keys is None:
             keys = self.band_keys(sig[None])[0].tolist()
         tried = -1
@@ -192,6 +239,7 @@ class MinHashIndex:
         item = self.size
         if item < len(self._head):
             self._head[item] = sig
+            self._probe_head[item, : min(16, self.num_perm)] = sig[:16]
         else:
             self._spill.append(sig.astype("<u4", copy=False).tobytes())
         self._keys.extend(keys)
