@@ -106,6 +106,11 @@ class ExactDedup(_CrossLabelRule):
                                  digest_size=8).digest()
         return int.from_bytes(digest, "little")
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory the rule's state holds (texts are on disk)."""
+        return 8 * len(self._hashes) + self.seen.nbytes + self.owners.nbytes
+
     def check(self, example: Example) -> Verdict:
         item = self.seen.get(self._hash(example.text))
         return KEEP if item is None else self._judge(example, item)
@@ -139,6 +144,11 @@ class NearDuplicateDedup(_CrossLabelRule):
             sig = self.index.signatures([text])[0]
             self._last = (text, (sig, self.index.band_keys(sig[None])[0].tolist()))
         return self._last[1]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory the rule's state holds (texts and most signatures are on disk)."""
+        return self.index.nbytes + self.owners.nbytes
 
     def check(self, example: Example) -> Verdict:
         sig, keys = self._signature(example.text)
