@@ -214,7 +214,7 @@ def gate(args: argparse.Namespace) -> None:
               flush=True)
         if not semantic:
             last = (n, r)
-    if last is not None and last[0] < 10_000_000:
+    if last is not None and last[0] < 10_000_000 and last[1]["state_mib"]:
         n, r = last
         kept = r["kept"] * 10_000_000 / n
         print(f"10M extrapolated from {n:,} (not run): about {kept:,.0f} kept, gate state "
