@@ -99,12 +99,15 @@ class ExactDedup(_CrossLabelRule):
         super().__init__(withdraw_conflicts)
         self._hashes: array[int] = array("Q")
         self.seen = KeyTable(self._hashes)
+        self._last: tuple[str, int] | None = None
 
-    @staticmethod
-    def _hash(text: str) -> int:
-        digest = hashlib.blake2b(normalize(text).encode("utf-8", "surrogatepass"),
-                                 digest_size=8).digest()
-        return int.from_bytes(digest, "little")
+    def _hash(self, text: str) -> int:
+        """The normalised text's hash (check and add ask for the same text)."""
+        if self._last is None or self._last[0] != text:
+            digest = hashlib.blake2b(normalize(text).encode("utf-8", "surrogatepass"),
+                                     digest_size=8).digest()
+            self._last = (text, int.from_bytes(digest, "little"))
+        return self._last[1]
 
     @property
     def nbytes(self) -> int:
