@@ -8,8 +8,8 @@ key, and each band keeps a table from key to the first item that had it
 8 bytes per band and item). Candidates from the bands are confirmed on the
 signatures themselves (estimated Jaccard similarity at least ``threshold``); the
 first signatures stay in memory, later ones are spilled to a temporary file and
-read back only for a candidate, so a stored item costs about 110 bytes of memory
-at 8 bands.
+read back only for a candidate, so a stored item costs 130-180 bytes of memory
+at 8 bands (the tables' share depends on how full they are).
 
 Measured against datasketch 2.0 (``MinHash`` + ``MinHashLSH``, same threshold and
 permutations), this computes signatures for a whole batch in a few numpy calls
