@@ -114,7 +114,8 @@ class KeyTable:
             slots[where[placed]] = items[pending[placed]] + 1
             pending = pending[~placed]
             pos[pending] = (pos[pending] + 1) & mask
-        self._slots = array("I", slots.tobytes())
+        self._slots = array("I")
+        self._slots.frombytes(slots)  # one copy: no bytes object in between
         self._mask = mask
         self._limit = int(capacity * self._max_load)
 
