@@ -115,7 +115,7 @@ class KeyTable:
             pending = pending[~placed]
             pos[pending] = (pos[pending] + 1) & mask
         self._slots = array("I")
-        self._slots.frombytes(memoryview(slots).cast("B"))  # one copy, no bytes in between
+        self._slots.frombytes(slots.data.cast("B"))  # one copy, no bytes in between
         self._mask = mask
         self._limit = int(capacity * self._max_load)
 
