@@ -206,3 +206,22 @@ def test_dedup_state_stays_small_per_accepted_candidate() -> None:
     assert near.nbytes / near.index.size < 200
     assert near.index.similarity(near.index.signatures([items[7][1]])[0], 7) == 1.0
     assert exact.owners.text(12_345) == items[12_345][1]
+
+
+@pytest.mark.parametrize("num_perm", [16, 64])
+def test_exhaustive_query_is_the_most_similar_stored_item(num_perm: int) -> None:
+    """With or without the 32-value probe, and for texts that all look alike (so the
+    probe passes most rows): the argmax of the similarities, as before."""
+    index = MinHashIndex(0.7, num_perm=num_perm, exhaustive_below=1_000)
+    texts = [f"please check {t}" for _, t in utterances(600, seed=4)]
+    stored: list[np.ndarray] = []
+    found = 0
+    for sig in index.signatures(texts):
+        sims = (np.stack(stored) == sig).mean(axis=1) if stored else None
+        best = None if sims is None or sims.max() < 0.7 else int(np.argmax(sims))
+        assert index.query(sig) == best
+        if best is None:
+            stored.append(sig)
+            index.insert(sig)
+        found += best is not None
+    assert found > 20

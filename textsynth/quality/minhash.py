@@ -94,9 +94,10 @@ class MinHashIndex:
         self.size = 0
         # equal values a match needs (the same float test as the similarity's)
         self._need = next(c for c in range(num_perm + 1) if c / num_perm >= threshold)
-        # the first 16 values of the in-memory signatures again, contiguous, to rule
-        # out rows in exhaustive queries
-        self._probe_head = np.empty((len(self._head), 16), dtype=np.uint32)
+        # the first 32 values of the in-memory signatures again, contiguous, to rule
+        # out rows in exhaustive queries (none below 32 permutations)
+        self._probe_head = np.empty((len(self._head), 32 if num_perm >= 32 else 0),
+                                    dtype=np.uint32)
 
     # -- signatures ----------------------------------------------------------------
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
@@ -191,23 +192,29 @@ class MinHashIndex:
     def _exhaustive(self, sig: np.ndarray) -> int | None:
         """The most similar stored item (the first on a tie) if it is a near-duplicate.
 
-        A match needs ``_need`` equal values; the first 16 rule out most rows
+        A match needs ``_need`` equal values; the first 32 rule out most rows
         cheaply. Counting equal values gives the same order and threshold test as
         their mean, so the answer is the argmax of the similarities.
         """
         import numpy as np
 
         head = self._head[: self.size]
-        if self.num_perm >= 16:
-            equal = (self._probe_head[: self.size] == sig[:16]).view(np.uint64)
-            # 16 bools are two words of eight 0/1 bytes: a multiply sums the bytes
-            counts = ((equal[:, 0] + equal[:, 1]) * np.uint64(0x0101010101010101)) >> \
+        probe = self._probe_head.shape[1]
+        rows: np.ndarray | None = None
+        if probe:
+            equal = (self._probe_head[: self.size] == sig[:probe]).view(np.uint64)
+            # bools are words of eight 0/1 bytes: add the words, a multiply sums the bytes
+            counts = (equal.sum(axis=1, dtype=np.uint64) * np.uint64(0x0101010101010101)) >> \
                 np.uint64(56)
-            rows = np.flatnonzero(counts >= self._need - (self.num_perm - 16))
+            rows = np.flatnonzero(counts >= self._need - (self.num_perm - probe))
             if not len(rows):
                 return None
-        else:
-            rows = np.arange(self.size)
+            if 2 * len(rows) > self.size:  # similar texts: gathering rows costs more
+                rows = None
+        if rows is None:
+            full = np.count_nonzero(head == sig, axis=1)
+            best = int(full.argmax())
+            return best if full[best] / self.num_perm >= self.threshold else None
         full = np.count_nonzero(head[rows] == sig, axis=1)
         best = int(full.argmax())
         return int(rows[best]) if full[best] / self.num_perm >= self.threshold else None
@@ -239,7 +246,7 @@ class MinHashIndex:
         item = self.size
         if item < len(self._head):
             self._head[item] = sig
-            self._probe_head[item, : min(16, self.num_perm)] = sig[:16]
+            self._probe_head[item] = sig[: self._probe_head.shape[1]]
         else:
             self._spill.append(sig.astype("<u4", copy=False).tobytes())
         self._keys.extend(keys)
