@@ -40,7 +40,7 @@ OFF = {"language_id": False, "novelty": False, "semantic": False, "classifier": 
 
 def _server(latency: float) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-m", "textsynth.testing", f"--latency={latency}",
-                             "--lifetime=1800"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                             "--lifetime=7200"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
 
