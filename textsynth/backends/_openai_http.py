@@ -35,7 +35,7 @@ from textsynth.errors import (
 from textsynth.ratelimit import RateLimiter
 from textsynth.redact import LOG_FILTER, redact_text
 
-__all__ = ["ChatClient", "RetryPolicy", "chat_url", "parse_retry_after", "sdk_error"]
+__all__ = ["ChatClient", "RetryPolicy", "chat_url", "parse_retry_after", "timed_out"]
 
 log = logging.getLogger("textsynth.backends.openai")
 log.addFilter(LOG_FILTER)
@@ -107,7 +107,8 @@ def _body(raw: bytes) -> str:
     return redact_text(raw[:2000].decode("utf-8", "replace"))
 
 
-def _timed_out(exc: BaseException) -> bool:
+def timed_out(exc: BaseException) -> bool:
+    """Whether a timeout is among the causes of ``exc``."""
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, TimeoutError):
         cause = cause.__cause__
@@ -120,7 +121,7 @@ def _why(exc: BaseException | None) -> str:
         return "429"
     if isinstance(exc, BackendResponseError):
         return "bad answer" if exc.status in (None, 200) else str(exc.status)
-    if exc is not None and _timed_out(exc):
+    if exc is not None and timed_out(exc):
         return "no answer"
     return "connection failed"
 
@@ -136,46 +137,6 @@ def _gave_up(exc: BackendError, attempts: int, cap: float) -> BackendError:
     if isinstance(exc, BackendResponseError):
         return BackendResponseError(note, exc.status, exc.body)
     return type(exc)(note)
-
-
-def sdk_error(exc: BackendError, url: str) -> Exception | None:
-    """The ``openai`` SDK's exception for a failure of the lean client, or None.
-
-    Only errors that end a run are translated (the SDK takes ~0.4 s to import):
-    they leave the backend with the SDK's exception as their ``__cause__``, so code
-    written against the SDK's error types still sees them.
-    """
-    try:
-        import openai
-        try:
-            import httpx2 as http  # what recent SDKs use
-        except ImportError:
-            import httpx as http  # type: ignore[no-redef]
-    except ImportError:
-        return None
-    request = http.Request("POST", url)
-    if isinstance(exc, BackendUnavailable):
-        if _timed_out(exc):
-            return openai.APITimeoutError(request=request)
-        return openai.APIConnectionError(message=str(exc), request=request)
-    status = 429 if isinstance(exc, RateLimited) else getattr(exc, "status", None)
-    if not isinstance(status, int) or status < 400:
-        return None
-    raw = getattr(exc, "body", "") or ""
-    try:
-        body: Any = json.loads(raw)
-    except ValueError:
-        body = raw or None
-    data = body.get("error", body) if isinstance(body, dict) else body
-    kinds: dict[int, type[openai.APIStatusError]] = {
-        400: openai.BadRequestError, 401: openai.AuthenticationError,
-        403: openai.PermissionDeniedError, 404: openai.NotFoundError,
-        409: openai.ConflictError, 422: openai.UnprocessableEntityError,
-        429: openai.RateLimitError}
-    kind = kinds.get(status, openai.InternalServerError if status >= 500
-                     else openai.APIStatusError)
-    response = http.Response(status, request=request, content=raw.encode())
-    return kind(str(exc), response=response, body=data)
 
 
 class ChatClient:
@@ -376,7 +337,7 @@ class ChatClient:
             return await self._attempt(data, tokens, False, state, call), 1
         except BackendError as exc:
             if not _retryable(exc) or self.retry.max_retries == 0 or \
-                    (_timed_out(exc) and self.retry.max_timeouts == 0):
+                    (timed_out(exc) and self.retry.max_timeouts == 0):
                 raise
             first: BackendError | None = exc
         attempts = 1
@@ -384,7 +345,7 @@ class ChatClient:
 
         def retryable(exc: BaseException) -> bool:
             nonlocal timeouts
-            if _timed_out(exc):
+            if timed_out(exc):
                 timeouts += 1
                 return timeouts <= self.retry.max_timeouts
             return _retryable(exc)

@@ -28,7 +28,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from yarl import URL
 
-from textsynth.backends._openai_http import ChatClient, RetryPolicy, sdk_error
+from textsynth.backends._openai_http import ChatClient, RetryPolicy
+from textsynth.backends._openai_sdk_errors import sdk_error
 from textsynth.backends.base import Backend, Completion, Message, Request, Usage
 from textsynth.errors import BackendError, BackendResponseError, GenerationError, RecipeError
 from textsynth.ratelimit import RateLimiter

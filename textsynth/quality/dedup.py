@@ -11,11 +11,13 @@ accepted examples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from array import array
 from typing import TYPE_CHECKING, Any
 
 from textsynth.quality.base import KEEP, Rule, Verdict
 from textsynth.quality.normalize import normalize
+from textsynth.quality.tables import KeyTable, SpillFile
 from textsynth.schemas import Example
 
 if TYPE_CHECKING:
@@ -24,11 +26,38 @@ if TYPE_CHECKING:
 __all__ = ["ExactDedup", "NearDuplicateDedup", "RougeNovelty", "SemanticDedup"]
 
 
-@dataclass
-class _Owner:
-    label: str
-    text: str
-    conflicted: bool = False
+class _Owners:
+    """Who has each stored item: a label code (2 bytes), the text on disk, and the few
+    items claimed by two labels. About 10 bytes of memory an item."""
+
+    def __init__(self) -> None:
+        self.labels: list[str] = []
+        self._codes: dict[str, int] = {}
+        self._label = array("H")
+        self._texts = SpillFile()
+        self.conflicted: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._label)
+
+    def append(self, label: str, text: str) -> int:
+        code = self._codes.get(label)
+        if code is None:
+            code = self._codes[label] = len(self.labels)
+            self.labels.append(label)
+        self._label.append(code)
+        self._texts.append(text.encode("utf-8", "surrogatepass"))
+        return len(self._label) - 1
+
+    def label(self, item: int) -> str:
+        return self.labels[self._label[item]]
+
+    def text(self, item: int) -> str:
+        return self._texts.get(item).decode("utf-8", "surrogatepass")
+
+    @property
+    def nbytes(self) -> int:
+        return 2 * len(self._label) + 8 * len(self._texts) + 64 * len(self.conflicted)
 
 
 class _CrossLabelRule(Rule):
@@ -39,40 +68,62 @@ class _CrossLabelRule(Rule):
     def __init__(self, withdraw_conflicts: bool = True):
         super().__init__()
         self.withdraw_conflicts = withdraw_conflicts
-        self.owners: list[_Owner] = []
+        self.owners = _Owners()
 
     def _judge(self, example: Example, item: int, detail: str = "") -> Verdict:
-        owner = self.owners[item]
-        if owner.conflicted:
+        owners = self.owners
+        if item in owners.conflicted:
             return Verdict(False, f"cross_label_{self.kind}",
                            f"matches a text claimed by two labels{detail}")
-        if owner.label == example.label:
-            return Verdict(False, self.kind, f"matches {owner.text!r}{detail}")
+        label, text = owners.label(item), owners.text(item)
+        if label == example.label:
+            return Verdict(False, self.kind, f"matches {text!r}{detail}")
         if self.withdraw_conflicts:
-            owner.conflicted = True
-            self.withdraw(owner.label, owner.text)
+            owners.conflicted.add(item)
+            self.withdraw(label, text)
         return Verdict(False, f"cross_label_{self.kind}",
-                       f"matches {owner.text!r} under '{owner.label}'{detail}")
+                       f"matches {text!r} under '{label}'{detail}")
 
 
 class ExactDedup(_CrossLabelRule):
-    """Normalised exact duplicates across the whole run (every label)."""
+    """Normalised exact duplicates across the whole run (every label).
+
+    A normalised text is kept as its 64-bit BLAKE2b hash in a compact table (about
+    30 bytes an item with its owner): two different texts share a hash with a
+    chance of about one in 10^7 in a run of ten million.
+    """
 
     name = "exact_dedup"
 
     def __init__(self, withdraw_conflicts: bool = True):
         super().__init__(withdraw_conflicts)
-        self.seen: dict[str, int] = {}
+        self._hashes: array[int] = array("Q")
+        self.seen = KeyTable(self._hashes)
+        self._last: tuple[str, int] | None = None
+
+    def _hash(self, text: str) -> int:
+        """The normalised text's hash (check and add ask for the same text)."""
+        if self._last is None or self._last[0] != text:
+            digest = hashlib.blake2b(normalize(text).encode("utf-8", "surrogatepass"),
+                                     digest_size=8).digest()
+            self._last = (text, int.from_bytes(digest, "little"))
+        return self._last[1]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory the rule's state holds (texts are on disk)."""
+        return 8 * len(self._hashes) + self.seen.nbytes + self.owners.nbytes
 
     def check(self, example: Example) -> Verdict:
-        item = self.seen.get(normalize(example.text))
+        item = self.seen.get(self._hash(example.text))
         return KEEP if item is None else self._judge(example, item)
 
     def add(self, example: Example) -> None:
-        key = normalize(example.text)
-        if key not in self.seen:
-            self.seen[key] = len(self.owners)
-            self.owners.append(_Owner(example.label, example.text))
+        key = self._hash(example.text)
+        if self.seen.get(key) is None:
+            item = self.owners.append(example.label, example.text)
+            self._hashes.append(key)
+            self.seen.setdefault(key, item)
 
 
 class NearDuplicateDedup(_CrossLabelRule):
@@ -90,22 +141,29 @@ class NearDuplicateDedup(_CrossLabelRule):
         self.index = MinHashIndex(threshold, num_perm, ngram, exhaustive_below=5_000)
         self._last: tuple[str, Any] | None = None
 
-    def _signature(self, text: str) -> Any:
+    def _signature(self, text: str) -> tuple[Any, list[int]]:
+        """The text's signature and band keys (check and add ask for the same text)."""
         if self._last is None or self._last[0] != text:
-            self._last = (text, self.index.signatures([text])[0])
+            sig = self.index.signatures([text])[0]
+            self._last = (text, (sig, self.index.band_keys(sig[None])[0].tolist()))
         return self._last[1]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory the rule's state holds (texts and most signatures are on disk)."""
+        return self.index.nbytes + self.owners.nbytes
+
     def check(self, example: Example) -> Verdict:
-        sig = self._signature(example.text)
-        item = self.index.query(sig)
+        sig, keys = self._signature(example.text)
+        item = self.index.query(sig, keys)
         if item is None:
             return KEEP
         score = self.index.similarity(sig, item)
         return self._judge(example, item, f" (Jaccard ~{score:.2f})")
 
     def add(self, example: Example) -> None:
-        self.index.insert(self._signature(example.text))
-        self.owners.append(_Owner(example.label, example.text))
+        self.index.insert(*self._signature(example.text))
+        self.owners.append(example.label, example.text)
 
 
 class SemanticDedup(_CrossLabelRule):
@@ -148,7 +206,7 @@ class SemanticDedup(_CrossLabelRule):
 
     def add(self, example: Example) -> None:
         self.index.insert(self._vector(example.text))
-        self.owners.append(_Owner(example.label, example.text))
+        self.owners.append(example.label, example.text)
         self._cache.pop(example.text, None)
 
 

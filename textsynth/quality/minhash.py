@@ -3,9 +3,13 @@
 A signature is ``num_perm`` minima of a 2-universal hash family over the
 character n-gram hashes of the normalised text (char n-grams work for every
 script, spaced or not). LSH bands of ``rows`` values are folded into one 64-bit
-key, and each band keeps a plain dict from key to the first item that had it.
-Candidates from the bands are confirmed on the signatures themselves (estimated
-Jaccard similarity at least ``threshold``).
+key, and each band keeps a table from key to the first item that had it
+(:class:`~textsynth.quality.tables.KeyTable`: 4 bytes a slot, the keys themselves
+8 bytes per band and item). Candidates from the bands are confirmed on the
+signatures themselves (estimated Jaccard similarity at least ``threshold``); the
+first signatures stay in memory, later ones are spilled to a temporary file and
+read back only for a candidate, so a stored item costs 130-180 bytes of memory
+at 8 bands (the tables' share depends on how full they are).
 
 Measured against datasketch 2.0 (``MinHash`` + ``MinHashLSH``, same threshold and
 permutations), this computes signatures for a whole batch in a few numpy calls
@@ -15,10 +19,12 @@ than a bytes object: see ``benchmarks/dedup.py``.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from textsynth.quality.normalize import normalize_many
+from textsynth.quality.normalize import normalize, normalize_many
+from textsynth.quality.tables import KeyTable, SpillFile
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,7 +67,7 @@ class MinHashIndex:
     """
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 64, ngram: int = 4,
-                 seed: int = 1, exhaustive_below: int = 0):
+                 seed: int = 1, exhaustive_below: int = 0, memory_rows: int = 4096):
         import numpy as np
 
         if not 0.0 < threshold <= 1.0:
@@ -79,15 +85,27 @@ class MinHashIndex:
         self._band_mix = rng.integers(1, 1 << 63, (self.bands, self.rows), dtype=np.uint64) | 1
         self._powers = np.array([pow(0x100000001B3, ngram - 1 - k, 1 << 64)
                                  for k in range(ngram)], dtype=np.uint64)
-        self._tables: list[dict[int, int]] = [{} for _ in range(self.bands)]
-        self._sigs = np.empty((1024, num_perm), dtype=np.uint32)
+        # band keys of every item, item after item; a table per band holds item numbers
+        self._keys: array[int] = array("Q")
+        self._tables = [KeyTable(self._keys, self.bands, band) for band in range(self.bands)]
+        # signatures: the first ones in memory (all of them while queries are exhaustive)
+        self._head = np.empty((max(exhaustive_below, memory_rows), num_perm), dtype=np.uint32)
+        self._spill = SpillFile()
         self.size = 0
+        # equal values a match needs (the same float test as the similarity's)
+        self._need = next(c for c in range(num_perm + 1) if c / num_perm >= threshold)
+        # the first 32 values of the in-memory signatures again, contiguous, to rule
+        # out rows in exhaustive queries (none below 32 permutations)
+        self._probe_head = np.empty((len(self._head), 32 if num_perm >= 32 else 0),
+                                    dtype=np.uint32)
 
     # -- signatures ----------------------------------------------------------------
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), num_perm)`` uint32 signatures of the normalised texts."""
         import numpy as np
 
+        if len(texts) == 1:
+            return self._signature(texts[0])[None]
         n = self.ngram
         padded = [norm.ljust(n, "\x00") for norm in normalize_many(texts)]
         flat = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32)
@@ -107,6 +125,26 @@ class MinHashIndex:
             np.add(perm, self._b32[k], out=perm)
             np.minimum.reduceat(perm, idx, out=out[k])
         return out.T.copy()
+
+    def _signature(self, text: str) -> np.ndarray:
+        """One text's signature: the same values as :meth:`signatures`, in fewer numpy calls
+        (the gate asks for one candidate at a time)."""
+        import numpy as np
+
+        n = self.ngram
+        norm = normalize(text).ljust(n, "\x00")
+        codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        total = len(codes) - n + 1
+        h = codes[:total] * self._powers[0]
+        for k in range(1, n):
+            h += codes[k:k + total] * self._powers[k]
+        h ^= h >> np.uint64(33)  # murmur3 fmix64, as in _shingle_hashes
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        shingles = (h >> np.uint64(32)).astype(np.uint32)
+        perm = shingles[:, None] * self._a32[None, :]
+        perm += self._b32[None, :]
+        return perm.min(axis=0)
 
     def _shingle_hashes(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """32-bit hashes of every n-gram that lies inside one text, text after text."""
@@ -139,9 +177,47 @@ class MinHashIndex:
         return keys ^ (keys >> np.uint64(29))
 
     # -- the index -----------------------------------------------------------------
+    def _stored(self, item: int) -> np.ndarray:
+        """The signature of stored ``item`` (the first ones in memory, the rest on disk)."""
+        import numpy as np
+
+        if item < len(self._head):
+            return self._head[item]
+        return np.frombuffer(self._spill.get(item - len(self._head)), dtype=np.uint32)
+
     def similarity(self, sig: np.ndarray, item: int) -> float:
         """Estimated Jaccard similarity of ``sig`` and the stored ``item``."""
-        return float((self._sigs[item] == sig).mean())
+        return float((self._stored(item) == sig).mean())
+
+    def _exhaustive(self, sig: np.ndarray) -> int | None:
+        """The most similar stored item (the first on a tie) if it is a near-duplicate.
+
+        A match needs ``_need`` equal values; the first 32 rule out most rows
+        cheaply. Counting equal values gives the same order and threshold test as
+        their mean, so the answer is the argmax of the similarities.
+        """
+        import numpy as np
+
+        head = self._head[: self.size]
+        probe = self._probe_head.shape[1]
+        rows: np.ndarray | None = None
+        if probe:
+            equal = (self._probe_head[: self.size] == sig[:probe]).view(np.uint64)
+            # bools are words of eight 0/1 bytes: add the words, a multiply sums the bytes
+            counts = (equal.sum(axis=1, dtype=np.uint64) * np.uint64(0x0101010101010101)) >> \
+                np.uint64(56)
+            rows = np.flatnonzero(counts >= self._need - (self.num_perm - probe))
+            if not len(rows):
+                return None
+            if 2 * len(rows) > self.size:  # similar texts: gathering rows costs more
+                rows = None
+        if rows is None:
+            full = np.count_nonzero(head == sig, axis=1)
+            best = int(full.argmax())
+            return best if full[best] / self.num_perm >= self.threshold else None
+        full = np.count_nonzero(head[rows] == sig, axis=1)
+        best = int(full.argmax())
+        return int(rows[best]) if full[best] / self.num_perm >= self.threshold else None
 
     def query(self, sig: np.ndarray, keys: Sequence[int] | None = None) -> int | None:
         """The first stored item that is a near-duplicate of ``sig``, or None.
@@ -149,12 +225,9 @@ class MinHashIndex:
         Up to ``exhaustive_below`` stored items, every one is compared (no LSH
         misses); above that, only the LSH candidates are.
         """
-        import numpy as np
 
         if 0 < self.size <= self.exhaustive_below:
-            sims = (self._sigs[: self.size] == sig).mean(axis=1)
-            best = int(np.argmax(sims))
-            return best if sims[best] >= self.threshold else None
+            return self._exhaustive(sig)
         if keys is None:
             keys = self.band_keys(sig[None])[0].tolist()
         tried = -1
@@ -166,59 +239,45 @@ class MinHashIndex:
                 tried = item
         return None
 
-    def _reserve(self, count: int) -> None:
-        """Room for ``count`` more signatures."""
-        import numpy as np
-
-        need = self.size + count
-        if need > len(self._sigs):
-            grown = np.empty((max(need, 2 * len(self._sigs)), self.num_perm), dtype=np.uint32)
-            grown[: self.size] = self._sigs[: self.size]
-            self._sigs = grown
-
     def insert(self, sig: np.ndarray, keys: Sequence[int] | None = None) -> int:
         """Store ``sig``; returns its item number (0, 1, 2 ... in order)."""
         if keys is None:
             keys = self.band_keys(sig[None])[0].tolist()
-        self._reserve(1)
         item = self.size
-        self._sigs[item] = sig
+        if item < len(self._head):
+            self._head[item] = sig
+            self._probe_head[item] = sig[: self._probe_head.shape[1]]
+        else:
+            self._spill.append(sig.astype("<u4", copy=False).tobytes())
+        self._keys.extend(keys)
         self.size += 1
         for table, key in zip(self._tables, keys, strict=True):
             table.setdefault(key, item)
         return item
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory the index holds (signatures past the first ones are on disk)."""
+        return (self._head.nbytes + len(self._keys) * 8 + sum(t.nbytes for t in self._tables)
+                + 8 * len(self._spill))
 
     def dedup(self, texts: Sequence[str], chunk: int = 8192) -> list[int | None]:
         """For each text in order: the item number of an earlier near-duplicate, or None
         (and then the text is stored as the next item).
 
         The same result as ``query`` then ``insert`` one text at a time with LSH
-        only, but signatures are computed and stored a chunk at a time.
+        only, but signatures and band keys are computed a chunk at a time.
         """
         out: list[int | None] = []
-        tables = self._tables
-        for start in range(0, len(texts), chunk):
-            sigs = self.signatures(texts[start:start + chunk])
-            kept: list[int] = []  # offsets in this chunk; item number = self.size + rank
-            for offset, keys in enumerate(self.band_keys(sigs).tolist()):
-                match, tried = None, -1
-                for table, key in zip(tables, keys, strict=True):
-                    item = table.get(key)
-                    if item is None or item == tried:
-                        continue
-                    stored = self._sigs[item] if item < self.size else sigs[
-                        kept[item - self.size]]
-                    if (stored == sigs[offset]).mean() >= self.threshold:
-                        match = item
-                        break
-                    tried = item
-                if match is None:
-                    item = self.size + len(kept)
-                    kept.append(offset)
-                    for table, key in zip(tables, keys, strict=True):
-                        table.setdefault(key, item)
-                out.append(match)
-            self._reserve(len(kept))
-            self._sigs[self.size:self.size + len(kept)] = sigs[kept]
-            self.size += len(kept)
+        exhaustive, self.exhaustive_below = self.exhaustive_below, 0
+        try:
+            for start in range(0, len(texts), chunk):
+                sigs = self.signatures(texts[start:start + chunk])
+                for sig, keys in zip(sigs, self.band_keys(sigs).tolist(), strict=True):
+                    match = self.query(sig, keys)
+                    if match is None:
+                        self.insert(sig, keys)
+                    out.append(match)
+        finally:
+            self.exhaustive_below = exhaustive
         return out

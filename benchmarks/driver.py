@@ -1,0 +1,148 @@
+"""CPU and memory of the driver: ``textsynth run`` through the openai backend, end to end.
+
+    python benchmarks/driver.py                      # 9,000 requests, 200 ms, 256 at once
+    python benchmarks/driver.py --requests 2000 --gate cheap
+    python benchmarks/driver.py --profile /tmp/driver.prof   # cProfile of the CLI run
+
+The mock endpoint (``python -m textsynth.testing``, 200 ms a request) runs in a
+process of its own, so its CPU does not count. The CLI runs as a subprocess on
+a recipe of ``--requests`` requests, one row each (20 labels); the figures are
+that process's own: user+sys CPU seconds (start-up, planning, the quality gate,
+the SQLite store and the export included), CPU ms per request sent, and peak RSS.
+
+Two quality gates (``--gate``):
+
+* ``cheap``: every rule that needs no model (length, assistant-speak, PII, exact
+  dedup, MinHash near-duplicates); the rules that embed each candidate with
+  all-MiniLM-L6-v2 (semantic dedup, request filter, in-loop classifier) and
+  language identification (lingua) and ROUGE novelty are off. Embedding
+  9,000 rows is model work, not driver overhead.
+* ``full``: the recipe's defaults (the MiniLM rules on, where installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LABELS = 20
+OFF = {"language_id": False, "novelty": False, "semantic": False, "classifier": False,
+       "request": False}
+
+
+def _server(latency: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "textsynth.testing", f"--latency={latency}",
+                             "--lifetime=7200"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def _recipe(folder: Path, url: str, args: argparse.Namespace) -> Path:
+    import yaml
+
+    data: dict[str, Any] = {
+        "name": "driver", "labels": {f"label_{i}": f"label number {i}" for i in range(LABELS)},
+        "per_label": args.requests // LABELS, "generation": {"examples_per_request": 1},
+        "backend": {"type": "openai", "options": {
+            "base_url": url, "model": "bench", "api_key": "bench-key",
+            "concurrency": args.concurrency}},
+        "export": {"dir": str(folder / "out")},
+    }
+    if args.gate == "cheap":
+        data["quality"] = dict(OFF)
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """One CLI run against a fresh server; the CLI process's own CPU and peak RSS."""
+    proc, url = _server(args.latency)
+    try:
+        with tempfile.TemporaryDirectory(prefix="textsynth-driver-") as tmp:
+            recipe = _recipe(Path(tmp), url, args)
+            cmd = [*args.prefix.split(), sys.executable]
+            if args.profile:
+                cmd += ["-m", "cProfile", "-o", str(args.profile)]
+            cmd += ["-m", "textsynth", "run", str(recipe), "--quiet"]
+            env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+            log = Path(tmp) / "cli.log"
+            began = time.perf_counter()
+            with log.open("w") as sink:
+                cli = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=sink)
+                # wait4: the rusage of that one child (the server is another process)
+                _, status, usage = os.wait4(cli.pid, 0)
+            cli.returncode = os.waitstatus_to_exitcode(status)
+            seconds = time.perf_counter() - began
+            if cli.returncode not in (0, 3):
+                raise SystemExit(f"textsynth run failed ({cli.returncode}):\n"
+                                 f"{log.read_text()[-3000:]}")
+            rows = _rows(Path(tmp) / "out")
+    finally:
+        proc.terminate()
+        served = _served(proc)
+    cpu = usage.ru_utime + usage.ru_stime
+    requests = served or args.requests
+    return {"gate": args.gate, "requests": requests, "rows": rows, "seconds": seconds,
+            "cpu_s": cpu, "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
+            "cpu_ms_per_request": 1000 * cpu / requests, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def _rows(out: Path) -> int | None:
+    """Rows in the exported dataset (the jsonl file of every split), if there is one."""
+    files = list(out.rglob("*.jsonl"))
+    return sum(len(f.read_text().splitlines()) for f in files) if files else None
+
+
+def _served(proc: subprocess.Popen[str]) -> int | None:
+    out, _ = proc.communicate(timeout=60)
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if not lines:
+        return None
+    stats = json.loads(lines[-1])
+    return int(stats.get("requests", 0)) or None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=9000)
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--gate", choices=["cheap", "full", "both"], default="both")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per gate (the median shown)")
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the CLI run here")
+    parser.add_argument("--json", action="store_true", help="print each run as JSON too")
+    parser.add_argument("--prefix", default="", help=(
+        "run the CLI under this command, e.g. 'py-spy record -o flame.svg --'"))
+    args = parser.parse_args()
+    gates = ["cheap", "full"] if args.gate == "both" else [args.gate]
+    print(f"textsynth run, openai backend, {args.requests} requests (1 row each, {LABELS} "
+          f"labels), {args.concurrency} at once, mock server {args.latency * 1000:.0f} ms in its "
+          "own process")
+    print(f"{'gate':<6} {'requests':>8} {'rows':>6} {'wall s':>7} {'CPU s':>7} {'user':>6} "
+          f"{'sys':>6} {'CPU ms/req':>10} {'peak RSS MB':>11}")
+    for gate in gates:
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            runs.append(measure(argparse.Namespace(**{**vars(args), "gate": gate})))
+        r = sorted(runs, key=lambda x: x["cpu_s"])[len(runs) // 2]
+        print(f"{gate:<6} {r['requests']:>8} {r['rows'] or 0:>6} {r['seconds']:>7.1f} "
+              f"{r['cpu_s']:>7.2f} {r['user_s']:>6.2f} {r['sys_s']:>6.2f} "
+              f"{r['cpu_ms_per_request']:>10.3f} {r['peak_rss_mb']:>11.0f}", flush=True)
+        if args.json:
+            print(json.dumps(runs))
+    if "cheap" in gates:
+        print("cheap: the rules that need a model (MiniLM embeddings: semantic, request, "
+              "classifier; lingua; ROUGE novelty) are off; full: the recipe defaults")
+
+
+if __name__ == "__main__":
+    main()

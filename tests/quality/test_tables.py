@@ -1,0 +1,227 @@
+"""The compact dedup state decides exactly as the dict-based state it replaced."""
+
+from __future__ import annotations
+
+import random
+from array import array
+from typing import Any
+
+import numpy as np
+import pytest
+
+from textsynth.quality.base import KEEP, Verdict
+from textsynth.quality.dedup import ExactDedup, NearDuplicateDedup
+from textsynth.quality.minhash import MinHashIndex
+from textsynth.quality.normalize import normalize
+from textsynth.quality.tables import KeyTable, SpillFile
+from textsynth.schemas import Example
+
+WORDS = ["play", "jazz", "lights", "kitchen", "weather", "paris", "tomorrow", "alarm", "seven",
+         "turn", "off", "on", "please", "music", "some", "the", "in", "set", "an", "for"]
+
+
+def utterances(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(label, text) with exact repeats (other case), near repeats and cross-label copies."""
+    rng = random.Random(seed)
+    out: list[tuple[str, str]] = []
+    labels = ["a", "b", "c"]
+    for _ in range(n):
+        roll = rng.random()
+        label = rng.choice(labels)
+        if out and roll < 0.08:
+            out.append((label, rng.choice(out)[1].upper() + "!"))
+        elif out and roll < 0.2:
+            out.append((label, f"{rng.choice(out)[1]} {rng.choice(WORDS)}"))
+        else:
+            out.append((label, " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9)))))
+    return out
+
+
+class _Reference:
+    """The previous state: Python dicts and lists (decisions to compare with)."""
+
+    kind = "duplicate"
+
+    def __init__(self) -> None:
+        self.owners: list[list[Any]] = []  # [label, text, conflicted]
+        self.withdrawn: list[tuple[str, str]] = []
+
+    def judge(self, example: Example, item: int, detail: str = "") -> Verdict:
+        label, text, conflicted = self.owners[item]
+        if conflicted:
+            return Verdict(False, f"cross_label_{self.kind}",
+                           f"matches a text claimed by two labels{detail}")
+        if label == example.label:
+            return Verdict(False, self.kind, f"matches {text!r}{detail}")
+        self.owners[item][2] = True
+        self.withdrawn.append((label, text))
+        return Verdict(False, f"cross_label_{self.kind}",
+                       f"matches {text!r} under '{label}'{detail}")
+
+
+class _ReferenceExact(_Reference):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict[str, int] = {}
+
+    def check(self, example: Example) -> Verdict:
+        item = self.seen.get(normalize(example.text))
+        return KEEP if item is None else self.judge(example, item)
+
+    def add(self, example: Example) -> None:
+        key = normalize(example.text)
+        if key not in self.seen:
+            self.seen[key] = len(self.owners)
+            self.owners.append([example.label, example.text, False])
+
+
+class _ReferenceNear(_Reference):
+    kind = "near_duplicate"
+
+    def __init__(self, exhaustive_below: int) -> None:
+        super().__init__()
+        self.index = MinHashIndex(0.8)  # signatures and band keys only
+        self.exhaustive_below = exhaustive_below
+        self.tables: list[dict[int, int]] = [{} for _ in range(self.index.bands)]
+        self.sigs: list[np.ndarray] = []
+
+    def _query(self, sig: np.ndarray) -> int | None:
+        if 0 < len(self.sigs) <= self.exhaustive_below:
+            sims = (np.stack(self.sigs) == sig).mean(axis=1)
+            best = int(np.argmax(sims))
+            return best if sims[best] >= 0.8 else None
+        tried = -1
+        for table, key in zip(self.tables, self.index.band_keys(sig[None])[0].tolist(),
+                              strict=True):
+            item = table.get(key)
+            if item is not None and item != tried:
+                if (self.sigs[item] == sig).mean() >= 0.8:
+                    return item
+                tried = item
+        return None
+
+    def check(self, example: Example) -> Verdict:
+        sig = self.index.signatures([example.text])[0]
+        item = self._query(sig)
+        if item is None:
+            return KEEP
+        score = float((self.sigs[item] == sig).mean())
+        return self.judge(example, item, f" (Jaccard ~{score:.2f})")
+
+    def add(self, example: Example) -> None:
+        sig = self.index.signatures([example.text])[0]
+        for table, key in zip(self.tables, self.index.band_keys(sig[None])[0].tolist(),
+                              strict=True):
+            table.setdefault(key, len(self.sigs))
+        self.sigs.append(sig)
+        self.owners.append([example.label, example.text, False])
+
+
+def _decisions(rule: Any, items: list[tuple[str, str]]) -> list[tuple[bool, str, str]]:
+    out = []
+    for label, text in items:
+        example = Example(text, label)
+        verdict = rule.check(example)
+        if verdict.keep:
+            rule.add(example)
+        out.append((verdict.keep, verdict.reason, verdict.detail))
+    return out
+
+
+def test_exact_dedup_decides_as_the_dict_it_replaced() -> None:
+    items = utterances(4000)
+    new, old = ExactDedup(), _ReferenceExact()
+    decisions = _decisions(new, items)
+    assert decisions == _decisions(old, items)
+    assert sum(not keep for keep, _, _ in decisions) > 200  # the data has duplicates
+    assert new.remove_label_conflicts() == old.withdrawn != []
+
+
+@pytest.mark.parametrize("exhaustive_below", [0, 300])
+def test_near_dedup_decides_as_the_dicts_it_replaced(exhaustive_below: int) -> None:
+    items = utterances(3000, seed=1)
+    new = NearDuplicateDedup(0.8)
+    # few signatures in memory, so most candidates are confirmed on spilled ones
+    new.index = MinHashIndex(0.8, exhaustive_below=exhaustive_below, memory_rows=100)
+    old = _ReferenceNear(exhaustive_below)
+    decisions = _decisions(new, items)
+    assert decisions == _decisions(old, items)
+    reasons = {reason for _, reason, _ in decisions}
+    assert {"near_duplicate", "cross_label_near_duplicate"} <= reasons
+    assert new.remove_label_conflicts() == old.withdrawn
+
+
+def test_key_table_matches_a_dict_through_growth() -> None:
+    rng = random.Random(3)
+    keys: array[int] = array("Q")
+    table = KeyTable(keys, capacity=8)
+    reference: dict[int, int] = {}
+    for item in range(20_000):
+        key = rng.getrandbits(64) if rng.random() < 0.7 else rng.choice(keys or [5])
+        keys.append(key)
+        assert table.setdefault(key, item) == reference.setdefault(key, item)
+    assert table.capacity >= 16_384 and table.count == len(reference)
+    for key, item in reference.items():
+        assert table.get(key) == item
+    assert table.get(2**64 - 1) is reference.get(2**64 - 1)
+
+
+def test_key_table_with_several_tables_in_one_key_array() -> None:
+    keys = array("Q", [1, 2, 3, 1, 5, 6])  # item 0: (1, 2, 3), item 1: (1, 5, 6)
+    tables = [KeyTable(keys, stride=3, offset=k) for k in range(3)]
+    for item in (0, 1):
+        for k, table in enumerate(tables):
+            table.setdefault(keys[item * 3 + k], item)
+    assert [t.get(1) for t in tables] == [0, None, None]
+    assert tables[1].get(5) == 1 and tables[2].get(3) == 0
+
+
+def test_spill_file_reads_back_every_record() -> None:
+    log = SpillFile(buffer_bytes=64)  # a flush every few records
+    texts = [f"text number {i} " + "é" * (i % 7) for i in range(500)]
+    for i, text in enumerate(texts):
+        assert log.append(text.encode()) == i
+    assert len(log) == 500 and log._flushed > 400  # most of them are on disk
+    assert [log.get(i).decode() for i in range(500)] == texts
+    log.close()
+
+
+def test_key_table_rejects_a_capacity_that_is_not_a_power_of_two() -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        KeyTable(array("Q"), capacity=1000)
+
+
+def test_dedup_state_stays_small_per_accepted_candidate() -> None:
+    """The dict-based state took about 270 bytes an item for exact dedup and 1,040 for
+    MinHash; the compact one about 30 and 180 (texts and signatures on disk)."""
+    items = [("a", f"{text} {i}") for i, (_, text) in enumerate(utterances(20_000, seed=2))]
+    exact, near = ExactDedup(), NearDuplicateDedup(0.8)
+    near.index = MinHashIndex(0.8, memory_rows=0)
+    for label, text in items:
+        example = Example(text, label)
+        exact.add(example)
+        near.add(example)
+    assert len(exact.owners) == len(near.owners) == near.index.size > 19_000
+    assert exact.nbytes / len(exact.owners) < 60
+    assert near.nbytes / near.index.size < 200
+    assert near.index.similarity(near.index.signatures([items[7][1]])[0], 7) == 1.0
+    assert exact.owners.text(12_345) == items[12_345][1]
+
+
+@pytest.mark.parametrize("num_perm", [16, 64])
+def test_exhaustive_query_is_the_most_similar_stored_item(num_perm: int) -> None:
+    """With or without the 32-value probe, and for texts that all look alike (so the
+    probe passes most rows): the argmax of the similarities, as before."""
+    index = MinHashIndex(0.7, num_perm=num_perm, exhaustive_below=1_000)
+    texts = [f"please check {t}" for _, t in utterances(600, seed=4)]
+    stored: list[np.ndarray] = []
+    found = 0
+    for sig in index.signatures(texts):
+        sims = (np.stack(stored) == sig).mean(axis=1) if stored else None
+        best = None if sims is None or sims.max() < 0.7 else int(np.argmax(sims))
+        assert index.query(sig) == best
+        if best is None:
+            stored.append(sig)
+            index.insert(sig)
+        found += best is not None
+    assert found > 20
