@@ -202,7 +202,7 @@ class _SentenceTransformer:
         try:  # the model loads with a progress bar of its own; the run's bar is enough
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         except ImportError:
             pass
         self.model = SentenceTransformer(folder, device="cpu", local_files_only=True)

@@ -131,7 +131,7 @@ def _readable_rows(split: Any) -> list[dict[str, Any]]:
     """Rows with label and tag names instead of class ids (for JSONL, CSV, Rasa)."""
     names = split.features["label"].names
     tag_names = split.features["tags"].feature.names if "tags" in split.features else None
-    out = split.to_list()  # one Arrow conversion: row by row costs ~20x more
+    out: list[dict[str, Any]] = split.to_list()  # one Arrow conversion: row by row costs ~20x more
     for row in out:
         row["label"] = names[row["label"]]
         if tag_names is not None:

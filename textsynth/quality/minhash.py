@@ -144,7 +144,8 @@ class MinHashIndex:
         shingles = (h >> np.uint64(32)).astype(np.uint32)
         perm = shingles[:, None] * self._a32[None, :]
         perm += self._b32[None, :]
-        return perm.min(axis=0)
+        mins: np.ndarray = perm.min(axis=0)
+        return mins
 
     def _shingle_hashes(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """32-bit hashes of every n-gram that lies inside one text, text after text."""
@@ -174,7 +175,8 @@ class MinHashIndex:
         used = sigs[:, : self.bands * self.rows].astype(np.uint64)
         bands = used.reshape(len(sigs), self.bands, self.rows)
         keys = (bands * self._band_mix[None]).sum(axis=2, dtype=np.uint64)
-        return keys ^ (keys >> np.uint64(29))
+        mixed: np.ndarray = keys ^ (keys >> np.uint64(29))
+        return mixed
 
     # -- the index -----------------------------------------------------------------
     def _stored(self, item: int) -> np.ndarray:
@@ -182,7 +184,8 @@ class MinHashIndex:
         import numpy as np
 
         if item < len(self._head):
-            return self._head[item]
+            head: np.ndarray = self._head[item]
+            return head
         return np.frombuffer(self._spill.get(item - len(self._head)), dtype=np.uint32)
 
     def similarity(self, sig: np.ndarray, item: int) -> float:
