@@ -133,7 +133,7 @@ def reuse(folder: Path) -> RunFigures:
             rows = store.example_count()
             return RunFigures(folder, rows, rows + sum(rejects.values()), usage.total_tokens,
                               store.completion_count(), 0, None, Counter(rejects), 0, True)
-    slots = summary.get("slots", {})
+    slots = summary.get("quotas") or summary.get("slots", {})  # stores before the rename
     rejected: Counter[str] = Counter()
     for slot in slots.values():
         rejected.update(slot.get("rejected", {}))
