@@ -94,8 +94,6 @@ class Backend(ABC):
     """
 
     name: ClassVar[str] = ""
-    supports_json_schema: ClassVar[bool] = False
-    supports_batching: ClassVar[bool] = False
     reports_request_state: ClassVar[bool] = False  # calls on_request_state (one request a call)
 
     class Options(BaseModel):

@@ -40,7 +40,6 @@ class _Endpoint:
 class EndpointPool(Backend):
     """Balances calls over several backends of one kind by load, sidelining failing ones."""
 
-    supports_batching = True
 
     def __init__(self, backends: Sequence[Backend], cooldown: float = 5.0,
                  max_cooldown: float = 120.0) -> None:
@@ -49,7 +48,6 @@ class EndpointPool(Backend):
         first = backends[0]
         super().__init__(first.options)
         self.name = first.name  # type: ignore[misc]
-        self.supports_json_schema = first.supports_json_schema  # type: ignore[misc]
         self.endpoints = [_Endpoint(b) for b in backends]
         self.base_cooldown = cooldown
         self.max_cooldown = max_cooldown

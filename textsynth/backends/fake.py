@@ -28,8 +28,6 @@ class FakeBackend(Backend):
     """
 
     name = "fake"
-    supports_json_schema = True
-    supports_batching = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

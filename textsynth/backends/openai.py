@@ -108,8 +108,6 @@ class OpenAIBackend(Backend):
     """
 
     name = "openai"
-    supports_json_schema = True
-    supports_batching = False
     reports_request_state = True
 
     class Options(BaseModel):

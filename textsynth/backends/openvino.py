@@ -62,7 +62,6 @@ class OpenVINOBackend(Backend):
     """Generates with OpenVINO GenAI's continuous-batching pipeline on CPU."""
 
     name = "openvino"
-    supports_batching = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

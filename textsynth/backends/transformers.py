@@ -55,7 +55,6 @@ class TransformersBackend(Backend):
     """Generates with a local transformers model, in true batches (left padding)."""
 
     name = "transformers"
-    supports_batching = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

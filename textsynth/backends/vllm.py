@@ -54,8 +54,6 @@ class VLLMBackend(Backend):
     """Generates with an offline ``vllm.LLM``: continuous batching, seeded per request."""
 
     name = "vllm"
-    supports_json_schema = True
-    supports_batching = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -94,7 +94,6 @@ class RayExecutor(Backend):
     ``max_concurrency`` is the backend's own concurrency times the replicas.
     """
 
-    supports_batching = True
 
     def __init__(self, backend_type: str, options: Mapping[str, Any],
                  execution: ExecutionSpec) -> None:
@@ -103,7 +102,6 @@ class RayExecutor(Backend):
         self._template = backend_from_spec(backend_type, options)
         super().__init__(self._template.options)
         self.name = self._template.name  # type: ignore[misc]
-        self.supports_json_schema = self._template.supports_json_schema  # type: ignore[misc]
         self._type = backend_type
         self._options = dict(options)
         self.execution = execution
