@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Sequence
 
 from textsynth import Completion, FakeBackend, Request, load_recipe
+from textsynth.backends.base import RequestEvents
 from textsynth.engine import Engine
 from textsynth.store import Store
 
@@ -39,17 +40,20 @@ class Reporting(FakeBackend):
         self.on_wire: list[tuple[str, int]] = []
 
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        raise AssertionError("the engine passes the request events: generate_reporting")
+
+    async def generate_reporting(self, requests: Sequence[Request],
+                                 on_state: RequestEvents) -> list[Completion]:
         (request,) = requests
         job = (str(request.metadata["slot"]), int(request.metadata["index"]))
-        assert self.on_request_state is not None
         await asyncio.sleep(self.queued)  # may be cancelled here at no cost
-        self.on_request_state(request, "sent")
+        on_state(request, "sent")
         self.on_wire.append(job)
         if job == self.stuck:  # a 429 with a long Retry-After: nothing paid for yet
-            self.on_request_state(request, "waiting")
+            on_state(request, "waiting")
             await asyncio.Event().wait()  # until the engine cancels it
         await asyncio.sleep(0.01)
-        return await super().generate(requests)
+        return await FakeBackend.generate(self, requests)
 
 
 def _run(recipe_dict: dict, backend: Reporting) -> Engine:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from textsynth._budget import Budget
 from textsynth.backends import Backend
-from textsynth.backends.base import Completion, Request, Usage
+from textsynth.backends.base import Completion, Request, RequestEvents, Usage
 from textsynth.errors import BudgetExceeded, StoreError
 from textsynth.plan import Job
 from textsynth.store import Store
@@ -96,6 +96,8 @@ class Sender:
         self.stopping = False  # Ctrl-C: nothing more goes on the wire
         self.sent = 0
         self.arrived = 0  # answers stored so far (a clock for jobs waiting for a retry)
+        # given to a backend that reports where each request stands (one request a call)
+        self.on_state: RequestEvents | None = None
 
     def add(self, record: InFlight) -> None:
         self.queue.append(record)
@@ -145,7 +147,10 @@ class Sender:
             async with self._sem:
                 if self.stopping:  # Ctrl-C: nothing more goes on the wire
                     return
-                completions = await self.backend.generate([r.request for r in batch])
+                requests = [r.request for r in batch]
+                completions = await (self.backend.generate(requests) if self.on_state is None
+                                     else self.backend.generate_reporting(requests,
+                                                                          self.on_state))
         except Exception as exc:  # handed to whoever waits on these jobs
             self._listener.call_ended(batch)
             for record in batch:

@@ -234,7 +234,7 @@ class Engine:
         # one request per call, and the backend says which are sent and which wait
         self.window.tracking = self.window.batch_size == 1 and self.backend.reports_request_state
         if self.window.tracking:
-            self.backend.on_request_state = self.window.on_request_state
+            self.window.sender.on_state = self.window.on_request_state
         ticker = asyncio.create_task(self._tick()) if self.progress is not None else None
         self._main = asyncio.current_task()
         if self._interrupted and self._main is not None:  # Ctrl-C before the run began
@@ -272,7 +272,7 @@ class Engine:
     async def _finish(self, start: float, stop: StopReason | None) -> None:
         """Store what is in flight, close what the engine opened, and sum up the run."""
         self._main = None
-        self.backend.on_request_state = None
+        self.window.sender.on_state = None
         window = self.window
         try:
             self.acceptor.flush()

@@ -14,7 +14,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from textsynth.errors import RecipeError
 from textsynth.validation import describe
 
-__all__ = ["Backend", "Completion", "Message", "Request", "Usage"]
+__all__ = ["Backend", "Completion", "Message", "Request", "RequestEvents", "Usage"]
+
+#: ``(request, "sent" | "waiting")``: see :meth:`Backend.generate_reporting`
+RequestEvents = Callable[["Request", str], None]
 
 Message = dict[str, str]
 
@@ -94,7 +97,7 @@ class Backend(ABC):
     """
 
     name: ClassVar[str] = ""
-    reports_request_state: ClassVar[bool] = False  # calls on_request_state (one request a call)
+    reports_request_state: ClassVar[bool] = False  # see generate_reporting
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -131,14 +134,19 @@ class Backend(ABC):
         Raise a :class:`~textsynth.errors.BackendError` when the whole call failed.
         """
 
-    #: Set by the engine when the backend ``reports_request_state``. The backend calls
-    #: it with ``(request, "sent")`` when the request goes on the wire (its first
-    #: attempt or a retry), and ``(request, "waiting")`` when it waits before a retry
-    #: and nothing was paid for it yet (a 429, a 5xx, a dropped connection). Before
-    #: its first "sent", and while "waiting", the request's ``generate`` call may be
-    #: cancelled at no cost: the engine cancels requests it no longer needs and
-    #: replaces waiting ones by other jobs (see :mod:`textsynth._dispatch`).
-    on_request_state: Callable[[Request, str], None] | None = None
+    async def generate_reporting(self, requests: Sequence[Request],
+                                 on_state: RequestEvents) -> list[Completion]:
+        """:meth:`generate`, telling ``on_state`` where each request stands.
+
+        A backend that ``reports_request_state`` calls ``on_state(request, "sent")``
+        when the request goes on the wire (its first attempt or a retry), and
+        ``on_state(request, "waiting")`` when it waits before a retry and nothing was
+        paid for it yet (a 429, a 5xx, a dropped connection). Before its first "sent",
+        and while "waiting", the call may be cancelled at no cost: the engine cancels
+        requests it no longer needs and replaces waiting ones by other jobs (see
+        :mod:`textsynth._dispatch`). Other backends report nothing.
+        """
+        return await self.generate(requests)
 
     def cancel_queued(self) -> None:  # noqa: B027 - optional hook
         """Drop requests that wait in the backend's own queue and were not sent yet.

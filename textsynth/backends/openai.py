@@ -30,7 +30,14 @@ from yarl import URL
 
 from textsynth.backends._openai_http import ChatClient, RetryPolicy
 from textsynth.backends._openai_sdk_errors import sdk_error
-from textsynth.backends.base import Backend, Completion, Message, Request, Usage
+from textsynth.backends.base import (
+    Backend,
+    Completion,
+    Message,
+    Request,
+    RequestEvents,
+    Usage,
+)
 from textsynth.errors import BackendError, BackendResponseError, GenerationError, RecipeError
 from textsynth.ratelimit import RateLimiter
 from textsynth.redact import add_secret, is_secret_name, mask_known
@@ -207,10 +214,18 @@ class OpenAIBackend(Backend):
         await self.client.aclose()
 
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        return await self._generate(requests, None)
+
+    async def generate_reporting(self, requests: Sequence[Request],
+                                 on_state: RequestEvents) -> list[Completion]:
+        return await self._generate(requests, on_state)
+
+    async def _generate(self, requests: Sequence[Request],
+                        on_state: RequestEvents | None) -> list[Completion]:
         try:
             if len(requests) == 1:
-                return [await self._complete(requests[0])]
-            return list(await asyncio.gather(*(self._complete(r) for r in requests)))
+                return [await self._complete(requests[0], on_state)]
+            return list(await asyncio.gather(*(self._complete(r, on_state) for r in requests)))
         except BackendError as exc:  # it ends the run: say it in the SDK's terms too
             cause = sdk_error(exc, self.client.url_shown)
             if cause is not None:
@@ -256,15 +271,15 @@ class OpenAIBackend(Backend):
         return body
 
     async def _ask(self, request: Request, messages: Sequence[Message], n: int, seed: int,
-                   first: bool = False) -> tuple[list[tuple[str, str]], Usage, str, int]:
+                   on_state: RequestEvents | None = None
+                   ) -> tuple[list[tuple[str, str]], Usage, str, int]:
         """Choices as (text, finish_reason), usage, model and attempts for one body.
 
-        ``first``: the request's first ask, nothing paid for it yet, so whether it is
-        on the wire or waits for a retry is reported to :attr:`on_request_state`.
+        ``on_state``: given for the request's first ask (nothing paid for it yet), which
+        is told whether the request is on the wire or waits for a retry.
         """
         attempts = 0
-        hook = self.on_request_state
-        state = (lambda now: hook(request, now)) if first and hook else None
+        state = (lambda now: on_state(request, now)) if on_state is not None else None
         while True:
             level = self._level if self._wants_format(request) else None
             body = self._body(request, messages, n, seed, level)
@@ -312,11 +327,12 @@ class OpenAIBackend(Backend):
             out = [(mask_known(t), f) for t, f in out]
         return out, usage, mask_known(str(answer.get("model") or self.opts.model))
 
-    async def _choices(self, request: Request) -> tuple[list[tuple[str, str]], Usage, str, int]:
+    async def _choices(self, request: Request, on_state: RequestEvents | None = None
+                       ) -> tuple[list[tuple[str, str]], Usage, str, int]:
         """``request.n`` choices: in one call where the server honours ``n``, else several."""
         n = request.n if self._native_n is not False else 1
         got, usage, model, attempts = await self._ask(request, request.messages, n, request.seed,
-                                                      first=True)
+                                                      on_state)
         if request.n > 1 and len(got) < request.n:
             self._native_n = False
             rest = await asyncio.gather(*(
@@ -329,8 +345,9 @@ class OpenAIBackend(Backend):
             self._native_n = True
         return got[: request.n], usage, model, attempts
 
-    async def _complete(self, request: Request) -> Completion:
-        choices, usage, model, attempts = await self._choices(request)
+    async def _complete(self, request: Request, on_state: RequestEvents | None = None
+                        ) -> Completion:
+        choices, usage, model, attempts = await self._choices(request, on_state)
         schema = self._schema(request)
         texts, reasons = [], []
         for text, finish in choices:
