@@ -37,6 +37,8 @@ class FakeBackend(Backend):
         concurrency: int = 1
         latency: float = 0.0
 
+    options: Options  # the base class builds it from the recipe's backend.options
+
     def __init__(
         self,
         options: BaseModel | dict[str, Any] | None = None,
@@ -58,7 +60,7 @@ class FakeBackend(Backend):
 
     def enqueue(self, responses: Iterable[str]) -> None:
         """Append scripted responses."""
-        self.options.responses.extend(responses)  # type: ignore[attr-defined]
+        self.options.responses.extend(responses)
 
     def _answer(self, request: Request) -> Completion:
         if self.handler is not None:
@@ -67,7 +69,7 @@ class FakeBackend(Backend):
                 return out
             texts = out if isinstance(out, list) else [out]
         else:
-            script: list[str] = self.options.responses  # type: ignore[attr-defined]
+            script: list[str] = self.options.responses
             if not script:
                 texts = [""]
             else:
@@ -86,7 +88,7 @@ class FakeBackend(Backend):
 
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
         self.calls += 1
-        latency: float = self.options.latency  # type: ignore[attr-defined]
+        latency: float = self.options.latency
         if latency:
             import asyncio  # here, not at the top: `textsynth --help` does not need it
 

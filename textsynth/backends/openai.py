@@ -160,9 +160,11 @@ class OpenAIBackend(Backend):
                 check_base_url(v)
             return v
 
+    options: Options  # the base class builds it from the recipe's backend.options
+
     def __init__(self, options: BaseModel | Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        opts: OpenAIBackend.Options = self.options  # type: ignore[assignment]
+        opts = self.options
         self.opts = opts
         base_url = opts.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
         key = opts.api_key.get_secret_value() if opts.api_key else os.environ.get("OPENAI_API_KEY")

@@ -80,6 +80,8 @@ class OpenVINOBackend(Backend):
         cache_dir: str | None = Field(None, description="converted models; default "
                                       "$TEXTSYNTH_CACHE or $XDG_CACHE_HOME/textsynth")
 
+    options: Options  # the base class builds it from the recipe's backend.options
+
     def __init__(self, options: BaseModel | dict[str, Any] | None = None) -> None:
         super().__init__(options)
         self._pipe: Any = None
@@ -93,10 +95,10 @@ class OpenVINOBackend(Backend):
 
     @property
     def model_name(self) -> str:
-        return local_model_name(self.options.model)  # type: ignore[attr-defined]
+        return local_model_name(self.options.model)
 
     def _source(self) -> Path:
-        model: str = self.options.model  # type: ignore[attr-defined]
+        model: str = self.options.model
         if model == DEFAULT_MODEL:
             return embedded_model_path()
         path = Path(model).expanduser()
@@ -106,7 +108,7 @@ class OpenVINOBackend(Backend):
         return path
 
     def _sequences(self) -> int:
-        opts: Any = self.options
+        opts = self.options
         if opts.max_num_seqs:
             return int(opts.max_num_seqs)
         try:
@@ -117,7 +119,7 @@ class OpenVINOBackend(Backend):
 
     @property
     def max_concurrency(self) -> int:
-        opts: Any = self.options
+        opts = self.options
         if opts.concurrency:
             return int(opts.concurrency)
         return max(1, math.ceil(self._sequences() / self.batch_size))
@@ -128,7 +130,7 @@ class OpenVINOBackend(Backend):
             if self._pipe is not None:
                 return
             ov_genai = require("openvino_genai", "the openvino backend")
-            opts: Any = self.options
+            opts = self.options
             prepared = prepare_model(self._source(), cache_root(opts.cache_dir),
                                      ov_genai.__version__.split("-")[0])
             sched = ov_genai.SchedulerConfig()
@@ -161,7 +163,7 @@ class OpenVINOBackend(Backend):
     def prompt(self, request: Request) -> str:
         """The chat-templated prompt (the system prompt added when the request has none)."""
         messages = list(request.messages)
-        system: str | None = self.options.system_prompt  # type: ignore[attr-defined]
+        system: str | None = self.options.system_prompt
         if system and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system})
         return str(self._tokenizer.apply_chat_template(messages, add_generation_prompt=True))

@@ -66,6 +66,8 @@ class TransformersBackend(Backend):
         system_prompt: str | None = DEFAULT_SYSTEM
         threads: int | None = Field(None, ge=1)
 
+    options: Options  # the base class builds it from the recipe's backend.options
+
     def __init__(self, options: BaseModel | dict[str, Any] | None = None) -> None:
         super().__init__(options)
         self._model: Any = None
@@ -75,10 +77,10 @@ class TransformersBackend(Backend):
 
     @property
     def model_name(self) -> str:
-        return local_model_name(self.options.model)  # type: ignore[attr-defined]
+        return local_model_name(self.options.model)
 
     def _source(self) -> tuple[Path, str | None]:
-        opts: Any = self.options
+        opts = self.options
         if opts.model == DEFAULT_MODEL:
             gguf = embedded_model_path()
             return gguf.parent, gguf.name
@@ -99,7 +101,7 @@ class TransformersBackend(Backend):
             transformers = require("transformers", "the transformers backend")
             transformers.logging.set_verbosity_error()
             transformers.utils.logging.disable_progress_bar()
-            opts: Any = self.options
+            opts = self.options
             if opts.threads:
                 torch.set_num_threads(opts.threads)
             folder, gguf = self._source()
@@ -132,7 +134,7 @@ class TransformersBackend(Backend):
 
     def _prompt(self, request: Request) -> str:
         messages = list(request.messages)
-        system: str | None = self.options.system_prompt  # type: ignore[attr-defined]
+        system: str | None = self.options.system_prompt
         if system and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system})
         return str(self._tokenizer.apply_chat_template(

@@ -90,6 +90,8 @@ class VLLMBackend(Backend):
                                  "is never split")
             return self
 
+    options: Options  # the base class builds it from the recipe's backend.options
+
     def __init__(self, options: BaseModel | dict[str, Any] | None = None) -> None:
         super().__init__(options)
         self._llm: Any = None
@@ -97,11 +99,11 @@ class VLLMBackend(Backend):
 
     @property
     def model_name(self) -> str:
-        return local_model_name(self.options.model)  # type: ignore[attr-defined]
+        return local_model_name(self.options.model)
 
     # -- loading -----------------------------------------------------------------------
     def _folder(self) -> Path:
-        opts: Any = self.options
+        opts = self.options
         cache = Path(opts.cache_dir or Path.home() / ".cache" / "textsynth" / "models")
         if opts.model == DEFAULT_MODEL:
             return plain_model_dir(embedded_model_path(), cache)
@@ -114,7 +116,7 @@ class VLLMBackend(Backend):
         return path
 
     def _engine_args(self, folder: Path, on_cpu: bool) -> dict[str, Any]:
-        opts: Any = self.options
+        opts = self.options
         batched = opts.max_num_batched_tokens or max(opts.max_model_len, 8192)
         # on CPU, gpu_memory_utilization is a share of the machine's RAM that must be free
         # at start (90% by default): a fixed KV cache starts on a busy machine too
@@ -156,7 +158,7 @@ class VLLMBackend(Backend):
 
     def _conversation(self, request: Request) -> list[dict[str, str]]:
         messages = [dict(m) for m in request.messages]
-        system: str | None = self.options.system_prompt  # type: ignore[attr-defined]
+        system: str | None = self.options.system_prompt
         if system and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system})
         return messages
@@ -165,7 +167,7 @@ class VLLMBackend(Backend):
         """Whether to decode under the schema; like the openai backend's ``auto``, the
         built-in list schemas are asked for in the prompt only: constraining a small
         model to a JSON list of strings measurably hurt its texts."""
-        mode: str = self.options.structured_output  # type: ignore[attr-defined]
+        mode: str = self.options.structured_output
         if request.json_schema is None or mode == "prompt":
             return False
         schema = request.metadata.get("schema")
