@@ -216,14 +216,10 @@ class OpenAIBackend(Backend):
         await self.client.aclose()
 
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        return await self._generate(requests, None)
+        return await self.generate_reporting(requests, None)
 
     async def generate_reporting(self, requests: Sequence[Request],
-                                 on_state: RequestEvents) -> list[Completion]:
-        return await self._generate(requests, on_state)
-
-    async def _generate(self, requests: Sequence[Request],
-                        on_state: RequestEvents | None) -> list[Completion]:
+                                 on_state: RequestEvents | None) -> list[Completion]:
         try:
             if len(requests) == 1:
                 return [await self._complete(requests[0], on_state)]
