@@ -112,7 +112,7 @@ def generate(recipe: Any, seed_store: Path | None = None) -> RunFigures:
     if seed_store is not None and seed_store.is_file() and not (out / STORE_NAME).exists():
         shutil.copyfile(seed_store, out / STORE_NAME)
     start = time.perf_counter()
-    result = run_recipe(recipe).result
+    result = run_recipe(recipe).stats
     accepted = sum(s.accepted for s in result.quotas.values())
     return RunFigures(out, accepted, sum(s.candidates for s in result.quotas.values()),
                       result.usage.total_tokens, result.sent, result.cached,

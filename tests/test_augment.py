@@ -9,8 +9,9 @@ import pytest
 from datasets import load_from_disk
 
 from textsynth import FakeBackend, Request
-from textsynth.augment import AugmentRun, paraphrase, translate
+from textsynth.augment import AugmentJobs, paraphrase, translate
 from textsynth.errors import BackendUnavailable, DataError
+from textsynth.result import StopReason
 from textsynth.store import Store
 
 ROWS = [
@@ -50,7 +51,7 @@ def _rows(out: Path) -> list[dict]:
 def test_translate_keeps_labels_and_slots_and_records_the_source(tmp_path: Path) -> None:
     fake = FakeBackend(handler=german)
     outcome = translate(_write(tmp_path), ["de"], tmp_path / "out", backend=fake)
-    assert outcome.accepted == 3 and not outcome.missing
+    assert outcome.accepted == 3 and outcome.complete
     rows = {r["source_id"]: r for r in _rows(tmp_path / "out")}
     first = rows["row 0"]
     assert first["text"] == "Füge Daft Punk zu meiner party Playlist hinzu"
@@ -98,8 +99,9 @@ def test_wrong_language_answers_are_rejected(tmp_path: Path) -> None:
 
     outcome = translate(_write(tmp_path, SONGS), ["de", "sw"], tmp_path / "out",
                         backend=FakeBackend(handler=english_for_swahili), max_attempts=2)
-    assert outcome.rejected["wrong_language"] == 6  # 3 rows x 2 attempts
-    assert outcome.accepted == 3 and len(outcome.missing) == 3
+    assert outcome.stats.rejected["wrong_language"] == 6  # 3 rows x 2 attempts
+    assert outcome.accepted == 3 and outcome.stats.shortfalls == {
+        f"PlayMusic/sw (row {i})": 1 for i in range(3)}
     assert {r["language"] for r in _rows(tmp_path / "out")} == {"de"}
 
 
@@ -116,11 +118,12 @@ def test_lost_slot_and_copied_source_are_retried_with_a_new_seed(tmp_path: Path)
     fake = FakeBackend(handler=flaky)
     outcome = translate(_write(tmp_path), ["de"], tmp_path / "out", backend=fake)
     assert outcome.accepted == 3
-    assert outcome.rejected["slot_lost"] == 1 and outcome.rejected["untranslated"] == 2
+    assert outcome.stats.rejected["slot_lost"] == 1
+    assert outcome.stats.rejected["untranslated"] == 2
     assert len({r.seed for r in fake.requests}) == 6  # each retry is a new request
     with Store.in_dir(tmp_path / "out") as store:
         reasons = {r["reason"]: r["detail"] for r in store.rejects()}
-    assert reasons["slot_lost"] == "slot_lost:artist,playlist"
+    assert reasons["slot_lost"] == "artist,playlist"
 
 
 def test_runaway_output_is_rejected(tmp_path: Path) -> None:
@@ -129,7 +132,9 @@ def test_runaway_output_is_rejected(tmp_path: Path) -> None:
 
     outcome = translate(_write(tmp_path), ["de"], tmp_path / "out", backend=FakeBackend(
         handler=loops), max_attempts=1)
-    assert outcome.rejected["too_long_for_source"] == 1 and outcome.missing == {"row 2": 1}
+    assert outcome.stats.rejected["too_long_for_source"] == 1
+    assert outcome.stats.shortfalls == {"PlayMusic/de (row 2)": 1}
+    assert outcome.stats.stop_reasons == {"PlayMusic/de (row 2)": StopReason.ATTEMPT_LIMIT}
 
 
 def test_gives_up_after_max_attempts_and_says_which_rows(tmp_path: Path) -> None:
@@ -140,7 +145,8 @@ def test_gives_up_after_max_attempts_and_says_which_rows(tmp_path: Path) -> None
     outcome = translate(_write(tmp_path), ["de"], tmp_path / "out", backend=fake,
                         max_attempts=2)
     assert outcome.accepted == 1
-    assert outcome.missing == {"row 0": 1, "row 2": 1}
+    assert outcome.stats.shortfalls == {"AddToPlaylist/de (row 0)": 1,
+                                        "PlayMusic/de (row 2)": 1}
     assert len(fake.requests) == 3 + 2
 
 
@@ -150,7 +156,7 @@ def test_rerun_sends_nothing_and_gives_the_same_rows(tmp_path: Path) -> None:
     first = _rows(tmp_path / "out")
     again = FakeBackend(handler=german)
     outcome = translate(src, ["de"], tmp_path / "out", backend=again)
-    assert again.requests == [] and outcome.cached == 3 and outcome.sent == 0
+    assert again.requests == [] and outcome.stats.cached == 3 and outcome.stats.sent == 0
     assert _rows(tmp_path / "out") == first
 
 
@@ -171,7 +177,7 @@ def test_backend_failure_keeps_what_was_paid_for(tmp_path: Path) -> None:
         assert store.completion_count() == 3
     resumed = FakeBackend(handler=german, batch_size=3)
     outcome = translate(src, ["de"], tmp_path / "out", backend=resumed)
-    assert len(resumed.requests) == 3 and outcome.cached == 3 and outcome.accepted == 6
+    assert len(resumed.requests) == 3 and outcome.stats.cached == 3 and outcome.accepted == 6
 
 
 def test_paraphrase_gives_n_per_row_and_never_repeats_a_seed(tmp_path: Path) -> None:
@@ -189,10 +195,11 @@ def test_paraphrase_gives_n_per_row_and_never_repeats_a_seed(tmp_path: Path) -> 
     outcome = paraphrase(_write(tmp_path), 2, tmp_path / "out", backend=fake)
     rows = _rows(tmp_path / "out")
     assert outcome.accepted == 6 and len(rows) == 6
-    assert outcome.rejected["same_as_source"] == 4  # GetWeather's item 2 is its own source
+    rejected = outcome.stats.rejected
+    assert rejected["same_as_source"] == 4  # GetWeather's item 2 is its own source
     # row 0 has slots, so its copy of another seed row is first of all a lost-slot reject
-    assert outcome.rejected["slot_lost"] == 1
-    assert outcome.rejected["cross_label_duplicate"] == 1
+    assert rejected["slot_lost"] == 1
+    assert rejected["cross_label_duplicate"] == 1
     by_source: dict[str, list[dict]] = {}
     for r in rows:
         by_source.setdefault(r["source_id"], []).append(r)
@@ -234,14 +241,14 @@ def test_source_can_be_a_textsynth_output_folder(tmp_path: Path) -> None:
 
 def test_bad_inputs_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
-        AugmentRun("translate", tmp_path / "nope.jsonl", tmp_path / "out", languages=["de"],
+        AugmentJobs("translate", tmp_path / "nope.jsonl", tmp_path / "out", languages=["de"],
                    backend=FakeBackend())
     with pytest.raises(DataError, match="at least one target language"):
-        AugmentRun("translate", _write(tmp_path), tmp_path / "out", backend=FakeBackend())
+        AugmentJobs("translate", _write(tmp_path), tmp_path / "out", backend=FakeBackend())
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "hi", "label": "a"}\nnot json\n')
     with pytest.raises(DataError, match="line 2 is not valid JSON"):
-        AugmentRun("paraphrase", bad, tmp_path / "out", backend=FakeBackend())
+        AugmentJobs("paraphrase", bad, tmp_path / "out", backend=FakeBackend())
     assert not (tmp_path / "out").exists()
 
 
@@ -262,7 +269,7 @@ def test_cli_paraphrase_with_fake_backend(tmp_path: Path) -> None:
          "--out", str(tmp_path / "out"), "--quiet"],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "2 rows written" in proc.stdout
+    assert "dataset of 2 rows written" in proc.stdout
     assert len(_rows(tmp_path / "out")) == 2
 
 
@@ -275,7 +282,9 @@ def test_cards_of_translate_and_paraphrase_give_the_command_that_made_them(
          "--option", "responses=['1. another way to say it {seed}']",
          "--out", str(tmp_path / "para"), "--quiet"],
         capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    # row 0's entities are lost in every answer: its quota is short, as a run's would be
+    assert proc.returncode == 3, proc.stderr
+    assert "AddToPlaylist: 1 short of the quota (attempt limit reached" in proc.stdout
     card = (tmp_path / "para" / "README.md").read_text()
     reproduce = card.split("## Reproduce")[1]
     assert f"textsynth paraphrase {source} -n 1 --source-language en --max-attempts 3 " \
@@ -310,10 +319,10 @@ def test_translate_and_paraphrase_on_the_embedded_model(tmp_path: Path) -> None:
     backend = TransformersBackend({"batch_size": 4})
     out = translate(src, ["de"], tmp_path / "de", backend=backend, max_attempts=2)
     # what the model could not do is said, row by row; what it did passes every check
-    assert out.accepted + sum(out.missing.values()) == 2
-    assert 2 <= out.sent <= 4  # two rows, at most two attempts each
+    assert out.accepted + sum(out.stats.shortfalls.values()) == 2
+    assert 2 <= out.stats.sent <= 4  # two rows, at most two attempts each
     with Store.in_dir(tmp_path / "de") as store:
-        assert store.completion_count() == out.sent
+        assert store.completion_count() == out.stats.sent
         examples = list(store.examples())
     for ex in examples:
         assert ex.language == "de" and ex.fields["source_text"] in {
@@ -322,5 +331,5 @@ def test_translate_and_paraphrase_on_the_embedded_model(tmp_path: Path) -> None:
         report = build_report(tmp_path / "de")
         assert report.language_check == {"de": {"rows": len(examples), "passed": len(examples)}}
     para = paraphrase(src, 2, tmp_path / "en", backend=backend, max_attempts=2)
-    assert para.accepted + sum(para.missing.values()) == 4
-    assert 2 <= para.sent <= 4
+    assert para.accepted + sum(para.stats.shortfalls.values()) == 4
+    assert 2 <= para.stats.sent <= 4

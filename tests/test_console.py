@@ -9,22 +9,15 @@ from pathlib import Path
 from rich.console import Console
 
 from textsynth.backends.base import Usage
-from textsynth.console import (
-    print_augment_outcome,
-    print_run_outcome,
-    rules_table,
-    summary_table,
-)
-from textsynth.pipeline import RunOutcome
+from textsynth.console import print_result, rules_table, summary_table
 from textsynth.plan import Quota
-from textsynth.recipe import load_recipe
-from textsynth.result import QuotaStats, RunResult, StopReason
+from textsynth.result import QuotaStats, RunResult, RunStats, StopReason
 
 LABELS = ["AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "RateBook",
           "SearchCreativeWork", "SearchScreeningEvent"]
 
 
-def _result(stopped: str | None = None) -> RunResult:
+def _result(stopped: str | None = None) -> RunStats:
     slots = {}
     for i, label in enumerate(LABELS):
         for language in ("de", "sw"):
@@ -37,7 +30,7 @@ def _result(stopped: str | None = None) -> RunResult:
             if st.shortfall:  # as the engine marks it
                 st.stop = StopReason.BUDGET if stopped else StopReason.ATTEMPT_LIMIT
             slots[Quota(label, language)] = st
-    return RunResult(quotas=slots, sent=17_000, cached=3, usage=Usage(12_345_678, 901_234),
+    return RunStats(quotas=slots, sent=17_000, cached=3, usage=Usage(12_345_678, 901_234),
                      seconds=3723.4, stopped=stopped,
                      rule_stats={"language_id (lingua, threshold 0.5)": {
                          "kept": 12_345, "language_mismatch_detected": 4_200},
@@ -81,13 +74,11 @@ def test_rules_table_fits_80_columns() -> None:
 
 
 def test_a_budget_stop_is_not_called_an_attempt_limit(tmp_path: Path) -> None:
-    recipe = load_recipe({"name": "t", "labels": LABELS[:2], "per_label": 1,
-                          "backend": {"type": "fake"}})
     for stopped, says_attempts in (("the token budget is spent", False), (None, True)):
         result = _result(stopped)
         out = io.StringIO()
-        print_run_outcome(Console(file=out, width=80, color_system=None),
-                          RunOutcome(result, None, tmp_path, 0.0), recipe)
+        print_result(Console(file=out, width=80, color_system=None),
+                     RunResult(result, tmp_path))
         text = out.getvalue()
         assert "AddToPlaylist/de: 1000 short of the quota" not in text  # it is full
         assert "BookRestaurant/de: 37 short of the quota" in " ".join(text.split())
@@ -96,16 +87,31 @@ def test_a_budget_stop_is_not_called_an_attempt_limit(tmp_path: Path) -> None:
         assert "nothing exported" in text
 
 
-def test_augment_outcome_lines(tmp_path: Path) -> None:
-    from textsynth.augment import AugmentOutcome
+def _rows_result(tmp_path: Path, dataset: object) -> RunResult:
+    """A translate run's figures: one quota per source row and language."""
+    quotas = {}
+    for i in range(3):
+        for language in ("de", "it"):
+            short = i == 2 and language == "it"
+            quotas[Quota("PlayMusic", language, f"row {i}")] = QuotaStats(
+                target=1, accepted=0 if short else 1, candidates=2, jobs=2 if short else 1,
+                rejected=Counter({"slot_lost": 2} if short else {}),
+                stop=StopReason.ATTEMPT_LIMIT if short else StopReason.QUOTA_MET)
+    return RunResult(RunStats(quotas, sent=7, cached=1), tmp_path, dataset)
 
+
+def test_translate_results_print_one_line_per_label_and_language(tmp_path: Path) -> None:
+    lines = _render(summary_table(_rows_result(tmp_path, object()).stats))
+    text = "\n".join(lines)
+    assert "PlayMusic/de" in text and "3/3" in text and "2/3" in text
+    assert "row 0" not in text  # source rows are summed, not listed
     out = io.StringIO()
-    console = Console(file=out, width=80, color_system=None)
-    print_augment_outcome(console, AugmentOutcome(tmp_path, object(), 5,
-                                                  Counter({"slot_lost": 2}), 7, 1,
-                                                  {"row 1": 2}))
-    print_augment_outcome(console, AugmentOutcome(tmp_path, None, 0, Counter(), 3, 0, {}))
+    print_result(Console(file=out, width=80, color_system=None),
+                 _rows_result(tmp_path, object()))
     text = " ".join(out.getvalue().split())
-    assert "5 rows written to" in text and "rejected: slot_lost 2" in text
-    assert "1 source rows got fewer outputs than asked (2 missing)" in text
-    assert "nothing exported: no row was accepted (3 requests sent; rejected: none)" in text
+    assert "dataset of 5 rows written to" in text
+    assert "PlayMusic/it: 1 short of the quota (attempt limit reached;" in text
+    assert "PlayMusic/de: " not in text
+    out = io.StringIO()
+    print_result(Console(file=out, width=80, color_system=None), _rows_result(tmp_path, None))
+    assert "nothing exported: no row was accepted" in " ".join(out.getvalue().split())

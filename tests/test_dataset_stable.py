@@ -141,6 +141,6 @@ def test_dataset_matches_the_golden_file(case: str, recipe_dict: dict,
     accepted = [r for r in produced if r["from"] == "store:accepted"]
     assert accepted, "a golden case must accept rows"
     if case == "budget_n2":
-        assert outcome.result.stopped and not outcome.result.complete
+        assert outcome.stats.stopped and not outcome.stats.complete
     else:
-        assert outcome.result.complete
+        assert outcome.stats.complete

@@ -47,7 +47,7 @@ def test_quota_per_label_per_language_and_prompts_name_the_language(
         multilingual: dict, tmp_path: Path) -> None:
     fake = FakeBackend(handler=_answer())
     outcome = run_recipe(load_recipe(multilingual), backend=fake)
-    assert outcome.result.complete
+    assert outcome.stats.complete
     rows = load_labeled(tmp_path / "out")
     pairs = [(label, lang) for label, lang in zip(rows.labels, rows.languages, strict=True)]
     assert sorted(set(pairs)) == [("turn_off", "de"), ("turn_off", "it"), ("turn_on", "de"),
@@ -64,13 +64,13 @@ def test_quota_per_label_per_language_and_prompts_name_the_language(
 def test_wrong_language_is_rejected_and_the_report_shows_the_check(
         multilingual: dict, tmp_path: Path) -> None:
     outcome = run_recipe(load_recipe(multilingual), backend=FakeBackend(handler=_answer(1)))
-    assert outcome.result.complete
-    assert outcome.result.rejected["wrong_language"] >= 4
+    assert outcome.stats.complete
+    assert outcome.stats.rejected["wrong_language"] >= 4
     report = build_report(tmp_path / "out")
     assert report.language_check == {"de": {"rows": 8, "passed": 8},
                                       "it": {"rows": 8, "passed": 8}}
     assert report.language_pass_rate == 1.0
-    assert report.rejects["wrong_language"] == outcome.result.rejected["wrong_language"]
+    assert report.rejects["wrong_language"] == outcome.stats.rejected["wrong_language"]
     html = write_report(report, tmp_path / "report").read_text()
     assert "Language check" in html and "languages.png" in html
 

@@ -86,7 +86,7 @@ def test_recipe_runs_through_transformers_serve_to_a_dataset(
                     "classifier": False},
     })
     outcome = run_recipe(recipe)
-    result = outcome.result
+    result = outcome.stats
     assert result.sent >= 1 and result.usage.prompt_tokens > 0  # real usage from the server
     assert result.usage.completion_tokens > 0
     rows = outcome.dataset["train"]

@@ -65,11 +65,11 @@ def test_ray_run_gives_the_same_dataset_as_one_process(tmp_path: Path) -> None:
     local = run_recipe(_recipe(tmp_path, "local", None, backend))
     pooled = run_recipe(_recipe(tmp_path, "ray", {"engine": "ray", "replicas": 2,
                                                   "num_cpus": 0.5}, backend))
-    assert local.result.complete and pooled.result.complete
+    assert local.stats.complete and pooled.stats.complete
     assert _rows(pooled) == _rows(local)
     assert sum(len(rows) for rows in _rows(pooled).values()) == 36
-    assert pooled.result.rejected == local.result.rejected
-    assert pooled.result.rejected["duplicate"] > 0  # the gate ran on the driver, over all
+    assert pooled.stats.rejected == local.stats.rejected
+    assert pooled.stats.rejected["duplicate"] > 0  # the gate ran on the driver, over all
 
 
 def test_killed_replica_is_replaced_and_nothing_is_lost_or_sent_twice(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_killed_replica_is_replaced_and_nothing_is_lost_or_sent_twice(tmp_path: 
     assert set(arrivals) <= set(first_pass)
     rerun = run_recipe(recipe)  # resumes from the store: answers only from the cache
     assert _rows(rerun) == _rows(local)
-    assert rerun.result.cached == len(arrivals) and rerun.result.sent == 0
+    assert rerun.stats.cached == len(arrivals) and rerun.stats.sent == 0
 
 
 def test_a_replica_that_cannot_start_reports_the_recipe_error(tmp_path: Path) -> None:

@@ -135,7 +135,7 @@ def test_store_and_card_hold_no_credential_of_the_recipe(tmp_path: Path) -> None
             "X-Trace": "visible-trace"})
         outcome = run_recipe(recipe)
         paths, auths = list(srv.paths), dict(srv.authorizations)
-    assert outcome.result.complete
+    assert outcome.stats.complete
     # the query stays a query, the credentials went as Basic auth
     assert paths[0] == f"/v1/chat/completions?api-version=2024-06-01&key={query_key}"
     assert list(auths) == ["Basic YWxpY2U6cGE1NS1XT1JELTMx"]
@@ -166,7 +166,7 @@ def test_a_key_echoed_by_the_server_reaches_no_row_reject_or_log(
                      reply=_echoing_reply, script=["server_error", "bad_request"]) as srv:
         outcome = run_recipe(make_recipe(tmp_path / "out", srv.url, api_key=KEY))
         assert srv.stats["unauthorized"] == 0 and srv.stats["bad_request"] == 1
-    assert outcome.result.rejected["generation_failed"] == 1
+    assert outcome.stats.rejected["generation_failed"] == 1
     assert files_holding(tmp_path, KEY) == []
     db = sqlite3.connect(tmp_path / "out" / "textsynth.db")
     [(detail,)] = db.execute("SELECT detail FROM rejects WHERE reason='generation_failed'")

@@ -155,7 +155,7 @@ def test_smart_home_slots_example_on_the_embedded_model(tmp_path: Path) -> None:
     data["export"]["dir"] = str(tmp_path / "out")
     outcome = run_recipe(load_recipe(data))  # one batch of 12 requests at most
     rows = [r for split in outcome.dataset.values() for r in split]
-    assert len(rows) >= 2, outcome.result.rejected
+    assert len(rows) >= 2, outcome.stats.rejected
     for row in rows:
         assert row["entities"]
         for span in row["entities"]:

@@ -16,10 +16,13 @@ From a recipe to a dataset, four hops from :func:`run_recipe` (``pipeline``):
    touches SQLite).
 4. ``export_dataset`` and ``write_card`` (``export``): the DatasetDict, files and card.
 
-``result`` holds what a run reports (``RunResult``: per quota its counts and
-``StopReason``; ``RunSnapshot`` for progress displays). ``augment`` makes rows from
-existing ones (translate, paraphrase); ``report``, ``evaluate`` and ``fidelity`` look at
-a dataset; ``cli`` and ``progress`` are the terminal front end.
+``result`` holds what a run reports: ``RunResult`` (what ``run_recipe``, ``translate``
+and ``paraphrase`` return: the dataset and the engine's ``RunStats``, per quota its
+counts and ``StopReason``) and ``RunSnapshot`` for progress displays. ``jobs`` says
+where the engine's jobs come from: a recipe's plan (``RecipeJobs``) or, in ``augment``,
+rows to translate or paraphrase, which run through the same four hops. ``report``,
+``evaluate`` and ``fidelity`` look at a dataset; ``cli`` and ``console`` are the
+terminal front end.
 """
 
 from __future__ import annotations
@@ -59,9 +62,9 @@ if TYPE_CHECKING:
     from textsynth.augment import paraphrase, translate
     from textsynth.engine import Engine
     from textsynth.evaluate import Evaluation, evaluate
-    from textsynth.pipeline import RunOutcome, run_recipe
+    from textsynth.pipeline import run_recipe
     from textsynth.report import QualityReport, build_report, write_report
-    from textsynth.result import RunResult
+    from textsynth.result import RunResult, RunStats
     from textsynth.sources import LabeledSet, load_labeled
     from textsynth.store import Store
 
@@ -91,8 +94,8 @@ __all__ = [
     "RecipeError",
     "Request",
     "RunInterrupted",
-    "RunOutcome",
     "RunResult",
+    "RunStats",
     "Store",
     "StoreError",
     "TemplateError",
@@ -116,7 +119,7 @@ __all__ = [
 _LAZY = {
     "Engine": "textsynth.engine",
     "RunResult": "textsynth.result",
-    "RunOutcome": "textsynth.pipeline",
+    "RunStats": "textsynth.result",
     "run_recipe": "textsynth.pipeline",
     "Store": "textsynth.store",
     "Evaluation": "textsynth.evaluate",

@@ -28,8 +28,8 @@ from textsynth._sender import SKIPPED, Batch, InFlight, Sender, State
 from textsynth.backends import Backend
 from textsynth.backends.base import Completion, Request
 from textsynth.errors import GenerationError, StoreError
-from textsynth.plan import Job, Planner, Quota
-from textsynth.prompt import PromptBuilder
+from textsynth.jobs import JobSource
+from textsynth.plan import Job, Quota
 from textsynth.store import Store
 
 __all__ = ["SKIPPED", "Answer", "InFlight", "RequestWindow", "State"]
@@ -49,14 +49,13 @@ class Answer:
 class RequestWindow:
     """Sends jobs ahead of the processing order and hands their answers back in order."""
 
-    def __init__(self, backend: Backend, store: Store, budget: Budget, planner: Planner,
-                 prompts: PromptBuilder, batch_size: int, concurrency: int, max_attempts: int,
+    def __init__(self, backend: Backend, store: Store, budget: Budget, jobs: JobSource,
+                 batch_size: int, concurrency: int, max_attempts: int,
                  before_write: Callable[[], None], on_stored: Callable[[], None]):
         self.backend = backend
         self.store = store
         self.budget = budget
-        self.planner = planner
-        self.prompts = prompts
+        self.jobs = jobs
         self.batch_size = batch_size
         self.size = batch_size * (concurrency + 1)  # jobs in flight at most
         self.max_attempts = max_attempts
@@ -64,7 +63,7 @@ class RequestWindow:
                              self)
         self._before_write = before_write
         self._on_stored = on_stored
-        self.quotas = planner.quotas
+        self.quotas = jobs.quotas
         self._records: dict[tuple[Quota, int], InFlight] = {}
         self._by_request: dict[int, InFlight] = {}  # jobs sent, by id(request)
         self._waiting: dict[tuple[Quota, int], InFlight] = {}  # in the order they parked
@@ -116,13 +115,13 @@ class RequestWindow:
                 if not wants(quota, rnd):
                     hungry.discard(quota)
                     continue
-                self.dispatch(self.planner.job(quota, rnd))
+                self.dispatch(self.jobs.job(quota, rnd))
                 inflight += 1
             rnd += 1
         self.flush()
 
     def dispatch(self, job: Job) -> None:
-        request = self.prompts.request(job)
+        request = self.jobs.request(job)
         key = request.key(self.backend.name, self.backend.model_name)
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         record = InFlight(job, request, key, future)
@@ -170,7 +169,7 @@ class RequestWindow:
         """The answer to job ``index`` of ``quota`` (sent now if it was not yet)."""
         jk = (quota, index)
         if jk not in self._records:
-            self.dispatch(self.planner.job(quota, index))
+            self.dispatch(self.jobs.job(quota, index))
         record = self._records[jk]  # kept while awaited: it may be replaced
         if self.sender.queue and not record.future.done():
             self.flush()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from textsynth.backends.base import Completion
 from textsynth.errors import GenerationError
+from textsynth.jobs import JobSource, Problem
 from textsynth.plan import Job, Quota
 from textsynth.prompt import AcceptedTexts
 from textsynth.quality import QualityGate
 from textsynth.result import QuotaStats
-from textsynth.schemas import Example, OutputSchema, Parsed
+from textsynth.schemas import Example, Parsed
 from textsynth.store import Store, Transaction
-from textsynth.templates import PromptTemplate
 
 __all__ = ["Acceptor", "complete_items"]
 
@@ -33,17 +33,20 @@ def complete_items(parsed: list[Parsed], cut: bool) -> list[Parsed]:
 class Acceptor:
     """Parses completions, runs the quality gate, and writes what it decides to the store.
 
-    ``stats`` (per quota) and ``accepted`` (the texts prompts may show) are kept up to
-    date; a row accepted earlier whose text turns up under another label is retracted.
+    The job source parses (its output schema) and may check each candidate against
+    its job first (:meth:`~textsynth.jobs.JobSource.check`: translate and paraphrase
+    keep the source row's entities). ``stats`` (per quota) and ``accepted`` (the texts
+    prompts may show) are kept up to date; a row accepted earlier whose text turns up
+    under another label is retracted.
     """
 
-    def __init__(self, store: Store, gate: QualityGate, schema: OutputSchema,
-                 template: PromptTemplate, model_name: str,
+    def __init__(self, store: Store, gate: QualityGate, jobs: JobSource, model_name: str,
                  stats: dict[Quota, QuotaStats], accepted: AcceptedTexts):
         self.store = store
         self.gate = gate
-        self.schema = schema
-        self.template = template
+        self.jobs = jobs
+        self.schema = jobs.schema
+        self.template = jobs.template
         self.model_name = model_name
         self.stats = stats
         self.accepted = accepted
@@ -64,22 +67,27 @@ class Acceptor:
         st.jobs += 1
         st.usage = st.usage + completion.usage
         cut = completion.finish_reason == "length"
-        parsed_all = [p for text in completion.texts
-                      for p in complete_items(self.schema.parse(text), cut)]
+        checked = [self._check(job, p) for text in completion.texts
+                   for p in complete_items(self.schema.parse(text), cut)]
         if self.gate.needs_prepare:  # model-backed rules judge the whole batch at once
-            await self.gate.prepare([self._example(job, completion, key, p) for p in parsed_all
-                                     if not p.error and p.label in (None, job.label)])
-        for parsed in parsed_all:
+            await self.gate.prepare([self._example(job, completion, key, p)
+                                     for p, problem in checked if problem is None])
+        for parsed, problem in checked:
             if st.full:
                 return
             st.candidates += 1
-            if parsed.error:
-                self.reject(job, parsed.text, f"parse:{parsed.error}", "", key)
-                continue
-            if parsed.label is not None and parsed.label != job.label:
-                self.reject(job, parsed.text, "label_mismatch", parsed.label, key)
+            if problem is not None:
+                self.reject(job, parsed.text, *problem, key)
                 continue
             self._judge(job, self._example(job, completion, key, parsed), key)
+
+    def _check(self, job: Job, parsed: Parsed) -> tuple[Parsed, Problem | None]:
+        """The candidate as it will be judged, and why it is rejected before the gate."""
+        if parsed.error:
+            return parsed, (f"parse:{parsed.error}", "")
+        if parsed.label is not None and parsed.label != job.label:
+            return parsed, ("label_mismatch", parsed.label)
+        return self.jobs.check(job, parsed)
 
     def _judge(self, job: Job, example: Example, key: str) -> None:
         verdict = self.gate.check(example)

@@ -79,7 +79,7 @@ def run(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Generate the dataset a recipe describes (resumes an interrupted run)."""
-    from textsynth.console import RunProgress, print_run_outcome
+    from textsynth.console import RunProgress, print_result
     from textsynth.errors import INTERRUPTED, RunInterrupted
     from textsynth.overrides import parse_assignments
     from textsynth.pipeline import run_recipe
@@ -89,12 +89,12 @@ def run(
                    base_url=base_url)
     try:
         with RunProgress(_console(stderr=True), enabled=not quiet) as bar:
-            outcome = run_recipe(recipe, progress=bar, overwrite=overwrite)
+            result = run_recipe(recipe, progress=bar, overwrite=overwrite)
     except (RunInterrupted, KeyboardInterrupt):  # the answers that arrived are stored
         _console(stderr=True).print(INTERRUPTED, highlight=False)
         raise typer.Exit(130) from None
-    print_run_outcome(_console(), outcome, recipe)
-    if not outcome.result.complete:
+    print_result(_console(), result)
+    if not result.complete:
         raise typer.Exit(3)
 
 
@@ -223,22 +223,27 @@ def _augment(mode: str, source: Path, out: Path | None, extra: dict[str, Any], b
              model: str | None, option: list[str] | None, quiet: bool,
              overwrite: bool) -> None:
     from textsynth import augment
-    from textsynth.console import augment_progress, print_augment_outcome
+    from textsynth.console import RunProgress, print_result
+    from textsynth.errors import INTERRUPTED, RunInterrupted
     from textsynth.overrides import backend_options
 
     folder = out or Path("output") / f"{source.stem}-{mode}"
     options = backend_options(model, option or [])
-    with augment_progress(_console(stderr=True), mode, enabled=not quiet) as progress:
-        if mode == "translate":
-            outcome = augment.translate(source, extra.pop("languages"), folder,
-                                        backend_type=backend, backend_options=options,
-                                        progress=progress, overwrite=overwrite, **extra)
-        else:
-            outcome = augment.paraphrase(source, extra.pop("n"), folder, backend_type=backend,
-                                         backend_options=options, progress=progress,
-                                         overwrite=overwrite, **extra)
-    print_augment_outcome(_console(), outcome)
-    if not outcome.accepted:
+    try:
+        with RunProgress(_console(stderr=True), enabled=not quiet) as bar:
+            if mode == "translate":
+                result = augment.translate(source, extra.pop("languages"), folder,
+                                           backend_type=backend, backend_options=options,
+                                           progress=bar, overwrite=overwrite, **extra)
+            else:
+                result = augment.paraphrase(source, extra.pop("n"), folder,
+                                            backend_type=backend, backend_options=options,
+                                            progress=bar, overwrite=overwrite, **extra)
+    except (RunInterrupted, KeyboardInterrupt):  # the answers that arrived are stored
+        _console(stderr=True).print(INTERRUPTED, highlight=False)
+        raise typer.Exit(130) from None
+    print_result(_console(), result)
+    if not result.complete:
         raise typer.Exit(3)
 
 

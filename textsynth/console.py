@@ -1,7 +1,7 @@
 """What the command line draws: progress bars, tables and one-line messages (rich).
 
-The library returns data (:class:`~textsynth.pipeline.RunOutcome`,
-:class:`~textsynth.augment.AugmentOutcome`, :class:`~textsynth.report.QualityReport`,
+The library returns data (:class:`~textsynth.result.RunResult` for ``run``, ``translate``
+and ``paraphrase``, :class:`~textsynth.report.QualityReport`,
 :class:`~textsynth.evaluate.Evaluation`); this module is the only one that turns it into
 what a terminal shows. Tables fit an 80-column terminal: numbers never wrap, and long
 labels and reject reasons fold inside their own column.
@@ -9,8 +9,7 @@ labels and reject reasons fold inside their own column.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -19,26 +18,23 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from textsynth.result import StopReason
+
 if TYPE_CHECKING:
-    from textsynth.augment import AugmentOutcome
     from textsynth.evaluate import Evaluation
     from textsynth.fidelity import Fidelity
-    from textsynth.pipeline import RunOutcome
-    from textsynth.recipe import Recipe
     from textsynth.report import QualityReport
-    from textsynth.result import RunResult, RunSnapshot
+    from textsynth.result import RunResult, RunSnapshot, RunStats
 
 __all__ = [
     "RunProgress",
-    "augment_progress",
     "error_line",
     "eval_tables",
     "fidelity_tables",
     "figures_table",
-    "print_augment_outcome",
     "print_notes",
     "print_prompts",
-    "print_run_outcome",
+    "print_result",
     "rules_table",
     "summary_table",
 ]
@@ -83,21 +79,7 @@ class RunProgress:
         self.progress.update(self._totals, completed=run.accepted, info=info)
 
 
-@contextmanager
-def augment_progress(console: Console, mode: str, enabled: bool = True
-                     ) -> Iterator[Callable[[int, int], None]]:
-    """A transient bar for translate/paraphrase; yields the ``progress(done, total)``
-    callback the library calls."""
-    with Progress(console=console, disable=not enabled, transient=True) as bar:
-        task = bar.add_task(mode, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
 # -- run tables --------------------------------------------------------------------------
-def _reasons(counts: Any, top: int | None = None) -> str:
-    return ", ".join(f"{r} {n}" for r, n in counts.most_common(top))
-
-
 def _count(n: int) -> str:
     """A count in at most six characters: ``9,999``, ``12.3k``, ``4.56M``."""
     if n < 10_000:
@@ -109,13 +91,15 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def summary_table(result: RunResult, cost: float | None = None) -> Table:
-    """Per label: accepted of target, requests, candidates, acceptance rate, tokens and
-    the top reject reasons, one a line. Fits 80 columns: numbers never wrap; labels and
+def summary_table(result: RunStats, cost: float | None = None) -> Table:
+    """Per label (and language): accepted of target, requests, candidates, acceptance
+    rate, tokens and the top reject reasons, one a line (a translate or paraphrase run's
+    source rows are summed per label). Fits 80 columns: numbers never wrap; labels and
     reasons fold inside their columns."""
     table = Table(title="textsynth run", show_footer=True, box=box.SIMPLE_HEAD,
                   pad_edge=False, collapse_padding=True)
-    quotas = result.quotas.values()
+    groups = result.by_group()
+    quotas = groups.values()
     accepted = sum(s.accepted for s in quotas)
     target = sum(s.target for s in quotas)
     candidates = sum(s.candidates for s in quotas)
@@ -128,10 +112,10 @@ def summary_table(result: RunResult, cost: float | None = None) -> Table:
                      **number)
     table.add_column("tokens", footer=_count(result.usage.total_tokens), **number)
     table.add_column("top rejects", overflow="fold", ratio=1)
-    for quota, st in result.quotas.items():
+    for group, st in groups.items():
         mark = "" if st.full else f"\n[red]short {st.shortfall}[/red]"
         reasons = "\n".join(f"{r} {n}" for r, n in st.rejected.most_common(3))
-        table.add_row(escape(str(quota)), f"{st.accepted}/{st.target}{mark}",
+        table.add_row(escape(group), f"{st.accepted}/{st.target}{mark}",
                       _count(st.jobs), _count(st.candidates),
                       f"{st.accepted / st.candidates:.0%}" if st.candidates else "-",
                       _count(st.usage.total_tokens), escape(reasons))
@@ -147,7 +131,7 @@ def summary_table(result: RunResult, cost: float | None = None) -> Table:
     return table
 
 
-def rules_table(result: RunResult) -> Table | None:
+def rules_table(result: RunStats) -> Table | None:
     """Per quality rule, in the order they run: candidates it saw, kept, removed and why.
 
     A rule sees only what the rules before it kept; None when no rule ran.
@@ -169,28 +153,30 @@ def rules_table(result: RunResult) -> Table | None:
     return table
 
 
-def print_run_outcome(console: Console, outcome: RunOutcome, recipe: Recipe) -> None:
-    """The tables and closing lines of ``textsynth run``."""
-    console.print(summary_table(outcome.result, outcome.cost))
-    if (rules := rules_table(outcome.result)) is not None:
+def print_result(console: Console, result: RunResult) -> None:
+    """The tables and closing lines of ``textsynth run``, ``translate`` and ``paraphrase``."""
+    stats = result.stats
+    console.print(summary_table(stats, result.cost))
+    if (rules := rules_table(stats)) is not None:
         console.print(rules)
-    if outcome.dataset is None:
+    if result.dataset is None:
         console.print("[yellow]nothing exported:[/yellow] no row was accepted (the reject "
                       "reasons are in the table)")
     else:
-        console.print(f"dataset written to [bold]{escape(str(outcome.out_dir))}[/bold]")
-    if outcome.pushed is not None:
-        console.print(f"pushed to [bold]{outcome.pushed.url}[/bold]", soft_wrap=True)
-    elif recipe.export.hub is not None:
-        console.print(f"[yellow]not pushed to {recipe.export.hub.repo_id}:[/yellow] the quotas "
+        console.print(f"dataset of {stats.accepted:,} rows written to "
+                      f"[bold]{escape(str(result.out_dir))}[/bold]")
+    if result.pushed is not None:
+        console.print(f"pushed to [bold]{result.pushed.url}[/bold]", soft_wrap=True)
+    elif result.hub_repo is not None:
+        console.print(f"[yellow]not pushed to {escape(result.hub_repo)}:[/yellow] the quotas "
                       "are not met; push anyway with 'textsynth push'")
-    if outcome.result.stopped:
-        console.print(f"[yellow]stopped early:[/yellow] {escape(outcome.result.stopped)}")
-    reasons = outcome.result.stop_reasons
-    for label, short in outcome.result.shortfalls.items():
-        reason = reasons[label]
-        console.print(f"[yellow]{escape(label)}: {short} short of the quota[/yellow] "
-                      f"({reason.value}; {reason.advice})")
+    if stats.stopped:
+        console.print(f"[yellow]stopped early:[/yellow] {escape(stats.stopped)}")
+    for group, st in stats.by_group().items():
+        if st.shortfall:
+            reason = st.stop or StopReason.ATTEMPT_LIMIT
+            console.print(f"[yellow]{escape(group)}: {st.shortfall} short of the quota[/yellow] "
+                          f"({reason.value}; {reason.advice})")
 
 
 def print_prompts(console: Console, prompts: Sequence[tuple[str, Sequence[dict[str, str]]]]
@@ -201,22 +187,6 @@ def print_prompts(console: Console, prompts: Sequence[tuple[str, Sequence[dict[s
         for message in messages:
             console.print(f"[bold]{escape(message['role'])}[/bold]", highlight=False)
             console.print(message["content"], markup=False, highlight=False, soft_wrap=True)
-
-
-def print_augment_outcome(console: Console, outcome: AugmentOutcome) -> None:
-    """What a translate or paraphrase run wrote, sent and rejected."""
-    rejected = _reasons(outcome.rejected) or "none"
-    if not outcome.accepted:
-        console.print(f"[yellow]nothing exported:[/yellow] no row was accepted "
-                      f"({outcome.sent} requests sent; rejected: {escape(rejected)})")
-        return
-    console.print(f"{outcome.accepted} rows written to [bold]{escape(str(outcome.out_dir))}"
-                  f"[/bold] ({outcome.sent} requests sent, {outcome.cached} from the store; "
-                  f"rejected: {escape(rejected)})")
-    if outcome.missing:
-        console.print(f"[yellow]{len(outcome.missing)} source rows got fewer outputs than "
-                      f"asked ({sum(outcome.missing.values())} missing) after every attempt"
-                      "[/yellow]")
 
 
 def print_notes(console: Console, notes: Sequence[str]) -> None:

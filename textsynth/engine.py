@@ -37,15 +37,15 @@ from textsynth.errors import (
     RunInterrupted,
     StoreError,
 )
-from textsynth.executors import build_backend
-from textsynth.plan import Job, Planner, Quota
-from textsynth.prompt import AcceptedTexts, PromptBuilder
-from textsynth.quality import QualityGate, build_gate
+from textsynth.jobs import JobSource, RecipeJobs
+from textsynth.plan import Job, Quota
+from textsynth.prompt import AcceptedTexts
+from textsynth.quality import QualityGate
 from textsynth.recipe import Recipe
-from textsynth.result import QuotaStats, RunResult, RunSnapshot, StopReason
+from textsynth.result import QuotaStats, RunSnapshot, RunStats, StopReason
 from textsynth.store import Store
 
-__all__ = ["Engine", "ProgressHook", "RunInterrupted", "RunResult"]
+__all__ = ["Engine", "ProgressHook", "RunInterrupted", "RunStats"]
 
 #: called with a snapshot of the run and what just happened ("sent", "processed", "tick")
 ProgressHook = Callable[[RunSnapshot, str], None]
@@ -68,7 +68,8 @@ def _fewer_collections(first_generation: int = 50_000) -> Iterator[None]:
 
 
 class Engine:
-    """Fills every label's quota from a recipe, resuming from the store.
+    """Fills every quota of a recipe (or another :class:`~textsynth.jobs.JobSource`),
+    resuming from the store.
 
     >>> engine = Engine(recipe, backend=FakeBackend(responses=['["hi"]']))  # doctest: +SKIP
     >>> result = asyncio.run(engine.run())  # doctest: +SKIP
@@ -81,48 +82,44 @@ class Engine:
     #: seconds the answers in flight get after the first Ctrl-C
     interrupt_grace: float = 5.0
 
-    def __init__(self, recipe: Recipe, backend: Backend | None = None,
+    def __init__(self, recipe: Recipe | JobSource, backend: Backend | None = None,
                  store: Store | None = None, progress: ProgressHook | None = None,
                  gate: QualityGate | None = None):
-        self.recipe = recipe
-        self.planner = Planner(recipe)
-        self.quotas = self.planner.quotas
+        self.jobs = jobs = RecipeJobs(recipe) if isinstance(recipe, Recipe) else recipe
+        self.quotas = jobs.quotas
         accepted = AcceptedTexts(self.quotas)
-        self.prompts = PromptBuilder(recipe, accepted)
         self._owns_backend = backend is None
-        self.backend = backend or build_backend(recipe)
-        self.store = store or Store.in_dir(recipe.output_dir)
-        self.gate = gate or build_gate(recipe, self.backend)
+        self.backend = backend or jobs.build_backend()
+        self.store = store or Store.in_dir(jobs.output_dir)
+        self.gate = gate or jobs.build_gate(self.backend)
         self.progress = progress
-        self.stats = {q: QuotaStats(recipe.per_label) for q in self.quotas}
-        self.result = RunResult(self.stats)
-        self.budget = Budget(recipe.budget)
-        self.acceptor = Acceptor(self.store, self.gate, self.prompts.schema,
-                                 self.prompts.template, self.backend.model_name, self.stats,
-                                 accepted)
-        gen = recipe.generation
+        self.result = RunStats({q: QuotaStats(jobs.target(q)) for q in self.quotas})
+        self.stats = self.result.quotas
+        self.budget = Budget(jobs.budget)
+        self.acceptor = Acceptor(self.store, self.gate, jobs, self.backend.model_name,
+                                 self.stats, accepted)
         self.window = RequestWindow(
-            self.backend, self.store, self.budget, self.planner, self.prompts,
-            batch_size=gen.batch_size or self.backend.batch_size,
-            concurrency=gen.concurrency or self.backend.max_concurrency,
-            max_attempts=recipe.max_attempts, before_write=self.acceptor.flush,
+            self.backend, self.store, self.budget, jobs,
+            batch_size=jobs.batch_size or self.backend.batch_size,
+            concurrency=jobs.concurrency or self.backend.max_concurrency,
+            max_attempts=jobs.max_attempts, before_write=self.acceptor.flush,
             on_stored=lambda: self._notify("sent"))
         # rounds between a job and the accepted rows its prompt may show: those rounds
         # are processed before the job is sent, at any concurrency
         self.lag = max(1, math.ceil(self.window.size / max(1, len(self.quotas))))
-        self.prompts.lag = self.lag
+        jobs.attach(accepted, self.lag)
         self._round = 0
         self._interrupted = False
         self._main: asyncio.Task[Any] | None = None  # cancelled by the first Ctrl-C
 
     def request_for(self, job: Job) -> Request:
-        return self.prompts.request(job)
+        return self.jobs.request(job)
 
     def check(self) -> None:
-        """Render the first prompt of every label, so template errors surface before any
+        """Render the first prompt of every quota, so template errors surface before any
         model is loaded or request sent."""
         for quota in self.quotas:
-            self.prompts.request(self.planner.job(quota, 0))
+            self.jobs.request(self.jobs.job(quota, 0))
 
     def cost(self, usage: Usage) -> float:
         return self.budget.cost(usage)
@@ -152,12 +149,8 @@ class Engine:
             self._round += 1
 
     def _expected_yield(self, quota: Quota) -> float:
-        """Rows accepted per job so far (a guess before the first job)."""
-        st = self.stats[quota]
-        if st.jobs == 0:
-            gen = self.recipe.generation
-            return gen.examples_per_request * gen.n * 0.5
-        return max(0.1, st.accepted / st.jobs)
+        """Rows a job of the quota is expected to give (from those processed so far)."""
+        return self.jobs.expected_yield(self.stats[quota])
 
     def _wants(self, quota: Quota, index: int) -> bool:
         """Whether job ``index`` of the quota should be sent now (ahead of processing)."""
@@ -176,7 +169,7 @@ class Engine:
     def snapshot(self) -> RunSnapshot:
         return RunSnapshot.of(self.stats, self.window.sent, self.window.cached,
                               self.budget.used.total_tokens, self.activity(),
-                              multilingual=len(self.recipe.all_languages) > 1)
+                              multilingual=self.jobs.multilingual)
 
     def _notify(self, event: str) -> None:
         if self.progress is not None:
@@ -207,7 +200,7 @@ class Engine:
             self._notify("tick")
 
     # -- a run ---------------------------------------------------------------------------
-    async def run(self) -> RunResult:
+    async def run(self) -> RunStats:
         """Generate until every quota is filled or the attempt limit or budget is reached."""
         loop = asyncio.get_running_loop()
         previous = None
@@ -226,10 +219,10 @@ class Engine:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
 
-    async def _run(self) -> RunResult:
+    async def _run(self) -> RunStats:
         start = time.perf_counter()
         self.store.reset_results()
-        self.store.set_meta("recipe", self.recipe.model_dump(mode="json", by_alias=True))
+        self.store.set_meta("recipe", self.jobs.recipe.model_dump(mode="json", by_alias=True))
         self.window.skip_keys = self.store.skipped_keys()
         # one request per call, and the backend says which are sent and which wait
         self.window.tracking = self.window.batch_size == 1 and self.backend.reports_request_state
@@ -293,7 +286,7 @@ class Engine:
                 StopReason.ATTEMPT_LIMIT if closed or stop is None else stop
         if window.failure is None:
             self.store.set_meta("summary", {
-                **result.summary(self.cost, self.store.usage()),
+                **result.summary(self.cost, self.store.usage()), **self.jobs.summary(),
                 "model": self.backend.model_name, "backend": self.backend.name,
                 "backend_stats": dict(getattr(self.backend, "stats", {})),
             })

@@ -1,26 +1,18 @@
-"""From a recipe to a dataset on disk: engine, export and card in one call."""
+"""From a recipe (or another job source) to a dataset on disk: engine, export and card
+in one call, returning one :class:`~textsynth.result.RunResult`."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from textsynth.backends import Backend
-from textsynth.engine import Engine, ProgressHook, RunResult
+from textsynth.engine import Engine, ProgressHook
+from textsynth.jobs import JobSource, RecipeJobs
 from textsynth.recipe import Recipe
+from textsynth.result import RunResult
 
-__all__ = ["RunOutcome", "generate", "preview_prompts", "run_recipe"]
-
-
-@dataclass
-class RunOutcome:
-    result: RunResult
-    dataset: Any  # None when no row was accepted: nothing was exported
-    out_dir: Path
-    cost: float
-    pushed: Any = None  # export.hub.PushResult when the recipe names a Hub repo
+__all__ = ["generate", "preview_prompts", "run_recipe"]
 
 
 def preview_prompts(recipe: Recipe, n: int = 5) -> list[tuple[str, tuple[dict[str, str], ...]]]:
@@ -39,53 +31,60 @@ def preview_prompts(recipe: Recipe, n: int = 5) -> list[tuple[str, tuple[dict[st
     return out
 
 
-async def generate(recipe: Recipe, backend: Backend | None = None, progress: Any = None,
-                   out_dir: Path | None = None, overwrite: bool = False) -> RunOutcome:
-    """Run the engine, then export the dataset and its card. Async core of :func:`run_recipe`."""
+async def generate(work: Recipe | JobSource, backend: Backend | None = None,
+                   progress: ProgressHook | None = None, out_dir: Path | None = None,
+                   overwrite: bool = False) -> RunResult:
+    """Run the engine, then export the dataset and its card (and push it to the Hub when
+    the recipe names a repo and every quota is met). The async core of :func:`run_recipe`,
+    :func:`~textsynth.augment.translate` and :func:`~textsynth.augment.paraphrase`."""
     from textsynth.export.card import write_card
     from textsynth.export.dataset import export_dataset, output_names
     from textsynth.export.folder import check_folder
     from textsynth.store import Store
 
-    out = Path(out_dir or recipe.output_dir)
+    jobs = RecipeJobs(work) if isinstance(work, Recipe) else work
+    recipe = jobs.recipe
+    out = Path(out_dir or jobs.output_dir)
     check_folder(out, output_names(recipe), overwrite)  # before anything is sent
+    hub = recipe.export.hub
     store = Store.in_dir(out)
     try:
-        engine = Engine(recipe, backend=backend, store=store, progress=progress)
+        engine = Engine(jobs, backend=backend, store=store, progress=progress)
         engine.check()
-        result = await engine.run()  # closes the backend it created itself
+        stats = await engine.run()  # closes the backend it created itself
         dataset = None
         if store.example_count():
-            dataset = export_dataset(recipe, store, out, overwrite=overwrite)
+            dataset = export_dataset(recipe, store, out, jobs.schema, overwrite=overwrite)
             summary = store.get_meta("summary", {})
             write_card(recipe, dataset, summary, out, store=store)
-        outcome = RunOutcome(result, dataset, out, engine.cost(store.usage()))
+        result = RunResult(stats, out, dataset, engine.cost(store.usage()),
+                            hub_repo=hub.repo_id if hub is not None else None)
     finally:
         store.close()
-    hub = recipe.export.hub
-    if hub is not None and result.complete:
+    if hub is not None and stats.complete:
         from textsynth.errors import ExportError
         from textsynth.export.hub import push_dataset
 
         try:
-            outcome.pushed = push_dataset(out, hub.repo_id, private=hub.private,
+            result.pushed = push_dataset(out, hub.repo_id, private=hub.private,
                                           revision=hub.revision)
         except ExportError as exc:
             raise ExportError(f"the dataset is saved in {out} but was not pushed: {exc} "
                               f"(push it later with 'textsynth push {out} {hub.repo_id}')"
                               ) from None
-    return outcome
+    return result
 
 
 def run_recipe(recipe: Recipe, backend: Backend | None = None,
                progress: ProgressHook | None = None, out_dir: Path | None = None,
-               overwrite: bool = False) -> RunOutcome:
+               overwrite: bool = False) -> RunResult:
     """Generate the dataset for ``recipe`` and write it to its output folder.
 
     The folder must be new, empty, or a textsynth output folder; files in it that
     textsynth did not write are never replaced, unless ``overwrite``. ``progress`` is
     called as the run goes (the command line passes :class:`textsynth.console.RunProgress`).
 
-    >>> outcome = run_recipe(load_recipe("examples/smart_home_intents.yaml"))  # doctest: +SKIP
+    >>> result = run_recipe(load_recipe("examples/smart_home_intents.yaml"))  # doctest: +SKIP
+    >>> result.complete, result.stats.shortfalls  # doctest: +SKIP
     """
     return asyncio.run(generate(recipe, backend, progress, out_dir, overwrite))

@@ -15,13 +15,23 @@ __all__ = ["Job", "Planner", "Quota"]
 
 @dataclass(frozen=True)
 class Quota:
-    """One quota to fill: a label in a language (an NER slot is :mod:`textsynth.slots`)."""
+    """One quota to fill: a label in a language (an NER slot is :mod:`textsynth.slots`).
+
+    ``source`` names the source row of a translate/paraphrase quota (its outputs in one
+    target language); a recipe's quotas have none.
+    """
 
     label: str
     language: str
+    source: str = ""
+
+    @property
+    def group(self) -> str:
+        """The label and language: what tables and progress bars show one line for."""
+        return self.label if self.language == "" else f"{self.label}/{self.language}"
 
     def __str__(self) -> str:
-        return self.label if self.language == "" else f"{self.label}/{self.language}"
+        return f"{self.group} ({self.source})" if self.source else self.group
 
 
 @dataclass

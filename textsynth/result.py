@@ -1,4 +1,9 @@
-"""What a run did: per quota, its counts and why it stopped; for the run, its totals."""
+"""What a run did: per quota, its counts and why it stopped; for the run, its totals.
+
+:class:`RunResult` is what ``run_recipe``, ``translate`` and ``paraphrase`` return: the
+engine's figures (:class:`RunStats`, per quota a :class:`QuotaStats` and its
+:class:`StopReason`) with the dataset they exported.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from textsynth.backends.base import Usage
 from textsynth.plan import Quota
 
-__all__ = ["QuotaStats", "RunResult", "RunSnapshot", "StopReason"]
+__all__ = ["QuotaStats", "RunResult", "RunSnapshot", "RunStats", "StopReason"]
 
 
 class StopReason(StrEnum):
@@ -31,7 +37,8 @@ class StopReason(StrEnum):
 
 _ADVICE = {
     StopReason.QUOTA_MET: "",
-    StopReason.ATTEMPT_LIMIT: "raise generation.max_attempts or loosen the quality rules",
+    StopReason.ATTEMPT_LIMIT: ("raise generation.max_attempts (--max-attempts for translate and "
+                               "paraphrase) or loosen the quality rules"),
     StopReason.BUDGET: "raise budget.max_tokens or budget.max_cost and run again to continue",
     StopReason.INTERRUPTED: "run the same command again to resume",
     StopReason.FAILED: "fix the error and run the same command again to resume",
@@ -58,10 +65,22 @@ class QuotaStats:
     def full(self) -> bool:
         return self.accepted >= self.target
 
+    def add(self, other: QuotaStats) -> None:
+        """Count ``other`` in too (quotas shown as one line); a short one's stop reason wins."""
+        self.target += other.target
+        self.accepted += other.accepted
+        self.candidates += other.candidates
+        self.jobs += other.jobs
+        self.rejected.update(other.rejected)
+        self.usage = self.usage + other.usage
+        if self.stop is None or (other.shortfall and self.stop is StopReason.QUOTA_MET):
+            self.stop = other.stop
+
 
 @dataclass
-class RunResult:
-    """The outcome of a run: per quota (label x language) and in total."""
+class RunStats:
+    """What the engine did: per quota (label x language, or source row x language for
+    translate and paraphrase) and in total."""
 
     quotas: dict[Quota, QuotaStats]
     sent: int = 0
@@ -94,6 +113,18 @@ class RunResult:
             total.update(s.rejected)
         return total
 
+    @property
+    def accepted(self) -> int:
+        return sum(s.accepted for s in self.quotas.values())
+
+    def by_group(self) -> dict[str, QuotaStats]:
+        """The quotas summed per label and language (one per source row otherwise)."""
+        groups: dict[str, QuotaStats] = {}
+        for quota, st in self.quotas.items():
+            group = groups.setdefault(quota.group, QuotaStats(0))
+            group.add(st)
+        return groups
+
     def summary(self, cost: Callable[[Usage], float], stored: Usage) -> dict[str, Any]:
         """The figures kept in the store for the dataset card and the report."""
         return {
@@ -112,6 +143,32 @@ class RunResult:
             "cost": cost(stored),
             "stopped": self.stopped, "rules": self.rule_stats,
         }
+
+
+@dataclass
+class RunResult:
+    """What ``run_recipe``, ``translate`` and ``paraphrase`` return: the engine's figures
+    and the dataset they exported.
+
+    >>> result = run_recipe(load_recipe("recipe.yaml"))  # doctest: +SKIP
+    >>> result.complete, result.stats.shortfalls  # doctest: +SKIP
+    """
+
+    stats: RunStats
+    out_dir: Path
+    dataset: Any = None  # the DatasetDict; None when no row was accepted (nothing exported)
+    cost: float = 0.0
+    pushed: Any = None  # export.hub.PushResult when the dataset was pushed to the Hub
+    hub_repo: str | None = None  # the Hub repo the recipe names (None: no push asked)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every quota was met."""
+        return self.stats.complete
+
+    @property
+    def accepted(self) -> int:
+        return self.stats.accepted
 
 
 @dataclass(frozen=True)
@@ -148,6 +205,14 @@ class RunSnapshot:
     @classmethod
     def of(cls, quotas: dict[Quota, QuotaStats], sent: int, cached: int, tokens: int,
            activity: str, multilingual: bool) -> RunSnapshot:
-        return cls(tuple(QuotaSnapshot(str(q) if multilingual else q.label, s.target,
-                                       s.accepted, s.jobs, sum(s.rejected.values()))
-                         for q, s in quotas.items()), sent, cached, tokens, activity)
+        """One line per label (and language, when the run has several): the quotas of a
+        translate or paraphrase run (one per source row) are summed."""
+        lines: dict[str, list[int]] = {}
+        for q, s in quotas.items():
+            line = lines.setdefault(q.group if multilingual else q.label, [0, 0, 0, 0])
+            line[0] += s.target
+            line[1] += s.accepted
+            line[2] += s.jobs
+            line[3] += sum(s.rejected.values())
+        return cls(tuple(QuotaSnapshot(name, *line) for name, line in lines.items()),
+                   sent, cached, tokens, activity)

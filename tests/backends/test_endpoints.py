@@ -75,7 +75,7 @@ def test_load_is_balanced_and_a_dying_endpoint_loses_nothing(tmp_path: Path) -> 
         stopper.join()
         for server in servers:
             server.stop()
-    assert outcome.result.complete
+    assert outcome.stats.complete
     assert _rows(outcome) == _rows(reference)  # the same answers, whichever endpoint
     served = _served(servers)
     assert all(n == 1 for n in served.values())  # nothing answered twice
@@ -106,7 +106,7 @@ def test_a_failing_endpoint_is_probed_back_into_rotation(tmp_path: Path) -> None
     finally:
         flaky.stop()
         steady.stop()
-    assert outcome.result.complete
+    assert outcome.stats.complete
     assert flaky.stats["server_error"] == 4
     assert pool.stats["endpoint_failures"] >= 1 and pool.stats["endpoints_back"] >= 1
     assert sum(flaky.served.values()) > 0  # answered again after its failures

@@ -349,7 +349,7 @@ def test_n_choices(tmp_path: Path, native: bool) -> None:
     if native:
         assert all(b["n"] == 3 for b in bodies) and len(bodies) >= engine.result.sent
     else:  # the server ignores n: the other choices are asked for one by one, new seeds
-        seed = engine.planner.job(engine.quotas[0], 0).seed
+        seed = engine.jobs.job(engine.quotas[0], 0).seed
         sent = {b["seed"]: b.get("n", 1) for b in bodies}
         assert sent[seed] == 3 and sent[seed + 1] == 1 and sent[seed + 2] == 1
 
@@ -410,7 +410,7 @@ def test_api_key_is_in_no_file_the_run_wrote(tmp_path: Path, monkeypatch: pytest
         monkeypatch.setenv("OPENAI_API_KEY", env_secret)
         run_recipe(make_recipe(tmp_path / "env", srv.url))
         assert srv.stats["unauthorized"] == 0
-    assert outcome.result.complete
+    assert outcome.stats.complete
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(files) > 5  # store, dataset, card ...
     for path in files:

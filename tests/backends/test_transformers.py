@@ -65,7 +65,7 @@ def test_small_run_on_embedded_model(tmp_path: Path, backend: TransformersBacken
         "export": {"dir": str(tmp_path / "out")},
     })
     outcome = run_recipe(recipe, backend=backend)
-    assert outcome.result.complete, outcome.result.shortfalls
+    assert outcome.stats.complete, outcome.stats.shortfalls
     from datasets import load_from_disk
 
     ds = load_from_disk(str(tmp_path / "out" / "dataset"))

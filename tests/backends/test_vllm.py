@@ -90,7 +90,7 @@ def test_a_recipe_runs_to_its_quota_on_vllm(backend: Any, tmp_path: Path) -> Non
         "backend": {"type": "vllm"}, "generation": {"max_tokens": 120},
         "export": {"dir": str(tmp_path / "out"), "formats": ["jsonl"]}})
     outcome = run_recipe(recipe, backend=backend)
-    assert outcome.result.complete
+    assert outcome.stats.complete
     names = next(iter(outcome.dataset.values())).features["label"].names
     labels = [names[row["label"]] for split in outcome.dataset.values() for row in split]
     assert sorted(labels) == ["set_alarm"] * 4 + ["turn_on_lights"] * 4

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from slots_fixtures import run_slots, slots_recipe
 
-from textsynth.pipeline import RunOutcome
+from textsynth.result import RunResult
 
 
 @pytest.fixture
@@ -15,5 +15,5 @@ def slots_recipe_dict(tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def slots_run(slots_recipe_dict: dict[str, Any]) -> RunOutcome:
+def slots_run(slots_recipe_dict: dict[str, Any]) -> RunResult:
     return run_slots(slots_recipe_dict)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from textsynth import FakeBackend, Request, load_recipe
-from textsynth.pipeline import RunOutcome, run_recipe
+from textsynth.pipeline import run_recipe
+from textsynth.result import RunResult
 
 SLOTS = {
     "room": ["kitchen", "living room", "bedroom", "garage"],
@@ -63,6 +64,6 @@ def slots_recipe(tmp_path: Path) -> dict[str, Any]:
     }
 
 
-def run_slots(recipe_dict: dict[str, Any]) -> RunOutcome:
+def run_slots(recipe_dict: dict[str, Any]) -> RunResult:
     recipe = load_recipe(recipe_dict)
     return run_recipe(recipe, backend=FakeBackend(handler=slot_handler))

@@ -7,16 +7,16 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 from slots_fixtures import run_slots
 
-from textsynth.pipeline import RunOutcome
 from textsynth.redact import redact
+from textsynth.result import RunResult
 from textsynth.templates import PromptTemplate
 
 
-def _card(outcome: RunOutcome) -> DatasetCard:
+def _card(outcome: RunResult) -> DatasetCard:
     return DatasetCard.load(outcome.out_dir / "README.md")
 
 
-def test_card_header_validates_with_hub_card_data(slots_run: RunOutcome) -> None:
+def test_card_header_validates_with_hub_card_data(slots_run: RunResult) -> None:
     card = _card(slots_run)
     assert isinstance(card.data, DatasetCardData)
     header = card.data.to_dict()
@@ -37,17 +37,17 @@ def test_card_header_validates_with_hub_card_data(slots_run: RunOutcome) -> None
     assert again.to_dict() == header
 
 
-def test_card_body_tells_the_whole_story(slots_run: RunOutcome, slots_recipe_dict: dict
+def test_card_body_tells_the_whole_story(slots_run: RunResult, slots_recipe_dict: dict
                                          ) -> None:
     text = (slots_run.out_dir / "README.md").read_text()
     assert PromptTemplate.load("slots").source.strip() in text
     assert "| `turn_on` | Switch the lights on in a room | 6 | 1 | 1 | 8 |" in text
     assert "| **total** |  | 12 | 2 | 2 | 16 |" in text
-    rejected = slots_run.result.rejected
+    rejected = slots_run.stats.rejected
     assert rejected["parse:entity_not_in_text"] > 0
     for reason, count in rejected.items():
         assert f"| `{reason}` | {count} |" in text
-    summary = slots_run.result
+    summary = slots_run.stats
     assert f"{summary.usage.prompt_tokens:,} prompt" in text
     assert f"{summary.sent} sent" in text
     assert "Seed: 0." in text and "textsynth run recipe.yaml" in text

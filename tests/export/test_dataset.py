@@ -15,7 +15,7 @@ from textsynth.export import dataset as dataset_module
 from textsynth.export.dataset import build_dataset, export_dataset
 from textsynth.export.features import dataset_features
 from textsynth.export.split import masked_text, near_duplicate_groups, stratified_split
-from textsynth.pipeline import RunOutcome
+from textsynth.result import RunResult
 from textsynth.schemas import Example, PydanticSchema
 from textsynth.store import Store
 
@@ -23,7 +23,7 @@ SPAN = List({"start": Value("int32"), "end": Value("int32"), "entity": Value("st
              "value": Value("string")})
 
 
-def test_hub_layout_loads_with_features_and_splits(slots_run: RunOutcome) -> None:
+def test_hub_layout_loads_with_features_and_splits(slots_run: RunResult) -> None:
     out = slots_run.out_dir
     ds = load_dataset(str(out))
     assert set(ds) == {"train", "validation", "test"}
@@ -40,7 +40,7 @@ def test_hub_layout_loads_with_features_and_splits(slots_run: RunOutcome) -> Non
     assert list(saved["train"]["text"]) == list(ds["train"]["text"])
 
 
-def test_every_span_and_tag_agrees_with_the_text(slots_run: RunOutcome) -> None:
+def test_every_span_and_tag_agrees_with_the_text(slots_run: RunResult) -> None:
     rows = [r for split in slots_run.dataset.values() for r in split]
     assert len(rows) == 16
     names = slots_run.dataset["train"].features["tags"].feature.names
@@ -53,7 +53,7 @@ def test_every_span_and_tag_agrees_with_the_text(slots_run: RunOutcome) -> None:
         assert sorted(b[2:] for b in begins) == sorted(e["entity"] for e in row["entities"])
 
 
-def test_jsonl_and_csv_carry_label_names_and_nested_spans(slots_run: RunOutcome) -> None:
+def test_jsonl_and_csv_carry_label_names_and_nested_spans(slots_run: RunResult) -> None:
     out = slots_run.out_dir
     rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
     assert len(rows) == len(slots_run.dataset["train"])
@@ -80,7 +80,7 @@ def test_parquet_is_sharded_and_stale_shards_are_replaced(slots_recipe_dict: dic
         "validation-00000-of-00001.parquet"]
 
 
-def test_failed_export_keeps_the_previous_one(slots_run: RunOutcome, slots_recipe_dict: dict,
+def test_failed_export_keeps_the_previous_one(slots_run: RunResult, slots_recipe_dict: dict,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     out = slots_run.out_dir
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*")
@@ -190,8 +190,8 @@ def test_rejects_are_saved_with_their_reasons_when_asked(slots_recipe_dict: dict
     outcome = run_slots(slots_recipe_dict)
     rows = [json.loads(line) for line in
             (outcome.out_dir / "rejected.jsonl").read_text().splitlines()]
-    assert len(rows) == sum(outcome.result.rejected.values())
-    assert {r["reason"] for r in rows} == set(outcome.result.rejected)
+    assert len(rows) == sum(outcome.stats.rejected.values())
+    assert {r["reason"] for r in rows} == set(outcome.stats.rejected)
     assert {"label", "text", "detail"} <= set(rows[0])
     slots_recipe_dict["export"]["save_rejects"] = False
     assert not (run_slots(slots_recipe_dict).out_dir / "rejected.jsonl").exists()
@@ -206,7 +206,7 @@ def test_exporting_no_rows_is_a_clear_error(slots_recipe_dict: dict, tmp_path: P
 
 
 def test_translate_paraphrase_and_run_export_one_entities_feature(
-        slots_run: RunOutcome, tmp_path: Path) -> None:
+        slots_run: RunResult, tmp_path: Path) -> None:
     from textsynth import FakeBackend, Request
     from textsynth.augment import paraphrase, translate
     from textsynth.export.rasa import rasa_nlu_yaml, read_rasa_nlu

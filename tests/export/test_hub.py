@@ -13,7 +13,7 @@ from datasets import load_dataset
 from hub_server import TOKEN, FakeHub
 from slots_fixtures import run_slots
 
-from textsynth.pipeline import RunOutcome
+from textsynth.result import RunResult
 
 REPO = "tester/smart-home"
 
@@ -49,7 +49,7 @@ def _closed_port() -> int:
 
 
 def test_push_uploads_parquet_and_card_loadable_as_a_dataset(
-        slots_run: RunOutcome, tmp_path: Path) -> None:
+        slots_run: RunResult, tmp_path: Path) -> None:
     out = slots_run.out_dir
     before = _snapshot(out)
     with FakeHub() as hub:
@@ -115,7 +115,7 @@ def test_repo_id_defaults_to_the_recipe_hub_setting(slots_recipe_dict: dict,
         assert "README.md" in hub.repos["tester/from-recipe"]
 
 
-def test_token_from_the_standard_login_file(slots_run: RunOutcome, tmp_path: Path) -> None:
+def test_token_from_the_standard_login_file(slots_run: RunResult, tmp_path: Path) -> None:
     home = tmp_path / "hf-home"
     home.mkdir()
     (home / "token").write_text(TOKEN)  # where 'hf auth login' keeps it under HF_HOME
@@ -132,7 +132,7 @@ def _fails(proc: subprocess.CompletedProcess[str], message: str) -> None:
     assert "Traceback" not in proc.stderr and TOKEN not in proc.stderr
 
 
-def test_missing_token_is_a_clear_error_before_any_request(slots_run: RunOutcome,
+def test_missing_token_is_a_clear_error_before_any_request(slots_run: RunResult,
                                                            tmp_path: Path) -> None:
     before = _snapshot(slots_run.out_dir)
     with FakeHub() as hub:
@@ -149,7 +149,7 @@ def test_missing_token_is_a_clear_error_before_any_request(slots_run: RunOutcome
     ("readonly", TOKEN, f"no write permission for dataset repo {REPO} (403 Forbidden)"),
 ])
 def test_refused_pushes_are_one_line_and_leave_the_folder_alone(
-        slots_run: RunOutcome, tmp_path: Path, mode: str, token: str, message: str) -> None:
+        slots_run: RunResult, tmp_path: Path, mode: str, token: str, message: str) -> None:
     before = _snapshot(slots_run.out_dir)
     with FakeHub(mode) as hub:
         if mode == "readonly":
@@ -161,7 +161,7 @@ def test_refused_pushes_are_one_line_and_leave_the_folder_alone(
     assert _snapshot(slots_run.out_dir) == before
 
 
-def test_unreachable_hub_is_a_network_error(slots_run: RunOutcome, tmp_path: Path) -> None:
+def test_unreachable_hub_is_a_network_error(slots_run: RunResult, tmp_path: Path) -> None:
     before = _snapshot(slots_run.out_dir)
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     proc = _push(tmp_path, slots_run.out_dir, endpoint, REPO)

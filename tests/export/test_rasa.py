@@ -5,7 +5,7 @@ import yaml
 from slots_fixtures import run_slots
 
 from textsynth.export.rasa import annotate, rasa_nlu_yaml, read_rasa_nlu
-from textsynth.pipeline import RunOutcome
+from textsynth.result import RunResult
 
 # Rasa's NLU file shape (its pykwalify schema, intent part): a mapping with an optional
 # string `version` and an `nlu` list of {intent: non-empty str, examples: str}
@@ -26,7 +26,7 @@ def _validate(text: str) -> None:
     core.validate(raise_exception=True)
 
 
-def test_rasa_file_parses_back_into_the_same_intents_and_spans(slots_run: RunOutcome) -> None:
+def test_rasa_file_parses_back_into_the_same_intents_and_spans(slots_run: RunResult) -> None:
     text = (slots_run.out_dir / "rasa" / "nlu.yml").read_text()
     _validate(text)
     data = yaml.safe_load(text)
