@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,7 @@ from datasets import load_from_disk
 
 from textsynth import FakeBackend, Request
 from textsynth.augment import AugmentJobs, paraphrase, translate
-from textsynth.errors import BackendUnavailable, DataError
+from textsynth.errors import BackendUnavailable, DataError, RunInterrupted
 from textsynth.result import StopReason
 from textsynth.store import Store
 
@@ -180,6 +182,33 @@ def test_backend_failure_keeps_what_was_paid_for(tmp_path: Path) -> None:
     assert len(resumed.requests) == 3 and outcome.stats.cached == 3 and outcome.accepted == 6
 
 
+def test_interrupted_translate_resumes_without_paying_twice(tmp_path: Path) -> None:
+    class CtrlCAfterThreeCalls(FakeBackend):
+        async def generate(self, requests):  # type: ignore[no-untyped-def]
+            completions = await super().generate(requests)
+            if self.calls == 3:  # what the first Ctrl-C does, mid-run
+                os.kill(os.getpid(), signal.SIGINT)
+            return completions
+
+    rows = [{"text": f"Play some song number {i}", "label": "PlayMusic"} for i in range(12)]
+    src = _write(tmp_path, rows)
+    first = CtrlCAfterThreeCalls(handler=german, batch_size=2)
+    with pytest.raises(RunInterrupted):
+        translate(src, ["de"], tmp_path / "out", backend=first)
+    with Store.in_dir(tmp_path / "out") as store:
+        stored = store.completion_count()
+        assert store.example_count() > 0  # rows are stored as they are accepted
+    assert 0 < stored < 12 and len(first.requests) == stored  # every answer was kept
+
+    resumed = FakeBackend(handler=german, batch_size=2)
+    result = translate(src, ["de"], tmp_path / "out", backend=resumed)
+    assert result.complete and result.stats.cached == stored
+    assert len(resumed.requests) == 12 - stored  # nothing paid for is asked again
+    assert not {r.seed for r in first.requests} & {r.seed for r in resumed.requests}
+    translate(src, ["de"], tmp_path / "clean", backend=FakeBackend(handler=german))
+    assert _rows(tmp_path / "out") == _rows(tmp_path / "clean")  # none lost, none twice
+
+
 def test_paraphrase_gives_n_per_row_and_never_repeats_a_seed(tmp_path: Path) -> None:
     def rewrites(request: Request) -> str:
         src = request.messages[-1]["content"].split("Sentence: ")[1].split("\n")[0]
@@ -284,7 +313,8 @@ def test_cards_of_translate_and_paraphrase_give_the_command_that_made_them(
         capture_output=True, text=True, timeout=120)
     # row 0's entities are lost in every answer: its quota is short, as a run's would be
     assert proc.returncode == 3, proc.stderr
-    assert "AddToPlaylist: 1 short of the quota (attempt limit reached" in proc.stdout
+    assert "AddToPlaylist/en: 1 short of the quota (attempt limit reached" in " ".join(
+        proc.stdout.split())
     card = (tmp_path / "para" / "README.md").read_text()
     reproduce = card.split("## Reproduce")[1]
     assert f"textsynth paraphrase {source} -n 1 --source-language en --max-attempts 3 " \
