@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from textsynth.backends import Backend, available_backends, create_backend
 from textsynth.backends.base import Request
 from textsynth.errors import DataError
+from textsynth.export.features import DatasetLayout
 from textsynth.jobs import JobSource, Problem
 from textsynth.languages import language_name
 from textsynth.plan import Job, Quota
@@ -227,10 +228,19 @@ class AugmentJobs(JobSource):
         spec = self.recipe.backend
         return create_backend(spec.type, spec.options)
 
-    def build_gate(self, backend: Backend) -> QualityGate:
-        from textsynth.quality import build_gate
+    @property
+    def layout(self) -> DatasetLayout:
+        return DatasetLayout(tuple(self.recipe.labels), self.schema, self.recipe.export,
+                             self.seed)
 
-        gate = build_gate(self.recipe, backend)
+    def build_gate(self, backend: Backend) -> QualityGate:
+        from textsynth.quality import quality_gate
+        from textsynth.quality.meta import instruction_lines
+
+        recipe = self.recipe
+        gate = quality_gate(recipe.quality, recipe.labels, recipe.all_languages, backend,
+                            instructions=instruction_lines(self.template.source,
+                                                           [recipe.description]))
         if self.mode == "paraphrase":  # a paraphrase must not repeat any seed row
             for row in self.rows.values():
                 gate.accept(Example(row.text, row.label, language=row.language))

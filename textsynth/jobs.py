@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textsynth.export.features import DatasetLayout
 from textsynth.plan import Job, Planner, Quota
 from textsynth.prompt import AcceptedTexts, PromptBuilder
 from textsynth.recipe import BudgetSpec, Recipe
@@ -78,6 +79,11 @@ class JobSource(ABC):
         """The quality rules every candidate passes."""
 
     @property
+    @abstractmethod
+    def layout(self) -> DatasetLayout:
+        """What the export of the accepted rows needs (labels, schema, export settings)."""
+
+    @property
     def output_dir(self) -> Path:
         return self.recipe.output_dir
 
@@ -127,6 +133,10 @@ class RecipeJobs(JobSource):
 
     def job(self, quota: Quota, index: int) -> Job:
         return self.planner.job(quota, index)
+
+    @property
+    def layout(self) -> DatasetLayout:
+        return DatasetLayout.of(self.recipe, self.schema)
 
     def request(self, job: Job) -> Request:
         return self.prompts.request(job)

@@ -45,7 +45,8 @@ async def generate(work: Recipe | JobSource, backend: Backend | None = None,
     jobs = RecipeJobs(work) if isinstance(work, Recipe) else work
     recipe = jobs.recipe
     out = Path(out_dir or jobs.output_dir)
-    check_folder(out, output_names(recipe), overwrite)  # before anything is sent
+    layout = jobs.layout
+    check_folder(out, output_names(layout.export), overwrite)  # before anything is sent
     hub = recipe.export.hub
     store = Store.in_dir(out)
     try:
@@ -54,7 +55,7 @@ async def generate(work: Recipe | JobSource, backend: Backend | None = None,
         stats = await engine.run()  # closes the backend it created itself
         dataset = None
         if store.example_count():
-            dataset = export_dataset(recipe, store, out, jobs.schema, overwrite=overwrite)
+            dataset = export_dataset(layout, store, out, overwrite=overwrite)
             summary = store.get_meta("summary", {})
             write_card(recipe, dataset, summary, out, store=store)
         result = RunResult(stats, out, dataset, engine.cost(store.usage()),

@@ -12,7 +12,7 @@ from slots_fixtures import run_slots
 
 from textsynth import ExportError, load_recipe
 from textsynth.export import dataset as dataset_module
-from textsynth.export.dataset import build_dataset, export_dataset
+from textsynth.export.dataset import DatasetLayout, build_dataset, export_dataset
 from textsynth.export.features import dataset_features
 from textsynth.export.split import masked_text, near_duplicate_groups, stratified_split
 from textsynth.result import RunResult
@@ -93,7 +93,7 @@ def test_failed_export_keeps_the_previous_one(slots_run: RunResult, slots_recipe
 
     monkeypatch.setattr(dataset_module, "_write_jsonl", disk_full)
     with Store.in_dir(out) as store, pytest.raises(ExportError, match="No space left"):
-        export_dataset(load_recipe(slots_recipe_dict), store, out)
+        export_dataset(DatasetLayout.of(load_recipe(slots_recipe_dict)), store, out)
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*")
              if p.is_file() and "textsynth.db" not in p.name}
     assert after == before
@@ -116,7 +116,7 @@ class Review(BaseModel):
 def test_features_come_from_a_pydantic_schema(recipe_dict: dict) -> None:
     recipe = load_recipe(recipe_dict)
     schema = PydanticSchema(Review)
-    features = dataset_features(recipe, schema)
+    features = dataset_features(DatasetLayout.of(recipe, schema))
     assert features["stars"] == Value("int64")
     assert features["verified"] == Value("bool")
     assert features["tags"] == List(Value("string"))
@@ -126,7 +126,7 @@ def test_features_come_from_a_pydantic_schema(recipe_dict: dict) -> None:
     examples = [Example(f"text {i}", "turn_on", fields={
         "stars": i, "verified": None, "tags": ["a"], "aspects": [{"name": "x", "score": 0.5}],
         "tone": "positive", "extra": {"n": i}}) for i in range(10)]
-    ds = build_dataset(recipe, examples, schema)
+    ds = build_dataset(DatasetLayout.of(recipe, schema), examples)
     row = ds["train"][0]
     assert json.loads(row["extra"]) == {"n": row["stars"]}
     assert row["aspects"] == [{"name": "x", "score": 0.5}]
@@ -201,7 +201,7 @@ def test_exporting_no_rows_is_a_clear_error(slots_recipe_dict: dict, tmp_path: P
     recipe = load_recipe(slots_recipe_dict)
     with Store(tmp_path / "empty.db") as store, \
             pytest.raises(ExportError, match="no row was accepted"):
-        export_dataset(recipe, store, tmp_path / "out")
+        export_dataset(DatasetLayout.of(recipe), store, tmp_path / "out")
     assert not (tmp_path / "out" / "dataset").exists()
 
 

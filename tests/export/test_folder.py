@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from textsynth import ExportError, FakeBackend, RecipeError, load_recipe
-from textsynth.export.dataset import export_dataset
+from textsynth.export.dataset import DatasetLayout, export_dataset
 from textsynth.export.folder import MANIFEST, staging_folder
 from textsynth.pipeline import run_recipe
 from textsynth.store import Store
@@ -160,7 +160,7 @@ def test_export_refuses_a_users_readme_even_when_called_directly(recipe: dict[st
                                                       "test.jsonl"]}))
     (out / "README.md").write_text("mine")
     with Store.in_dir(out) as store, pytest.raises(ExportError, match=r"README\.md was not"):
-        export_dataset(load_recipe(recipe), store, out)
+        export_dataset(DatasetLayout.of(load_recipe(recipe)), store, out)
     assert (out / "README.md").read_text() == "mine"
 
 

@@ -168,7 +168,7 @@ def test_rejects_saved_as_their_own_split_without_seed_copies(recipe_dict: dict,
                                                               tmp_path) -> None:
     import json
 
-    from textsynth.export.dataset import export_dataset
+    from textsynth.export.dataset import DatasetLayout, export_dataset
     from textsynth.quality.rejects import WITHHELD
 
     recipe_dict["labels"]["turn_on"] = {"description": "on",
@@ -179,7 +179,7 @@ def test_rejects_saved_as_their_own_split_without_seed_copies(recipe_dict: dict,
     fake = FakeBackend(handler=lambda r: "1. please switch the big lamp on now\n"
                                          f"2. As an AI I cannot {r.seed}\n3. go {r.seed} now")
     engine, _ = run(recipe, fake)
-    export_dataset(recipe, engine.store, tmp_path / "out")
+    export_dataset(DatasetLayout.of(recipe), engine.store, tmp_path / "out")
     rows = [json.loads(line) for line in (tmp_path / "out" / "rejected.jsonl").open()]
     reasons = {r["reason"] for r in rows}
     assert {"seed_leak", "assistant_speak"} <= reasons

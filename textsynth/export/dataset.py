@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from textsynth.errors import ExportError
-from textsynth.export.features import dataset_features
+from textsynth.export.features import DatasetLayout, dataset_features
 from textsynth.export.folder import (
     CARD,
     claim,
@@ -29,13 +29,13 @@ from textsynth.export.folder import (
     write_manifest,
 )
 from textsynth.export.split import masked_text, near_duplicate_groups, stratified_split
-from textsynth.recipe import Recipe
-from textsynth.schemas import Example, OutputSchema, load_schema
+from textsynth.recipe_specs import ExportSpec
+from textsynth.schemas import Example
 from textsynth.spans import bio_tags, relocate_spans
 from textsynth.store import Store
 
-__all__ = ["DATASET_DIR", "ExportReport", "build_dataset", "example_rows", "export_dataset",
-           "output_names", "parquet_files", "stratified_split"]
+__all__ = ["DATASET_DIR", "DatasetLayout", "ExportReport", "build_dataset", "example_rows",
+           "export_dataset", "output_names", "parquet_files", "stratified_split"]
 
 DATASET_DIR = "dataset"
 PARQUET_DIR = "data"
@@ -91,25 +91,25 @@ def _coerce(value: Any, feature: Any) -> Any:
     return value
 
 
-def build_dataset(recipe: Recipe, examples: Sequence[Example],
-                  schema: OutputSchema | None = None, report: ExportReport | None = None) -> Any:
-    """A ``DatasetDict`` with features from the recipe and schema, split by the recipe."""
+def build_dataset(layout: DatasetLayout, examples: Sequence[Example],
+                  report: ExportReport | None = None) -> Any:
+    """A ``DatasetDict`` with features from the layout's labels and schema, split as its
+    export settings say."""
     from datasets import Dataset, DatasetDict
 
     report = report if report is not None else ExportReport()
-    schema = schema or load_schema(recipe.output_schema).for_recipe(recipe)
+    export = layout.export
     rows = example_rows(examples)
-    features = dataset_features(recipe, schema, rows)
+    features = dataset_features(layout, rows)
     if "entities" in features:
         _add_spans(rows, "tags" in features, report)
     groups = None
-    if recipe.export.group_near_duplicates and rows:
+    if export.group_near_duplicates and rows:
         keys = [masked_text(r["text"], r.get("entities") or []) for r in rows]
-        groups = near_duplicate_groups(keys, recipe.export.near_duplicate_threshold)
+        groups = near_duplicate_groups(keys, export.near_duplicate_threshold)
         sizes = [groups.count(g) for g in set(groups)]
         report.near_duplicate_groups, report.largest_group = len(sizes), max(sizes)
-    splits = stratified_split([r["label"] for r in rows], recipe.export.splits, recipe.seed,
-                              groups)
+    splits = stratified_split([r["label"] for r in rows], export.splits, layout.seed, groups)
     parts = {}
     for name, idx in splits.items():
         if not idx and rows:
@@ -166,9 +166,9 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
                              json.dumps(v, ensure_ascii=False) for v in row.values()])
 
 
-def _write_all(recipe: Recipe, ds: Any, store: Store, stage: Path,
+def _write_all(layout: DatasetLayout, ds: Any, store: Store, stage: Path,
                report: ExportReport) -> list[str]:
-    formats = set(recipe.export.formats)
+    formats = set(layout.export.formats)
     written: list[str] = []
     if "arrow" in formats:
         ds.save_to_disk(str(stage / DATASET_DIR))
@@ -177,7 +177,7 @@ def _write_all(recipe: Recipe, ds: Any, store: Store, stage: Path,
     for name, split in ds.items():
         if "parquet" in formats:
             written += _write_parquet(split, name, stage / PARQUET_DIR,
-                                      recipe.export.rows_per_shard)
+                                      layout.export.rows_per_shard)
         if "jsonl" in formats:
             _write_jsonl(readable[name], stage / f"{name}.jsonl")
             written.append(f"{name}.jsonl")
@@ -188,10 +188,10 @@ def _write_all(recipe: Recipe, ds: Any, store: Store, stage: Path,
         from textsynth.export.rasa import write_rasa_nlu
 
         rows = [r for name in readable for r in readable[name]]
-        report.rasa_skipped = write_rasa_nlu(rows, list(recipe.labels), stage / RASA_FILE)
+        report.rasa_skipped = write_rasa_nlu(rows, list(layout.labels), stage / RASA_FILE)
         written.append(RASA_FILE)
-    if recipe.export.save_rejects:
-        written += _write_rejects(recipe, store, stage, formats)
+    if layout.export.save_rejects:
+        written += _write_rejects(layout.labels, store, stage, formats)
     return written
 
 
@@ -202,16 +202,16 @@ def _reject_files() -> tuple[tuple[str, str], ...]:
             ("jsonl", f"{REJECTS_SPLIT}.jsonl"), ("csv", f"{REJECTS_SPLIT}.csv"))
 
 
-def output_names(recipe: Recipe) -> list[str]:
-    """The names an export of ``recipe`` may write at the top of its folder, the card too."""
-    formats = set(recipe.export.formats)
+def output_names(export: ExportSpec) -> list[str]:
+    """The names an export may write at the top of its folder, the card too."""
+    formats = set(export.formats)
     names = [CARD]
     names += [DATASET_DIR] if "arrow" in formats else []
     names += [PARQUET_DIR] if "parquet" in formats else []
-    names += [f"{split}.{fmt}" for split in recipe.export.splits for fmt in ("jsonl", "csv")
+    names += [f"{split}.{fmt}" for split in export.splits for fmt in ("jsonl", "csv")
               if fmt in formats]
     names += [RASA_FILE.split("/")[0]] if "rasa" in formats else []
-    if recipe.export.save_rejects:
+    if export.save_rejects:
         names += [name for fmt, name in _reject_files() if fmt in formats]
     return names
 
@@ -253,21 +253,22 @@ def _quiet_datasets() -> Iterator[None]:
             ds_logging.enable_progress_bar()
 
 
-def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None,
-                   schema: OutputSchema | None = None, overwrite: bool = False) -> Any:
-    """Write the dataset in every format the recipe asks for; return the ``DatasetDict``.
+def export_dataset(layout: DatasetLayout, store: Store, out_dir: Path,
+                   overwrite: bool = False) -> Any:
+    """Write the stored rows in every format the layout's export settings ask for into
+    ``out_dir``; return the ``DatasetDict``.
 
     Files of an earlier export are replaced; anything else of the same name stops the
     export with an :class:`ExportError` unless ``overwrite``. What was exported (files,
     split sizes, near-duplicate groups, rows Rasa cannot express) is kept in the store
     as meta ``export`` for the dataset card.
     """
-    out = Path(out_dir or recipe.output_dir)
+    out = Path(out_dir)
     report = ExportReport()
     examples = list(store.examples())
     if not examples:  # every split would be empty, and an empty split cannot be loaded
         raise ExportError(f"no row was accepted, so there is nothing to export to {out}")
-    ds = build_dataset(recipe, examples, schema=schema, report=report)
+    ds = build_dataset(layout, examples, report=report)
     try:
         out.mkdir(parents=True, exist_ok=True)
         stage = staging_folder(out)
@@ -275,7 +276,7 @@ def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None,
         raise ExportError(f"cannot write the dataset to {out}: {exc}") from exc
     try:
         with _quiet_datasets():
-            written = _write_all(recipe, ds, store, stage, report)
+            written = _write_all(layout, ds, store, stage, report)
         files = _files(stage, written) | {CARD}  # the card follows the data
         names = {f.split("/")[0] for f in files}
         old = read_manifest(out)
@@ -294,7 +295,8 @@ def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None,
     return ds
 
 
-def _write_rejects(recipe: Recipe, store: Store, out: Path, formats: set[Any]) -> list[str]:
+def _write_rejects(labels: Sequence[str], store: Store, out: Path, formats: set[Any]
+                   ) -> list[str]:
     """The rejected candidates as their own split ``rejected``, beside the dataset.
 
     Kept out of ``data/`` so that loading the dataset never mixes rejects in.
@@ -305,7 +307,7 @@ def _write_rejects(recipe: Recipe, store: Store, out: Path, formats: set[Any]) -
 
     rows = reject_rows(store.rejects())
     names = ("text", "label", "language", "reason", "detail", "request_id")
-    features = Features({n: ClassLabel(names=list(recipe.labels)) if n == "label"
+    features = Features({n: ClassLabel(names=list(labels)) if n == "label"
                          else Value("string") for n in names})
     split = Dataset.from_dict({n: [r[n] for r in rows] for n in names}, features=features)
     written = []

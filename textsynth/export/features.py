@@ -11,18 +11,41 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from textsynth.schemas import OutputSchema, PydanticSchema
+from textsynth.schemas import OutputSchema, PydanticSchema, load_schema
 from textsynth.spans import bio_labels
 
 if TYPE_CHECKING:
     from textsynth.recipe import Recipe
+    from textsynth.recipe_specs import ExportSpec
 
-__all__ = ["PROVENANCE", "dataset_features", "entity_types", "schema_features"]
+__all__ = ["PROVENANCE", "DatasetLayout", "dataset_features", "entity_types",
+           "schema_features"]
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """What an export needs: the labels (class ids in this order), the output schema (its
+    columns), the ``export:`` settings, the seed of the splits, and the declared entity
+    types (none: those found in the rows)."""
+
+    labels: tuple[str, ...]
+    schema: OutputSchema
+    export: ExportSpec
+    seed: int = 0
+    entity_types: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, recipe: Recipe, schema: OutputSchema | None = None) -> DatasetLayout:
+        """A recipe's layout (its output schema unless ``schema`` is given)."""
+        return cls(tuple(recipe.labels),
+                   schema or load_schema(recipe.output_schema).for_recipe(recipe),
+                   recipe.export, recipe.seed, tuple(sorted(recipe.slots)))
 
 PROVENANCE = ("template", "template_sha", "model", "attributes", "seed", "request_id")
 
@@ -65,29 +88,28 @@ def schema_features(schema: OutputSchema) -> dict[str, Any]:
     return {}
 
 
-def entity_types(recipe: Recipe, rows: list[dict[str, Any]] | None = None) -> list[str]:
-    """The recipe's slot types; without declared types, every type found in the rows."""
-    if recipe.slots:
-        return sorted(recipe.slots)
+def entity_types(layout: DatasetLayout, rows: list[dict[str, Any]] | None = None) -> list[str]:
+    """The declared entity types; without declared types, every type found in the rows."""
+    if layout.entity_types:
+        return sorted(layout.entity_types)
     found = {e["entity"] for r in rows or [] for e in r.get("entities") or []}
     return sorted(found)
 
 
-def dataset_features(recipe: Recipe, schema: OutputSchema,
-                     rows: list[dict[str, Any]] | None = None) -> Any:
+def dataset_features(layout: DatasetLayout, rows: list[dict[str, Any]] | None = None) -> Any:
     """The ``Features`` of the exported dataset, in column order."""
     from datasets import ClassLabel, Features, List, Value
 
     columns: dict[str, Any] = {
         "text": Value("string"),
-        "label": ClassLabel(names=list(recipe.labels)),
+        "label": ClassLabel(names=list(layout.labels)),
         "language": Value("string"),
     }
-    extra = schema_features(schema)
+    extra = schema_features(layout.schema)
     columns.update(extra)
-    if recipe.export.bio_tags and "entities" in extra:
+    if layout.export.bio_tags and "entities" in extra:
         columns["tokens"] = List(Value("string"))
-        columns["tags"] = List(ClassLabel(names=bio_labels(entity_types(recipe, rows))))
+        columns["tags"] = List(ClassLabel(names=bio_labels(entity_types(layout, rows))))
     columns.update({
         "template": Value("string"), "template_sha": Value("string"), "model": Value("string"),
         "attributes": Value("string"), "seed": Value("int64"), "request_id": Value("string"),

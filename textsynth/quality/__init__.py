@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textsynth._deps import available, dependency_error
@@ -13,24 +15,55 @@ if TYPE_CHECKING:
     from textsynth.quality.config import QualitySpec
     from textsynth.quality.semantic import Embedder
     from textsynth.recipe import Recipe
+    from textsynth.recipe_specs import LabelSpec
     from textsynth.templates import PromptTemplate
 
-__all__ = ["KEEP", "QualityGate", "Rule", "Verdict", "build_gate"]
+__all__ = ["KEEP", "QualityGate", "Rule", "Verdict", "build_gate", "quality_gate"]
 
 
 def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
-    """The rules a recipe asks for, cheapest first.
+    """The rules a recipe asks for (:func:`quality_gate` over its ``quality:``, labels
+    and languages; the prompt lines a candidate must not echo come from its template).
 
-    ``backend`` is the generation backend, used by the model judge unless the
-    recipe names a separate ``quality.judge``. Heavy dependencies load here, so a
-    missing extra or an unknown language fails before any request is sent.
+    ``backend`` is the generation backend, used by the model judge unless the recipe
+    names a separate ``quality.judge``; without one, the recipe's backend is built.
     """
-    from textsynth.quality import dedup, filters
+    q = recipe.quality
+    lc = q.label_consistency
+    if backend is None and q.judge is None and lc is not None and lc.judge != "embedding":
+        from textsynth.backends import create_backend
+
+        backend = create_backend(recipe.backend.type, recipe.backend.options)
+    return quality_gate(q, recipe.labels, recipe.all_languages, backend,
+                        instructions=_instructions(recipe) if q.assistant_speak else (),
+                        attributes=recipe.vary, base_dir=recipe.base_dir)
+
+
+def _instructions(recipe: Recipe) -> list[str]:
+    """The lines of a recipe's prompts that a candidate must not echo."""
     from textsynth.quality.meta import instruction_lines
     from textsynth.templates import PromptTemplate
 
-    q = recipe.quality
-    seeds = {label: list(spec.examples) for label, spec in recipe.labels.items() if spec.examples}
+    template = PromptTemplate.load(recipe.template, recipe.base_dir)
+    return instruction_lines(template.source, [recipe.description, *_prompts(recipe, template)])
+
+
+def quality_gate(q: QualitySpec, labels: Mapping[str, LabelSpec], languages: Sequence[str],
+                 backend: Backend | None = None, *, instructions: Sequence[str] = (),
+                 attributes: Mapping[str, list[str]] | None = None,
+                 base_dir: Path | None = None) -> QualityGate:
+    """The rules ``q`` asks for, cheapest first, over ``labels`` (their descriptions and
+    seed examples) in ``languages``.
+
+    ``instructions`` are prompt lines a candidate must not echo, ``attributes`` the
+    ``vary`` values it must not repeat (both for ``assistant_speak``); ``backend`` is the
+    model judge's unless ``q.judge`` names one; ``base_dir`` is where the judge's template
+    path starts. Heavy dependencies load here, so a missing extra or an unknown language
+    fails before any request is sent.
+    """
+    from textsynth.quality import dedup, filters
+
+    seeds = {label: list(spec.examples) for label, spec in labels.items() if spec.examples}
     rules: list[Rule] = []
     # first, so a copied seed is always reported as one (its text is then withheld)
     if q.seed_leak is not None and seeds:
@@ -39,10 +72,7 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
     if q.allow or q.deny:
         rules.append(filters.RegexFilter(q.allow, q.deny))
     if q.assistant_speak:
-        template = PromptTemplate.load(recipe.template, recipe.base_dir)
-        lines = instruction_lines(template.source, [recipe.description, *_prompts(recipe,
-                                                                                 template)])
-        rules.append(filters.MetaTextFilter(recipe.labels, lines, attributes=recipe.vary))
+        rules.append(filters.MetaTextFilter(labels, instructions, attributes=attributes))
     if q.form:
         from textsynth.quality.form import FormFilter
 
@@ -50,7 +80,7 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
     if q.pii != "off":
         rules.append(filters.PIIFilter(q.pii))
     if q.language_id is not None and _usable(q, "language_id", "lingua"):
-        rules.append(filters.LanguageFilter(recipe.all_languages, q.language_id.min_ratio,
+        rules.append(filters.LanguageFilter(list(languages), q.language_id.min_ratio,
                                             q.language_id.min_words))
     for i, ref in enumerate(q.custom):
         rules.append(filters.CustomFilter(filters.load_callable(ref, f"quality.custom.{i}"),
@@ -62,29 +92,28 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
         nd = q.near_duplicates
         rules.append(dedup.NearDuplicateDedup(nd.threshold, nd.num_perm, nd.ngram, withdraw))
     if q.novelty is not None:
-        descriptions = {label: [spec.description] for label, spec in recipe.labels.items()}
+        descriptions = {label: [spec.description] for label, spec in labels.items()}
         rules.append(dedup.RougeNovelty(q.novelty, seeds, descriptions))
     if q.semantic is not None and _usable(q, "semantic", *_EMBEDDINGS):
-        embedder = _embedder(recipe)
-        rules.append(dedup.SemanticDedup(q.semantic.threshold, embedder, withdraw))
+        rules.append(dedup.SemanticDedup(q.semantic.threshold, _embedder(q), withdraw))
     if q.request is not None and _usable(q, "request", *_EMBEDDINGS, "sklearn"):
         from textsynth.quality.request import RequestFilter
 
-        rules.append(RequestFilter(_embedder(recipe), q.request.min_probability))
+        rules.append(RequestFilter(_embedder(q), q.request.min_probability))
     if q.label_consistency is not None:
-        rules.append(_label_consistency(recipe, backend))
-    if len(recipe.labels) < 2 and "classifier" in q.model_fields_set and q.classifier:
+        rules.append(_label_consistency(q, labels, backend, base_dir or Path.cwd()))
+    if len(labels) < 2 and "classifier" in q.model_fields_set and q.classifier:
         from textsynth.errors import RecipeError
 
         raise RecipeError("the classifier needs at least two labels to tell apart",
                           field="quality.classifier")
-    if q.classifier is not None and len(recipe.labels) > 1 and \
+    if q.classifier is not None and len(labels) > 1 and \
             _usable(q, "classifier", *_EMBEDDINGS, "sklearn"):
         from textsynth.quality.classifier import InLoopClassifier
 
         c = q.classifier
-        labels = {name: spec.description for name, spec in recipe.labels.items()}
-        rules.append(InLoopClassifier(labels, _embedder(recipe), seeds,
+        described = {name: spec.description for name, spec in labels.items()}
+        rules.append(InLoopClassifier(described, _embedder(q), seeds,
                                       min_confidence=c.min_confidence, margin=c.margin,
                                       min_similarity=c.min_similarity, warmup=c.warmup,
                                       min_seed_similarity=c.min_seed_similarity,
@@ -93,11 +122,10 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
     return QualityGate(rules)
 
 
-def _embedder(recipe: Recipe) -> Embedder:
-    """The embedding model of the recipe's semantic rule (default: the bundled MiniLM)."""
+def _embedder(q: QualitySpec) -> Embedder:
+    """The embedding model of the semantic rule (default: the bundled MiniLM)."""
     from textsynth.quality.semantic import Embedder
 
-    q = recipe.quality
     return Embedder(q.semantic.model if q.semantic is not None else None)
 
 
@@ -147,23 +175,24 @@ def _prompts(recipe: Recipe, template: PromptTemplate) -> list[str]:
     return out
 
 
-def _label_consistency(recipe: Recipe, backend: Backend | None) -> Rule:
+def _label_consistency(q: QualitySpec, labels: Mapping[str, LabelSpec],
+                       backend: Backend | None, base_dir: Path) -> Rule:
     from textsynth.quality.judge import EmbeddingJudge, LabelConsistency, ModelJudge
     from textsynth.templates import PromptTemplate
 
-    spec = recipe.quality.label_consistency
+    spec = q.label_consistency
     assert spec is not None
-    labels = {name: s.description for name, s in recipe.labels.items()}
+    described = {name: s.description for name, s in labels.items()}
     if spec.judge == "embedding":
-        model = recipe.quality.semantic.model if recipe.quality.semantic else None
-        from textsynth.quality.semantic import Embedder
-
-        return LabelConsistency(EmbeddingJudge(labels, Embedder(model), spec.min_similarity))
-    judge_spec = recipe.quality.judge
-    if judge_spec is not None or backend is None:
+        return LabelConsistency(EmbeddingJudge(described, _embedder(q), spec.min_similarity))
+    if q.judge is not None:
         from textsynth.backends import create_backend
 
-        chosen = judge_spec or recipe.backend
-        backend = create_backend(chosen.type, chosen.options)
-    template = PromptTemplate.load(spec.template, recipe.base_dir)
-    return LabelConsistency(ModelJudge(labels, backend, template))
+        backend = create_backend(q.judge.type, q.judge.options)
+    if backend is None:
+        from textsynth.errors import RecipeError
+
+        raise RecipeError("the model judge needs a backend: name one under quality.judge",
+                          field="quality.label_consistency")
+    template = PromptTemplate.load(spec.template, base_dir)
+    return LabelConsistency(ModelJudge(described, backend, template))
