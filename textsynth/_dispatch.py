@@ -19,6 +19,7 @@ keep paid work and waiting low:
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,7 +71,13 @@ class RequestWindow:
         self.inflight: Counter[Quota] = Counter()
         self.dispatched: dict[Quota, int] = dict.fromkeys(self.quotas, 0)
         self.skipped: Counter[Quota] = Counter()  # per quota: do not count as attempts
-        self._hungry: set[Quota] = set(self.quotas)  # quotas that may need more requests
+        # the quotas that may need more requests, each once in a heap by the round it may
+        # be sent for next, then by quota order: fill() visits them in that order without
+        # scanning every quota (translate has one per source row)
+        self._index = {quota: i for i, quota in enumerate(self.quotas)}
+        self._hungry: list[tuple[int, int]] = [(0, i) for i in range(len(self.quotas))]
+        self._queued: dict[int, int] = dict.fromkeys(range(len(self.quotas)), 0)
+        self._inflight_total = 0
         self.skip_keys: set[str] = set()  # jobs skipped in an earlier run
         self.tracking = False  # the backend reports its requests' state
         self.cached = self.replaced = self.cancelled = 0
@@ -97,28 +104,41 @@ class RequestWindow:
         Round by round, quota by quota, from the lowest round a quota still needs, up
         to ``lag`` rounds ahead ("avoid" lists need rounds up to index - lag processed).
         A quota that ``wants`` no job now wants none until one of its jobs is processed,
-        so it leaves the hungry set until then (this keeps the scan short).
+        so it leaves the hungry heap until then (this keeps the visits few).
         """
-        inflight = sum(self.inflight.values())
-        hungry = self._hungry
-        if inflight >= self.size or not hungry:
-            self.flush()
-            return
-        rnd = max(round_, min(self.dispatched[q] for q in hungry))
-        while inflight < self.size and rnd <= round_ + lag and hungry:
-            for quota in self.quotas:
-                if inflight >= self.size:
-                    break
-                if quota not in hungry or rnd < self.dispatched[quota] or \
-                        (quota, rnd) in self._records:
-                    continue
-                if not wants(quota, rnd):
-                    hungry.discard(quota)
-                    continue
-                self.dispatch(self.jobs.job(quota, rnd))
-                inflight += 1
-            rnd += 1
+        hungry, queued = self._hungry, self._queued
+        while hungry and self._inflight_total < self.size:
+            rnd, i = heapq.heappop(hungry)
+            if queued.get(i) != rnd:
+                continue  # stale: the quota was queued again, at an earlier round
+            quota = self.quotas[i]
+            first = max(self.dispatched[quota], round_)  # rounds before were sent or done
+            if first > rnd or (quota, rnd) in self._records:
+                self._queue(i, max(first, rnd + 1))
+                continue
+            if rnd > round_ + lag:
+                heapq.heappush(hungry, (rnd, i))
+                break
+            if not wants(quota, rnd):
+                del queued[i]
+                continue
+            self.dispatch(self.jobs.job(quota, rnd))
+            self._queue(i, rnd + 1)
         self.flush()
+
+    def _queue(self, i: int, rnd: int) -> None:
+        self._queued[i] = rnd
+        heapq.heappush(self._hungry, (rnd, i))
+
+    def _hunger(self, quota: Quota) -> None:
+        """The quota may need more requests again: queue it at the next round it may use."""
+        i, rnd = self._index[quota], self.dispatched[quota]
+        if rnd < self._queued.get(i, rnd + 1):
+            self._queue(i, rnd)
+
+    def _count(self, quota: Quota, change: int) -> None:
+        self.inflight[quota] += change
+        self._inflight_total += change
 
     def dispatch(self, job: Job) -> None:
         request = self.jobs.request(job)
@@ -126,7 +146,7 @@ class RequestWindow:
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         record = InFlight(job, request, key, future)
         self._records[(job.quota, job.index)] = record
-        self.inflight[job.quota] += 1
+        self._count(job.quota, 1)
         self.dispatched[job.quota] = max(self.dispatched[job.quota], job.index + 1)
         if self.failure is not None:  # the store failed: nothing more is sent
             record.answer(self.failure)
@@ -183,8 +203,8 @@ class RequestWindow:
             del self._records[jk]
             self._by_request.pop(id(record.request), None)
             if record.state is not State.REPLACED:
-                self.inflight[quota] -= 1
-            self._hungry.add(quota)
+                self._count(quota, -1)
+            self._hunger(quota)
         return Answer(record.job, outcome, record.key)
 
     # -- requests the run no longer needs ----------------------------------------------
@@ -215,11 +235,14 @@ class RequestWindow:
             self.budget.release(record.reserved)
             del self._by_request[id(record.request)], self._records[(quota, index)]
             self._waiting.pop((quota, index), None)
-            self.inflight[quota] -= 1
+            self._count(quota, -1)
             self.dispatched[quota] = index
             self.cancelled += 1
             excess -= 1
             index -= 1
+        i = self._index[quota]
+        if index < self._queued.get(i, index):  # queued beyond what is undispatched now
+            self._queue(i, index)
         if self.sender.has_pending and index < top:
             self.sender.start_pending()  # budget held by the cancelled requests is free again
 
@@ -243,8 +266,8 @@ class RequestWindow:
             record.answer(SKIPPED)
             record.state = State.REPLACED
             self.skipped[quota] += 1
-            self.inflight[quota] -= 1  # so that fill() sends another job now
-            self._hungry.add(quota)
+            self._count(quota, -1)  # so that fill() sends another job now
+            self._hunger(quota)
 
     # -- the end of a run -----------------------------------------------------------------
     def _cancel_waiting(self) -> None:

@@ -47,8 +47,10 @@ from textsynth.store import Store
 
 __all__ = ["Engine", "ProgressHook", "RunInterrupted", "RunStats"]
 
-#: called with a snapshot of the run and what just happened ("sent", "processed", "tick")
+#: called with a snapshot of the run and what just happened ("sent", "processed", "tick",
+#: "interrupted", and "finished" last)
 ProgressHook = Callable[[RunSnapshot, str], None]
+_NOTIFY_EVERY = 0.05  # seconds: events of one kind closer than this are not shown
 
 
 @contextmanager
@@ -111,6 +113,7 @@ class Engine:
         self._round = 0
         self._interrupted = False
         self._main: asyncio.Task[Any] | None = None  # cancelled by the first Ctrl-C
+        self._notified: dict[str, float] = {}  # when each kind of event was last shown
 
     def request_for(self, job: Job) -> Request:
         return self.jobs.request(job)
@@ -172,8 +175,13 @@ class Engine:
                               multilingual=self.jobs.multilingual)
 
     def _notify(self, event: str) -> None:
-        if self.progress is not None:
-            self.progress(self.snapshot(), event)
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if now - self._notified.get(event, -1.0) < _NOTIFY_EVERY:
+            return  # a snapshot is a pass over every quota (translate has one per row)
+        self._notified[event] = now
+        self.progress(self.snapshot(), event)
 
     def activity(self) -> str:
         """What the run waits for now, in a few words ("" when nothing is slow)."""
@@ -284,6 +292,8 @@ class Engine:
             closed = self._round >= window.allowed(quota)  # out of attempts before the stop
             st.stop = StopReason.QUOTA_MET if st.full else \
                 StopReason.ATTEMPT_LIMIT if closed or stop is None else stop
+        self._notified.clear()
+        self._notify("finished")
         if window.failure is None:
             self.store.set_meta("summary", {
                 **result.summary(self.cost, self.store.usage()), **self.jobs.summary(),
