@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from datasets import load_from_disk
 
-from textsynth import FakeBackend, Request
+from textsynth import Completion, FakeBackend, Request
 from textsynth.augment import AugmentJobs, paraphrase, translate
 from textsynth.errors import BackendUnavailable, DataError, RunInterrupted
-from textsynth.result import StopReason
+from textsynth.result import RunSnapshot, StopReason
 from textsynth.store import Store
 
 ROWS = [
@@ -137,6 +137,33 @@ def test_runaway_output_is_rejected(tmp_path: Path) -> None:
     assert outcome.stats.rejected["too_long_for_source"] == 1
     assert outcome.stats.shortfalls == {"PlayMusic/de (row 2)": 1}
     assert outcome.stats.stop_reasons == {"PlayMusic/de (row 2)": StopReason.ATTEMPT_LIMIT}
+
+
+def test_an_answer_cut_off_at_max_tokens_is_rejected_and_asked_again(tmp_path: Path) -> None:
+    def cut_first(request: Request) -> Completion:
+        text = german(request)
+        if request.seed == first_seeds.setdefault(_source(request), request.seed):
+            return Completion(texts=[text[:-4]], finish_reason="length")  # cut mid-word
+        return Completion(texts=[text])
+
+    first_seeds: dict[str, int] = {}
+    outcome = translate(_write(tmp_path, ROWS[1:]), ["de"], tmp_path / "out",
+                        backend=FakeBackend(handler=cut_first))
+    assert outcome.stats.rejected["parse:truncated"] == 2 and outcome.complete
+    assert {r["text"] for r in _rows(tmp_path / "out")} == {
+        "Wie ist das Wetter in Paris morgen", "Spiel etwas entspannten Jazz bitte"}
+
+
+def test_progress_shows_one_line_per_label_as_a_run_does(tmp_path: Path) -> None:
+    seen: list[RunSnapshot] = []
+    result = translate(_write(tmp_path, SONGS + ROWS[1:2]), ["de", "it", "sw"],
+                       tmp_path / "out", backend=FakeBackend(handler=_polyglot),
+                       progress=lambda snapshot, event: seen.append(snapshot))
+    last = seen[-1]  # source rows are summed per label and language
+    assert [(q.name, q.target) for q in last.quotas] == [
+        ("PlayMusic/de", 3), ("PlayMusic/it", 3), ("PlayMusic/sw", 3),
+        ("GetWeather/de", 1), ("GetWeather/it", 1), ("GetWeather/sw", 1)]
+    assert last.accepted == result.accepted and last.sent == result.stats.sent
 
 
 def test_gives_up_after_max_attempts_and_says_which_rows(tmp_path: Path) -> None:
