@@ -71,9 +71,8 @@ class RequestWindow:
         self.inflight: Counter[Quota] = Counter()
         self.dispatched: dict[Quota, int] = dict.fromkeys(self.quotas, 0)
         self.skipped: Counter[Quota] = Counter()  # per quota: do not count as attempts
-        # the quotas that may need more requests, each once in a heap by the round it may
-        # be sent for next, then by quota order: fill() visits them in that order without
-        # scanning every quota (translate has one per source row)
+        # quotas that may need more requests, in a heap by (next round, quota order): fill()
+        # visits them without scanning every quota (translate has one per source row)
         self._index = {quota: i for i, quota in enumerate(self.quotas)}
         self._hungry: list[tuple[int, int]] = [(0, i) for i in range(len(self.quotas))]
         self._queued: dict[int, int] = dict.fromkeys(range(len(self.quotas)), 0)
@@ -115,15 +114,14 @@ class RequestWindow:
             first = max(self.dispatched[quota], round_)  # rounds before were sent or done
             if first > rnd or (quota, rnd) in self._records:
                 self._queue(i, max(first, rnd + 1))
-                continue
-            if rnd > round_ + lag:
+            elif rnd > round_ + lag:
                 heapq.heappush(hungry, (rnd, i))
                 break
-            if not wants(quota, rnd):
+            elif not wants(quota, rnd):
                 del queued[i]
-                continue
-            self.dispatch(self.jobs.job(quota, rnd))
-            self._queue(i, rnd + 1)
+            else:
+                self.dispatch(self.jobs.job(quota, rnd))
+                self._queue(i, rnd + 1)
         self.flush()
 
     def _queue(self, i: int, rnd: int) -> None:
