@@ -68,6 +68,12 @@ def test_translate_keeps_labels_and_slots_and_records_the_source(tmp_path: Path)
     assert "[Daft Punk](artist)" in prompt and "German" in prompt
     card = (tmp_path / "out" / "README.md").read_text()
     assert "- de" in card
+    with Store.in_dir(tmp_path / "out") as store:  # summed up as a run is
+        summary = store.get_meta("summary")
+    assert set(summary["quotas"]) == {"AddToPlaylist/de (row 0)", "GetWeather/de (row 1)",
+                                      "PlayMusic/de (row 2)"}
+    assert summary["quotas"]["GetWeather/de (row 1)"]["stop"] == "quota met"
+    assert summary["mode"] == "translate" and "slots" not in summary
 
 
 SONGS = [{"text": f"Play song number {i} for me", "label": "PlayMusic"} for i in range(3)]
