@@ -28,8 +28,9 @@ from typing import Any
 from textsynth._budget import Budget
 from textsynth._dispatch import SKIPPED, RequestWindow
 from textsynth.accept import Acceptor
-from textsynth.backends import Backend
+from textsynth.backends import Backend, get_backend
 from textsynth.backends.base import Request, Usage
+from textsynth.backends.repair import SchemaRepair
 from textsynth.errors import (
     INTERRUPTED,
     BudgetExceeded,
@@ -101,8 +102,14 @@ class Engine:
                                  self.prompts.template, self.backend.model_name, self.stats,
                                  accepted)
         gen = recipe.generation
+        turns = gen.repair_turns
+        if turns is None:  # the backend's default, by the recipe's type when built here
+            turns = (get_backend(recipe.backend.type) if backend is None
+                     else backend).default_repair_turns
+        sender = SchemaRepair(self.backend, self.prompts.schema, turns) if turns else \
+            self.backend
         self.window = RequestWindow(
-            self.backend, self.store, self.budget, self.planner, self.prompts,
+            sender, self.store, self.budget, self.planner, self.prompts,
             batch_size=gen.batch_size or self.backend.batch_size,
             concurrency=gen.concurrency or self.backend.max_concurrency,
             max_attempts=recipe.max_attempts, before_write=self.acceptor.flush,
@@ -295,5 +302,5 @@ class Engine:
             self.store.set_meta("summary", {
                 **result.summary(self.cost, self.store.usage()),
                 "model": self.backend.model_name, "backend": self.backend.name,
-                "backend_stats": dict(getattr(self.backend, "stats", {})),
+                "backend_stats": dict(getattr(window.backend, "stats", {})),
             })

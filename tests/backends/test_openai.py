@@ -278,8 +278,9 @@ def test_empty_answer_is_reasked_with_a_correction_turn(tmp_path: Path,
     fixes = corrections(server)
     assert len(fixes) == 1 and "the answer was empty" in fixes[0]["messages"][-1]["content"]
     assert fixes[0]["messages"][-2] == {"role": "assistant", "content": ""}
-    assert engine.backend.stats["reasks"] == 1  # type: ignore[attr-defined]
-    assert engine.backend.stats["retries"] == 0  # type: ignore[attr-defined]
+    stats = engine.store.get_meta("summary")["backend_stats"]  # the backend's and the repair's
+    assert stats["repair_turns"] == 1 and stats["unrepaired"] == 0
+    assert stats.get("retries", 0) == 0
 
 
 def _orders(good: bool, body: Mapping[str, Any] | None = None) -> str:
