@@ -179,9 +179,17 @@ class SchemaRepair(Backend):
         return still
 
     async def _ask(self, group: list[_Choice], turn: int) -> list[Completion] | None:
+        """The corrections' answers; None when refused, or dropped by ``cancel_queued``
+        (the run needs nothing more: the answers already paid for are kept)."""
         try:
             return await self.backend.generate([self._correction(c, turn) for c in group])
         except GenerationError:
+            return None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this call itself is cancelled (the run failed or was interrupted)
+            self.repairs["dropped"] += len(group)
             return None
 
     @staticmethod
