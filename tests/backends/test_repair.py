@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def ask(backend: SchemaRepair, *requests: Request) -> list[Completion]:
 
 
 REQUEST = Request(messages=({"role": "user", "content": "Write one."},), seed=7,
-                  metadata={"slot": "turn_on/en", "index": 0})
+                  json_schema=SCHEMA.json_schema(), metadata={"slot": "turn_on/en", "index": 0})
 
 
 def test_a_broken_answer_is_repaired_with_a_correction_turn() -> None:
@@ -95,7 +96,7 @@ def test_only_the_broken_choice_is_asked_again() -> None:
         return Completion([good(tag=0), "nothing", good(tag=2)])
 
     fake = FakeBackend(handler=handler)
-    (out,) = ask(SchemaRepair(fake, SCHEMA, turns=2), Request(REQUEST.messages, n=3, seed=7))
+    (out,) = ask(SchemaRepair(fake, SCHEMA, turns=2), replace(REQUEST, n=3))
     assert out.texts == [good(tag=0), good(tag="fixed"), good(tag=2)]
     (fix,) = fake.requests[1:]
     assert fix.messages[-2]["content"] == "nothing" and fix.seed == derive_seed(7, "repair", 1, 0)
@@ -103,10 +104,17 @@ def test_only_the_broken_choice_is_asked_again() -> None:
 
 def test_corrections_of_one_batch_go_to_the_backend_together() -> None:
     fake = FakeBackend(handler=lambda r: good() if is_correction(r) else "no", batch_size=8)
-    requests = [Request(REQUEST.messages, seed=s) for s in range(5)]
+    requests = [replace(REQUEST, seed=s) for s in range(5)]
     out = asyncio.run(SchemaRepair(fake, SCHEMA, turns=1).generate(requests))
     assert [o.texts for o in out] == [[good()]] * 5
     assert fake.calls == 2  # the five requests, then the five corrections in one call
+
+
+def test_a_request_that_asks_for_no_schema_passes_through() -> None:
+    fake = FakeBackend(handler=lambda r: "3")
+    judge = Request(({"role": "user", "content": "Which label, 1 or 2?"},), json_schema=None)
+    (out,) = ask(SchemaRepair(fake, SCHEMA, turns=2), judge)
+    assert out.texts == ["3"] and len(fake.requests) == 1
 
 
 def test_a_refused_correction_keeps_the_first_answer() -> None:

@@ -69,8 +69,10 @@ class SchemaRepair(Backend):
     >>> fake = FakeBackend(responses=['not json', '["turn on the light"]'])  # doctest: +SKIP
     >>> repaired = SchemaRepair(fake, load_schema("utterances"), turns=2)  # doctest: +SKIP
 
-    ``stats`` adds ``repair_turns`` (correction turns sent) and ``unrepaired`` (choices
-    still unusable after the last turn) to the wrapped backend's own counters.
+    Requests without a ``json_schema`` (a judge's question) pass through as they are.
+    ``stats`` adds ``repair_turns`` (correction turns sent), ``unrepaired`` (choices
+    still unusable after the last turn) and ``dropped`` (turns cancelled because the run
+    needed nothing more) to the wrapped backend's own counters.
     """
 
     def __init__(self, backend: Backend, schema: OutputSchema, turns: int) -> None:
@@ -125,6 +127,7 @@ class SchemaRepair(Backend):
             return completions
         choices = [self._choice(request, i, text, completion.choice_finish(i))
                    for request, completion in zip(requests, completions, strict=True)
+                   if request.json_schema is not None  # asks for no schema: not ours
                    for i, text in enumerate(completion.texts)]
         open_ = [c for c in choices if c.broken]
         for turn in range(self.turns):
