@@ -106,10 +106,11 @@ class Engine:
         if turns is None:  # the backend's default, by the recipe's type when built here
             turns = (get_backend(recipe.backend.type) if backend is None
                      else backend).default_repair_turns
-        sender = SchemaRepair(self.backend, self.prompts.schema, turns) if turns else \
+        # the window sends through correction turns; the gate and the summary name the backend
+        generator = SchemaRepair(self.backend, self.prompts.schema, turns) if turns else \
             self.backend
         self.window = RequestWindow(
-            sender, self.store, self.budget, self.planner, self.prompts,
+            generator, self.store, self.budget, self.planner, self.prompts,
             batch_size=gen.batch_size or self.backend.batch_size,
             concurrency=gen.concurrency or self.backend.max_concurrency,
             max_attempts=recipe.max_attempts, before_write=self.acceptor.flush,
