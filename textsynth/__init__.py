@@ -9,11 +9,12 @@ From a recipe to a dataset, four hops from :func:`run_recipe` (``pipeline``):
    ``Planner.job`` (``plan``) gives each quota's k-th job; ``PromptBuilder.request``
    (``prompt``) renders it.
 2. ``RequestWindow`` (``_dispatch``): jobs in flight, one record each, sent ahead of the
-   processing order by ``Sender`` (``_sender``) to ``Backend.generate`` (``backends``)
-   within the ``Budget`` (``_budget``); every answer is stored before it is read.
+   processing order by ``Sender`` (``_sender``) to ``Backend.generate`` (``backends``;
+   ``SchemaRepair`` in ``backends.repair`` gives any backend correction turns) within the
+   ``Budget`` (``_budget``); every answer is stored before it is read.
 3. ``Acceptor.accept`` (``accept``): parse (``schemas``), quality gate (``quality``), and
-   the accepted and rejected rows into the ``Store`` (``store``, the only module that
-   touches SQLite).
+   the accepted and rejected rows into the ``Store`` (``store`` and its ``_store_file``,
+   the only modules that touch SQLite).
 4. ``export_dataset`` and ``write_card`` (``export``): the DatasetDict, files and card.
 
 ``result`` holds what a run reports: ``RunResult`` (what ``run_recipe``, ``translate``

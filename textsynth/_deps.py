@@ -33,6 +33,7 @@ EXTRAS: dict[str, frozenset[str]] = {
     "eval": frozenset({"scikit-learn", "matplotlib", "openvino", "tokenizers",
                        "safetensors"}),
     "ray": frozenset({"ray"}),
+    "openai": frozenset({"openai"}),
     "vllm": frozenset({"vllm", "transformers", "gguf"}),
 }
 
@@ -47,6 +48,7 @@ PACKAGES: dict[str, tuple[str, str | None]] = {
     "sklearn": ("scikit-learn", "quality"),
     "matplotlib": ("matplotlib", "eval"),
     "ray": ("ray", "ray"),
+    "openai": ("openai", "openai"),
     "vllm": ("vllm", "vllm"),
     "torch": ("torch", "transformers"),
     "transformers": ("transformers", "transformers"),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from textsynth.errors import DataError, MissingDependency
+from textsynth.quality.judge import readable_label  # the one reading of a label name
 from textsynth.sources import LabeledSet
 
 __all__ = [
@@ -26,12 +27,6 @@ __all__ = [
 
 TFIDF, EMBEDDINGS = "tfidf", "embeddings"
 MAX_ITER = 5000
-
-
-def readable_label(label: str) -> str:
-    """``AddToPlaylist`` / ``add_to_playlist`` -> ``add to playlist``."""
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", label)
-    return re.sub(r"[\s_\-.:/]+", " ", spaced).strip().lower()
 
 
 def _key(label: str) -> str:

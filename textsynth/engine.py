@@ -28,8 +28,9 @@ from typing import Any
 from textsynth._budget import Budget
 from textsynth._dispatch import SKIPPED, RequestWindow
 from textsynth.accept import Acceptor
-from textsynth.backends import Backend
+from textsynth.backends import Backend, get_backend
 from textsynth.backends.base import Request, Usage
+from textsynth.backends.repair import SchemaRepair
 from textsynth.errors import (
     INTERRUPTED,
     BudgetExceeded,
@@ -100,8 +101,14 @@ class Engine:
         self.budget = Budget(jobs.budget)
         self.acceptor = Acceptor(self.store, self.gate, jobs, self.backend.model_name,
                                  self.stats, accepted)
+        turns = jobs.recipe.generation.repair_turns
+        if turns is None:  # the backend's default, by the recipe's type when built here
+            turns = (get_backend(jobs.recipe.backend.type) if backend is None
+                     else backend).default_repair_turns
+        # the window sends through correction turns; the gate and the summary name the backend
+        generator = SchemaRepair(self.backend, jobs.schema, turns) if turns else self.backend
         self.window = RequestWindow(
-            self.backend, self.store, self.budget, jobs,
+            generator, self.store, self.budget, jobs,
             batch_size=jobs.batch_size or self.backend.batch_size,
             concurrency=jobs.concurrency or self.backend.max_concurrency,
             max_attempts=jobs.max_attempts, before_write=self.acceptor.flush,
@@ -298,5 +305,5 @@ class Engine:
             self.store.set_meta("summary", {
                 **result.summary(self.cost, self.store.usage()), **self.jobs.summary(),
                 "model": self.backend.model_name, "backend": self.backend.name,
-                "backend_stats": dict(getattr(self.backend, "stats", {})),
+                "backend_stats": dict(getattr(window.backend, "stats", {})),
             })

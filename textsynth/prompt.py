@@ -18,7 +18,7 @@ from textsynth.backends.base import Request
 from textsynth.languages import language_name
 from textsynth.plan import Job, Quota
 from textsynth.recipe import Recipe
-from textsynth.schemas import OutputSchema, load_schema
+from textsynth.schemas import OutputSchema, PydanticSchema, load_schema
 from textsynth.templates import PromptTemplate
 
 __all__ = ["AcceptedTexts", "PromptBuilder", "label_context"]
@@ -139,5 +139,6 @@ class PromptBuilder:
             n=gen.n,
             seed=job.seed,
             json_schema=schema.json_schema(),
-            metadata={"slot": str(job.quota), "index": job.index, "schema": schema},
+            constrain=isinstance(schema, PydanticSchema),  # built-in lists: in the prompt
+            metadata={"slot": str(job.quota), "index": job.index},
         )

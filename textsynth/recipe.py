@@ -75,6 +75,26 @@ class Recipe(Strict):
     # where the recipe came from: relative template paths resolve against it
     source: Path | None = Field(None, exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_options(cls, data: Any) -> Any:
+        """The openai backend's ``reasks`` option, as it was once spelled, is accepted as
+        ``generation.repair_turns`` (correction turns for any backend)."""
+        backend: Any = data.get("backend") if isinstance(data, dict) else None
+        options: Any = backend.get("options") if isinstance(backend, dict) else None
+        if not isinstance(options, dict) or "reasks" not in options:
+            return data
+        generation = data.get("generation") or {}
+        if not isinstance(generation, dict):
+            return data  # the generation field reports what is wrong with it
+        turns = options["reasks"]
+        if generation.get("repair_turns", turns) != turns:
+            raise ValueError("backend.options.reasks and generation.repair_turns disagree: "
+                             "give only generation.repair_turns")
+        return {**data, "backend": {**backend, "options": {
+                    k: v for k, v in options.items() if k != "reasks"}},
+                "generation": {**generation, "repair_turns": turns}}
+
     @field_validator("labels", mode="before")
     @classmethod
     def _labels(cls, v: Any) -> Any:

@@ -65,6 +65,9 @@ class GenerationSpec(Strict):
         "a label without seed examples is shown `fewshot` of its own accepted rows instead"))
     avoid: int = Field(8, ge=0, description="already-accepted examples shown as 'do not repeat'")
     max_attempts: int | None = Field(None, ge=1, description="requests per label at most")
+    repair_turns: int | None = Field(None, ge=0, le=5, description=(
+        "correction turns for an answer that does not fit the output schema (default: the "
+        "backend's: 2 for openai, 0 for the others)"))
 
 
 class BudgetSpec(Strict):

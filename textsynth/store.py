@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from textsynth._lock import FolderLock
+from textsynth._store_file import APPLICATION_ID, SCHEMA, STORE_NAME, TABLES, hint, peek_meta
 from textsynth.backends.base import Completion, Request, Usage
 from textsynth.errors import StoreError
 from textsynth.redact import mask_known, redact, redact_text
@@ -35,72 +36,7 @@ from textsynth.schemas import Example
 
 __all__ = ["STORE_NAME", "Store", "Transaction", "peek_meta"]
 
-STORE_NAME = "textsynth.db"
 LOCK_SUFFIX = ".lock"
-# PRAGMA application_id of a textsynth store ("TSYN"): tells it from other SQLite files
-APPLICATION_ID = 0x5453594E
-_TABLES = {"completions", "examples", "rejects", "meta", "skipped", "sqlite_sequence"}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS completions (
-    key TEXT PRIMARY KEY,
-    slot TEXT NOT NULL,
-    job_index INTEGER NOT NULL,
-    messages TEXT NOT NULL,
-    texts TEXT NOT NULL,
-    finish_reason TEXT,
-    prompt_tokens INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0,
-    model TEXT,
-    attempts INTEGER NOT NULL DEFAULT 1,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS examples (
-    seq INTEGER PRIMARY KEY,
-    label TEXT NOT NULL,
-    language TEXT NOT NULL,
-    text TEXT NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rejects (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    label TEXT NOT NULL,
-    language TEXT NOT NULL,
-    text TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    request_key TEXT
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS skipped (
-    key TEXT PRIMARY KEY,
-    slot TEXT NOT NULL,
-    job_index INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    created REAL NOT NULL
-);
-"""
-
-_RESUME = "free some space and run the same command again to resume"
-_HINTS = {
-    "SQLITE_FULL": f"the disk is full: {_RESUME}",
-    "SQLITE_IOERR": f"is the disk full, or the file too large? {_RESUME}",
-    "SQLITE_CORRUPT": "the file is damaged: restore it from a backup, or move it away to "
-                      "start a new run",
-    "SQLITE_NOTADB": "it is not a textsynth run store: move it away, or choose another "
-                     "output folder",
-    "SQLITE_READONLY": "check the permissions of the file and its folder",
-    "SQLITE_CANTOPEN": "check the permissions of the file and its folder",
-    "SQLITE_PERM": "check the permissions of the file and its folder",
-    "SQLITE_BUSY": "another program has the file open",
-    "SQLITE_LOCKED": "another program has the file open",
-}
-
-
-def _hint(exc: sqlite3.Error) -> str:
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    return _HINTS.get(name, _HINTS.get("_".join(name.split("_")[:2]), ""))
-
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -149,25 +85,6 @@ class Transaction:
             self.rollback()
 
 
-def peek_meta(folder: str | Path, key: str) -> Any:
-    """Meta ``key`` of the run store in ``folder``, read without a lock and without
-    writing anything (no -wal/-shm files); ``None`` when there is no store, no such
-    key, or the file cannot be read (a look-up, never a reason to fail). It sees what
-    a closed store holds: a run still writing may have newer values in its WAL."""
-    db = Path(folder) / STORE_NAME
-    if not db.is_file():
-        return None
-    try:
-        con = sqlite3.connect(f"{db.resolve().as_uri()}?immutable=1", uri=True)
-        try:
-            row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        finally:
-            con.close()
-        return json.loads(row[0]) if row else None
-    except (sqlite3.Error, ValueError):
-        return None
-
-
 class Store:
     """SQLite store of completions (the cache), accepted examples and rejects.
 
@@ -179,7 +96,7 @@ class Store:
         self._lock: FolderLock | None = None
         if str(path) == ":memory:":
             self._db = sqlite3.connect(":memory:", isolation_level=None)
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(SCHEMA)
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,7 +141,7 @@ class Store:
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
         # a store written before the application id was set is known by its tables
-        ours = app_id == APPLICATION_ID or (not app_id and tables <= _TABLES
+        ours = app_id == APPLICATION_ID or (not app_id and tables <= TABLES
                                             and (not tables or "completions" in tables))
         if not ours:
             what = f"its tables are {', '.join(sorted(tables))}" if tables else \
@@ -235,7 +152,7 @@ class Store:
                 path=str(self.path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
         if app_id != APPLICATION_ID:
             self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
@@ -245,9 +162,9 @@ class Store:
 
     def error(self, action: str, exc: sqlite3.Error) -> StoreError:
         """``exc`` as one line that names the file, what failed, and what to do."""
-        hint = _hint(exc)
+        why = hint(exc)
         return StoreError(f"cannot {action} the run store {self.path}: {exc}"
-                          + (f" ({hint})" if hint else ""), path=str(self.path))
+                          + (f" ({why})" if why else ""), path=str(self.path))
 
     def close(self) -> None:
         try:

@@ -28,7 +28,11 @@ class Request:
 
     ``seed`` is the job seed: a deterministic backend gives the same completion for
     the same request. ``json_schema`` is the output schema, for backends that can
-    constrain decoding or ask the server for structured output.
+    constrain decoding or ask the server for structured output; ``constrain`` says
+    whether they should when left to choose (``structured_output: auto``): false for the
+    built-in list schemas, which are asked for in the prompt (constraining a small model
+    to a JSON list of strings made its texts worse). ``metadata`` is for the caller
+    (which quota and job a request is for) and is in neither the key nor equality.
     """
 
     messages: tuple[Message, ...]
@@ -38,6 +42,7 @@ class Request:
     n: int = 1
     seed: int = 0
     json_schema: Mapping[str, Any] | None = None
+    constrain: bool = True
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def key(self, backend: str, model: str) -> str:
@@ -75,13 +80,24 @@ class Usage:
 
 @dataclass
 class Completion:
-    """What a backend returned for one request: one text per choice (``n``)."""
+    """What a backend returned for one request: one text per choice (``n``).
+
+    ``finish_reason`` is ``"length"`` when any choice was cut off at ``max_tokens``;
+    ``finish_reasons`` gives each choice's own, where the backend knows them.
+    """
 
     texts: list[str]
     usage: Usage = field(default_factory=Usage)
     finish_reason: str = "stop"
     model: str = ""
     attempts: int = 1
+    finish_reasons: list[str] | None = None
+
+    def choice_finish(self, index: int) -> str:
+        """Why choice ``index`` ended (the completion's reason when not known per choice)."""
+        reasons = self.finish_reasons
+        return reasons[index] if reasons is not None and index < len(reasons) else \
+            self.finish_reason
 
     @property
     def text(self) -> str:
@@ -96,8 +112,12 @@ class Backend(ABC):
     run concurrently.
     """
 
-    name: ClassVar[str] = ""
-    reports_request_state: ClassVar[bool] = False  # see generate_reporting
+    # plain class attributes, not ClassVar: a wrapper (backends.repair) takes its inner's
+    name: str = ""
+    reports_request_state: bool = False  # see generate_reporting
+    #: correction turns for an answer that does not fit the output schema, when the
+    #: recipe leaves ``generation.repair_turns`` unset (see :mod:`textsynth.backends.repair`)
+    default_repair_turns: ClassVar[int] = 0
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -47,7 +47,7 @@ class EndpointPool(Backend):
             raise ValueError("an endpoint pool needs at least one backend")
         first = backends[0]
         super().__init__(first.options)
-        self.name = first.name  # type: ignore[misc]
+        self.name = first.name
         self.endpoints = [_Endpoint(b) for b in backends]
         self.base_cooldown = cooldown
         self.max_cooldown = max_cooldown

@@ -8,8 +8,9 @@ OpenAI itself, vLLM, TGI, Ollama, ``transformers serve`` ... anything that speak
 Structured output: when the recipe's schema is a pydantic model the schema is
 sent as ``response_format`` (JSON schema, else JSON mode, else the prompt
 alone; a server that refuses one is asked with the next, for the rest of the
-run). Every answer is checked against the schema; an answer that does not fit
-is sent back once or twice with the error as a correction turn.
+run). An answer that does not fit the schema gets correction turns from
+:class:`~textsynth.backends.repair.SchemaRepair`, which wraps any backend (two by
+default for this one: ``generation.repair_turns``).
 
     backend:
       type: openai
@@ -25,7 +26,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from yarl import URL
 
 from textsynth.backends._openai_http import ChatClient, RetryPolicy
@@ -41,7 +42,6 @@ from textsynth.backends.base import (
 from textsynth.errors import BackendError, BackendResponseError, GenerationError, RecipeError
 from textsynth.ratelimit import RateLimiter
 from textsynth.redact import add_secret, is_secret_name, mask_known
-from textsynth.schemas import OutputSchema, PydanticSchema
 
 __all__ = ["OpenAIBackend"]
 
@@ -52,16 +52,6 @@ _FATAL = {401: "the server refused the API key (401): set OPENAI_API_KEY or "
                "backend.options.api_key",
           403: "the API key may not use this model or endpoint (403)",
           404: "no such model or endpoint (404): check backend.options.base_url and model"}
-
-
-def _describe(errors: list[str], finish_reason: str) -> str:
-    """The parse errors of an answer as one sentence for the model."""
-    words = {"empty_completion": "the answer was empty", "no_json": "the answer held no JSON",
-             "no_items": "the answer held no items"}
-    parts = [words.get(e, e.removeprefix("invalid: ")) for e in errors]
-    if finish_reason == "length":
-        parts.insert(0, "it was cut off at the token limit, so answer more briefly")
-    return "; ".join(list(dict.fromkeys(parts))[:3])
 
 
 def check_base_url(value: str) -> URL:
@@ -116,6 +106,7 @@ class OpenAIBackend(Backend):
 
     name = "openai"
     reports_request_state = True
+    default_repair_turns = 2  # a hosted model is worth asking again
 
     class Options(BaseModel):
         """Settings of the ``openai`` backend (``backend.options`` in a recipe)."""
@@ -147,11 +138,17 @@ class OpenAIBackend(Backend):
         backoff: float = Field(0.5, ge=0, description="first retry waits up to this many seconds")
         max_backoff: float = Field(30.0, ge=0)
         structured_output: Literal["auto", "json_schema", "json_object", "prompt"] = "auto"
-        reasks: int = Field(2, ge=0, le=5, description="correction turns for an answer that "
-                                                       "does not fit the schema")
         send_seed: bool = True
         max_client_errors: int = Field(8, ge=1, description=(
             "refused requests (400/422) in a row before the run stops"))
+
+        @model_validator(mode="before")
+        @classmethod
+        def _moved(cls, data: Any) -> Any:
+            if isinstance(data, Mapping) and "reasks" in data:
+                raise ValueError("reasks moved to generation.repair_turns (correction turns "
+                                 "for any backend)")
+            return data
 
         @field_validator("base_url")
         @classmethod
@@ -232,17 +229,10 @@ class OpenAIBackend(Backend):
             raise
 
     # -- one request ------------------------------------------------------------------------
-    def _schema(self, request: Request) -> OutputSchema | None:
-        schema = request.metadata.get("schema")
-        return schema if isinstance(schema, OutputSchema) else None
-
     def _wants_format(self, request: Request) -> bool:
         if request.json_schema is None or self._level == len(_LEVELS) - 1:
             return False
-        if self.opts.structured_output != "auto":
-            return True
-        schema = self._schema(request)
-        return schema is None or isinstance(schema, PydanticSchema)
+        return self.opts.structured_output != "auto" or request.constrain
 
     def _body(self, request: Request, messages: Sequence[Message], n: int, seed: int,
               level: int | None) -> dict[str, Any]:
@@ -346,54 +336,7 @@ class OpenAIBackend(Backend):
     async def _complete(self, request: Request, on_state: RequestEvents | None = None
                         ) -> Completion:
         choices, usage, model, attempts = await self._choices(request, on_state)
-        schema = self._schema(request)
-        texts, reasons = [], []
-        for text, finish in choices:
-            if schema is not None and self.opts.reasks:
-                text, finish, more, tries = await self._repair(request, schema, text, finish)
-                usage, attempts = usage + more, attempts + tries
-            texts.append(text)
-            reasons.append(finish)
+        texts, reasons = [t for t, _ in choices], [f for _, f in choices]
         finish = "length" if "length" in reasons else (reasons[0] if reasons else "stop")
         return Completion(texts=texts, usage=usage, finish_reason=finish, model=model,
-                          attempts=attempts)
-
-    async def _repair(self, request: Request, schema: OutputSchema, text: str, finish: str
-                      ) -> tuple[str, str, Usage, int]:
-        """Re-ask with the validation error as a correction turn, ``reasks`` times at most.
-
-        An answer cut off at the token limit is re-asked too (its last item is
-        likely cut). Returns the answer with the most usable items (a complete one
-        before a cut one, the later one on a tie), and the usage and attempts of
-        the correction turns.
-        """
-        usage, attempts = Usage(), 0
-        errors, score = self._check(schema, text, finish)
-        best = (score, text, finish)
-        for _ in range(self.opts.reasks):
-            if not errors and finish != "length":
-                break
-            self.stats["reasks"] += 1
-            correction = (f"That answer could not be used: {_describe(errors, finish)}. "
-                          "Reply again with the complete answer in the requested format "
-                          "and nothing else.")
-            messages = (*request.messages, {"role": "assistant", "content": text},
-                        {"role": "user", "content": correction})
-            try:
-                got, more, _, tries = await self._ask(request, messages, 1, request.seed)
-            except GenerationError:
-                break
-            usage, attempts = usage + more, attempts + tries
-            text, finish = got[0] if got else ("", "stop")
-            errors, score = self._check(schema, text, finish)
-            if score >= best[0]:
-                best = (score, text, finish)
-        if errors or finish == "length":
-            self.stats["unfixed_after_reasks"] += 1
-        return best[1], best[2], usage, attempts
-
-    @staticmethod
-    def _check(schema: OutputSchema, text: str, finish: str) -> tuple[list[str], tuple[int, bool]]:
-        parsed = schema.parse(text)
-        errors = [p.error for p in parsed if p.error]
-        return errors, (len(parsed) - len(errors), finish != "length")
+                          attempts=attempts, finish_reasons=reasons)

@@ -43,7 +43,6 @@ from textsynth.backends.transformers import (
     local_model_name,
 )
 from textsynth.errors import BackendError, RecipeError
-from textsynth.schemas import PydanticSchema
 
 __all__ = ["VLLMBackend", "plain_model_dir"]
 
@@ -170,8 +169,7 @@ class VLLMBackend(Backend):
         mode: str = self.options.structured_output
         if request.json_schema is None or mode == "prompt":
             return False
-        schema = request.metadata.get("schema")
-        return mode == "json_schema" or schema is None or isinstance(schema, PydanticSchema)
+        return mode == "json_schema" or request.constrain
 
     def _params(self, request: Request) -> Any:
         from vllm import SamplingParams

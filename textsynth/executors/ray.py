@@ -101,7 +101,7 @@ class RayExecutor(Backend):
         # size: constructing a backend never loads a model or opens a connection
         self._template = backend_from_spec(backend_type, options)
         super().__init__(self._template.options)
-        self.name = self._template.name  # type: ignore[misc]
+        self.name = self._template.name
         self._type = backend_type
         self._options = dict(options)
         self.execution = execution

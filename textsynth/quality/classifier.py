@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from textsynth._deps import require
 from textsynth.errors import TextsynthError
 from textsynth.quality.base import KEEP, Rule, Verdict
-from textsynth.quality.judge import readable
+from textsynth.quality.judge import readable_label
 from textsynth.schemas import Example
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class InLoopClassifier(Rule):
         # the bundled MiniLM reads English only: other languages are not judged with it
         self.languages = set(languages) if languages is not None else None
         self._base: list[tuple[str, str]] = [
-            (f"{readable(n)}: {d}" if d else readable(n), n) for n, d in labels.items()]
+            (f"{readable_label(n)}: {d}" if d else readable_label(n), n) for n, d in labels.items()]
         for label, texts in (seeds or {}).items():
             if label in labels:
                 self._base.extend((t, label) for t in texts)

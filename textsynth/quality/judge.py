@@ -24,14 +24,19 @@ if TYPE_CHECKING:
     from textsynth.quality.semantic import Embedder
     from textsynth.templates import PromptTemplate
 
-__all__ = ["EmbeddingJudge", "Judge", "LabelConsistency", "ModelJudge", "readable"]
+__all__ = ["EmbeddingJudge", "Judge", "LabelConsistency", "ModelJudge", "readable_label"]
 
-_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_SEPARATORS = re.compile(r"[\s_\-.:/]+")
 
 
-def readable(label: str) -> str:
-    """``AddToPlaylist`` and ``add_to_playlist`` both read ``add to playlist``."""
-    return _CAMEL.sub(" ", label).replace("_", " ").replace("-", " ").lower().strip()
+def readable_label(label: str) -> str:
+    """A label as words: the one reading of a label name in prompts, judges and matching.
+
+    >>> readable_label("AddToPlaylist"), readable_label("set_alarm"), readable_label("HTTPError")
+    ('add to playlist', 'set alarm', 'http error')
+    """
+    return _SEPARATORS.sub(" ", _WORD_START.sub(" ", label)).strip().lower()
 
 
 class Judge(ABC):
@@ -64,7 +69,8 @@ class EmbeddingJudge(Judge):
         names = list(self.labels)
         if self._prototypes is None:
             self._prototypes = self.embedder.encode(
-                [f"{readable(n)}: {d}" if d else readable(n) for n, d in self.labels.items()])
+                [f"{readable_label(n)}: {d}" if d else readable_label(n)
+                 for n, d in self.labels.items()])
         sims = self.embedder.encode(texts) @ self._prototypes.T
         out: list[str | None] = []
         for row in sims:
@@ -86,7 +92,7 @@ class ModelJudge(Judge):
         self.max_tokens = max_tokens
 
     def request(self, text: str) -> Request:
-        options = [(readable(n), d) for n, d in self.labels.items()]
+        options = [(readable_label(n), d) for n, d in self.labels.items()]
         return Request(self.template.render_messages(text=text, options=options),
                        temperature=0.0, top_p=1.0, max_tokens=self.max_tokens, seed=0,
                        metadata={"purpose": "judge"})
@@ -108,8 +114,8 @@ class ModelJudge(Judge):
         if number and 1 <= int(number.group(0)) <= len(names):
             return names[int(number.group(0)) - 1]
         lowered = answer.lower()
-        for name in sorted(names, key=lambda n: -len(readable(n))):
-            if readable(name) in lowered or name.lower() in lowered:
+        for name in sorted(names, key=lambda n: -len(readable_label(n))):
+            if readable_label(name) in lowered or name.lower() in lowered:
                 return name
         return None
 

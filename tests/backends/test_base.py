@@ -1,0 +1,81 @@
+"""The backend interface: request keys, per-choice finish reasons, typed options."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from textsynth.backends.base import Backend, Completion, Request, Usage
+from textsynth.errors import RecipeError
+
+MESSAGES = ({"role": "user", "content": "Write three."},)
+
+
+def test_the_key_covers_what_changes_the_answer_and_nothing_else() -> None:
+    base = Request(MESSAGES, seed=3, json_schema={"type": "object"})
+    key = base.key("openai", "m")
+    assert key == Request(MESSAGES, seed=3, json_schema={"type": "object"}).key("openai", "m")
+    changed = [Request(MESSAGES, seed=4, json_schema={"type": "object"}),
+               Request(MESSAGES, seed=3, temperature=0.1, json_schema={"type": "object"}),
+               Request(MESSAGES, seed=3, n=2, json_schema={"type": "object"}),
+               Request(MESSAGES, seed=3),
+               Request(({"role": "user", "content": "Write four."},), seed=3,
+                       json_schema={"type": "object"})]
+    assert len({key, *(r.key("openai", "m") for r in changed)}) == 6
+    assert base.key("openai", "other") != key and base.key("fake", "m") != key
+    # bookkeeping and how a backend may enforce the schema are not part of the key
+    same = Request(MESSAGES, seed=3, json_schema={"type": "object"}, constrain=False)
+    assert same.key("openai", "m") == key
+    noted = Request(MESSAGES, seed=3, json_schema={"type": "object"},
+                    metadata={"slot": "x/en", "index": 9})
+    assert noted.key("openai", "m") == key and noted == base
+
+
+def test_usage_adds_up() -> None:
+    total = Usage(1, 2) + Usage(10, 20)
+    assert (total.prompt_tokens, total.completion_tokens, total.total_tokens) == (11, 22, 33)
+
+
+def test_each_choice_has_its_finish_reason_or_the_completion_one() -> None:
+    known = Completion(["a", "b"], finish_reason="length", finish_reasons=["stop", "length"])
+    assert [known.choice_finish(i) for i in (0, 1)] == ["stop", "length"]
+    unknown = Completion(["a", "b"], finish_reason="length")
+    assert [unknown.choice_finish(i) for i in (0, 1)] == ["length", "length"]
+    assert Completion([]).text == ""
+
+
+class Echo(Backend):
+    name = "echo"
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        model: str = "echo-1"
+        batch_size: int = Field(4, ge=1)
+
+    options: Options
+
+    async def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        return [Completion([r.messages[-1]["content"]]) for r in requests]
+
+
+def test_options_are_typed_and_a_bad_one_names_its_field() -> None:
+    echo = Echo({"batch_size": 2})
+    assert (echo.options.batch_size, echo.batch_size, echo.max_concurrency) == (2, 2, 1)
+    assert echo.model_name == "echo-1"
+    with pytest.raises(RecipeError) as err:
+        Echo({"batch_size": 0})
+    assert err.value.field == "backend.options.batch_size"
+    with pytest.raises(RecipeError, match="nonsense"):
+        Echo({"nonsense": 1})
+
+
+def test_a_backend_that_reports_nothing_answers_through_generate_reporting() -> None:
+    import asyncio
+
+    seen: list[str] = []
+    out = asyncio.run(Echo().generate_reporting([Request(MESSAGES)],
+                                                lambda r, state: seen.append(state)))
+    assert out[0].text == "Write three." and seen == []
+    assert not Echo.reports_request_state and Echo.default_repair_turns == 0
