@@ -64,8 +64,8 @@ class Acceptor:
         st.jobs += 1
         st.usage = st.usage + completion.usage
         cut = completion.finish_reason == "length"
-        parsed_all = [p for text in completion.texts
-                      for p in complete_items(self.schema.parse(text), cut)]
+        parsed_all = [p for text in completion.texts for p in complete_items(
+            self.schema.parse(text), cut and not self.schema.ends_list(text))]
         if self.gate.needs_prepare:  # model-backed rules judge the whole batch at once
             await self.gate.prepare([self._example(job, completion, key, p) for p in parsed_all
                                      if not p.error and p.label in (None, job.label)])

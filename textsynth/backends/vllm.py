@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from textsynth._deps import require
-from textsynth.backends.base import Backend, Completion, Request, Usage
+from textsynth.backends.base import Backend, Completion, Request, Usage, refuse_raw_prompts
 from textsynth.backends.transformers import (
     DEFAULT_MODEL,
     DEFAULT_SYSTEM,
@@ -152,6 +152,7 @@ class VLLMBackend(Backend):
 
     # -- generating ----------------------------------------------------------------------
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        refuse_raw_prompts(self.name, requests)
         if self._llm is None:
             await asyncio.to_thread(self.load)
         return await asyncio.to_thread(self._generate, list(requests))
