@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +51,11 @@ def test_requests_carry_a_document_that_ends_in_a_list_marker(recipe_dict: dict)
     texts = sorted(e.text for e in engine.store.examples() if e.label == "turn_on")
     assert len(texts) == 6 and all(t.startswith(("Lamp on", "Switch the heater on"))
                                    for t in texts)
+    # the store records the document that was sent
+    db = sqlite3.connect(Path(recipe_dict["export"]["dir"]) / "textsynth.db")
+    shown = {row[0] for row in db.execute("SELECT messages FROM completions")}
+    db.close()
+    assert json.dumps([{"role": "continue", "content": first.prompt}]) in shown
     # a raw prompt is part of the request key: the same messages with another prompt
     # are another request, and a chat request's key does not change
     chat = Request(messages=({"role": "user", "content": "hi"},))
