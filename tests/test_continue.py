@@ -106,3 +106,17 @@ def test_preview_shows_the_document(recipe_dict: dict) -> None:
     (title, messages), = preview_prompts(load_recipe(_recipe(recipe_dict)), n=1)
     assert title == "turn_on/en #0" and messages[0]["role"] == "continue"
     assert messages[0]["content"].endswith("\n-")
+
+
+def test_bootstrap_adds_accepted_rows_next_to_the_seed_examples(recipe_dict: dict) -> None:
+    recipe_dict["per_label"] = 30
+    fake = FakeBackend(responses=["{label} row {seed}\n- {label} other {seed}"])
+    recipe = load_recipe(_recipe(recipe_dict, fewshot=2, avoid=0, bootstrap=True))
+    engine = Engine(recipe, backend=fake)
+    asyncio.run(engine.run())
+    accepted = {e.text for e in engine.store.examples() if e.label == "turn_on"}
+    prompts = [r.prompt or "" for r in fake.requests if r.metadata["slot"].startswith("turn_on")]
+    shown = [line[2:] for line in prompts[-1].splitlines()[1:-1]]
+    assert len(shown) == 4 and {"Lights on please", "Turn the fan on"} <= set(shown)
+    assert len([t for t in shown if t in accepted]) == 2
+    assert len(prompts[0].splitlines()) == 4  # nothing accepted yet: the two seeds only
