@@ -126,7 +126,7 @@ def test_labels_warmed_by_their_seeds_judge_before_any_row_is_accepted() -> None
         verdicts = _judge(rule, [ACCEPTED[0]], [
             ("qwerty zxcv plonk", "GetWeather"),
             ("will it snow in Denver on Sunday", "GetWeather")])
-    assert [v.reason for v in verdicts][0] == "classifier_off_topic"
+    assert verdicts[0].reason == "classifier_off_topic"
     assert verdicts[1].keep
 
 
