@@ -68,7 +68,8 @@ class Acceptor:
         st.usage = st.usage + completion.usage
         cut = completion.finish_reason == "length"
         checked = [self._check(job, p) for text in completion.texts
-                   for p in complete_items(self.schema.parse(text), cut)]
+                   for p in complete_items(self.schema.parse(text),
+                                           cut and not self.schema.ends_list(text))]
         if self.gate.needs_prepare:  # model-backed rules judge the whole batch at once
             await self.gate.prepare([self._example(job, completion, key, p)
                                      for p, problem in checked if problem is None])

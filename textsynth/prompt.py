@@ -18,10 +18,10 @@ from textsynth.backends.base import Request
 from textsynth.languages import language_name
 from textsynth.plan import Job, Quota
 from textsynth.recipe import Recipe
-from textsynth.schemas import OutputSchema, PydanticSchema, load_schema
+from textsynth.schemas import OutputSchema, Parsed, PydanticSchema, load_schema
 from textsynth.templates import PromptTemplate
 
-__all__ = ["AcceptedTexts", "PromptBuilder", "label_context"]
+__all__ = ["AcceptedTexts", "ContinuedList", "PromptBuilder", "label_context"]
 
 
 def label_context(label: str, language: str) -> dict[str, Any]:
@@ -66,6 +66,46 @@ class AcceptedTexts:
         return [rows[i][1] for i in positions]
 
 
+class ContinuedList(OutputSchema):
+    """Reads what a model added to a list it was given to continue.
+
+    The prompt ends in a list marker (``-``), so the completion's first line is the
+    first new item and each following line that starts with ``-`` is another. The list
+    ends at a blank line or a line of anything else (a model that has left the list
+    writes headings and prose), or after ``limit`` items; the rest is not read. The
+    items are then read by the recipe's own schema.
+    """
+
+    name = "continued"
+
+    def __init__(self, schema: OutputSchema, limit: int):
+        self.inner = schema
+        self.limit = limit
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.inner.json_schema()
+
+    def _items(self, text: str) -> tuple[list[str], bool]:
+        """The list items at the start of ``text``, and whether the list ended in it."""
+        lines = text.rstrip().split("\n")
+        items: list[str] = []
+        for i, line in enumerate(lines):
+            line = line.strip()
+            if (i and not line.startswith("-")) or not line or len(items) == self.limit:
+                return items, True
+            items.append(line.removeprefix("-").strip() if i else line)
+        return items, False
+
+    def parse(self, text: str) -> list[Parsed]:
+        items, _ = self._items(text)
+        if not items:
+            return [Parsed(text, error="empty_completion")]
+        return self.inner.parse("\n".join(f"- {item}" for item in items))
+
+    def ends_list(self, text: str) -> bool:
+        return self._items(text)[1]
+
+
 class PromptBuilder:
     """Renders a recipe's jobs: the template context, the messages, the request.
 
@@ -85,10 +125,18 @@ class PromptBuilder:
             "slot_types": recipe.slots,
         }
 
+    @property
+    def continues(self) -> bool:
+        """Whether prompts are documents to continue (``generation.style: continue``)."""
+        return self.recipe.generation.style == "continue"
+
     @cached_property
     def schema(self) -> OutputSchema:
         """The recipe's output schema (its JSON schema rides in every request)."""
-        return load_schema(self.recipe.output_schema).for_recipe(self.recipe)
+        schema = load_schema(self.recipe.output_schema).for_recipe(self.recipe)
+        if self.continues:
+            return ContinuedList(schema, self.recipe.generation.examples_per_request)
+        return schema
 
     def context(self, label: str, language: str, attributes: dict[str, str],
                 examples: list[str], avoid: list[str],
@@ -110,7 +158,9 @@ class PromptBuilder:
         gen = self.recipe.generation
         examples = list(job.fewshot)
         avoid: list[str] = []
-        bootstrap = gen.bootstrap and not examples
+        # a continued list shows accepted rows next to the seed examples: a longer,
+        # changing list; an instruction shows them only in place of missing seeds
+        bootstrap = gen.bootstrap and (self.continues or not examples)
         pool = self.accepted
         cut = pool.count_before(job.quota, job.index - self.lag) if pool is not None else 0
         if pool is not None and cut and (gen.avoid or (gen.fewshot and bootstrap)):
@@ -120,19 +170,32 @@ class PromptBuilder:
             shots = gen.fewshot if bootstrap else 0
             picks = random.Random(job.seed).sample(range(cut), min(cut, shots + gen.avoid))
             if shots:
-                examples = pool.texts(job.quota, picks[:shots])
+                drawn = pool.texts(job.quota, picks[:shots])
+                examples = examples + drawn
+                if examples != drawn:  # seeds and accepted rows, in an order of this job's
+                    random.Random(job.seed + 1).shuffle(examples)
             avoid = pool.texts(job.quota, picks[shots:])
         return self.context(job.label, job.language, job.attributes, examples, avoid,
                             job.slot_values)
 
     def messages(self, job: Job) -> tuple[dict[str, str], ...]:
+        """The job's chat messages; for a continued list, one ``continue`` entry holding
+        the document (what ``preview`` shows)."""
+        if self.continues:
+            return ({"role": "continue", "content": self.raw_prompt(job)},)
         return self.template.render_messages(**self.job_context(job))
+
+    def raw_prompt(self, job: Job) -> str:
+        """The document the model continues (``generation.style: continue``)."""
+        return self.template.render(**self.job_context(job))
 
     def request(self, job: Job) -> Request:
         gen = self.recipe.generation
         schema = self.schema
+        raw = self.continues
         return Request(
-            messages=self.messages(job),
+            messages=() if raw else self.messages(job),
+            prompt=self.raw_prompt(job) if raw else None,
             temperature=gen.temperature,
             top_p=gen.top_p,
             max_tokens=gen.max_tokens,

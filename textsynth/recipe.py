@@ -151,6 +151,13 @@ class Recipe(Strict):
         return v
 
     @model_validator(mode="after")
+    def _style_template(self) -> Recipe:
+        # the built-in instruction `utterances` has a continued-list form of its own
+        if self.generation.style == "continue" and self.template == "utterances":
+            self.template = "continue"
+        return self
+
+    @model_validator(mode="after")
     def _check_label_slots(self) -> Recipe:
         for name, spec in self.labels.items():
             unknown = sorted(set(spec.slots or []) - set(self.slots))

@@ -53,6 +53,9 @@ class LabelSpec(Strict):
 
 
 class GenerationSpec(Strict):
+    style: Literal["chat", "continue"] = Field("chat", description=(
+        "chat: the prompt is an instruction sent as chat messages; continue: it is a list "
+        "the model continues as a plain document (no chat template), one row per line"))
     temperature: float = Field(0.9, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     max_tokens: int = Field(160, ge=1)

@@ -205,7 +205,7 @@ class Store:
         """Write one completion and commit it at once (before anyone parses it)."""
         self._db.execute(
             "INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (key, slot, job_index, json.dumps(list(request.messages), ensure_ascii=False),
+            (key, slot, job_index, json.dumps(_shown(request), ensure_ascii=False),
              mask_known(json.dumps(completion.texts, ensure_ascii=False)),
              completion.finish_reason, completion.usage.prompt_tokens,
              completion.usage.completion_tokens, mask_known(completion.model),
@@ -327,3 +327,10 @@ class Store:
         """``with store.transaction(): ...`` groups writes into one commit."""
         self._db.execute("BEGIN")
         return Transaction(self)
+
+
+def _shown(request: Request) -> list[dict[str, str]]:
+    """What was sent, as messages: a raw prompt is one ``continue`` entry."""
+    if request.prompt is not None:
+        return [{"role": "continue", "content": request.prompt}]
+    return list(request.messages)

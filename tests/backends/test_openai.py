@@ -531,6 +531,15 @@ def test_cli_runs_any_recipe_against_an_endpoint(
     assert (tmp_path / "out" / "dataset").is_dir()
 
 
+def test_a_continued_list_is_refused_before_anything_is_sent(tmp_path: Path,
+                                                             server: FaultServer) -> None:
+    sent = len(server.bodies)
+    recipe = make_recipe(tmp_path / "out", server.url, generation={"style": "continue"})
+    with pytest.raises(RecipeError, match=r"generation\.style.*chat messages only"):
+        run(recipe)
+    assert len(server.bodies) == sent
+
+
 def test_cli_bad_base_url_is_one_line(write_recipe: Callable[..., Path],
                                       recipe_dict: dict[str, Any]) -> None:
     proc = subprocess.run(

@@ -106,6 +106,19 @@ def test_system_prompt_and_chat_template(backend: OpenVINOBackend) -> None:
 
 
 @model
+def test_a_raw_prompt_is_continued_without_the_chat_template(backend: OpenVINOBackend) -> None:
+    document = "Things people say to a smart speaker to play music:\n- Play some jazz\n-"
+    raw = Request(messages=(), prompt=document, seed=3, max_tokens=12, temperature=0.0)
+    assert backend.prompt(raw) == document
+    chat = Request(messages=({"role": "user", "content": document},), seed=3, max_tokens=12,
+                   temperature=0.0)
+    out, framed = asyncio.run(backend.generate([raw, chat]))
+    # the chat template adds its system prompt and role markers; a raw prompt is as sent
+    assert out.usage.prompt_tokens < framed.usage.prompt_tokens - 10
+    assert out.text and "<|im_" not in out.text and out.text != framed.text
+
+
+@model
 def test_small_run_on_embedded_model(tmp_path: Path, backend: OpenVINOBackend) -> None:
     recipe = load_recipe({
         "name": "tiny", "per_label": 3,

@@ -117,6 +117,14 @@ def test_a_request_that_asks_for_no_schema_passes_through() -> None:
     assert out.texts == ["3"] and len(fake.requests) == 1
 
 
+def test_a_list_the_model_continues_passes_through() -> None:
+    fake = FakeBackend(handler=lambda r: "no JSON")
+    raw = Request((), prompt="Things people say to turn on a light:\n- ",
+                  json_schema=REQUEST.json_schema)
+    (out,) = ask(SchemaRepair(fake, SCHEMA, turns=2), raw)
+    assert out.texts == ["no JSON"] and len(fake.requests) == 1  # no chat turn to add
+
+
 def test_a_refused_correction_keeps_the_first_answer() -> None:
     def handler(r: Request) -> str:
         if is_correction(r):

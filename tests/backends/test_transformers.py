@@ -56,6 +56,18 @@ def test_greedy_decoding_is_deterministic(backend: TransformersBackend) -> None:
 
 
 @model
+def test_a_raw_prompt_is_continued_in_a_batch_with_chat_prompts(
+        backend: TransformersBackend) -> None:
+    document = "Things people say to a smart speaker to play music:\n- Play some jazz\n-"
+    raw = Request(messages=(), prompt=document, seed=3, max_tokens=8, temperature=0.0)
+    assert backend._prompt(raw) == document
+    out, framed = asyncio.run(backend.generate([raw, _request(5, 0.0)]))
+    alone = asyncio.run(backend.generate([raw]))[0]
+    assert out.text == alone.text and out.text  # left padding does not change it
+    assert out.usage.prompt_tokens < framed.usage.prompt_tokens - 10
+
+
+@model
 def test_small_run_on_embedded_model(tmp_path: Path, backend: TransformersBackend) -> None:
     recipe = load_recipe({
         "name": "tiny", "per_label": 3,

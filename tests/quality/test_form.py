@@ -28,6 +28,8 @@ JUNK = [
     ("Lock it. Then sleep. Then wake up at noon. Then go.", None),  # short sentences
     ("I locked the door. It was late. The house was quiet. Everyone slept.",
      "several_sentences"),
+    ("Turn off the refrigerator light off", "doubled_particle"),
+    ("Turn on the computer desk lights on?", "doubled_particle"),
 ]
 
 REQUESTS = [
@@ -45,6 +47,8 @@ REQUESTS = [
     "Bring me to the nearest gas station",
     "Ring my phone please",
     "Play some P. J. Proby",
+    "Turn on the lights on the porch",
+    "Switch the hallway light off",
 ]
 
 

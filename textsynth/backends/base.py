@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from textsynth.errors import RecipeError
 from textsynth.validation import describe
 
-__all__ = ["Backend", "Completion", "Message", "Request", "RequestEvents", "Usage"]
+__all__ = ["Backend", "Completion", "Message", "Request", "RequestEvents", "Usage",
+           "refuse_raw_prompts"]
 
 #: ``(request, "sent" | "waiting")``: see :meth:`Backend.generate_reporting`
 RequestEvents = Callable[["Request", str], None]
@@ -24,15 +25,18 @@ Message = dict[str, str]
 
 @dataclass(frozen=True)
 class Request:
-    """One prompt to send: chat messages plus sampling parameters.
+    """One prompt to send: chat messages (or a raw prompt) plus sampling parameters.
 
-    ``seed`` is the job seed: a deterministic backend gives the same completion for
-    the same request. ``json_schema`` is the output schema, for backends that can
-    constrain decoding or ask the server for structured output; ``constrain`` says
-    whether they should when left to choose (``structured_output: auto``): false for the
-    built-in list schemas, which are asked for in the prompt (constraining a small model
-    to a JSON list of strings made its texts worse). ``metadata`` is for the caller
-    (which quota and job a request is for) and is in neither the key nor equality.
+    ``prompt``, when given, is a document the model continues as it is, with no chat
+    template (``generation.style: continue``); ``messages`` is then empty. A backend
+    that can only send chat messages refuses such a request. ``seed`` is the job seed:
+    a deterministic backend gives the same completion for the same request.
+    ``json_schema`` is the output schema, for backends that can constrain decoding or
+    ask the server for structured output; ``constrain`` says whether they should when
+    left to choose (``structured_output: auto``): false for the built-in list schemas,
+    which are asked for in the prompt (constraining a small model to a JSON list of
+    strings made its texts worse). ``metadata`` is for the caller (which quota and job
+    a request is for) and is in neither the key nor equality.
     """
 
     messages: tuple[Message, ...]
@@ -43,6 +47,7 @@ class Request:
     seed: int = 0
     json_schema: Mapping[str, Any] | None = None
     constrain: bool = True
+    prompt: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def key(self, backend: str, model: str) -> str:
@@ -58,6 +63,8 @@ class Request:
             "seed": self.seed,
             "schema": self.json_schema,
         }
+        if self.prompt is not None:  # absent otherwise: chat requests keep their keys
+            payload["prompt"] = self.prompt
         raw = json.dumps(payload, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
@@ -177,3 +184,11 @@ class Backend(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections, models and other resources."""
+
+
+def refuse_raw_prompts(backend: str, requests: Sequence[Request]) -> None:
+    """Stop a run that sends raw prompts to a backend that speaks only in chat messages."""
+    if any(r.prompt is not None for r in requests):
+        raise RecipeError(f"the {backend} backend sends chat messages only; "
+                          "`generation.style: continue` needs the openvino or transformers "
+                          "backend (or style: chat)", field="generation.style")

@@ -80,6 +80,7 @@ class FakeBackend(Backend):
                     text = text.replace("{seed}", _token(request.seed)).replace("{label}", label)
                 texts = [text]
         words = sum(len(m["content"].split()) for m in request.messages)
+        words += len((request.prompt or "").split())
         return Completion(
             texts=texts,
             usage=Usage(words, sum(len(t.split()) for t in texts)),

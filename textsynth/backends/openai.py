@@ -38,6 +38,7 @@ from textsynth.backends.base import (
     Request,
     RequestEvents,
     Usage,
+    refuse_raw_prompts,
 )
 from textsynth.errors import BackendError, BackendResponseError, GenerationError, RecipeError
 from textsynth.ratelimit import RateLimiter
@@ -217,6 +218,7 @@ class OpenAIBackend(Backend):
 
     async def generate_reporting(self, requests: Sequence[Request],
                                  on_state: RequestEvents | None) -> list[Completion]:
+        refuse_raw_prompts(self.name, requests)
         try:
             if len(requests) == 1:
                 return [await self._complete(requests[0], on_state)]

@@ -161,7 +161,10 @@ class OpenVINOBackend(Backend):
                           "determinism": DETERMINISM}
 
     def prompt(self, request: Request) -> str:
-        """The chat-templated prompt (the system prompt added when the request has none)."""
+        """The chat-templated prompt (the system prompt added when the request has none),
+        or the request's raw prompt as it is."""
+        if request.prompt is not None:
+            return request.prompt
         messages = list(request.messages)
         system: str | None = self.options.system_prompt
         if system and not any(m["role"] == "system" for m in messages):

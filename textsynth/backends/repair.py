@@ -69,7 +69,8 @@ class SchemaRepair(Backend):
     >>> fake = FakeBackend(responses=['not json', '["turn on the light"]'])  # doctest: +SKIP
     >>> repaired = SchemaRepair(fake, load_schema("utterances"), turns=2)  # doctest: +SKIP
 
-    Requests without a ``json_schema`` (a judge's question) pass through as they are.
+    Requests without a ``json_schema`` (a judge's question) and raw prompts (a list the
+    model continues: there is no conversation to correct) pass through as they are.
     ``stats`` adds ``repair_turns`` (correction turns sent), ``unrepaired`` (choices
     still unusable after the last turn) and ``dropped`` (turns cancelled because the run
     needed nothing more) to the wrapped backend's own counters.
@@ -127,7 +128,9 @@ class SchemaRepair(Backend):
             return completions
         choices = [self._choice(request, i, text, completion.choice_finish(i))
                    for request, completion in zip(requests, completions, strict=True)
-                   if request.json_schema is not None  # asks for no schema: not ours
+                   # asks for no schema (a judge's question), or is a document the
+                   # model continues (no conversation to correct): not ours
+                   if request.json_schema is not None and request.prompt is None
                    for i, text in enumerate(completion.texts)]
         open_ = [c for c in choices if c.broken]
         for turn in range(self.turns):

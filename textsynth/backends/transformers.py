@@ -133,6 +133,8 @@ class TransformersBackend(Backend):
         return await asyncio.to_thread(self._generate, list(requests))
 
     def _prompt(self, request: Request) -> str:
+        if request.prompt is not None:  # a document to continue: no chat template
+            return request.prompt
         messages = list(request.messages)
         system: str | None = self.options.system_prompt
         if system and not any(m["role"] == "system" for m in messages):

@@ -183,11 +183,17 @@ class VLLMBackend(Backend):
             top_p=request.top_p, max_tokens=request.max_tokens, structured_outputs=structured)
 
     def _generate(self, requests: list[Request]) -> list[Completion]:
-        conversations = [self._conversation(r) for r in requests]
         params = [self._params(r) for r in requests]
+        raw = [r.prompt for r in requests if r.prompt is not None]
+        if raw and len(raw) < len(requests):
+            raise BackendError("a batch mixes raw prompts and chat messages")
         with self._lock:
             try:
-                outputs = self._llm.chat(conversations, params, use_tqdm=False)
+                if raw:  # documents to continue (generation.style: continue): no chat template
+                    outputs = self._llm.generate(raw, params, use_tqdm=False)
+                else:
+                    outputs = self._llm.chat([self._conversation(r) for r in requests], params,
+                                             use_tqdm=False)
             except Exception as exc:  # EngineDeadError and friends: translated here
                 raise BackendError(f"vLLM failed: {type(exc).__name__}: {_first_line(exc)}"
                                    ) from exc

@@ -121,9 +121,10 @@ class InLoopClassifier(Rule):
         anchors = [prototypes]
         if self._warmed:  # a label's accepted rows say what is on topic better than its name
             rows = self.embedder.encode([t for t, _ in self._rows])
-            for label in self.labels:
+            for k, label in enumerate(self.labels):
                 mine = rows[[i for i, (_, lab) in enumerate(self._rows) if lab == label]]
-                centroid = mine.mean(axis=0)
+                # a label warmed by its seed examples may have no accepted row yet
+                centroid = mine.mean(axis=0) if len(mine) else prototypes[k]
                 anchors.append(centroid[None, :] / max(float((centroid ** 2).sum()) ** 0.5,
                                                        1e-9))
         import numpy as np

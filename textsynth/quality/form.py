@@ -4,7 +4,8 @@ A small model asked for requests often returns the right topic in the wrong form
 markup left from a list ("**Adjusting the thermostat**: 3"), a narration that
 starts with a gerund ("Switching on the kitchen light"), advice to the reader
 ("You can turn off a smart bulb", "How to stop desk lights from ..."), or a
-run-on list ("..., 2. You can set ..."). None of that is a request, whatever its
+run-on list ("..., 2. You can set ..."), or a particle said twice ("Turn off the lamp
+off"). None of that is a request, whatever its
 topic, and no embedding is needed to see it.
 
 The rule looks at shape only, never at topic, and only at English text (for
@@ -54,6 +55,10 @@ _TASK_WORDS = re.compile(
     r"\b(new (commands|requests|ones|examples)|the (command|request|sentence|list) (can|could"
     r"|should|is|was)|(is|be|are) written|in the format|instead of \"|multi-round"
     r"|(chat|conversation) with (a|the) (person|user))\b", re.I)
+# "Turn off the desk lamp off", "Turn on the lights on": the particle twice (none of
+# 13,384 real SNIPS and xSID rows has it; "the lights on the porch" is not at the end)
+_DOUBLED_PARTICLE = re.compile(r"\b(?:turn|switch)\w*\s+(on|off)\b(?:.*\boff\b|.*\b\1\W*$)",
+                               re.I)
 _COMMON = frozenset({
     "that", "this", "then", "than", "with", "from", "into", "onto", "what", "when", "where",
     "which", "there", "their", "them", "they", "have", "will", "would", "could", "should",
@@ -85,6 +90,9 @@ def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
     match = _TASK_WORDS.search(text)
     if match:
         return "task_text", f"talks about the task ({match.group(0).strip()!r})"
+    match = _DOUBLED_PARTICLE.search(text)
+    if match:
+        return "doubled_particle", f"'{match.group(1)}' twice ({match.group(0).strip()!r})"
     words = [w for w in (w.lower() for w in _WORD.findall(text))
              if len(w) >= 4 and w not in _COMMON]
     repeated = [w for w in set(words) if words.count(w) >= 3]

@@ -125,6 +125,11 @@ class OutputSchema(ABC):
     def parse(self, text: str) -> list[Parsed]:
         """Candidates in ``text``; unreadable parts become ``Parsed(error=...)``."""
 
+    def ends_list(self, text: str) -> bool:
+        """Whether ``text`` shows where its list ended, so that its last item is whole
+        even when the completion was cut off by ``max_tokens`` (a continued list)."""
+        return False
+
     def for_recipe(self, recipe: Recipe) -> OutputSchema:
         """This schema bound to a recipe (its labels, slot types); most need nothing."""
         return self
