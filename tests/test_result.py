@@ -6,7 +6,7 @@ from collections import Counter
 
 from textsynth.backends.base import Usage
 from textsynth.plan import Quota
-from textsynth.result import QuotaStats, RunStats, RunSnapshot, StopReason
+from textsynth.result import QuotaStats, RunSnapshot, RunStats, StopReason
 
 ON, OFF = Quota("turn_on", "en"), Quota("turn_off", "en")
 
