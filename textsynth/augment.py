@@ -53,7 +53,7 @@ class AugmentedRows(UtteranceList):
     recipe exports) and their lineage."""
 
     def dataset_features(self) -> dict[str, Any]:
-        from datasets import Value
+        from textsynth.export.features import Value
 
         return {ENTITIES: entities_feature(),
                 **{name: Value("string")

@@ -37,13 +37,23 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
+def _splits(dataset: Any) -> Any:
+    """Split name to split: the export's own tables (no ``datasets`` import) or, for a
+    ``DatasetDict`` a caller passes, its datasets (both have ``features``, ``data``,
+    ``len`` and ``split[column]``)."""
+    from textsynth.export.arrow import ExportedDataset
+
+    return dataset.splits if isinstance(dataset, ExportedDataset) else dataset
+
+
 def card_data(recipe: Recipe, dataset: Any, out_dir: Path | None = None) -> Any:
-    """The card's YAML header as ``DatasetCardData`` (with ``configs`` and ``dataset_info``)."""
-    from datasets.info import DatasetInfosDict
-    from datasets.splits import SplitDict, SplitInfo
-    from datasets.utils.metadata import MetadataConfigs
+    """The card's YAML header as ``DatasetCardData`` (with ``configs`` and ``dataset_info``,
+    as ``datasets``' ``DatasetInfosDict`` and ``MetadataConfigs`` write them)."""
     from huggingface_hub import DatasetCardData
 
+    from textsynth.export.arrow import features_yaml
+
+    dataset = _splits(dataset)
     total = sum(len(split) for split in dataset.values())
     has_entities = any("entities" in split.features for split in dataset.values())
     tasks = ["text-classification"] + (["token-classification"] if has_entities else [])
@@ -62,17 +72,15 @@ def card_data(recipe: Recipe, dataset: Any, out_dir: Path | None = None) -> Any:
     parquet = sorted((Path(out_dir) / PARQUET_DIR).glob("*.parquet")) if out_dir else []
     if not dataset or not parquet:
         return data
-    info = next(iter(dataset.values())).info.copy()
-    info.splits = SplitDict()
-    for name, split in dataset.items():
-        info.splits.add(SplitInfo(name=name, num_bytes=split.data.nbytes,
-                                  num_examples=len(split)))
-    info.download_size = sum(p.stat().st_size for p in parquet)
-    info.dataset_size = sum(split.data.nbytes for split in dataset.values())
-    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
-    MetadataConfigs({"default": {"data_files": [
-        {"split": name, "path": f"{PARQUET_DIR}/{name}-*"} for name in dataset]}}
-    ).to_dataset_card_data(data)
+    data["dataset_info"] = {
+        "features": features_yaml(next(iter(dataset.values())).features),
+        "splits": [{"name": name, "num_bytes": split.data.nbytes, "num_examples": len(split)}
+                   for name, split in dataset.items()],
+        "download_size": sum(p.stat().st_size for p in parquet),
+        "dataset_size": sum(split.data.nbytes for split in dataset.values()),
+    }
+    data["configs"] = [{"config_name": "default", "data_files": [
+        {"split": name, "path": f"{PARQUET_DIR}/{name}-*"} for name in dataset]}]
     return data
 
 
@@ -188,6 +196,7 @@ def render_card(recipe: Recipe, dataset: Any, summary: dict[str, Any],
     """The card's markdown: YAML header for the Hub, then how the data was made."""
     from huggingface_hub import DatasetCard
 
+    dataset = _splits(dataset)
     rejects = store.reject_counts() if store is not None else {}
     export = (store.get_meta("export", {}) if store is not None else {}) or {}
     total = sum(len(split) for split in dataset.values())

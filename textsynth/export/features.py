@@ -4,6 +4,11 @@
 ``Value``/``List``/nested features (a ``slots`` schema adds ``entities`` as a list of
 ``{start, end, entity, value}``); BIO tags are a list of ``ClassLabel``; provenance
 columns come last.
+
+``Value``, ``ClassLabel`` and ``List`` here are small stand-ins for the ``datasets``
+classes of those names, with the same JSON form (``feature_dict``) and repr: the export
+writes Arrow and Parquet with pyarrow alone, so a run never imports ``datasets`` (about
+1 s and 100 MB with pandas) unless the caller asks for a ``DatasetDict``.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -22,17 +28,71 @@ from textsynth.spans import bio_labels
 if TYPE_CHECKING:
     from textsynth.recipe import Recipe
 
-__all__ = ["PROVENANCE", "dataset_features", "entity_types", "schema_features"]
+__all__ = ["PROVENANCE", "ClassLabel", "List", "Value", "dataset_features", "entity_types",
+           "feature_dict", "schema_features"]
 
 PROVENANCE = ("template", "template_sha", "model", "attributes", "seed", "request_id")
 
 _SCALARS: dict[type, str] = {str: "string", int: "int64", float: "float64", bool: "bool"}
 
 
-def _annotation_feature(annotation: Any) -> Any:
-    """A ``datasets`` feature for a Python type annotation (JSON text when unsure)."""
-    from datasets import List, Value
+@dataclass(frozen=True)
+class Value:
+    """A scalar column (``datasets.Value``): ``dtype`` is an Arrow type name."""
 
+    dtype: str
+
+    def __repr__(self) -> str:
+        return f"Value({self.dtype!r})"
+
+
+@dataclass(frozen=True)
+class ClassLabel:
+    """Integer class ids with names (``datasets.ClassLabel``)."""
+
+    names: tuple[str, ...] | list[str] = field(default_factory=tuple)
+
+    def __repr__(self) -> str:
+        return f"ClassLabel(names={list(self.names)!r})"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class List:
+    """A list of ``feature`` (``datasets.List``); a dict feature is a struct."""
+
+    feature: Any
+
+    def __repr__(self) -> str:
+        return f"List({self.feature!r})"
+
+
+def feature_dict(feature: Any) -> Any:
+    """The JSON form ``datasets`` gives a feature (``Features.to_dict()``), for ours or its.
+
+    >>> feature_dict(List(ClassLabel(names=["O", "B-room"])))
+    {'feature': {'names': ['O', 'B-room'], '_type': 'ClassLabel'}, '_type': 'List'}
+    """
+    if isinstance(feature, Value):
+        return {"dtype": feature.dtype, "_type": "Value"}
+    if isinstance(feature, ClassLabel):
+        return {"names": list(feature.names), "_type": "ClassLabel"}
+    if isinstance(feature, List):
+        return {"feature": feature_dict(feature.feature), "_type": "List"}
+    if isinstance(feature, dict):
+        return {name: feature_dict(sub) for name, sub in feature.items()}
+    if type(feature).__module__.startswith("datasets"):  # a schema that declares its own
+        from datasets import Features
+
+        return Features({"_": feature}).to_dict()["_"]
+    raise TypeError(f"not a dataset feature: {feature!r}")
+
+
+def _annotation_feature(annotation: Any) -> Any:
+    """A feature for a Python type annotation (JSON text when unsure)."""
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
@@ -74,10 +134,8 @@ def entity_types(recipe: Recipe, rows: list[dict[str, Any]] | None = None) -> li
 
 
 def dataset_features(recipe: Recipe, schema: OutputSchema,
-                     rows: list[dict[str, Any]] | None = None) -> Any:
-    """The ``Features`` of the exported dataset, in column order."""
-    from datasets import ClassLabel, Features, List, Value
-
+                     rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The features of the exported dataset (column name to feature), in column order."""
     columns: dict[str, Any] = {
         "text": Value("string"),
         "label": ClassLabel(names=list(recipe.labels)),
@@ -92,4 +150,4 @@ def dataset_features(recipe: Recipe, schema: OutputSchema,
         "template": Value("string"), "template_sha": Value("string"), "model": Value("string"),
         "attributes": Value("string"), "seed": Value("int64"), "request_id": Value("string"),
     })
-    return Features(columns)
+    return columns
