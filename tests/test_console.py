@@ -109,3 +109,28 @@ def test_augment_outcome_lines(tmp_path: Path) -> None:
     assert "5 rows written to" in text and "rejected: slot_lost 2" in text
     assert "1 source rows got fewer outputs than asked (2 missing)" in text
     assert "nothing exported: no row was accepted (3 requests sent; rejected: none)" in text
+
+
+def test_progress_takes_the_newest_state_at_most_ten_times_a_second() -> None:
+    import io
+
+    from rich.console import Console
+
+    from textsynth.console import RunProgress
+    from textsynth.result import QuotaSnapshot, RunSnapshot
+
+    def snap(accepted: int, activity: str = "") -> RunSnapshot:
+        return RunSnapshot((QuotaSnapshot("on", 100, accepted, accepted, 0),), accepted,
+                           0, 0, activity)
+
+    bar = RunProgress(Console(file=io.StringIO()), enabled=False, interval=60)
+    with bar:
+        bar(snap(1), "sent")  # the first is shown
+        for n in range(2, 50):
+            bar(snap(n), "processed")
+        total = bar.progress.tasks[-1]
+        assert total.completed == 1  # within the interval: kept, not drawn
+        bar(snap(50, "waiting 3 s for retry (429)"), "processed")
+        assert total.completed == 50 and "waiting 3 s" in total.fields["info"]
+        bar(snap(51, "waiting 3 s for retry (429)"), "sent")
+    assert total.completed == 51  # the last state is shown when the run ends
