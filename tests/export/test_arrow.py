@@ -148,7 +148,7 @@ def test_values_a_column_cannot_hold() -> None:
         split_table([{"label": "dim"}], features)
 
 
-def test_a_run_does_not_import_datasets_or_pandas(tmp_path: Path) -> None:
+def test_a_run_does_not_import_datasets_pandas_or_the_hub_client(tmp_path: Path) -> None:
     recipe = {"name": "light", "labels": {"on": "Switch on", "off": "Switch off"},
               "per_label": 4, "backend": {"type": "fake", "options": {"responses": [
                   '["please {label} the thing number {seed} now", "kindly {label} item {seed}"]'
@@ -161,7 +161,8 @@ def test_a_run_does_not_import_datasets_or_pandas(tmp_path: Path) -> None:
             "from textsynth import load_recipe\n"
             "from textsynth.pipeline import run_recipe\n"
             f"outcome = run_recipe(load_recipe(json.loads({json.dumps(recipe)!r})))\n"
-            "print(sorted(m for m in ('datasets', 'pandas') if m in sys.modules))\n"
+            "print(sorted(m for m in ('datasets', 'pandas', 'huggingface_hub.hf_api')\n"
+            "             if m in sys.modules))\n"
             "print(sum(len(s) for s in outcome.dataset.splits.values()))\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, check=False, timeout=300)
