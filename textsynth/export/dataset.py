@@ -25,6 +25,7 @@ from textsynth.errors import ExportError
 from textsynth.export.arrow import (
     ExportedDataset,
     ExportedSplit,
+    malloc_pool,
     split_table,
     write_parquet,
     write_saved_dataset,
@@ -260,14 +261,16 @@ def export_dataset(recipe: Recipe, store: Store, out_dir: Path | None = None,
     examples = list(store.examples())
     if not examples:  # every split would be empty, and an empty split cannot be loaded
         raise ExportError(f"no row was accepted, so there is nothing to export to {out}")
-    ds = build_dataset(recipe, examples, schema=schema, report=report)
+    with malloc_pool():
+        ds = build_dataset(recipe, examples, schema=schema, report=report)
     try:
         out.mkdir(parents=True, exist_ok=True)
         stage = staging_folder(out)
     except OSError as exc:
         raise ExportError(f"cannot write the dataset to {out}: {exc}") from exc
     try:
-        written = _write_all(recipe, ds, store, stage, report)
+        with malloc_pool():
+            written = _write_all(recipe, ds, store, stage, report)
         files = _files(stage, written) | {CARD}  # the card follows the data
         names = {f.split("/")[0] for f in files}
         old = read_manifest(out)
