@@ -35,35 +35,46 @@ class SemanticIndex:
     >>> index.dedup(embedder.encode(texts))  # doctest: +SKIP
     """
 
+    block_rows = 8192  # vectors in memory are kept in blocks of this many (12 MiB of MiniLM's)
+
     def __init__(self, threshold: float = 0.9, memory_bytes: int = 256 << 20,
                  chunk_rows: int = 32_768):
         self.threshold = threshold
         self.memory_bytes = memory_bytes
         self.chunk_rows = chunk_rows
-        self._vectors: np.ndarray | None = None  # the newest, float32
+        # the newest vectors, float32, in blocks of equal size (no copy when they grow);
+        # the last block fills up first
+        self._hot_blocks: list[np.ndarray] = []
         self._hot = 0  # vectors in memory: items cold .. size - 1
         self._cold = 0  # vectors on disk: items 0 .. cold - 1
+        self._dim = 0
         self._file: IO[bytes] | None = None
         self.size = 0
 
     @property
     def nbytes(self) -> int:
         """Bytes of memory the vectors take (those on disk not counted)."""
-        return 0 if self._vectors is None else int(self._vectors.nbytes)
+        return sum(int(block.nbytes) for block in self._hot_blocks)
 
     @property
     def spilled_bytes(self) -> int:
         """Bytes of vectors in the temporary file."""
-        dim = 0 if self._vectors is None else self._vectors.shape[1]
-        return 2 * dim * self._cold
+        return 2 * self._dim * self._cold
+
+    def _hot_views(self) -> Iterator[np.ndarray]:
+        """The filled part of each block in memory, oldest first."""
+        left = self._hot
+        for block in self._hot_blocks:
+            if left <= 0:
+                return
+            yield block[: min(left, len(block))]
+            left -= len(block)
 
     def _blocks(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(first item, float32 vectors)`` for every stored vector, oldest first."""
         import numpy as np
 
-        if self._vectors is None:
-            return
-        dim = self._vectors.shape[1]
+        dim = self._dim
         if self._cold:
             assert self._file is not None
             buffer = np.empty((min(self.chunk_rows, self._cold), dim), dtype=np.float16)
@@ -76,8 +87,10 @@ class SemanticIndex:
                     raise OSError(f"short read from the semantic index's spill file ({got} "
                                   f"of {view.nbytes} bytes)")
                 yield start, view.astype(np.float32)
-        if self._hot:
-            yield self._cold, self._vectors[: self._hot]
+        start = self._cold
+        for view in self._hot_views():
+            yield start, view
+            start += len(view)
 
     def query(self, vector: np.ndarray) -> tuple[int, float] | None:
         """``(item, cosine)`` of the closest stored vector at or above the threshold."""
@@ -92,18 +105,22 @@ class SemanticIndex:
     def insert(self, vector: np.ndarray) -> int:
         import numpy as np
 
-        limit = max(1, self.memory_bytes // (4 * len(vector)))  # vectors in memory at most
-        if self._vectors is None:
-            self._vectors = np.empty((min(256, limit), len(vector)), dtype=np.float32)
-        if self._hot == len(self._vectors):
-            if self._hot >= limit:
-                self._spill()
-            else:
-                grown = np.empty((min(2 * self._hot, limit), self._vectors.shape[1]),
-                                 dtype=np.float32)
-                grown[: self._hot] = self._vectors[: self._hot]
-                self._vectors = grown
-        self._vectors[self._hot] = vector
+        self._dim = self._dim or len(vector)
+        limit = max(1, self.memory_bytes // (4 * self._dim))  # vectors in memory at most
+        if self._hot >= limit:
+            self._spill()
+        at = self._hot
+        for block in self._hot_blocks:
+            if at < len(block):
+                block[at] = vector
+                break
+            at -= len(block)
+        else:  # every block is full: one more
+            capacity = sum(len(b) for b in self._hot_blocks)
+            block = np.empty((min(self.block_rows, limit - capacity), self._dim),
+                             dtype=np.float32)
+            block[0] = vector
+            self._hot_blocks.append(block)
         self._hot += 1
         self.size += 1
         return self.size - 1
@@ -112,16 +129,15 @@ class SemanticIndex:
         """Move the vectors in memory to the end of the file, as float16."""
         import numpy as np
 
-        assert self._vectors is not None
         if self._file is None:
             # unnamed, removed when closed or when the process ends
             self._file = tempfile.TemporaryFile(prefix="textsynth-semantic-",  # noqa: SIM115
                                                 buffering=0)
-        dim = self._vectors.shape[1]
-        data = self._vectors[: self._hot].astype(np.float16)
-        os.pwrite(self._file.fileno(), data.data.cast("B"), 2 * dim * self._cold)
-        self._cold += self._hot
-        self._hot = 0
+        for view in self._hot_views():  # one block at a time: no copy of them all
+            data = view.astype(np.float16)
+            os.pwrite(self._file.fileno(), data.data.cast("B"), 2 * self._dim * self._cold)
+            self._cold += len(view)
+        self._hot = 0  # the blocks stay, to be filled again
 
     def close(self) -> None:
         if self._file is not None:
