@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from textsynth.backends.base import Usage
 from textsynth.plan import Quota
@@ -114,8 +114,10 @@ class RunResult:
         }
 
 
-@dataclass(frozen=True)
-class QuotaSnapshot:
+class QuotaSnapshot(NamedTuple):
+    """One quota's progress at one moment (a named tuple: a run takes two snapshots a
+    request, and a frozen dataclass costs several times as much to build)."""
+
     name: str  # the label, with its language when the run has several
     target: int
     accepted: int
@@ -148,6 +150,7 @@ class RunSnapshot:
     @classmethod
     def of(cls, quotas: dict[Quota, QuotaStats], sent: int, cached: int, tokens: int,
            activity: str, multilingual: bool) -> RunSnapshot:
-        return cls(tuple(QuotaSnapshot(str(q) if multilingual else q.label, s.target,
-                                       s.accepted, s.jobs, sum(s.rejected.values()))
+        make = QuotaSnapshot._make  # tuple.__new__, without the keyword handling
+        return cls(tuple(make((str(q) if multilingual else q.label, s.target, s.accepted,
+                               s.jobs, sum(s.rejected.values())))
                          for q, s in quotas.items()), sent, cached, tokens, activity)
