@@ -169,3 +169,36 @@ def test_a_run_does_not_import_datasets_pandas_or_the_hub_client(tmp_path: Path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("\n")[:2] == ["[]", "8"]
     assert load_from_disk(str(tmp_path / "out" / "dataset"))["train"].num_rows > 0
+
+
+class _Declared:
+    """An output schema that declares its columns with ``datasets``' own features."""
+
+    def __init__(self, base: Any, features: dict[str, Any]):
+        self._base, self._features = base, features
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+    def dataset_features(self) -> dict[str, Any]:
+        return self._features
+
+
+def test_a_schema_may_declare_datasets_features(recipe_dict: dict) -> None:
+    from textsynth import ExportError, load_recipe
+    from textsynth.export.dataset import build_dataset
+    from textsynth.schemas import Example, load_schema
+
+    recipe = load_recipe(recipe_dict)
+    base = load_schema(recipe.output_schema).for_recipe(recipe)
+    declared = _Declared(base, {"score": Value("int32"), "words": List(Value("string"))})
+    examples = [Example(f"text {i}", "turn_on", fields={"score": i, "words": ["a", str(i)]})
+                for i in range(10)]
+    ds = build_dataset(recipe, examples, declared)
+    assert ds["train"].features["score"] == Value("int32")
+    assert ds["train"][0]["words"][0] == "a"
+    from datasets import Array2D
+
+    grid = _Declared(base, {"grid": Array2D((2, 2), "int32")})
+    with pytest.raises(ExportError, match=r"declares the column 'grid' as .*cannot write"):
+        build_dataset(recipe, examples, grid)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from textsynth.recipe import Recipe
 
 __all__ = ["PROVENANCE", "ClassLabel", "List", "Value", "dataset_features", "entity_types",
-           "feature_dict", "schema_features"]
+           "feature_dict", "from_dict", "schema_features"]
 
 PROVENANCE = ("template", "template_sha", "model", "attributes", "seed", "request_id")
 
@@ -114,11 +114,39 @@ def _annotation_feature(annotation: Any) -> Any:
     return Value("string")  # anything else is stored as JSON text (see row_converter)
 
 
+def from_dict(data: Any) -> Any:
+    """A feature from its JSON form (``feature_dict``'s inverse) for the types the export
+    writes: ``Value``, ``ClassLabel``, ``List`` and structs."""
+    if not isinstance(data, dict):
+        raise TypeError(f"not a feature: {data!r}")
+    kind = data.get("_type")
+    if kind is None:
+        return {name: from_dict(sub) for name, sub in data.items()}
+    if kind == "Value":
+        return Value(data["dtype"])
+    if kind == "ClassLabel" and "names" in data:
+        return ClassLabel(names=list(data["names"]))
+    if kind in ("List", "Sequence", "LargeList") and data.get("length", -1) == -1:
+        return List(from_dict(data["feature"]))
+    raise TypeError(f"the export cannot write a {kind} column")
+
+
+def _ours(name: str, feature: Any) -> Any:
+    """A schema's declared feature as one of ours (a schema may use ``datasets``' own)."""
+    try:
+        return from_dict(feature_dict(feature))
+    except (TypeError, KeyError) as exc:
+        from textsynth.errors import ExportError
+
+        raise ExportError(f"the output schema declares the column '{name}' as {feature!r}: "
+                          f"{exc}") from None
+
+
 def schema_features(schema: OutputSchema) -> dict[str, Any]:
     """Columns an output schema adds besides ``text`` and ``label``."""
     declared: Callable[[], dict[str, Any]] | None = getattr(schema, "dataset_features", None)
     if declared is not None:
-        return dict(declared())
+        return {name: _ours(name, f) for name, f in declared().items()}
     if isinstance(schema, PydanticSchema):
         return {name: _annotation_feature(f.annotation)
                 for name, f in schema.model.model_fields.items() if name not in ("text", "label")}
