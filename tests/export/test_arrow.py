@@ -146,6 +146,12 @@ def test_values_a_column_cannot_hold() -> None:
         {"label": 1, "extra": '{"n": 1}'}, {"label": 0, "extra": None}]
     with pytest.raises(ValueError, match="'dim' is not one of the class names"):
         split_table([{"label": "dim"}], features)
+    from textsynth import ExportError
+
+    with pytest.raises(ExportError, match="cannot be written as Arrow data"):
+        split_table([{"label": "on", "extra": "broken \ud800 text"}], features)
+    nan = split_table([{"n": float("nan")}], {"n": light.Value("float64")}).to_pylist()
+    assert nan[0]["n"] != nan[0]["n"]  # NaN stays NaN
 
 
 def test_a_run_does_not_import_datasets_pandas_or_the_hub_client(tmp_path: Path) -> None:

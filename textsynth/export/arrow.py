@@ -102,12 +102,18 @@ def split_table(rows: Sequence[dict[str, Any]], features: dict[str, Any]) -> pa.
     if not rows:
         return schema.empty_table()
     encoders = {name: _encoder(feature) for name, feature in features.items()}
-    lines = b"".join(json.dumps({name: encode(r.get(name)) for name, encode in encoders.items()},
-                                ensure_ascii=False).encode("utf-8") + b"\n" for r in rows)
-    table = pj.read_json(
-        pa.BufferReader(lines),
-        read_options=pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(lines))),
-        parse_options=pj.ParseOptions(explicit_schema=schema))
+    try:
+        lines = b"".join(json.dumps({name: encode(r.get(name))
+                                     for name, encode in encoders.items()},
+                                    ensure_ascii=False).encode("utf-8") + b"\n" for r in rows)
+        table = pj.read_json(
+            pa.BufferReader(lines),
+            read_options=pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(lines))),
+            parse_options=pj.ParseOptions(explicit_schema=schema))
+    except (UnicodeEncodeError, pa.ArrowInvalid) as exc:  # a lone surrogate ...
+        from textsynth.errors import ExportError
+
+        raise ExportError(f"a row cannot be written as Arrow data: {exc}") from None
     return table.select(schema.names).cast(schema)
 
 
