@@ -53,7 +53,7 @@ class AugmentedRows(UtteranceList):
     recipe exports) and their lineage."""
 
     def dataset_features(self) -> dict[str, Any]:
-        from textsynth.export.features import Value
+        from textsynth.export.feature_types import Value
 
         return {ENTITIES: entities_feature(),
                 **{name: Value("string")

@@ -69,7 +69,7 @@ class SpanError(ValueError):
 
 def entities_feature() -> Any:
     """The feature of the ``entities`` column."""
-    from textsynth.export.features import List, Value
+    from textsynth.export.feature_types import List, Value
 
     return List({"start": Value("int32"), "end": Value("int32"),
                  "entity": Value("string"), "value": Value("string")})

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textsynth.export.features import ClassLabel, List, Value, feature_dict
+from textsynth.export.feature_types import ClassLabel, List, Value, feature_dict
 
 if TYPE_CHECKING:  # imported where used: a run loads pyarrow only when it exports
     import pyarrow as pa

@@ -5,10 +5,8 @@
 ``{start, end, entity, value}``); BIO tags are a list of ``ClassLabel``; provenance
 columns come last.
 
-``Value``, ``ClassLabel`` and ``List`` here are small stand-ins for the ``datasets``
-classes of those names, with the same JSON form (``feature_dict``) and repr: the export
-writes Arrow and Parquet with pyarrow alone, so a run never imports ``datasets`` (about
-1 s and 100 MB with pandas) unless the caller asks for a ``DatasetDict``.
+The features are :mod:`textsynth.export.feature_types`' stand-ins for the ``datasets``
+classes (the export never imports ``datasets``).
 """
 
 from __future__ import annotations
@@ -16,12 +14,12 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from textsynth.export.feature_types import ClassLabel, List, Value, feature_dict, from_dict
 from textsynth.schemas import OutputSchema, PydanticSchema
 from textsynth.spans import bio_labels
 
@@ -34,61 +32,6 @@ __all__ = ["PROVENANCE", "ClassLabel", "List", "Value", "dataset_features", "ent
 PROVENANCE = ("template", "template_sha", "model", "attributes", "seed", "request_id")
 
 _SCALARS: dict[type, str] = {str: "string", int: "int64", float: "float64", bool: "bool"}
-
-
-@dataclass(frozen=True)
-class Value:
-    """A scalar column (``datasets.Value``): ``dtype`` is an Arrow type name."""
-
-    dtype: str
-
-    def __repr__(self) -> str:
-        return f"Value({self.dtype!r})"
-
-
-@dataclass(frozen=True)
-class ClassLabel:
-    """Integer class ids with names (``datasets.ClassLabel``)."""
-
-    names: tuple[str, ...] | list[str] = field(default_factory=tuple)
-
-    def __repr__(self) -> str:
-        return f"ClassLabel(names={list(self.names)!r})"
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.names)
-
-
-@dataclass(frozen=True)
-class List:
-    """A list of ``feature`` (``datasets.List``); a dict feature is a struct."""
-
-    feature: Any
-
-    def __repr__(self) -> str:
-        return f"List({self.feature!r})"
-
-
-def feature_dict(feature: Any) -> Any:
-    """The JSON form ``datasets`` gives a feature (``Features.to_dict()``), for ours or its.
-
-    >>> feature_dict(List(ClassLabel(names=["O", "B-room"])))
-    {'feature': {'names': ['O', 'B-room'], '_type': 'ClassLabel'}, '_type': 'List'}
-    """
-    if isinstance(feature, Value):
-        return {"dtype": feature.dtype, "_type": "Value"}
-    if isinstance(feature, ClassLabel):
-        return {"names": list(feature.names), "_type": "ClassLabel"}
-    if isinstance(feature, List):
-        return {"feature": feature_dict(feature.feature), "_type": "List"}
-    if isinstance(feature, dict):
-        return {name: feature_dict(sub) for name, sub in feature.items()}
-    if type(feature).__module__.startswith("datasets"):  # a schema that declares its own
-        from datasets import Features
-
-        return Features({"_": feature}).to_dict()["_"]
-    raise TypeError(f"not a dataset feature: {feature!r}")
 
 
 def _annotation_feature(annotation: Any) -> Any:
@@ -112,23 +55,6 @@ def _annotation_feature(annotation: Any) -> Any:
             if issubclass(annotation, kind):
                 return Value(_SCALARS[kind])
     return Value("string")  # anything else is stored as JSON text (see row_converter)
-
-
-def from_dict(data: Any) -> Any:
-    """A feature from its JSON form (``feature_dict``'s inverse) for the types the export
-    writes: ``Value``, ``ClassLabel``, ``List`` and structs."""
-    if not isinstance(data, dict):
-        raise TypeError(f"not a feature: {data!r}")
-    kind = data.get("_type")
-    if kind is None:
-        return {name: from_dict(sub) for name, sub in data.items()}
-    if kind == "Value":
-        return Value(data["dtype"])
-    if kind == "ClassLabel" and "names" in data:
-        return ClassLabel(names=list(data["names"]))
-    if kind in ("List", "Sequence", "LargeList") and data.get("length", -1) == -1:
-        return List(from_dict(data["feature"]))
-    raise TypeError(f"the export cannot write a {kind} column")
 
 
 def _ours(name: str, feature: Any) -> Any:
