@@ -1,6 +1,6 @@
 """Scale-out figures: Ray replicas of a slow backend, and the quality gate at 100k-1M.
 
-    python benchmarks/scale.py                      # both parts
+    python benchmarks/scale.py                      # replicas, gate and semantic
     python benchmarks/scale.py replicas             # rows/s for 1, 2 and 4 Ray replicas
     python benchmarks/scale.py gate --sizes 100000  # candidates/s and peak memory
     python benchmarks/scale.py semantic             # the semantic index at 100k and 1M
@@ -397,6 +397,8 @@ def main() -> None:
         replicas(args if args.part else rep.parse_args([]))
     if args.part in (None, "gate"):
         gate(args if args.part else g.parse_args([]))
+    if args.part is None:
+        semantic(sem.parse_args([]))
 
 
 if __name__ == "__main__":
