@@ -34,6 +34,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = 20
+TARGET_MS, TARGET_MB = 0.5, 150  # issue 14: CPU ms a request and peak RSS at 9,000 requests
 OFF = {"language_id": False, "novelty": False, "semantic": False, "classifier": False,
        "request": False}
 
@@ -139,6 +140,11 @@ def main() -> None:
               f"{r['cpu_ms_per_request']:>10.3f} {r['peak_rss_mb']:>11.0f}", flush=True)
         if args.json:
             print(json.dumps(runs))
+        if gate == "cheap":
+            cpu_ok = r["cpu_ms_per_request"] <= TARGET_MS
+            rss_ok = r["peak_rss_mb"] <= TARGET_MB
+            print(f"       targets {TARGET_MS} ms a request: {'met' if cpu_ok else 'not met'}, "
+                  f"{TARGET_MB} MB: {'met' if rss_ok else 'not met'}")
     if "cheap" in gates:
         print("cheap: the rules that need a model (MiniLM embeddings: semantic, request, "
               "classifier; lingua; ROUGE novelty) are off; full: the recipe defaults")

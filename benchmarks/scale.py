@@ -1,8 +1,9 @@
 """Scale-out figures: Ray replicas of a slow backend, and the quality gate at 100k-1M.
 
-    python benchmarks/scale.py                      # both parts
+    python benchmarks/scale.py                      # replicas, gate and semantic
     python benchmarks/scale.py replicas             # rows/s for 1, 2 and 4 Ray replicas
     python benchmarks/scale.py gate --sizes 100000  # candidates/s and peak memory
+    python benchmarks/scale.py semantic             # the semantic index at 100k and 1M
     /path/to/vllm-venv/bin/python benchmarks/scale.py engines   # vllm vs transformers
 
 ``replicas``: the fake backend answers every call after ``--latency`` seconds (200 ms:
@@ -26,6 +27,13 @@ Candidates are generated as they are fed (the benchmark holds only the last 50k)
 most MinHash signatures are spilled to a temporary file). Sizes not run (10M by default)
 are extrapolated from the largest one run, and the line says so.
 ``--semantic N`` adds the semantic rule (all-MiniLM-L6-v2 on CPU) at N candidates.
+
+``semantic``: the semantic index alone, with synthetic unit vectors (384 dimensions, as
+all-MiniLM-L6-v2 gives; MiniLM cannot embed a million texts here): ``--sizes`` vectors
+are stored (the index keeps 256 MiB in memory and spills the rest to disk as float16),
+then ``--queries`` queries are timed at that size. Each size runs in a fresh process;
+10M is extrapolated: memory from the layout, CPU from the measured cost per stored
+vector (a query compares with every stored vector, so N candidates cost about N^2/2).
 """
 
 from __future__ import annotations
@@ -238,6 +246,61 @@ def gate_state_mib(kept: int, bands: int = 8) -> float:
     return (exact + near) / 2**20
 
 
+def semantic_one(n: int, queries: int) -> dict[str, float]:
+    import numpy as np
+
+    from textsynth.quality.semantic import SemanticIndex
+
+    rng = np.random.default_rng(0)
+    index = SemanticIndex(0.9)
+    base = _rss_mib()
+    cpu = time.process_time()
+    for start in range(0, n, 10_000):
+        block = rng.standard_normal((min(10_000, n - start), 384), dtype=np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        for v in block:
+            index.insert(v)
+    insert_cpu = time.process_time() - cpu
+    probe = rng.standard_normal((queries, 384), dtype=np.float32)
+    probe /= np.linalg.norm(probe, axis=1, keepdims=True)
+    cpu = time.process_time()
+    for v in probe:
+        index.query(v)
+    query_cpu = (time.process_time() - cpu) / queries
+    peak = _rss_mib()
+    return {"insert_cpu_s": insert_cpu, "query_ms": 1000 * query_cpu,
+            "ns_per_vector": 1e9 * query_cpu / n, "peak_mib": peak, "added_mib": peak - base,
+            "memory_mib": index.nbytes / 2**20, "disk_mib": index.spilled_bytes / 2**20}
+
+
+def semantic(args: argparse.Namespace) -> None:
+    print("semantic index alone, synthetic 384-d unit vectors, 256 MiB kept in memory")
+    print(f"{'vectors':>10} {'insert CPU s':>12} {'query ms':>9} {'ns/vector':>10} "
+          f"{'peak MiB':>9} {'added MiB':>10} {'in memory':>10} {'on disk':>8}")
+    last: tuple[int, dict[str, float]] | None = None
+    for n in args.sizes:
+        proc = subprocess.run([sys.executable, __file__, "semantic-one", str(n),
+                               str(args.queries)], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            print(f"{n:>10} failed: {proc.stderr.strip().splitlines()[-1]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{n:>10} {r['insert_cpu_s']:>12.1f} {r['query_ms']:>9.1f} "
+              f"{r['ns_per_vector']:>10.2f} {r['peak_mib']:>9.0f} {r['added_mib']:>10.0f} "
+              f"{r['memory_mib']:>10.0f} {r['disk_mib']:>8.0f}", flush=True)
+        last = (n, r)
+    if last is not None:
+        n, r = last
+        big = 10_000_000
+        hot = min(256.0, big * 384 * 4 / 2**20)
+        owners = big * (2 + 8) / 2**20  # label code and text offset per accepted candidate
+        hours = r["ns_per_vector"] * 1e-9 * big * big / 2 / 3600
+        print(f"10M extrapolated from {n:,} (not run): vectors in memory {hot:,.0f} MiB, "
+              f"owners {owners:,.0f} MiB, on disk {(big - hot * 2**20 / 1536) * 768 / 2**30:,.1f}"
+              f" GiB; every candidate compared with every accepted one: about {hours:,.0f} "
+              f"CPU hours at {r['ns_per_vector']:.2f} ns a stored vector")
+
+
 def engine_one(name: str, count: int, batch: int) -> dict[str, float]:
     from textsynth.backends import create_backend
     from textsynth.backends.base import Request
@@ -297,6 +360,12 @@ def main() -> None:
     g = sub.add_parser("gate")
     g.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     g.add_argument("--semantic", type=int, default=0, help="also run the semantic rule at N")
+    sem = sub.add_parser("semantic")
+    sem.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    sem.add_argument("--queries", type=int, default=40)
+    sem_one = sub.add_parser("semantic-one")
+    sem_one.add_argument("n", type=int)
+    sem_one.add_argument("queries", type=int)
     eng = sub.add_parser("engines")
     eng.add_argument("--backends", nargs="+", default=["transformers", "vllm"])
     eng.add_argument("--batches", type=int, nargs="+", default=[16, 64])
@@ -312,6 +381,12 @@ def main() -> None:
     if args.part == "engine-one":
         print(json.dumps(engine_one(args.name, args.count, args.batch)))
         return
+    if args.part == "semantic-one":
+        print(json.dumps(semantic_one(args.n, args.queries)))
+        return
+    if args.part == "semantic":
+        semantic(args)
+        return
     if args.part == "engines":
         engines(args)
         return
@@ -322,6 +397,8 @@ def main() -> None:
         replicas(args if args.part else rep.parse_args([]))
     if args.part in (None, "gate"):
         gate(args if args.part else g.parse_args([]))
+    if args.part is None:
+        semantic(sem.parse_args([]))
 
 
 if __name__ == "__main__":

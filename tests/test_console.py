@@ -115,3 +115,28 @@ def test_translate_results_print_one_line_per_label_and_language(tmp_path: Path)
     out = io.StringIO()
     print_result(Console(file=out, width=80, color_system=None), _rows_result(tmp_path, None))
     assert "nothing exported: no row was accepted" in " ".join(out.getvalue().split())
+
+
+def test_progress_takes_the_newest_state_at_most_ten_times_a_second() -> None:
+    import io
+
+    from rich.console import Console
+
+    from textsynth.console import RunProgress
+    from textsynth.result import QuotaSnapshot, RunSnapshot
+
+    def snap(accepted: int, activity: str = "") -> RunSnapshot:
+        return RunSnapshot((QuotaSnapshot("on", 100, accepted, accepted, 0),), accepted,
+                           0, 0, activity)
+
+    bar = RunProgress(Console(file=io.StringIO()), enabled=False, interval=60)
+    with bar:
+        bar(snap(1), "sent")  # the first is shown
+        for n in range(2, 50):
+            bar(snap(n), "processed")
+        total = bar.progress.tasks[-1]
+        assert total.completed == 1  # within the interval: kept, not drawn
+        bar(snap(50, "waiting 3 s for retry (429)"), "processed")
+        assert total.completed == 50 and "waiting 3 s" in total.fields["info"]
+        bar(snap(51, "waiting 3 s for retry (429)"), "sent")
+    assert total.completed == 51  # the last state is shown when the run ends

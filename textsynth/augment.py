@@ -79,7 +79,7 @@ class AugmentedRows(UtteranceList):
         return [Parsed(text, error="no_text")]
 
     def dataset_features(self) -> dict[str, Any]:
-        from datasets import Value
+        from textsynth.export.feature_types import Value
 
         return {ENTITIES: entities_feature(),
                 **{name: Value("string")

@@ -9,6 +9,7 @@ labels and reject reasons fold inside their own column.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,9 +44,15 @@ __all__ = [
 # -- progress ----------------------------------------------------------------------------
 class RunProgress:
     """A live bar per label (accepted / target) plus requests, tokens and rejects, and
-    what the run waits for when it waits ("waiting 42 s for retry (429)")."""
+    what the run waits for when it waits ("waiting 42 s for retry (429)").
 
-    def __init__(self, console: Console | None = None, enabled: bool = True):
+    A run reports every request sent and every answer processed; the bars take the
+    newest state at most every ``interval`` seconds (the screen refreshes 10 times a
+    second anyway), and at the end. A change of what the run waits for shows at once.
+    """
+
+    def __init__(self, console: Console | None = None, enabled: bool = True,
+                 interval: float = 0.1):
         self.console = console or Console(stderr=True)
         self.progress = Progress(
             TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
@@ -54,15 +61,32 @@ class RunProgress:
         )
         self._tasks: dict[Any, Any] = {}
         self._totals: Any = None
+        self.interval = interval
+        self._next = 0.0  # monotonic time of the next update
+        self._pending: RunSnapshot | None = None  # the newest state not shown yet
+        self._activity = ""
 
     def __enter__(self) -> RunProgress:
         self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._pending is not None:
+            self._show(self._pending)
         self.progress.stop()
 
     def __call__(self, run: RunSnapshot, event: str) -> None:
+        now = time.monotonic()
+        if now < self._next and event in ("sent", "processed") and \
+                run.activity == self._activity:
+            self._pending = run
+            return
+        self._next = now + self.interval
+        self._show(run)
+
+    def _show(self, run: RunSnapshot) -> None:
+        self._pending = None
+        self._activity = run.activity
         if not self._tasks:
             for quota in run.quotas:
                 self._tasks[quota.name] = self.progress.add_task(quota.name, total=quota.target,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from textsynth.backends.base import Usage
 from textsynth.plan import Quota
@@ -156,7 +156,7 @@ class RunResult:
 
     stats: RunStats
     out_dir: Path
-    dataset: Any = None  # the DatasetDict; None when no row was accepted (nothing exported)
+    dataset: Any = None  # the exported splits (ExportedDataset); None when no row was accepted
     cost: float = 0.0
     pushed: Any = None  # export.hub.PushResult when the dataset was pushed to the Hub
     hub_repo: str | None = None  # the Hub repo the recipe names (None: no push asked)
@@ -171,8 +171,10 @@ class RunResult:
         return self.stats.accepted
 
 
-@dataclass(frozen=True)
-class QuotaSnapshot:
+class QuotaSnapshot(NamedTuple):
+    """One quota's progress at one moment (a named tuple: a run takes two snapshots a
+    request, and a frozen dataclass costs several times as much to build)."""
+
     name: str  # the label, with its language when the run has several
     target: int
     accepted: int
@@ -214,5 +216,6 @@ class RunSnapshot:
             line[1] += s.accepted
             line[2] += s.jobs
             line[3] += sum(s.rejected.values())
-        return cls(tuple(QuotaSnapshot(name, *line) for name, line in lines.items()),
+        make = QuotaSnapshot._make  # tuple.__new__, without the keyword handling
+        return cls(tuple(make((name, *line)) for name, line in lines.items()),
                    sent, cached, tokens, activity)

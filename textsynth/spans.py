@@ -68,8 +68,8 @@ class SpanError(ValueError):
 
 
 def entities_feature() -> Any:
-    """The ``datasets`` feature of the ``entities`` column."""
-    from datasets import List, Value
+    """The feature of the ``entities`` column."""
+    from textsynth.export.feature_types import List, Value
 
     return List({"start": Value("int32"), "end": Value("int32"),
                  "entity": Value("string"), "value": Value("string")})

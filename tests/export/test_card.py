@@ -35,6 +35,9 @@ def test_card_header_validates_with_hub_card_data(slots_run: RunResult) -> None:
     # the header survives a round trip through the Hub's own classes
     again = DatasetCardData(**yaml.safe_load(card.data.to_yaml()))
     assert again.to_dict() == header
+    # and the card is the text the Hub's DatasetCard writes for it
+    text = (slots_run.out_dir / "README.md").read_text()
+    assert str(DatasetCard(text).content) == text
 
 
 def test_card_body_tells_the_whole_story(slots_run: RunResult, slots_recipe_dict: dict

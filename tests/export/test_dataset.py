@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from datasets import ClassLabel, List, Value, load_dataset, load_from_disk
+from datasets import ClassLabel, Features, List, Value, load_dataset, load_from_disk
 from pydantic import BaseModel
 from slots_fixtures import run_slots
 
 from textsynth import ExportError, load_recipe
 from textsynth.export import dataset as dataset_module
 from textsynth.export.dataset import DatasetLayout, build_dataset, export_dataset
-from textsynth.export.features import dataset_features
+from textsynth.export.features import dataset_features, feature_dict
 from textsynth.export.split import masked_text, near_duplicate_groups, stratified_split
 from textsynth.result import RunResult
 from textsynth.schemas import Example, PydanticSchema
@@ -116,13 +116,13 @@ class Review(BaseModel):
 def test_features_come_from_a_pydantic_schema(recipe_dict: dict) -> None:
     recipe = load_recipe(recipe_dict)
     schema = PydanticSchema(Review)
-    features = dataset_features(DatasetLayout.of(recipe, schema))
-    assert features["stars"] == Value("int64")
-    assert features["verified"] == Value("bool")
-    assert features["tags"] == List(Value("string"))
-    assert features["aspects"] == List({"name": Value("string"), "score": Value("float64")})
-    assert features["tone"] == Value("string")
-    assert features["extra"] == Value("string")
+    layout = DatasetLayout.of(recipe, schema)
+    features = {k: feature_dict(f) for k, f in dataset_features(layout).items()}
+    expected = Features({"stars": Value("int64"), "verified": Value("bool"),
+                         "tags": List(Value("string")),
+                         "aspects": List({"name": Value("string"), "score": Value("float64")}),
+                         "tone": Value("string"), "extra": Value("string")}).to_dict()
+    assert {k: features[k] for k in expected} == expected
     examples = [Example(f"text {i}", "turn_on", fields={
         "stars": i, "verified": None, "tags": ["a"], "aspects": [{"name": "x", "score": 0.5}],
         "tone": "positive", "extra": {"n": i}}) for i in range(10)]

@@ -1,4 +1,7 @@
-"""Build the Hugging Face ``DatasetDict`` from the store and write it in every format.
+"""Build the exported splits from the store and write them in every format.
+
+The splits are pyarrow tables (:mod:`textsynth.export.arrow`); the ``DatasetDict``
+the export returns is built from them only when a caller uses it.
 
 Everything is written into a staging folder of this process first and moved into
 place at the end, so a failed export leaves the previous one intact, never half of
@@ -19,6 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from textsynth.errors import ExportError
+from textsynth.export.arrow import (
+    ExportedDataset,
+    ExportedSplit,
+    malloc_pool,
+    split_table,
+    write_parquet,
+    write_saved_dataset,
+)
 from textsynth.export.features import DatasetLayout, dataset_features
 from textsynth.export.folder import (
     CARD,
@@ -81,22 +92,14 @@ def _add_spans(rows: list[dict[str, Any]], bio: bool, report: ExportReport) -> N
             row["tokens"], row["tags"] = bio_tags(row["text"], kept)
 
 
-def _coerce(value: Any, feature: Any) -> Any:
-    """Values the feature cannot hold as they are become JSON text."""
-    from datasets import Value
-
-    if isinstance(feature, Value) and feature.dtype == "string" and value is not None \
-            and not isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return value
-
-
 def build_dataset(layout: DatasetLayout, examples: Sequence[Example],
-                  report: ExportReport | None = None) -> Any:
-    """A ``DatasetDict`` with features from the layout's labels and schema, split as its
-    export settings say."""
-    from datasets import Dataset, DatasetDict
+                  report: ExportReport | None = None) -> ExportedDataset:
+    """The splits, with features from the layout's labels and schema, split as its
+    export settings say.
 
+    Indexing the result gives ``datasets.Dataset`` objects (see
+    :class:`~textsynth.export.arrow.ExportedDataset`).
+    """
     report = report if report is not None else ExportReport()
     export = layout.export
     rows = example_rows(examples)
@@ -114,12 +117,10 @@ def build_dataset(layout: DatasetLayout, examples: Sequence[Example],
     for name, idx in splits.items():
         if not idx and rows:
             continue  # too few rows for this split
-        chosen = [rows[i] for i in idx]
-        columns = {key: [_coerce(r.get(key), feat) for r in chosen]
-                   for key, feat in features.items()}
-        parts[name] = Dataset.from_dict(columns, features=features)
+        table = split_table([rows[i] for i in idx], features)
+        parts[name] = ExportedSplit(table, features)
         report.splits[name] = len(idx)
-    return DatasetDict(parts)
+    return ExportedDataset(parts)
 
 
 def parquet_files(out_dir: Path) -> list[Path]:
@@ -127,27 +128,16 @@ def parquet_files(out_dir: Path) -> list[Path]:
     return sorted((Path(out_dir) / PARQUET_DIR).glob("*.parquet"))
 
 
-def _readable_rows(split: Any) -> list[dict[str, Any]]:
+def _readable_rows(split: ExportedSplit) -> list[dict[str, Any]]:
     """Rows with label and tag names instead of class ids (for JSONL, CSV, Rasa)."""
     names = split.features["label"].names
     tag_names = split.features["tags"].feature.names if "tags" in split.features else None
-    out: list[dict[str, Any]] = split.to_list()  # one Arrow conversion: row by row costs ~20x more
+    out = split.to_list()  # one Arrow conversion: row by row costs ~20x more
     for row in out:
         row["label"] = names[row["label"]]
         if tag_names is not None:
             row["tags"] = [tag_names[t] for t in row["tags"]]
     return out
-
-
-def _write_parquet(split: Any, name: str, folder: Path, rows_per_shard: int) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    shards = max(1, -(-len(split) // rows_per_shard))
-    written = []
-    for i in range(shards):
-        file = folder / f"{name}-{i:05d}-of-{shards:05d}.parquet"
-        split.shard(shards, i, contiguous=True).to_parquet(str(file))
-        written.append(f"{PARQUET_DIR}/{file.name}")
-    return written
 
 
 def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
@@ -166,18 +156,18 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
                              json.dumps(v, ensure_ascii=False) for v in row.values()])
 
 
-def _write_all(layout: DatasetLayout, ds: Any, store: Store, stage: Path,
+def _write_all(layout: DatasetLayout, ds: ExportedDataset, store: Store, stage: Path,
                report: ExportReport) -> list[str]:
     formats = set(layout.export.formats)
     written: list[str] = []
     if "arrow" in formats:
-        ds.save_to_disk(str(stage / DATASET_DIR))
+        write_saved_dataset(ds.splits, stage / DATASET_DIR)
         written.append(DATASET_DIR)
-    readable = {name: _readable_rows(split) for name, split in ds.items()}
-    for name, split in ds.items():
+    readable = {name: _readable_rows(split) for name, split in ds.splits.items()}
+    for name, split in ds.splits.items():
         if "parquet" in formats:
-            written += _write_parquet(split, name, stage / PARQUET_DIR,
-                                      layout.export.rows_per_shard)
+            written += [f"{PARQUET_DIR}/{file.name}" for file in write_parquet(
+                split, name, stage / PARQUET_DIR, layout.export.rows_per_shard)]
         if "jsonl" in formats:
             _write_jsonl(readable[name], stage / f"{name}.jsonl")
             written.append(f"{name}.jsonl")
@@ -254,9 +244,11 @@ def _quiet_datasets() -> Iterator[None]:
 
 
 def export_dataset(layout: DatasetLayout, store: Store, out_dir: Path,
-                   overwrite: bool = False) -> Any:
+                   overwrite: bool = False) -> ExportedDataset:
     """Write the stored rows in every format the layout's export settings ask for into
-    ``out_dir``; return the ``DatasetDict``.
+    ``out_dir``; return its splits.
+
+    The result maps split names to ``datasets.Dataset`` objects, built on first use.
 
     Files of an earlier export are replaced; anything else of the same name stops the
     export with an :class:`ExportError` unless ``overwrite``. What was exported (files,
@@ -268,14 +260,15 @@ def export_dataset(layout: DatasetLayout, store: Store, out_dir: Path,
     examples = list(store.examples())
     if not examples:  # every split would be empty, and an empty split cannot be loaded
         raise ExportError(f"no row was accepted, so there is nothing to export to {out}")
-    ds = build_dataset(layout, examples, report=report)
+    with malloc_pool():
+        ds = build_dataset(layout, examples, report=report)
     try:
         out.mkdir(parents=True, exist_ok=True)
         stage = staging_folder(out)
     except OSError as exc:
         raise ExportError(f"cannot write the dataset to {out}: {exc}") from exc
     try:
-        with _quiet_datasets():
+        with malloc_pool():
             written = _write_all(layout, ds, store, stage, report)
         files = _files(stage, written) | {CARD}  # the card follows the data
         names = {f.split("/")[0] for f in files}
@@ -301,6 +294,12 @@ def _write_rejects(labels: Sequence[str], store: Store, out: Path, formats: set[
 
     Kept out of ``data/`` so that loading the dataset never mixes rejects in.
     """
+    with _quiet_datasets():
+        return _write_rejects_with_datasets(labels, store, out, formats)
+
+
+def _write_rejects_with_datasets(labels: Sequence[str], store: Store, out: Path,
+                                 formats: set[Any]) -> list[str]:
     from datasets import ClassLabel, Dataset, Features, Value
 
     from textsynth.quality.rejects import reject_rows

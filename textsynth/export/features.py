@@ -4,6 +4,9 @@
 ``Value``/``List``/nested features (a ``slots`` schema adds ``entities`` as a list of
 ``{start, end, entity, value}``); BIO tags are a list of ``ClassLabel``; provenance
 columns come last.
+
+The features are :mod:`textsynth.export.feature_types`' stand-ins for the ``datasets``
+classes (the export never imports ``datasets``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from textsynth.export.feature_types import ClassLabel, List, Value, feature_dict, from_dict
 from textsynth.schemas import OutputSchema, PydanticSchema, load_schema
 from textsynth.spans import bio_labels
 
@@ -24,8 +28,8 @@ if TYPE_CHECKING:
     from textsynth.recipe import Recipe
     from textsynth.recipe_specs import ExportSpec
 
-__all__ = ["PROVENANCE", "DatasetLayout", "dataset_features", "entity_types",
-           "schema_features"]
+__all__ = ["PROVENANCE", "ClassLabel", "DatasetLayout", "List", "Value", "dataset_features",
+           "entity_types", "feature_dict", "from_dict", "schema_features"]
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,7 @@ _SCALARS: dict[type, str] = {str: "string", int: "int64", float: "float64", bool
 
 
 def _annotation_feature(annotation: Any) -> Any:
-    """A ``datasets`` feature for a Python type annotation (JSON text when unsure)."""
-    from datasets import List, Value
-
+    """A feature for a Python type annotation (JSON text when unsure)."""
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
@@ -77,11 +79,22 @@ def _annotation_feature(annotation: Any) -> Any:
     return Value("string")  # anything else is stored as JSON text (see row_converter)
 
 
+def _ours(name: str, feature: Any) -> Any:
+    """A schema's declared feature as one of ours (a schema may use ``datasets``' own)."""
+    try:
+        return from_dict(feature_dict(feature))
+    except (TypeError, KeyError) as exc:
+        from textsynth.errors import ExportError
+
+        raise ExportError(f"the output schema declares the column '{name}' as {feature!r}: "
+                          f"{exc}") from None
+
+
 def schema_features(schema: OutputSchema) -> dict[str, Any]:
     """Columns an output schema adds besides ``text`` and ``label``."""
     declared: Callable[[], dict[str, Any]] | None = getattr(schema, "dataset_features", None)
     if declared is not None:
-        return dict(declared())
+        return {name: _ours(name, f) for name, f in declared().items()}
     if isinstance(schema, PydanticSchema):
         return {name: _annotation_feature(f.annotation)
                 for name, f in schema.model.model_fields.items() if name not in ("text", "label")}
@@ -96,10 +109,9 @@ def entity_types(layout: DatasetLayout, rows: list[dict[str, Any]] | None = None
     return sorted(found)
 
 
-def dataset_features(layout: DatasetLayout, rows: list[dict[str, Any]] | None = None) -> Any:
-    """The ``Features`` of the exported dataset, in column order."""
-    from datasets import ClassLabel, Features, List, Value
-
+def dataset_features(layout: DatasetLayout, rows: list[dict[str, Any]] | None = None
+                     ) -> dict[str, Any]:
+    """The features of the exported dataset (column name to feature), in column order."""
     columns: dict[str, Any] = {
         "text": Value("string"),
         "label": ClassLabel(names=list(layout.labels)),
@@ -114,4 +126,4 @@ def dataset_features(layout: DatasetLayout, rows: list[dict[str, Any]] | None = 
         "template": Value("string"), "template_sha": Value("string"), "model": Value("string"),
         "attributes": Value("string"), "seed": Value("int64"), "request_id": Value("string"),
     })
-    return Features(columns)
+    return columns

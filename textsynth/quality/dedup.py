@@ -182,6 +182,11 @@ class SemanticDedup(_CrossLabelRule):
         self.index = SemanticIndex(threshold)
         self._cache: dict[str, Any] = {}
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory the rule's state holds (older vectors and texts are on disk)."""
+        return self.index.nbytes + self.owners.nbytes
+
     def _vector(self, text: str) -> Any:
         vector = self._cache.get(text)
         if vector is None:
