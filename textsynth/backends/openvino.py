@@ -140,6 +140,9 @@ class OpenVINOBackend(Backend):
             # prompts are prefilled in steps of their own, so a batch's completions do not
             # depend on the order its requests arrive in
             sched.dynamic_split_fuse = False
+            # without split-fuse a prompt must fit one step's token budget (256 by default,
+            # which a prompt with a few German examples already exceeds)
+            sched.max_num_batched_tokens = 8192
             props: dict[str, Any] = {}
             if opts.threads:
                 props["INFERENCE_NUM_THREADS"] = opts.threads
