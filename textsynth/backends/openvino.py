@@ -34,6 +34,7 @@ from textsynth.backends.base import Backend, Completion, Request, Usage
 from textsynth.backends.transformers import (
     DEFAULT_MODEL,
     DEFAULT_SYSTEM,
+    GEMMA_MODEL,
     embedded_model_path,
     local_model_name,
 )
@@ -101,6 +102,9 @@ class OpenVINOBackend(Backend):
         model: str = self.options.model
         if model == DEFAULT_MODEL:
             return embedded_model_path()
+        if model == GEMMA_MODEL:  # OpenVINO GenAI's GGUF reader refuses its Q4_K weights
+            raise RecipeError(f"the {GEMMA_MODEL} model runs on the transformers backend only "
+                              "(backend.type: transformers)", field="backend.options.model")
         path = Path(model).expanduser()
         if not path.exists():
             raise RecipeError(f"local model '{model}' not found (a .gguf file or a folder; "
