@@ -1,7 +1,10 @@
 """xSID: a German (or Italian) synthetic set, scored on real German (Italian) requests.
 
     python benchmarks/xsid.py                          # German, label names translated
+    python benchmarks/xsid.py --examples               # + three German examples per intent
     python benchmarks/xsid.py --language it            # Italian
+    python benchmarks/xsid.py --language en --examples --out output/xsid-en   # English, then:
+    textsynth translate output/xsid-en --to de --out output/translated-de
     python benchmarks/xsid.py --reuse output/xsid-de   # a finished run: no generation
     python benchmarks/xsid.py --reuse output/translated-de --label-map map.json
 
@@ -287,7 +290,12 @@ def main() -> None:
           f"{base['names_only']:.1%}", flush=True)
     out = Path(args.out or ROOT / "output" / f"xsid-{lang}")
     if args.reuse:
-        run = reuse(args.reuse) if (args.reuse / "textsynth.db").is_file() else None
+        run = None
+        if (args.reuse / "textsynth.db").is_file():
+            try:
+                run = reuse(args.reuse)
+            except KeyError:  # a translate or paraphrase output: no recipe run summary
+                run = None
         data: Any = run.data if run is not None else args.reuse
     else:
         recipe = recipe_with(recipe_file(args.recipe, lang, out), out,
