@@ -20,7 +20,8 @@ dropped, nothing else filtered). Tasks:
   against ``benchmarks/data/smart_home_reference.jsonl``.
 - ``xsid-de``: the 15 xSID intents in German (descriptions and examples of
   ``benchmarks/xsid.py``, written from the intent names); TSTR and fidelity on the real
-  German dev set, and the share of items lingua calls German.
+  German dev set (also with the 45 examples added to the items), and the share of items
+  lingua calls German.
 - ``snips``: the 7 SNIPS intents of ``examples/snips_zero_shot.yaml``, descriptions only
   (no example); TSTR on the real SNIPS test set and fidelity against its training set.
 
@@ -143,6 +144,10 @@ def score(task: str, rows: list[tuple[str, str]]) -> dict[str, Any]:
         mapped = LabeledSet.from_pairs((t, labels.get(lab, lab)) for t, lab in rows)
         ev = evaluate(mapped, dev, embeddings=False)
         figures["tstr"] = ev.accuracy
+        seeds = [(t, k) for k, v in EXAMPLES["de"].items() for t in v]
+        figures["tstr_with_examples"] = evaluate(
+            LabeledSet.from_pairs([*((t, labels.get(lab, lab)) for t, lab in rows), *seeds]),
+            dev, embeddings=False).accuracy
         fid = RealJudge(dev, embeddings=False).score(mapped)
     else:
         ev = evaluate(data, SNIPS / "test.jsonl", label_names=SNIPS / "labels.json",
