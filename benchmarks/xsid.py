@@ -1,7 +1,10 @@
 """xSID: a German (or Italian) synthetic set, scored on real German (Italian) requests.
 
     python benchmarks/xsid.py                          # German, label names translated
+    python benchmarks/xsid.py --examples               # + three German examples per intent
     python benchmarks/xsid.py --language it            # Italian
+    python benchmarks/xsid.py --language en --examples --out output/xsid-en   # English, then:
+    textsynth translate output/xsid-en --to de --out output/translated-de
     python benchmarks/xsid.py --reuse output/xsid-de   # a finished run: no generation
     python benchmarks/xsid.py --reuse output/translated-de --label-map map.json
 
@@ -51,6 +54,23 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "alarm/snooze_alarm": "den Wecker auf Schlummern zu stellen",
         "alarm/modify_alarm": "die Zeit eines Weckers zu ändern",
     },
+    "en": {  # an English set to translate (the built-in template words the purpose)
+        "weather/find": "Ask about the weather",
+        "BookRestaurant": "Book a table at a restaurant",
+        "alarm/set_alarm": "Set an alarm",
+        "PlayMusic": "Play music",
+        "SearchScreeningEvent": "Search for movie showtimes at the cinema",
+        "alarm/cancel_alarm": "Delete an alarm",
+        "SearchCreativeWork": "Search for a movie, a series, a book, a song or a game",
+        "AddToPlaylist": "Add a song or an artist to a playlist",
+        "RateBook": "Rate a book with stars or points",
+        "reminder/set_reminder": "Be reminded of something",
+        "reminder/show_reminders": "Show my reminders",
+        "reminder/cancel_reminder": "Delete a reminder",
+        "alarm/show_alarms": "Show the alarms that are set",
+        "alarm/snooze_alarm": "Snooze the alarm",
+        "alarm/modify_alarm": "Change the time of an alarm",
+    },
     "it": {
         "weather/find": "chiedere che tempo fa",
         "BookRestaurant": "prenotare un tavolo al ristorante",
@@ -71,6 +91,106 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
 }
 
+# three requests per intent, written from the intent names (not taken from any xSID
+# row), for the variant with seed examples (--examples); the English ones are the same
+# requests, for the path that generates in English and translates (--language en)
+EXAMPLES: dict[str, dict[str, list[str]]] = {
+    "en": {
+        "weather/find": ["What's the weather like in Chicago tomorrow?",
+                         "Do I need an umbrella this weekend?",
+                         "Will it be sunny in Denver on Saturday?"],
+        "BookRestaurant": ["Book a table for four at an Italian place tonight",
+                           "I'd like a table at a sushi restaurant on Saturday at 7 pm",
+                           "Can you reserve a table for two at the Golden Eagle?"],
+        "alarm/set_alarm": ["Set an alarm for seven o'clock",
+                            "Wake me up at 5:30 tomorrow",
+                            "I need an alarm in twenty minutes"],
+        "PlayMusic": ["Play something by the Beatles",
+                      "I want to listen to some relaxing jazz",
+                      "Play the new Adele album"],
+        "SearchScreeningEvent": ["What movies are playing at the cinema tonight?",
+                                 "When is the new James Bond film showing at the AMC?",
+                                 "Show me the movie times for Sunday near me"],
+        "alarm/cancel_alarm": ["Delete my alarm for tomorrow morning",
+                               "Turn off all my alarms",
+                               "Remove the six o'clock alarm"],
+        "SearchCreativeWork": ["Find the TV show Dark",
+                               "Search for the book The Reader",
+                               "I'm looking for the video game Zelda"],
+        "AddToPlaylist": ["Add this song to my workout playlist",
+                          "Put Taylor Swift on my party playlist",
+                          "Add the current track to my favorites list"],
+        "RateBook": ["Give the book Holes five stars",
+                     "Rate this novel three out of five points",
+                     "I give the current book four stars"],
+        "reminder/set_reminder": ["Remind me tomorrow to pay the rent",
+                                  "Remind me about the doctor's appointment at 6 pm",
+                                  "Create a reminder to call mom"],
+        "reminder/show_reminders": ["Show me my reminders for today",
+                                    "What reminders do I have this week?",
+                                    "Read my reminders to me"],
+        "reminder/cancel_reminder": ["Delete the reminder about the dentist",
+                                     "Remove all reminders for tomorrow",
+                                     "I don't need the shopping reminder anymore"],
+        "alarm/show_alarms": ["What alarms do I have set?",
+                              "Show me all my alarms",
+                              "Is there an alarm set for tomorrow morning?"],
+        "alarm/snooze_alarm": ["Let me sleep ten more minutes",
+                               "Snooze the alarm",
+                               "Wake me again in five minutes"],
+        "alarm/modify_alarm": ["Change my alarm from six to seven",
+                               "Move tomorrow's alarm to 7:30",
+                               "Change the wake-up time to 6:45"],
+    },
+    "de": {
+        "weather/find": ["Wie wird das Wetter morgen in Berlin?",
+                         "Brauche ich am Wochenende einen Regenschirm?",
+                         "Wird es am Samstag in München sonnig?"],
+        "BookRestaurant": ["Reserviere einen Tisch für vier Personen heute Abend beim Italiener.",
+                           "Ich möchte für Samstag um 19 Uhr einen Tisch im Sushi-Restaurant.",
+                           "Kannst du im Gasthaus Adler für zwei Personen buchen?"],
+        "alarm/set_alarm": ["Stell einen Wecker für sieben Uhr.",
+                            "Weck mich morgen um halb sechs.",
+                            "Ich brauche einen Wecker in zwanzig Minuten."],
+        "PlayMusic": ["Spiel bitte etwas von den Beatles.",
+                      "Ich möchte entspannte Jazzmusik hören.",
+                      "Spiel das neue Album von Adele."],
+        "SearchScreeningEvent": ["Welche Filme laufen heute Abend im Kino?",
+                                 "Wann läuft der neue James-Bond-Film im Cinemaxx?",
+                                 "Zeig mir das Kinoprogramm für Sonntag in meiner Nähe."],
+        "alarm/cancel_alarm": ["Lösch den Wecker für morgen früh.",
+                               "Schalte alle meine Wecker aus.",
+                               "Entferne den Wecker um sechs Uhr."],
+        "SearchCreativeWork": ["Such die Serie Dark.",
+                               "Finde das Buch Der Vorleser.",
+                               "Ich suche das Videospiel Zelda."],
+        "AddToPlaylist": ["Füge dieses Lied zu meiner Playlist Sport hinzu.",
+                          "Pack Helene Fischer auf meine Party-Playlist.",
+                          "Setz den aktuellen Song auf die Liste Lieblingslieder."],
+        "RateBook": ["Gib dem Buch Tschick fünf Sterne.",
+                     "Bewerte diesen Roman mit drei von fünf Punkten.",
+                     "Ich gebe dem aktuellen Buch vier Sterne."],
+        "reminder/set_reminder": ["Erinnere mich morgen daran, die Miete zu überweisen.",
+                                  "Erinnere mich um 18 Uhr an den Arzttermin.",
+                                  "Leg eine Erinnerung an, Mama anzurufen."],
+        "reminder/show_reminders": ["Zeig mir meine Erinnerungen für heute.",
+                                    "Welche Erinnerungen habe ich diese Woche?",
+                                    "Lies mir meine Erinnerungen vor."],
+        "reminder/cancel_reminder": ["Lösche die Erinnerung an den Zahnarzt.",
+                                     "Entferne alle Erinnerungen für morgen.",
+                                     "Die Erinnerung zum Einkaufen brauche ich nicht mehr."],
+        "alarm/show_alarms": ["Welche Wecker habe ich gestellt?",
+                              "Zeig mir alle meine Wecker.",
+                              "Ist für morgen früh ein Wecker gestellt?"],
+        "alarm/snooze_alarm": ["Lass mich noch zehn Minuten schlafen.",
+                               "Stell den Wecker auf Schlummern.",
+                               "Weck mich in fünf Minuten noch mal."],
+        "alarm/modify_alarm": ["Stell meinen Wecker von sechs auf sieben Uhr um.",
+                               "Verschieb den Wecker für morgen auf halb acht.",
+                               "Ändere die Weckzeit auf 6:45 Uhr."],
+    },
+}
+
 # examples/new_language.jinja in Italian (the German one is used as it is)
 ITALIAN_TEMPLATE = """\
 Ecco delle frasi in italiano che le persone dicono a un assistente vocale per \
@@ -88,6 +208,7 @@ Scrivi altre {{ n }} frasi nuove di questo tipo in italiano, una per riga.
 {{ examples | length + 1 }}.
 """
 SYSTEM_PROMPT = {"de": "Du schreibst kurze, natürliche Sätze auf Deutsch.",
+                 "en": "You write realistic example data exactly in the format asked for.",
                  "it": "Scrivi frasi brevi e naturali in italiano."}
 
 
@@ -96,13 +217,19 @@ def label_id(xsid_label: str) -> str:
     return xsid_label.replace("/", "_")
 
 
-def xsid_settings(language: str, per_label: int) -> list[str]:
-    """Recipe changes that turn examples/new_language.yaml into the xSID recipe."""
+def xsid_settings(language: str, per_label: int, examples: bool = False) -> list[str]:
+    """Recipe changes that turn examples/new_language.yaml into the xSID recipe (with
+    ``examples``: three hand-written seed examples per intent, else none)."""
     import json
 
-    labels = {label_id(k): {"description": v, "examples": []}
+    if examples and language not in EXAMPLES:
+        raise SystemExit(f"no seed examples written for '{language}'")
+    labels = {label_id(k): {"description": v,
+                            "examples": EXAMPLES[language][k] if examples else []}
               for k, v in DESCRIPTIONS[language].items()}
-    return [f"name=xsid-{language}", f"languages=[{language}]",
+    english = ["template=utterances", "description=requests people say to a voice "
+               "assistant"] if language == "en" else []
+    return [*english, f"name=xsid-{language}", f"languages=[{language}]",
             f"labels={json.dumps(labels, ensure_ascii=False)}", f"per_label={per_label}",
             f"backend.options.system_prompt={json.dumps(SYSTEM_PROMPT[language])}"]
 
@@ -135,10 +262,13 @@ def baselines(language: str, dev: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--language", choices=sorted(DESCRIPTIONS), default="de")
+    parser.add_argument("--language", choices=sorted(DESCRIPTIONS), default="de",
+                        help="en: an English set, to translate with `textsynth translate`")
     parser.add_argument("--recipe", default=str(ROOT / "examples" / "new_language.yaml"))
     parser.add_argument("--out", default=None, help="output folder (default output/xsid-LANG)")
     parser.add_argument("--per-label", type=int, default=10)
+    parser.add_argument("--examples", action="store_true", help="three hand-written seed "
+                        "examples per intent (German, English)")
     parser.add_argument("--reuse", type=Path, help="a finished run's folder (or any labeled "
                         "set): nothing is generated")
     parser.add_argument("--label-map", help="synthetic=xSID,... or a JSON file (with --reuse)")
@@ -160,11 +290,16 @@ def main() -> None:
           f"{base['names_only']:.1%}", flush=True)
     out = Path(args.out or ROOT / "output" / f"xsid-{lang}")
     if args.reuse:
-        run = reuse(args.reuse) if (args.reuse / "textsynth.db").is_file() else None
+        run = None
+        if (args.reuse / "textsynth.db").is_file():
+            try:
+                run = reuse(args.reuse)
+            except KeyError:  # a translate or paraphrase output: no recipe run summary
+                run = None
         data: Any = run.data if run is not None else args.reuse
     else:
         recipe = recipe_with(recipe_file(args.recipe, lang, out), out,
-                             xsid_settings(lang, args.per_label) + args.settings)
+                             xsid_settings(lang, args.per_label, args.examples) + args.settings)
         run = generate(recipe)
         data = out
     if run is not None:

