@@ -88,3 +88,29 @@ def test_a_job_waiting_for_a_retry_is_replaced_while_others_are_answered(
                                      for r in backend.requests}  # never answered
     on = next(st for quota, st in result.quotas.items() if quota.label == "turn_on")
     assert on.jobs == 3  # the replaced job is not an attempt
+
+
+class Burst(Reporting):
+    """Every request is first turned away (a burst of 429s); each is retried after its own
+    Retry-After, job i after 0.05 * (i + 1) seconds, so the first retries are answered
+    while the later ones still wait."""
+
+    async def generate_reporting(self, requests: Sequence[Request],
+                                 on_state: RequestEvents) -> list[Completion]:
+        (request,) = requests
+        index = int(request.metadata["index"])
+        on_state(request, "sent")
+        on_state(request, "waiting")
+        await asyncio.sleep(0.05 * (index + 1))
+        on_state(request, "sent")
+        return await FakeBackend.generate(self, requests)
+
+
+def test_the_retries_of_one_burst_do_not_replace_each_other(recipe_dict: dict) -> None:
+    recipe_dict.update(labels={"turn_on": "Switch something on"}, per_label=6)
+    recipe_dict["generation"] = {"examples_per_request": 3}
+    backend = Burst(concurrency=8)
+    engine = _run(recipe_dict, backend)
+    result = engine.result
+    assert result.complete and result.replaced == 0  # the server turned everyone away
+    assert engine.store.skipped_keys() == set()

@@ -12,7 +12,8 @@ keep paid work and waiting low:
   sent later only if it turns out to be needed after all (:meth:`RequestWindow.cancel_unneeded`);
 * a job whose request waits for a retry (the server answered 429 or 5xx, or the
   connection dropped: nothing was paid for it) while answers to other requests keep
-  arriving is replaced: recorded as skipped, so the label's next job takes its place
+  arriving (requests the server took at the first try: the retries of one burst of 429s
+  do not count) is replaced: recorded as skipped, so the label's next job takes its place
   and a resumed run skips it too.
 """
 
@@ -214,6 +215,7 @@ class RequestWindow:
         jk = (record.job.quota, record.job.index)
         if state == "waiting":
             record.state, record.waiting_since = State.WAITING, self.sender.arrived
+            record.throttled = True
             self._waiting[jk] = record
         else:
             record.state, record.was_sent = State.SENT, True

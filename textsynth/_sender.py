@@ -46,6 +46,7 @@ class InFlight:
     task: asyncio.Task[None] | None = None  # the backend call of its own (a batch of one)
     reserved: Usage = field(default_factory=Usage)  # budget held by that call
     waiting_since: int = 0  # answers arrived when it started waiting for a retry
+    throttled: bool = False  # waited for a retry at least once
     was_sent: bool = False  # went on the wire at least once
 
     def answer(self, outcome: Completion | BaseException) -> None:
@@ -95,7 +96,9 @@ class Sender:
         self.failure: StoreError | None = None  # the store failed: the run ends
         self.stopping = False  # Ctrl-C: nothing more goes on the wire
         self.sent = 0
-        self.arrived = 0  # answers stored so far (a clock for jobs waiting for a retry)
+        # answers stored so far to requests that never waited for a retry: a clock for the
+        # jobs waiting for one (a retried request of the same burst does not count)
+        self.arrived = 0
         # given to a backend that reports where each request stands (one request a call)
         self.on_state: RequestEvents | None = None
 
@@ -183,7 +186,7 @@ class Sender:
             self.budget.release(need)
             for record, completion in zip(batch, completions, strict=True):
                 self.sent += 1
-                self.arrived += 1
+                self.arrived += not record.throttled
                 self.budget.spend(completion.usage)
                 record.answer(completion)
         self._listener.arrived()
