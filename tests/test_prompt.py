@@ -58,3 +58,10 @@ def test_preview_builds_no_backend_store_or_quality_gate(
     assert [name for name, _ in prompts] == ["turn_on/en #0", "turn_off/en #0", "turn_on/en #1"]
     assert "switch something off" in prompts[1][1][-1]["content"]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_label_reads_as_words_in_prompts() -> None:
+    from textsynth.prompt import label_context
+
+    assert label_context("AddToPlaylist", "en")["label_name"] == "add to playlist"
+    assert label_context("set_alarm", "de")["label_name"] == "set alarm"

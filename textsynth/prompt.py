@@ -15,6 +15,7 @@ from operator import itemgetter
 from typing import Any
 
 from textsynth.backends.base import Request
+from textsynth.labels import readable_label
 from textsynth.languages import language_name
 from textsynth.plan import Job, Quota
 from textsynth.recipe import Recipe
@@ -28,7 +29,7 @@ def label_context(label: str, language: str) -> dict[str, Any]:
     """The variables every template gets for a row's label and target language."""
     return {
         "label": label,
-        "label_name": label.replace("_", " "),
+        "label_name": readable_label(label),  # "AddToPlaylist" -> "add to playlist"
         "language": language,
         "language_name": language_name(language),
     }

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from textsynth.backends.base import Request
 from textsynth.errors import TextsynthError
+from textsynth.labels import readable_label
 from textsynth.quality.base import KEEP, Rule, Verdict
 from textsynth.schemas import Example
 
@@ -25,19 +26,6 @@ if TYPE_CHECKING:
     from textsynth.templates import PromptTemplate
 
 __all__ = ["EmbeddingJudge", "Judge", "LabelConsistency", "ModelJudge", "readable_label"]
-
-_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_SEPARATORS = re.compile(r"[\s_\-.:/]+")
-
-
-def readable_label(label: str) -> str:
-    """A label as words: the one reading of a label name in prompts, judges and matching.
-
-    >>> readable_label("AddToPlaylist"), readable_label("set_alarm"), readable_label("HTTPError")
-    ('add to playlist', 'set alarm', 'http error')
-    """
-    return _SEPARATORS.sub(" ", _WORD_START.sub(" ", label)).strip().lower()
-
 
 class Judge(ABC):
     """Predicts one of ``labels`` for each text (None: cannot tell)."""
