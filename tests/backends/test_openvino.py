@@ -171,7 +171,7 @@ def test_default_sequences_follow_model_size_and_cores() -> None:
     assert default_sequences(small, 16) == 256
     assert default_sequences(8 << 30, 2) == 16
     b = OpenVINOBackend({"batch_size": 8, "max_num_seqs": 64})
-    assert b.max_concurrency == 16 and b.batch_size == 8  # twice the sequences in flight
+    assert b.max_concurrency == 8 and b.batch_size == 8
 
 
 def _has_embedded() -> bool:
@@ -253,10 +253,10 @@ def test_concurrent_calls_finish(backend: OpenVINOBackend) -> None:
     assert len(texts) == 6 and all(len(t) == 4 and all(t) for t in texts)
 
 
-def test_defaults_keep_twice_the_engine_sequences_in_flight() -> None:
+def test_defaults_fill_the_engine_sequences_and_prefill_prompts_together() -> None:
     b = OpenVINOBackend({"max_num_seqs": 64})
-    assert b.batch_size == 1 and b.max_concurrency == 128
-    assert OpenVINOBackend({"max_num_seqs": 64, "batch_size": 8}).max_concurrency == 16
+    assert b.batch_size == 8 and b.max_concurrency == 8
+    assert OpenVINOBackend({"max_num_seqs": 64, "batch_size": 1}).max_concurrency == 64
     assert OpenVINOBackend({"max_num_seqs": 64, "concurrency": 3}).max_concurrency == 3
     assert OpenVINOBackend({}).options.max_num_batched_tokens == 8192
     with pytest.raises(RecipeError, match="max_num_batched_tokens"):
