@@ -146,6 +146,10 @@ class Engine:
                 if not self._open(quota):
                     continue
                 self.window.fill(self._round, self.lag, self._wants)
+                # let the calls just started reach the backend: an answer that is already
+                # there is awaited without yielding, and the quality rules then hold the
+                # loop, so a local engine would starve while answers are processed
+                await asyncio.sleep(0)
                 answer = await self.window.take(quota, self._round)
                 if isinstance(answer.outcome, GenerationError):
                     self.acceptor.failed(answer.job, answer.outcome)

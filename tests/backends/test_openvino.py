@@ -276,3 +276,26 @@ def test_concurrent_calls_finish(backend: OpenVINOBackend) -> None:
 
     texts = asyncio.run(many())
     assert len(texts) == 6 and all(len(t) == 4 and all(t) for t in texts)
+
+
+def test_defaults_fill_the_engine_sequences_and_prefill_prompts_together() -> None:
+    b = OpenVINOBackend({"max_num_seqs": 64})
+    assert b.batch_size == 8 and b.max_concurrency == 8
+    assert OpenVINOBackend({"max_num_seqs": 64, "batch_size": 1}).max_concurrency == 64
+    assert OpenVINOBackend({"max_num_seqs": 64, "concurrency": 3}).max_concurrency == 3
+    assert OpenVINOBackend({}).options.max_num_batched_tokens == 8192
+    with pytest.raises(RecipeError, match="max_num_batched_tokens"):
+        create_backend("openvino", {"max_num_batched_tokens": 0})
+
+
+@model
+def test_a_prompt_longer_than_one_prefill_step_is_a_clear_error(cache: Path) -> None:
+    pytest.importorskip("openvino_genai")
+    b = OpenVINOBackend({"cache_dir": str(cache), "max_num_batched_tokens": 16})
+    try:
+        b.load()
+        assert b.stats["max_num_batched_tokens"] == 16
+        with pytest.raises(BackendError, match="max_num_batched_tokens"):
+            asyncio.run(b.generate([_request(1)]))
+    finally:
+        asyncio.run(b.aclose())
