@@ -57,7 +57,7 @@ def _rss_mib() -> float:
 
 def _incremental(rule: object, texts: list[str]) -> int:
     """check + add one candidate at a time, as during generation; returns the drops."""
-    from textsynth.schemas import Example
+    from textsynth.example import Example
 
     dropped = 0
     for text in texts:

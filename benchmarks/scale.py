@@ -156,8 +156,8 @@ def _stream(n: int, seed: int = 0, memory: int = 50_000) -> Any:
 
 def gate_one(n: int, semantic: bool) -> dict[str, float]:
     from textsynth import load_recipe
+    from textsynth.example import Example
     from textsynth.quality import build_gate
-    from textsynth.schemas import Example
 
     # the rules that embed or classify each candidate with a model are off (on by default
     # since the gate figures were first taken), except semantic dedup when asked for

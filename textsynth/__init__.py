@@ -55,8 +55,9 @@ from textsynth.errors import (
     TemplateError,
     TextsynthError,
 )
+from textsynth.example import Example
 from textsynth.recipe import Recipe, load_recipe
-from textsynth.schemas import Example, OutputSchema, load_schema
+from textsynth.schemas import OutputSchema, load_schema
 from textsynth.templates import PromptTemplate
 
 if TYPE_CHECKING:

@@ -214,8 +214,8 @@ class RequestWindow:
             return
         jk = (record.job.quota, record.job.index)
         if state == "waiting":
-            record.state, record.waiting_since = State.WAITING, self.sender.arrived
-            record.throttled = True
+            record.state, record.throttled, record.waiting_since = \
+                State.WAITING, True, self.sender.arrived
             self._waiting[jk] = record
         else:
             record.state, record.was_sent = State.SENT, True

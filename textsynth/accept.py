@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from textsynth.backends.base import Completion
 from textsynth.errors import GenerationError
+from textsynth.example import Example
 from textsynth.jobs import JobSource, Problem
 from textsynth.plan import Job, Quota
 from textsynth.prompt import AcceptedTexts
 from textsynth.quality import QualityGate
 from textsynth.result import QuotaStats
-from textsynth.schemas import Example, Parsed
+from textsynth.schemas import Parsed
 from textsynth.store import Store, Transaction
 
 __all__ = ["Acceptor", "complete_items"]

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from textsynth.backends import Backend, available_backends, create_backend
 from textsynth.backends.base import Request
 from textsynth.errors import DataError
+from textsynth.example import Example
 from textsynth.export.features import DatasetLayout
 from textsynth.jobs import JobSource, Problem
 from textsynth.languages import language_name
@@ -41,7 +42,7 @@ from textsynth.prompt import label_context
 from textsynth.quality.normalize import normalize
 from textsynth.recipe import Recipe, load_recipe
 from textsynth.result import QuotaStats, RunResult
-from textsynth.schemas import Example, Parsed, UtteranceList, split_list
+from textsynth.schemas import Parsed, UtteranceList, split_list
 from textsynth.seeds import derive_seed
 from textsynth.sources import LabeledSet, load_labeled
 from textsynth.spans import ENTITIES, Span, entities_feature, markup, relocate, spans_from_row

@@ -155,8 +155,8 @@ def language_check(data: LabeledSet, settings: dict[str, Any] | None = None
     """
     if not any(data.languages):
         return None
+    from textsynth.example import Example
     from textsynth.quality.filters import LanguageFilter
-    from textsynth.schemas import Example
 
     rule = LanguageFilter(sorted({lang for lang in data.languages if lang}), **(settings or {}))
     out: dict[str, dict[str, int]] = {}

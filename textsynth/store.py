@@ -31,8 +31,8 @@ from textsynth._lock import FolderLock
 from textsynth._store_file import APPLICATION_ID, SCHEMA, STORE_NAME, TABLES, hint, peek_meta
 from textsynth.backends.base import Completion, Request, Usage
 from textsynth.errors import StoreError
+from textsynth.example import Example
 from textsynth.redact import mask_known, redact, redact_text
-from textsynth.schemas import Example
 
 __all__ = ["STORE_NAME", "Store", "Transaction", "peek_meta"]
 

@@ -192,8 +192,9 @@ class _Declared:
 
 def test_a_schema_may_declare_datasets_features(recipe_dict: dict) -> None:
     from textsynth import ExportError, load_recipe
+    from textsynth.example import Example
     from textsynth.export.dataset import DatasetLayout, build_dataset
-    from textsynth.schemas import Example, load_schema
+    from textsynth.schemas import load_schema
 
     recipe = load_recipe(recipe_dict)
     base = load_schema(recipe.output_schema).for_recipe(recipe)

@@ -11,12 +11,13 @@ from pydantic import BaseModel
 from slots_fixtures import run_slots
 
 from textsynth import ExportError, load_recipe
+from textsynth.example import Example
 from textsynth.export import dataset as dataset_module
 from textsynth.export.dataset import DatasetLayout, build_dataset, export_dataset
 from textsynth.export.features import dataset_features, feature_dict
 from textsynth.export.split import masked_text, near_duplicate_groups, stratified_split
 from textsynth.result import RunResult
-from textsynth.schemas import Example, PydanticSchema
+from textsynth.schemas import PydanticSchema
 from textsynth.store import Store
 
 SPAN = List({"start": Value("int32"), "end": Value("int32"), "entity": Value("string"),

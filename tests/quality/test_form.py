@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from textsynth.example import Example
 from textsynth.quality.form import FormFilter, form_problem
-from textsynth.schemas import Example
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "eval"
 

@@ -10,11 +10,11 @@ import pytest
 from textsynth import FakeBackend, Request, load_recipe
 from textsynth.engine import Engine
 from textsynth.errors import RecipeError, TextsynthError
+from textsynth.example import Example
 from textsynth.quality import build_gate
 from textsynth.quality.base import QualityGate
 from textsynth.quality.filters import LengthFilter
 from textsynth.quality.judge import EmbeddingJudge, LabelConsistency, ModelJudge
-from textsynth.schemas import Example
 
 
 def run(recipe, backend):

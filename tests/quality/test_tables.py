@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from textsynth.example import Example
 from textsynth.quality.base import KEEP, Verdict
 from textsynth.quality.dedup import ExactDedup, NearDuplicateDedup
 from textsynth.quality.minhash import MinHashIndex
 from textsynth.quality.normalize import normalize
 from textsynth.quality.tables import KeyTable, SpillFile
-from textsynth.schemas import Example
 
 WORDS = ["play", "jazz", "lights", "kitchen", "weather", "paris", "tomorrow", "alarm", "seven",
          "turn", "off", "on", "please", "music", "some", "the", "in", "set", "an", "for"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from textsynth.errors import ExportError
+from textsynth.example import Example
 from textsynth.export.arrow import (
     ExportedDataset,
     ExportedSplit,
@@ -41,7 +42,6 @@ from textsynth.export.folder import (
 )
 from textsynth.export.split import masked_text, near_duplicate_groups, stratified_split
 from textsynth.recipe_specs import ExportSpec
-from textsynth.schemas import Example
 from textsynth.spans import bio_tags, relocate_spans
 from textsynth.store import Store
 

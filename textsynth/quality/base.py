@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from textsynth.schemas import Example
+from textsynth.example import Example
 
 __all__ = ["KEEP", "QualityGate", "Rule", "Verdict"]
 

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from textsynth._deps import require
 from textsynth.errors import TextsynthError
+from textsynth.example import Example
 from textsynth.quality.base import KEEP, Rule, Verdict
 from textsynth.quality.judge import readable_label
-from textsynth.schemas import Example
 
 if TYPE_CHECKING:
     import numpy as np

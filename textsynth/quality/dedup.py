@@ -15,10 +15,10 @@ import hashlib
 from array import array
 from typing import TYPE_CHECKING, Any
 
+from textsynth.example import Example
 from textsynth.quality.base import KEEP, Rule, Verdict
 from textsynth.quality.normalize import normalize
 from textsynth.quality.tables import KeyTable, SpillFile
-from textsynth.schemas import Example
 
 if TYPE_CHECKING:
     from textsynth.quality.semantic import Embedder

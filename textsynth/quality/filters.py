@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from textsynth.errors import RecipeError
+from textsynth.example import Example
 from textsynth.quality.base import KEEP, Rule, Verdict
 from textsynth.quality.meta import MetaTextFilter
 from textsynth.quality.normalize import word_tokens
-from textsynth.schemas import Example, import_reference
+from textsynth.schemas import import_reference
 
 __all__ = [
     "CustomFilter",

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 
+from textsynth.example import Example
 from textsynth.quality.base import KEEP, Rule, Verdict
-from textsynth.schemas import Example
 
 __all__ = ["FormFilter", "form_problem"]
 

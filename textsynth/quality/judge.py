@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from textsynth.backends.base import Request
 from textsynth.errors import TextsynthError
+from textsynth.example import Example
 from textsynth.labels import readable_label
 from textsynth.quality.base import KEEP, Rule, Verdict
-from textsynth.schemas import Example
 
 if TYPE_CHECKING:
     from textsynth.backends.base import Backend

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from textsynth.example import Example
 from textsynth.quality.base import KEEP, Rule, Verdict
 from textsynth.quality.normalize import word_tokens
 from textsynth.quality.pii import MASKS
-from textsynth.schemas import Example
 
 __all__ = ["MetaTextFilter", "instruction_lines"]
 

@@ -21,8 +21,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from textsynth._deps import require
+from textsynth.example import Example
 from textsynth.quality.base import KEEP, Rule, Verdict
-from textsynth.schemas import Example
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

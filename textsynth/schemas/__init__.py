@@ -16,7 +16,6 @@ from pydantic import BaseModel, ValidationError
 
 from textsynth.errors import RecipeError
 from textsynth.schemas.base import (
-    Example,
     OutputSchema,
     Parsed,
     _clean_line,
@@ -28,7 +27,6 @@ from textsynth.slots import SlotSchema
 from textsynth.validation import message
 
 __all__ = [
-    "Example",
     "LabeledText",
     "OutputSchema",
     "Parsed",

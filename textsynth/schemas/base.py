@@ -1,5 +1,6 @@
-"""The row type and the schema interface: :class:`Example`, :class:`Parsed`,
-:class:`OutputSchema`, and the tolerant readers (JSON in fences, numbered lists)."""
+"""The schema interface: :class:`Parsed`, :class:`OutputSchema`, and the tolerant readers
+(JSON in fences, numbered lists). The row type, :class:`~textsynth.example.Example`, has
+its own module."""
 
 from __future__ import annotations
 
@@ -12,27 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from textsynth.recipe import Recipe
 
-__all__ = ["Example", "OutputSchema", "Parsed", "extract_json", "split_list"]
-
-
-@dataclass
-class Example:
-    """One dataset row: the text, its label, structured fields and provenance."""
-
-    text: str
-    label: str
-    language: str = "en"
-    fields: dict[str, Any] = field(default_factory=dict)
-    template: str = ""
-    template_sha: str = ""
-    model: str = ""
-    attributes: dict[str, str] = field(default_factory=dict)
-    seed: int = 0
-    request_id: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The row as a plain dict (shallow: ``fields`` and ``attributes`` are shared)."""
-        return dict(self.__dict__)
+__all__ = ["OutputSchema", "Parsed", "extract_json", "split_list"]
 
 
 @dataclass
