@@ -49,6 +49,10 @@ class LabelSpec(Strict):
 
     description: str = ""
     examples: list[str] = []
+    counter_examples: list[str] = Field([], description=(
+        "near misses that are not this label (the opposite request, a neighbouring device): "
+        "the in-loop classifier drops a candidate closer to one of them than to every "
+        "example of the label"))
     slots: list[str] | None = Field(None, description="slot types this label uses (default: all)")
 
 

@@ -111,6 +111,36 @@ def test_seeded_labels_hold_candidates_near_their_seeds() -> None:
     assert _judge(off, [], candidates[1:2])[0].reason != "classifier_far_from_seeds"
 
 
+def test_counter_examples_drop_the_near_misses_of_a_label(recipe_dict: dict) -> None:
+    """A label's counter-examples (what a person says is not the label) drop candidates
+    closer to them than to the label's own examples; the label's real rows stay."""
+    from textsynth.quality.classifier import InLoopClassifier
+    from textsynth.quality.semantic import Embedder
+
+    labels = {"lock_door": "Lock a door of the house", "play_music": "Play music"}
+    seeds = {"lock_door": ["Please lock the front door", "Lock the garage door"],
+             "play_music": ["Play some jazz", "Put on my workout playlist"]}
+    counters = {"lock_door": ["Unlock the front door", "Open the garage door"]}
+    candidates = [("Lock the back door for the night", "lock_door"),
+                  ("Please unlock the back door", "lock_door"),
+                  ("Open all the doors of the house", "lock_door"),
+                  ("Play something by the Beatles", "play_music")]
+    rule = InLoopClassifier(labels, Embedder(), seeds, counter_examples=counters,
+                            warmup=100, min_similarity=-1.0)
+    verdicts = _judge(rule, [], candidates)
+    assert verdicts[0].keep and verdicts[3].keep
+    assert [v.reason for v in verdicts[1:3]] == ["classifier_counter_example"] * 2
+    plain = InLoopClassifier(labels, Embedder(), seeds, warmup=100, min_similarity=-1.0)
+    assert all(v.keep for v in _judge(plain, [], candidates))  # what they add
+    recipe_dict["labels"] = {"lock_door": {"description": "Lock a door",
+                                           "counter_examples": ["Unlock the door"]},
+                             "play_music": "Play music"}
+    assert load_recipe(recipe_dict).labels["lock_door"].counter_examples == ["Unlock the door"]
+    recipe_dict["labels"]["lock_door"]["counter_examples"] = "Unlock the door"
+    with pytest.raises(RecipeError, match="counter_examples"):
+        load_recipe(recipe_dict)
+
+
 def test_labels_warmed_by_their_seeds_judge_before_any_row_is_accepted() -> None:
     """Enough seed examples end the warm-up before a label has accepted rows: the
     off-topic check still works (no empty mean, no NaN similarity)."""

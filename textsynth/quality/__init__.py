@@ -113,7 +113,10 @@ def quality_gate(q: QualitySpec, labels: Mapping[str, LabelSpec], languages: Seq
 
         c = q.classifier
         described = {name: spec.description for name, spec in labels.items()}
+        counters = {label: list(spec.counter_examples) for label, spec in labels.items()
+                    if spec.counter_examples}
         rules.append(InLoopClassifier(described, _embedder(q), seeds,
+                                      counter_examples=counters,
                                       min_confidence=c.min_confidence, margin=c.margin,
                                       min_similarity=c.min_similarity, warmup=c.warmup,
                                       min_seed_similarity=c.min_seed_similarity,

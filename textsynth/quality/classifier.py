@@ -54,6 +54,11 @@ class InLoopClassifier(Rule):
     candidates: one whose cosine with every seed of its label is below
     ``min_seed_similarity`` is too far from what the person meant
     (``classifier_far_from_seeds``). Labels without seeds are not held to it.
+
+    A label's ``counter_examples`` are near misses a person wrote down as not the label
+    ("Unlock the front door" for lock_door): a candidate whose closest counter-example
+    is closer than every seed of its label (its prototype without seeds) is dropped
+    (``classifier_counter_example``).
     """
 
     name = "classifier"
@@ -61,6 +66,7 @@ class InLoopClassifier(Rule):
 
     def __init__(self, labels: Mapping[str, str], embedder: Embedder,
                  seeds: Mapping[str, Sequence[str]] | None = None, *,
+                 counter_examples: Mapping[str, Sequence[str]] | None = None,
                  min_confidence: float = 0.3, margin: float = 0.1, warmup: int = 5,
                  min_similarity: float = 0.2, min_seed_similarity: float | None = None,
                  refit_every: float = 0.1,
@@ -69,6 +75,7 @@ class InLoopClassifier(Rule):
         if len(labels) < 2:
             raise TextsynthError("the in-loop classifier needs at least two labels")
         self.labels = list(labels)
+        self.descriptions = dict(labels)
         self.embedder = embedder
         self.min_confidence = min_confidence
         self.margin = margin
@@ -80,6 +87,10 @@ class InLoopClassifier(Rule):
         self._seed_texts = {label: list(texts) for label, texts in (seeds or {}).items()
                             if label in labels and texts}
         self._seed_vectors: dict[str, np.ndarray] | None = None
+        self._counter_texts = {label: list(texts) for label, texts in
+                               (counter_examples or {}).items() if label in labels and texts}
+        self._counter_vectors: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+        self._counter_sims: dict[tuple[str, str], tuple[float, float]] = {}
         self._seed_sims: dict[tuple[str, str], float] = {}
         # the bundled MiniLM reads English only: other languages are not judged with it
         self.languages = set(languages) if languages is not None else None
@@ -148,11 +159,13 @@ class InLoopClassifier(Rule):
                                    if e.text not in self._probs and self._judges(e)))
         if not texts:
             self._prepare_seed_sims(examples, {})
+            self._prepare_counter_sims(examples, {})
             return
         if len(self._probs) > 8192:
             self._probs.clear()
             self._sims.clear()
             self._seed_sims.clear()
+            self._counter_sims.clear()
         x = self.embedder.encode(texts)
         probs = self._model.predict_proba(x)
         assert self._anchors is not None  # set by _fit
@@ -161,6 +174,7 @@ class InLoopClassifier(Rule):
         self._probs.update(zip(texts, probs, strict=True))
         self._sims.update(zip(texts, sims, strict=True))
         self._prepare_seed_sims(examples, dict(zip(texts, x, strict=True)))
+        self._prepare_counter_sims(examples, dict(zip(texts, x, strict=True)))
 
     def _prepare_seed_sims(self, examples: Sequence[Example],
                            known: dict[str, np.ndarray]) -> None:
@@ -178,6 +192,31 @@ class InLoopClassifier(Rule):
             vectors = self._seed_vectors[e.label]
             self._seed_sims[(e.label, e.text)] = float((vectors @ known[e.text]).max())
 
+    def _prepare_counter_sims(self, examples: Sequence[Example],
+                              known: dict[str, np.ndarray]) -> None:
+        """Per candidate of a label with counter-examples: its cosine with the closest of
+        the label's seeds (its prototype when it has none), and with the closest
+        counter-example."""
+        if not self._counter_texts:
+            return
+        if self._counter_vectors is None:
+            # a label's seeds (what a person wrote), or its name and description without
+            mine = {label: [f"{readable_label(label)}: {d}" if d else readable_label(label)]
+                    for label, d in self.descriptions.items()}
+            mine.update(self._seed_texts)
+            self._counter_vectors = {
+                label: (self.embedder.encode(mine[label]), self.embedder.encode(texts))
+                for label, texts in self._counter_texts.items()}
+        todo = [e for e in examples if e.label in self._counter_vectors and self._judges(e)
+                and (e.label, e.text) not in self._counter_sims]
+        missing = list(dict.fromkeys(e.text for e in todo if e.text not in known))
+        if missing:
+            known = {**known, **dict(zip(missing, self.embedder.encode(missing), strict=True))}
+        for e in todo:
+            own, counters = self._counter_vectors[e.label]
+            self._counter_sims[(e.label, e.text)] = (float((own @ known[e.text]).max()),
+                                                     float((counters @ known[e.text]).max()))
+
     def check(self, example: Example) -> Verdict:
         if example.label not in self.labels or not self._judges(example):
             return KEEP
@@ -194,6 +233,11 @@ class InLoopClassifier(Rule):
                 and seed_sim < self.min_seed_similarity):
             return Verdict(False, "classifier_far_from_seeds",
                            f"cosine {seed_sim:.2f} with the closest seed of its label")
+        counter = self._counter_sims.get((example.label, example.text))
+        if counter is not None and counter[1] > counter[0]:
+            return Verdict(False, "classifier_counter_example",
+                           f"cosine {counter[1]:.2f} with a counter-example, "
+                           f"{counter[0]:.2f} with the label")
         if not self._warmed:  # the nearest label prototype decides
             best = self.labels[int(sims[:len(self.labels)].argmax())]
             if best != example.label:
