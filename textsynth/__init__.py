@@ -1,7 +1,7 @@
 """textsynth: build labeled text datasets with LLMs.
 
 >>> from textsynth import load_recipe, run_recipe
->>> outcome = run_recipe(load_recipe("examples/smart_home_intents.yaml"))  # doctest: +SKIP
+>>> result = run_recipe(load_recipe("examples/smart_home_intents.yaml"))  # doctest: +SKIP
 
 From a recipe to a dataset, four hops from :func:`run_recipe` (``pipeline``):
 
@@ -15,7 +15,7 @@ From a recipe to a dataset, four hops from :func:`run_recipe` (``pipeline``):
 3. ``Acceptor.accept`` (``accept``): parse (``schemas``), quality gate (``quality``), and
    the accepted and rejected rows into the ``Store`` (``store`` and its ``_store_file``,
    the only modules that touch SQLite).
-4. ``export_dataset`` and ``write_card`` (``export``): the DatasetDict, files and card.
+4. ``export_dataset`` and ``write_card`` (``export``): the splits, files and card.
 
 ``result`` holds what a run reports: ``RunResult`` (what ``run_recipe``, ``translate``
 and ``paraphrase`` return: the dataset and the engine's ``RunStats``, per quota its
