@@ -26,3 +26,21 @@ def test_cost_uses_the_prices_per_million_tokens() -> None:
     budget.spend(Usage(4_000, 3_000))
     assert not budget.fits()  # 0.004 + 0.006 = 0.01
     assert not Budget(BudgetSpec()).limited and Budget(BudgetSpec()).fits()
+
+
+def test_a_raw_prompt_counts_towards_the_worst_case() -> None:
+    request = Request(messages=(), prompt="x" * 300, max_tokens=40)
+    assert Budget(BudgetSpec(max_tokens=100)).estimate(request) == Usage(101, 40)
+
+
+def test_correction_turns_are_part_of_a_schema_requests_worst_case() -> None:
+    schema = {"type": "object"}
+    request = Request(messages=({"role": "user", "content": "x" * 30},), max_tokens=20, n=2,
+                      json_schema=schema)
+    plain = Budget(BudgetSpec(max_tokens=1000))
+    assert plain.estimate(request) == Usage(11, 40)
+    two = Budget(BudgetSpec(max_tokens=1000), repair_turns=2)
+    # per turn and choice: the conversation (11), the bad answer (20) and a correction (100)
+    assert two.estimate(request) == Usage(11 + 2 * 2 * 131, 40 * 3)
+    no_schema = Request(messages=request.messages, max_tokens=20, n=2)
+    assert two.estimate(no_schema) == Usage(11, 40)  # a judge's question is not repaired

@@ -11,21 +11,32 @@ __all__ = ["Budget"]
 class Budget:
     """Accounts usage and reserves each request's worst case while it is in flight.
 
-    A request may start while the budget is not reached even if every request in
-    flight uses its worst case, so a run overshoots its budget by one request at most.
+    A call may start while the budget is not reached even if every request in flight
+    uses its worst case, so a run overshoots its budget by one call's worst case at most
+    (one request, or one batch where the backend takes several in a call).
+    With ``repair_turns`` (correction turns for an answer that does not fit the output
+    schema), the worst case of a request that asks for a schema includes every turn: the
+    conversation again with the bad answer, and another full answer, for each choice.
     """
 
-    def __init__(self, spec: BudgetSpec):
+    def __init__(self, spec: BudgetSpec, repair_turns: int = 0):
         self.spec = spec
+        self.repair_turns = repair_turns
         self.used = Usage()  # by every completion the run has read (sent or from the store)
         self.reserved = Usage()  # held by requests in flight
         self.limited = spec.max_tokens is not None or spec.max_cost is not None
 
-    @staticmethod
-    def estimate(request: Request) -> Usage:
-        """An upper bound of one request's usage."""
-        prompt = sum(len(m["content"]) for m in request.messages) // 3 + 1
-        return Usage(prompt, request.max_tokens * request.n)
+    def estimate(self, request: Request) -> Usage:
+        """An upper bound of one request's usage (about 3 characters a token)."""
+        text = sum(len(m["content"]) for m in request.messages) + len(request.prompt or "")
+        prompt = text // 3 + 1
+        answer = request.max_tokens * request.n
+        if not self.repair_turns or request.json_schema is None or request.prompt is not None:
+            return Usage(prompt, answer)
+        # each turn re-sends the conversation and one bad answer, per choice, plus a
+        # correction (under 100 tokens), and may get a whole answer back
+        again = request.n * (prompt + request.max_tokens + 100)
+        return Usage(prompt + self.repair_turns * again, answer * (1 + self.repair_turns))
 
     def cost(self, usage: Usage) -> float:
         spec = self.spec

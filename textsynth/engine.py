@@ -107,6 +107,7 @@ class Engine:
                      else backend).default_repair_turns
         # the window sends through correction turns; the gate and the summary name the backend
         generator = SchemaRepair(self.backend, jobs.schema, turns) if turns else self.backend
+        self.budget.repair_turns = turns  # a request's worst case includes its turns
         self.window = RequestWindow(
             generator, self.store, self.budget, jobs,
             batch_size=jobs.batch_size or self.backend.batch_size,

@@ -196,6 +196,21 @@ def test_a_run_stores_the_repaired_completion_and_a_rerun_sends_nothing(
     engine.store.close()
 
 
+def test_correction_turns_stay_within_the_budget(tmp_path: Path) -> None:
+    """Every answer is broken and every correction too: the budget counts the turns, so
+    the run stops within one request's worst case of its limit, turns included."""
+    fake = FakeBackend(handler=lambda r: "Here you go: turn it on and off again please")
+    r = recipe(tmp_path, repair_turns=2, max_tokens=40, batch_size=1, concurrency=1)
+    r = r.with_overrides(set={"budget.max_tokens": 600, "per_label": 50})
+    engine = Engine(r, backend=fake)
+    asyncio.run(engine.run())
+    worst = engine.budget.estimate(fake.requests[0])
+    assert engine.budget.used.total_tokens <= 600 + worst.total_tokens
+    assert sum(map(is_correction, fake.requests)) == 2 * sum(
+        not is_correction(q) for q in fake.requests)  # two turns for each first ask
+    engine.store.close()
+
+
 def test_without_repair_turns_the_broken_answer_is_a_reject(tmp_path: Path) -> None:
     fake = FakeBackend(handler=first_broken)
     engine = Engine(recipe(tmp_path), backend=fake)  # the fake backend's default: none
