@@ -75,7 +75,6 @@ class InLoopClassifier(Rule):
         if len(labels) < 2:
             raise TextsynthError("the in-loop classifier needs at least two labels")
         self.labels = list(labels)
-        self.descriptions = dict(labels)
         self.embedder = embedder
         self.min_confidence = min_confidence
         self.margin = margin
@@ -173,8 +172,17 @@ class InLoopClassifier(Rule):
         sims = x @ self._anchors.T
         self._probs.update(zip(texts, probs, strict=True))
         self._sims.update(zip(texts, sims, strict=True))
-        self._prepare_seed_sims(examples, dict(zip(texts, x, strict=True)))
-        self._prepare_counter_sims(examples, dict(zip(texts, x, strict=True)))
+        known = dict(zip(texts, x, strict=True))
+        self._prepare_seed_sims(examples, known)
+        self._prepare_counter_sims(examples, known)
+
+    def _encoded(self, todo: Sequence[Example],
+                 known: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``known`` with the vectors of the texts of ``todo`` it lacks."""
+        missing = list(dict.fromkeys(e.text for e in todo if e.text not in known))
+        if not missing:
+            return known
+        return {**known, **dict(zip(missing, self.embedder.encode(missing), strict=True))}
 
     def _prepare_seed_sims(self, examples: Sequence[Example],
                            known: dict[str, np.ndarray]) -> None:
@@ -185,9 +193,7 @@ class InLoopClassifier(Rule):
                                   for label, seeds in self._seed_texts.items()}
         todo = [e for e in examples if e.label in self._seed_vectors and self._judges(e)
                 and (e.label, e.text) not in self._seed_sims]
-        missing = list(dict.fromkeys(e.text for e in todo if e.text not in known))
-        if missing:
-            known = {**known, **dict(zip(missing, self.embedder.encode(missing), strict=True))}
+        known = self._encoded(todo, known)
         for e in todo:
             vectors = self._seed_vectors[e.label]
             self._seed_sims[(e.label, e.text)] = float((vectors @ known[e.text]).max())
@@ -200,18 +206,15 @@ class InLoopClassifier(Rule):
         if not self._counter_texts:
             return
         if self._counter_vectors is None:
-            # a label's seeds (what a person wrote), or its name and description without
-            mine = {label: [f"{readable_label(label)}: {d}" if d else readable_label(label)]
-                    for label, d in self.descriptions.items()}
+            # a label's seeds (what a person wrote), or its prototype (name: description)
+            mine = {label: [text] for text, label in self._base[:len(self.labels)]}
             mine.update(self._seed_texts)
             self._counter_vectors = {
                 label: (self.embedder.encode(mine[label]), self.embedder.encode(texts))
                 for label, texts in self._counter_texts.items()}
         todo = [e for e in examples if e.label in self._counter_vectors and self._judges(e)
                 and (e.label, e.text) not in self._counter_sims]
-        missing = list(dict.fromkeys(e.text for e in todo if e.text not in known))
-        if missing:
-            known = {**known, **dict(zip(missing, self.embedder.encode(missing), strict=True))}
+        known = self._encoded(todo, known)
         for e in todo:
             own, counters = self._counter_vectors[e.label]
             self._counter_sims[(e.label, e.text)] = (float((own @ known[e.text]).max()),
