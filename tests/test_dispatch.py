@@ -10,21 +10,14 @@ from textsynth import Completion, FakeBackend, Request, load_recipe
 from textsynth.backends.base import RequestEvents
 from textsynth.engine import Engine
 from textsynth.store import Store
+from textsynth.testing import letters
 
 _count = itertools.count()
 
 
 def _unique(request: Request) -> str:
-    return "\n".join(f"{i + 1}. please do thing {_word(next(_count))}" for i in range(3))
+    return "\n".join(f"{i + 1}. please do thing {letters(next(_count))}" for i in range(3))
 
-
-def _word(n: int) -> str:  # letters only: digits would look like PII
-    out = ""
-    while True:
-        n, r = divmod(n, 26)
-        out += chr(97 + r)
-        if not n:
-            return out
 
 
 class Reporting(FakeBackend):

@@ -35,7 +35,7 @@ from aiohttp import web
 
 from textsynth.loopback import LoopbackServer
 
-__all__ = ["FAULTS", "FaultServer", "default_reply"]
+__all__ = ["FAULTS", "FaultServer", "default_reply", "letters"]
 
 #: what the server can do instead of answering normally
 FAULTS = ("rate_limit", "server_error", "bad_request", "timeout", "drop", "malformed", "empty",
@@ -63,6 +63,17 @@ def default_reply(body: Mapping[str, Any], choice: int, items: int = 1,
         words = [_WORDS[b % len(_WORDS)] for b in digest[i * 4:i * 4 + 4]]
         texts.append(f"please check {' '.join(words)} {digest.hex()[:8]}{i}")
     return json.dumps(texts)
+
+
+def letters(n: int) -> str:
+    """A distinct word of letters for each number (0 -> "a", 26 -> "ab"): unique reply
+    texts without digits, which the PII rule would take for numbers."""
+    out = ""
+    while True:
+        n, r = divmod(n, 26)
+        out += chr(97 + r)
+        if not n:
+            return out
 
 
 def _words(text: str) -> int:

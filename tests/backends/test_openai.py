@@ -29,7 +29,7 @@ from textsynth.errors import BackendResponseError, BackendUnavailable, RateLimit
 from textsynth.pipeline import run_recipe
 from textsynth.recipe import Recipe, load_recipe
 from textsynth.store import Store
-from textsynth.testing import FaultServer, default_reply
+from textsynth.testing import FaultServer, default_reply, letters
 
 CORRECTION = "That answer could not be used"
 
@@ -582,17 +582,8 @@ def _yield_falling_reply(body: Mapping[str, Any], choice: int) -> str:
     """Three items, the last of which soon repeats an earlier answer's: the yield falls
     from 3 to 2 a request once the first answers are in."""
     seed = int(body.get("seed") or 0)
-
-    def word(n: int) -> str:  # letters, not digits (digits look like PII)
-        out = ""
-        while True:
-            n, r = divmod(n, 26)
-            out += chr(97 + r)
-            if not n:
-                return out
-
-    return json.dumps([f"please do {word(seed)}", f"now do {word(seed)} twice",
-                       f"maybe {word(seed % 5)}"])
+    return json.dumps([f"please do {letters(seed)}", f"now do {letters(seed)} twice",
+                       f"maybe {letters(seed % 5)}"])
 
 
 @pytest.mark.parametrize("concurrency", [8, 16])
