@@ -98,16 +98,15 @@ class Engine:
         self.progress = progress
         self.result = RunStats({q: QuotaStats(jobs.target(q)) for q in self.quotas})
         self.stats = self.result.quotas
-        self.budget = Budget(jobs.budget)
-        self.acceptor = Acceptor(self.store, self.gate, jobs, self.backend.model_name,
-                                 self.stats, accepted)
         turns = jobs.recipe.generation.repair_turns
         if turns is None:  # the backend's default, by the recipe's type when built here
             turns = (get_backend(jobs.recipe.backend.type) if backend is None
                      else backend).default_repair_turns
+        self.budget = Budget(jobs.budget, repair_turns=turns)  # worst cases count the turns
+        self.acceptor = Acceptor(self.store, self.gate, jobs, self.backend.model_name,
+                                 self.stats, accepted)
         # the window sends through correction turns; the gate and the summary name the backend
         generator = SchemaRepair(self.backend, jobs.schema, turns) if turns else self.backend
-        self.budget.repair_turns = turns  # a request's worst case includes its turns
         self.window = RequestWindow(
             generator, self.store, self.budget, jobs,
             batch_size=jobs.batch_size or self.backend.batch_size,
