@@ -120,16 +120,23 @@ def test_counter_examples_drop_the_near_misses_of_a_label(recipe_dict: dict) -> 
     labels = {"lock_door": "Lock a door of the house", "play_music": "Play music"}
     seeds = {"lock_door": ["Please lock the front door", "Lock the garage door"],
              "play_music": ["Play some jazz", "Put on my workout playlist"]}
-    counters = {"lock_door": ["Unlock the front door", "Open the garage door"]}
+    counters = {"lock_door": ["Unlock the front door", "Open the garage door",
+                              "The door is locked"]}
     candidates = [("Lock the back door for the night", "lock_door"),
                   ("Please unlock the back door", "lock_door"),
                   ("Open all the doors of the house", "lock_door"),
-                  ("Play something by the Beatles", "play_music")]
+                  ("Play something by the Beatles", "play_music"),
+                  ("The garage door", "lock_door"),  # every word is the label's own
+                  ("Is the garage door locked?", "lock_door")]  # closer to the label
     rule = InLoopClassifier(labels, Embedder(), seeds, counter_examples=counters,
                             warmup=100, min_similarity=-1.0)
     verdicts = _judge(rule, [], candidates)
     assert verdicts[0].keep and verdicts[3].keep
-    assert [v.reason for v in verdicts[1:3]] == ["classifier_counter_example"] * 2
+    # MiniLM hardly tells "unlock" from "lock": the counter-examples' own words do
+    assert [v.reason for v in verdicts[1:3]] == ["classifier_counter_word"] * 2
+    assert "'unlock'" in verdicts[1].detail and "Unlock the front door" in verdicts[1].detail
+    assert verdicts[4].reason == "classifier_counter_example"  # by cosine
+    assert verdicts[5].reason == "classifier_counter_word"
     plain = InLoopClassifier(labels, Embedder(), seeds, warmup=100, min_similarity=-1.0)
     assert all(v.keep for v in _judge(plain, [], candidates))  # what they add
     recipe_dict["labels"] = {"lock_door": {"description": "Lock a door",
@@ -139,6 +146,45 @@ def test_counter_examples_drop_the_near_misses_of_a_label(recipe_dict: dict) -> 
     recipe_dict["labels"]["lock_door"]["counter_examples"] = "Unlock the door"
     with pytest.raises(RecipeError, match="counter_examples"):
         load_recipe(recipe_dict)
+
+
+def test_counter_words_are_the_near_misses_own_words() -> None:
+    """A counter-example's words that the label's examples never use, less function words
+    and numbers, are what make it a near miss; the first counter-example with each word is
+    named."""
+    from textsynth.quality.classifier import counter_words
+
+    own = ["Wake me up at 6:30 tomorrow", "Set an alarm for 5:45"]
+    found = counter_words(own, ["Turn off the alarm", "Set a timer for ten minutes",
+                                "Don\u2019t set an alarm"])
+    assert found == {"turn": "Turn off the alarm", "off": "Turn off the alarm",
+                     "timer": "Set a timer for ten minutes",
+                     "minutes": "Set a timer for ten minutes", "don't": "Don\u2019t set an alarm"}
+    assert counter_words(own, []) == {}
+    assert counter_words([], ["Lock the door"]) == {"lock": "Lock the door",
+                                                    "door": "Lock the door"}
+
+
+def test_counter_words_judge_every_language_and_need_seeds() -> None:
+    """The word check needs no embedding, so it judges rows the English MiniLM does not;
+    a label without seeds has too few words of its own to be held to it."""
+    from textsynth.quality.classifier import InLoopClassifier
+    from textsynth.quality.semantic import Embedder
+
+    labels = {"lock_door": "Lock a door of the house", "play_music": "Play music"}
+    seeds = {"play_music": ["Spiele Musik von den Beatles", "Mach mal Jazz an"]}
+    counters = {"lock_door": ["Unlock the door"], "play_music": ["Schalte die Musik aus"]}
+    rule = InLoopClassifier(labels, Embedder(), seeds, counter_examples=counters, warmup=100,
+                            min_similarity=-1.0, languages=["en"])
+    rows = [Example(text="Spiele Musik von Nena", label="play_music", language="de"),
+            Example(text="Mach die Musik aus", label="play_music", language="de"),
+            Example(text="Please unlock the house door", label="lock_door", language="en")]
+    asyncio.run(rule.prepare(rows))
+    verdicts = [rule(e) for e in rows]
+    assert verdicts[0].keep
+    assert verdicts[1].reason == "classifier_counter_word" and "'aus'" in verdicts[1].detail
+    assert sorted(rule._counter_words["play_music"]) == ["aus", "schalte"]  # not "die"
+    assert verdicts[2].reason != "classifier_counter_word"  # lock_door has no seeds
 
 
 def test_labels_warmed_by_their_seeds_judge_before_any_row_is_accepted() -> None:

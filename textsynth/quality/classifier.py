@@ -20,6 +20,7 @@ exactly as it was.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,46 @@ if TYPE_CHECKING:
 
     from textsynth.quality.semantic import Embedder
 
-__all__ = ["InLoopClassifier"]
+__all__ = ["InLoopClassifier", "counter_words"]
+
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
+# words that say nothing of what is asked (and numbers), in English and the commonest
+# articles and pronouns of a few other languages: a counter-example's "the", "my", "die"
+# or "ten" must not drop a candidate ("Switch on my phone" is a near miss of
+# turn_on_lights because of "phone", not "my"); "on", "off", "up", "down" and "not" are
+# not among them
+_FUNCTION_WORDS = frozenset(
+    " ".join([
+        "a an the this that these those my your our his her its their me i you we it they them",
+        "is are am be was were been do does did to of for in at by with from and or but so if",
+        "as please can could would will shall should may might must just some any all every",
+        "one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty",
+        "hundred",
+        "der die das den dem des ein eine einen einem einer und oder bitte mir mich ich du es ist",
+        "mal doch le la les l un une du de et ou je tu il moi vous nous est el los las una uno y o",
+        "por favor yo lo gli il un una e o per mi io di da del della che het een en",
+    ]).split())
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text.replace("\u2019", "'"))}
+
+
+def counter_words(own: Sequence[str], counters: Sequence[str]) -> dict[str, str]:
+    """The words of ``counters`` that no text of ``own`` uses and that are not function
+    words, each with the first counter-example that has it.
+
+    >>> counter_words(["Lock the back door"], ["Unlock the front door"])
+    {'unlock': 'Unlock the front door', 'front': 'Unlock the front door'}
+    """
+    mine = set().union(*(_words(t) for t in own)) if own else set()
+    found: dict[str, str] = {}
+    for text in counters:
+        for word in _WORD.findall(text.replace("\u2019", "'")):
+            word = word.lower()
+            if word not in mine and word not in _FUNCTION_WORDS:
+                found.setdefault(word, text)
+    return found
 
 
 class InLoopClassifier(Rule):
@@ -58,7 +98,12 @@ class InLoopClassifier(Rule):
     A label's ``counter_examples`` are near misses a person wrote down as not the label
     ("Unlock the front door" for lock_door): a candidate whose closest counter-example
     is closer than every seed of its label (its prototype without seeds) is dropped
-    (``classifier_counter_example``).
+    (``classifier_counter_example``). Sentence embeddings hardly tell "lock" from
+    "unlock" or "on" from "off", so for a label with seeds the words are checked too: a
+    candidate that uses a word of a counter-example which none of the label's seeds uses,
+    and which is not a function word or a number, is dropped (``classifier_counter_word``:
+    "unlock" and "open" for lock_door). That check reads words only, so it judges every
+    language.
     """
 
     name = "classifier"
@@ -90,6 +135,11 @@ class InLoopClassifier(Rule):
                                (counter_examples or {}).items() if label in labels and texts}
         self._counter_vectors: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         self._counter_sims: dict[tuple[str, str], tuple[float, float]] = {}
+        # only a label with seeds: a name and a description have too few words to say
+        # which words of a counter-example are new (and may be in another language)
+        self._counter_words = {label: counter_words(self._seed_texts[label], texts)
+                               for label, texts in self._counter_texts.items()
+                               if label in self._seed_texts}
         self._seed_sims: dict[tuple[str, str], float] = {}
         # the bundled MiniLM reads English only: other languages are not judged with it
         self.languages = set(languages) if languages is not None else None
@@ -221,7 +271,15 @@ class InLoopClassifier(Rule):
                                                      float((counters @ known[e.text]).max()))
 
     def check(self, example: Example) -> Verdict:
-        if example.label not in self.labels or not self._judges(example):
+        if example.label not in self.labels:
+            return KEEP
+        words = self._counter_words.get(example.label)
+        if words:
+            hit = sorted(_words(example.text) & words.keys())
+            if hit:
+                return Verdict(False, "classifier_counter_word",
+                               f"'{hit[0]}', a word of the counter-example '{words[hit[0]]}'")
+        if not self._judges(example):
             return KEEP
         probs = self._probs.get(example.text)
         if probs is None:
