@@ -189,7 +189,63 @@ EXAMPLES: dict[str, dict[str, list[str]]] = {
                                "Verschieb den Wecker für morgen auf halb acht.",
                                "Ändere die Weckzeit auf 6:45 Uhr."],
     },
+    "it": {
+        "weather/find": ["Che tempo farà domani a Roma?",
+                         "Mi serve l'ombrello questo fine settimana?",
+                         "Sabato ci sarà il sole a Milano?"],
+        "BookRestaurant": ["Prenota un tavolo per quattro stasera in pizzeria.",
+                           "Vorrei un tavolo al ristorante giapponese sabato alle 20.",
+                           "Puoi prenotare per due alla Trattoria da Mario?"],
+        "alarm/set_alarm": ["Imposta una sveglia alle sette.",
+                            "Svegliami domani alle cinque e mezza.",
+                            "Mi serve una sveglia tra venti minuti."],
+        "PlayMusic": ["Metti qualcosa dei Beatles.",
+                      "Voglio ascoltare un po' di jazz rilassante.",
+                      "Fai partire il nuovo album di Laura Pausini."],
+        "SearchScreeningEvent": ["Che film danno stasera al cinema?",
+                                 "Quando danno il nuovo film di James Bond all'Odeon?",
+                                 "Fammi vedere gli orari del cinema per domenica qui vicino."],
+        "alarm/cancel_alarm": ["Cancella la sveglia di domani mattina.",
+                               "Disattiva tutte le mie sveglie.",
+                               "Togli la sveglia delle sei."],
+        "SearchCreativeWork": ["Cerca la serie Gomorra.",
+                               "Trova il libro Il nome della rosa.",
+                               "Sto cercando il videogioco Zelda."],
+        "AddToPlaylist": ["Aggiungi questa canzone alla mia playlist per correre.",
+                          "Metti Vasco Rossi nella playlist della festa.",
+                          "Salva il brano che sta suonando tra i preferiti."],
+        "RateBook": ["Dai cinque stelle al libro Io non ho paura.",
+                     "Valuta questo romanzo tre punti su cinque.",
+                     "Al libro che sto leggendo do quattro stelle."],
+        "reminder/set_reminder": ["Ricordami domani di pagare l'affitto.",
+                                  "Ricordami alle 18 l'appuntamento dal medico.",
+                                  "Crea un promemoria per chiamare la mamma."],
+        "reminder/show_reminders": ["Fammi vedere i promemoria di oggi.",
+                                    "Che promemoria ho questa settimana?",
+                                    "Leggimi i miei promemoria."],
+        "reminder/cancel_reminder": ["Cancella il promemoria del dentista.",
+                                     "Elimina tutti i promemoria di domani.",
+                                     "Non mi serve più il promemoria della spesa."],
+        "alarm/show_alarms": ["Quali sveglie ho impostato?",
+                              "Fammi vedere tutte le mie sveglie.",
+                              "C'è una sveglia per domani mattina?"],
+        "alarm/snooze_alarm": ["Fammi dormire altri dieci minuti.",
+                               "Posticipa la sveglia.",
+                               "Risvegliami tra cinque minuti."],
+        "alarm/modify_alarm": ["Sposta la sveglia dalle sei alle sette.",
+                               "Cambia la sveglia di domani alle sette e mezza.",
+                               "Metti la sveglia alle 6:45 invece che alle sei."],
+    },
 }
+
+# examples/new_language_list.jinja in Italian (for `generation.style: continue`)
+ITALIAN_LIST = """\
+Frasi che le persone dicono a un assistente vocale per {{ label_description or label_name }}:
+{% for e in examples %}
+- {{ e }}
+{% endfor %}
+-
+"""
 
 # examples/new_language.jinja in Italian (the German one is used as it is)
 ITALIAN_TEMPLATE = """\
@@ -235,16 +291,18 @@ def xsid_settings(language: str, per_label: int, examples: bool = False) -> list
 
 
 def recipe_file(recipe: str, language: str, out: Path) -> str:
-    """The recipe to start from: for Italian, a copy beside an Italian new_language.jinja
-    (a template may not leave its recipe's folder)."""
+    """The recipe to start from: for Italian, a copy beside Italian versions of
+    new_language.jinja and new_language_list.jinja (a template may not leave its recipe's
+    folder)."""
     if language != "it":
         return recipe
     import shutil
 
-    folder = out / "recipe"
+    folder = out.with_name(out.name + "-recipe")  # beside the output folder, not in it
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(recipe, folder / Path(recipe).name)
     (folder / "new_language.jinja").write_text(ITALIAN_TEMPLATE, encoding="utf-8")
+    (folder / "new_language_list.jinja").write_text(ITALIAN_LIST, encoding="utf-8")
     return str(folder / Path(recipe).name)
 
 
@@ -268,7 +326,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="output folder (default output/xsid-LANG)")
     parser.add_argument("--per-label", type=int, default=10)
     parser.add_argument("--examples", action="store_true", help="three hand-written seed "
-                        "examples per intent (German, English)")
+                        "examples per intent (German, Italian, English)")
     parser.add_argument("--reuse", type=Path, help="a finished run's folder (or any labeled "
                         "set): nothing is generated")
     parser.add_argument("--label-map", help="synthetic=xSID,... or a JSON file (with --reuse)")

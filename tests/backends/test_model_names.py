@@ -103,10 +103,20 @@ def test_a_failed_assembly_is_a_clear_error_and_leaves_nothing(
     assert list((tmp_path / "models").iterdir()) == []
 
 
-def test_openvino_refuses_gemma_with_the_backend_to_use() -> None:
-    with pytest.raises(RecipeError, match="transformers backend only") as info:
-        OpenVINOBackend({"model": GEMMA_MODEL})._source()
-    assert info.value.field == "backend.options.model"
+def test_openvino_reads_gemma_as_a_transformers_folder_or_says_why_not(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """OpenVINO GenAI's GGUF reader has no gemma3: the openvino backend writes the model
+    as a transformers folder first (for optimum-intel); a GGUF it cannot read is one
+    line, and no half-written folder stays."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    _fake_package(monkeypatch, b"GGUF" + bytes(100))
+    backend = OpenVINOBackend({"model": GEMMA_MODEL, "cache_dir": str(tmp_path)})
+    with pytest.raises(BackendError, match="cannot write the gemma3-270m model as a "
+                                           "transformers folder"):
+        backend._source()
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == \
+        ["gemma-3-270m-q4_k_m.gguf"]
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +149,33 @@ def test_gemma_refuses_chat_messages_with_one_line(gemma: TransformersBackend) -
                       max_tokens=8)
     with pytest.raises(RecipeError, match="no chat template: a base model continues text"):
         asyncio.run(gemma.generate([request]))
+
+
+def _optimum_or_skip() -> None:
+    from textsynth.backends._openvino_convert import optimum_cli
+
+    pytest.importorskip(GEMMA_PACKAGE)
+    pytest.importorskip("openvino_genai")
+    if optimum_cli() is None:
+        pytest.skip("no optimum-cli (set TEXTSYNTH_OPTIMUM_CLI)")
+
+
+@model
+def test_gemma_on_openvino_continues_a_german_list_and_refuses_chat() -> None:
+    """Gemma on the openvino backend: converted once (GGUF -> transformers folder ->
+    OpenVINO IR), a raw document gets Gemma's <bos> (without it Gemma writes nonsense),
+    and chat messages are refused in one line."""
+    _optimum_or_skip()
+    backend = OpenVINOBackend({"model": GEMMA_MODEL, "system_prompt": None, "threads": 2})
+    prompt = ("Sätze, die Menschen zu einem Sprachassistenten sagen, um einen Wecker zu "
+              "stellen:\n- Stell einen Wecker für sieben Uhr.\n- Weck mich morgen um halb "
+              "sechs.\n-")
+    done = asyncio.run(backend.generate([Request(messages=(), prompt=prompt, seed=3,
+                                                 max_tokens=24, temperature=0.0)]))
+    first = done[0].text.split("\n")[0].strip()
+    assert len(first.split()) >= 2, done[0].text
+    ids = backend._tokenizer.encode(prompt, add_special_tokens=True).input_ids.data[0]
+    assert int(ids[0]) == 2  # Gemma's <bos>
+    with pytest.raises(RecipeError, match="no chat template: a base model continues text"):
+        asyncio.run(backend.generate([Request(messages=({"role": "user", "content": "Hi"},),
+                                              seed=1, max_tokens=8)]))

@@ -171,10 +171,35 @@ def test_missing_and_unusable_models_are_recipe_errors(tmp_path: Path,
     hf.mkdir()
     (hf / "config.json").write_text(json.dumps({"model_type": "llama"}))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    with pytest.raises(RecipeError, match="optimum-intel"):
+    monkeypatch.delenv("TEXTSYNTH_OPTIMUM_CLI", raising=False)
+    with pytest.raises(RecipeError, match="optimum-intel, but no optimum-cli on PATH"):
         prepare_model(hf, tmp_path / "c", "test")
     with pytest.raises(RecipeError, match="max_num_seqs"):
         create_backend("openvino", {"max_num_seqs": 0})
+
+
+def test_the_converter_may_live_in_an_environment_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TEXTSYNTH_OPTIMUM_CLI names the optimum-cli to convert with (optimum-intel pins an
+    older transformers, so it often lives in a venv of its own); a wrong path is named in
+    one line, a converter that fails leaves its last line and nothing in the cache."""
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({"model_type": "gemma3_text"}))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("TEXTSYNTH_OPTIMUM_CLI", str(tmp_path / "missing-cli"))
+    with pytest.raises(RecipeError, match=r"TEXTSYNTH_OPTIMUM_CLI=.*missing-cli is not an exec"):
+        prepare_model(hf, tmp_path / "c", "test")
+    cli = tmp_path / "optimum-cli"
+    cli.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/args\"\n"
+                   "echo 'ValueError: this model type is not supported' >&2\nexit 1\n")
+    cli.chmod(0o755)
+    monkeypatch.setenv("TEXTSYNTH_OPTIMUM_CLI", str(cli))
+    with pytest.raises(BackendError, match=r"could not convert .*: ValueError: this model type"):
+        prepare_model(hf, tmp_path / "c", "test")
+    args = (tmp_path / "args").read_text().split()
+    assert args[:4] == ["export", "openvino", "--model", str(hf)]
+    assert list((tmp_path / "c" / "openvino").iterdir()) == []  # no half-written model
 
 
 def test_digest_follows_content_not_name(tmp_path: Path) -> None:

@@ -135,3 +135,36 @@ def test_sampler_widens_past_its_top_k_for_a_flat_distribution() -> None:
     flat = [0.0] * 1000
     picks = _pick([_row(s, top_p=0.95) for s in range(300)], [flat] * 300)
     assert max(picks) > _RowSampler.TOP_K * 4  # the nucleus holds 950 tokens, not 64
+
+
+def _bos_tokenizer() -> object:
+    """A tiny real tokenizer that starts every document with <bos>, as Gemma's does."""
+    pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<bos>": 1, "-": 2, "Hallo": 3, "Welt": 4, "Frage": 5}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="<bos> $A",
+                                                        special_tokens=[("<bos>", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", pad_token="<pad>")
+    tok.padding_side = "left"
+    return tok
+
+
+def test_a_raw_document_starts_as_the_tokenizer_starts_one() -> None:
+    """A document to continue gets the tokenizer's <bos> (Gemma writes nonsense without
+    it); a chat-templated prompt does not get a second one; a mixed batch pads each."""
+    b = TransformersBackend({"threads": 1})
+    b._tokenizer = _bos_tokenizer()
+    raw = b._encode(["- Hallo Welt", "- Hallo"], [True, True])
+    assert raw["input_ids"].tolist() == [[1, 2, 3, 4], [0, 1, 2, 3]]
+    chat = b._encode(["Frage Hallo Welt"], [False])
+    assert chat["input_ids"].tolist() == [[5, 3, 4]]
+    mixed = b._encode(["- Hallo", "Frage Hallo Welt"], [True, False])
+    assert mixed["input_ids"].tolist() == [[1, 2, 3], [5, 3, 4]]
+    assert mixed["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 1]]
+    short = b._encode(["- Hallo", "Frage Hallo Welt Welt"], [True, False])
+    assert short["input_ids"].tolist() == [[0, 1, 2, 3], [5, 3, 4, 4]]
+    assert short["attention_mask"].tolist()[0] == [0, 1, 1, 1]

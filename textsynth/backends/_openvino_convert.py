@@ -26,7 +26,7 @@ from pathlib import Path
 
 from textsynth.errors import BackendError, RecipeError
 
-__all__ = ["PreparedModel", "cache_root", "prepare_model", "source_digest"]
+__all__ = ["PreparedModel", "cache_root", "optimum_cli", "prepare_model", "source_digest"]
 
 IR_FILES = ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml",
             "openvino_detokenizer.xml")
@@ -144,13 +144,29 @@ def _convert_gguf(source: Path, work: Path) -> None:
         raise BackendError(f"OpenVINO GenAI converted {source} but wrote no complete model")
 
 
+def optimum_cli() -> str | None:
+    """The ``optimum-cli`` that converts transformers folders: ``$TEXTSYNTH_OPTIMUM_CLI``
+    (one in an environment of its own: optimum-intel pins an older transformers), else
+    the one on ``PATH``."""
+    given = os.environ.get("TEXTSYNTH_OPTIMUM_CLI")
+    if given:
+        path = Path(given).expanduser()
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return shutil.which("optimum-cli")
+
+
 def _convert_transformers(source: Path, work: Path) -> None:
-    cli = shutil.which("optimum-cli")
+    cli = optimum_cli()
     if cli is None:
+        given = os.environ.get("TEXTSYNTH_OPTIMUM_CLI")
+        where = (f"TEXTSYNTH_OPTIMUM_CLI={given} is not an executable file" if given else
+                 "no optimum-cli on PATH and TEXTSYNTH_OPTIMUM_CLI is not set")
         raise RecipeError(
-            f"the openvino backend converts the transformers folder {source} with "
-            "optimum-intel (pip install 'optimum-intel[openvino]'); or give it a .gguf file "
-            "or an OpenVINO folder, or use the transformers backend",
+            f"the openvino backend converts the transformers folder {source} once with "
+            f"optimum-intel, but {where}: install it in an environment of its own "
+            "(README: 'Gemma 3 270M on openvino') and set TEXTSYNTH_OPTIMUM_CLI to its "
+            "optimum-cli; or give a .gguf file or an OpenVINO folder, or use the "
+            "transformers backend",
             field="backend.options.model")
     cmd = [cli, "export", "openvino", "--model", str(source), "--task",
            "text-generation-with-past", "--weight-format", "fp16", str(work)]

@@ -36,6 +36,7 @@ from textsynth.backends.transformers import (
     DEFAULT_SYSTEM,
     GEMMA_MODEL,
     embedded_model_path,
+    gemma_folder,
     local_model_name,
 )
 from textsynth.errors import BackendError, MissingDependency, RecipeError
@@ -104,9 +105,8 @@ class OpenVINOBackend(Backend):
         model: str = self.options.model
         if model == DEFAULT_MODEL:
             return embedded_model_path()
-        if model == GEMMA_MODEL:  # OpenVINO GenAI's GGUF reader refuses its Q4_K weights
-            raise RecipeError(f"the {GEMMA_MODEL} model runs on the transformers backend only "
-                              "(backend.type: transformers)", field="backend.options.model")
+        if model == GEMMA_MODEL:  # OpenVINO GenAI's GGUF reader has no gemma3: optimum-intel
+            return gemma_folder(self.options.cache_dir)
         path = Path(model).expanduser()
         if not path.exists():
             raise RecipeError(f"local model '{model}' not found (a .gguf file or a folder; "
@@ -179,6 +179,10 @@ class OpenVINOBackend(Backend):
         or the request's raw prompt as it is."""
         if request.prompt is not None:
             return request.prompt
+        if not self._tokenizer.chat_template:
+            raise RecipeError(f"the model {self.model_name} has no chat template: a base model "
+                              "continues text and cannot answer chat messages (set "
+                              "generation.style: continue)", field="backend.options.model")
         messages = list(request.messages)
         system: str | None = self.options.system_prompt
         if system and not any(m["role"] == "system" for m in messages):
@@ -209,7 +213,10 @@ class OpenVINOBackend(Backend):
         prompts, work = [], []
         for request in requests:
             with self._tok_lock:  # the result is a view into the tokenizer's buffer: copy it
-                enc = self._tokenizer.encode(self.prompt(request), add_special_tokens=False)
+                # a chat template writes its own special tokens; a raw document starts as
+                # the tokenizer starts one (Gemma's <bos>; nothing for SmolLM2)
+                enc = self._tokenizer.encode(self.prompt(request),
+                                             add_special_tokens=request.prompt is not None)
                 array = enc.input_ids.data.copy()
             prompts.append([int(t) for t in array[0]])
             for choice in range(request.n):  # one stream per choice, seeded like the request

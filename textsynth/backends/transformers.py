@@ -30,7 +30,7 @@ from textsynth.backends.base import Backend, Completion, Request, Usage
 from textsynth.errors import BackendError, RecipeError
 
 __all__ = ["DEFAULT_MODEL", "GEMMA_MODEL", "MODEL_NAMES", "TransformersBackend",
-           "embedded_model_path"]
+           "embedded_model_path", "gemma_folder"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 GEMMA_MODEL = "gemma3-270m"
@@ -87,6 +87,44 @@ def _gemma_path(cache_dir: str | None) -> Path:
         raise BackendError(f"cannot assemble the {GEMMA_MODEL} model in {folder}: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
+    return target
+
+
+def gemma_folder(cache_dir: str | None = None) -> Path:
+    """Gemma 3 270M as a transformers folder (float32 safetensors and its tokenizer),
+    written once into ``<cache>/models/`` from its GGUF: what optimum-intel converts for
+    the openvino backend. Written to a temporary folder and renamed into place."""
+    import shutil
+    import tempfile
+
+    gguf = _gemma_path(cache_dir)
+    target = gguf.parent / "gemma-3-270m-transformers"
+    if (target / "config.json").is_file():
+        return target
+    transformers = require("transformers", f"the {GEMMA_MODEL} model")
+    require("gguf", f"reading the {GEMMA_MODEL} GGUF")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=gguf.parent))
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        quantized = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent,
+                                                                      gguf_file=gguf.name)
+        config = quantized.config  # de-quantised weights: a plain model saves them
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = transformers.AutoModelForCausalLM.from_config(config)
+        plain.load_state_dict(quantized.state_dict())
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "config.json").is_file():  # not another run's finished copy
+                raise
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise BackendError(f"cannot write the {GEMMA_MODEL} model as a transformers folder "
+                           f"in {gguf.parent}: {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -187,13 +225,24 @@ class TransformersBackend(Backend):
         return str(self._tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=False))
 
+    def _encode(self, prompts: list[str], raw: list[bool]) -> Any:
+        """Token ids, left-padded into one batch. A chat template writes its own special
+        tokens; a raw document starts as the tokenizer starts one (Gemma's <bos>)."""
+        tok = self._tokenizer
+        if all(raw) or not any(raw):
+            return tok(prompts, return_tensors="pt", padding=True,
+                       add_special_tokens=bool(raw and raw[0]))
+        ids = [tok(p, add_special_tokens=r)["input_ids"] for p, r in zip(prompts, raw,
+                                                                          strict=True)]
+        return tok.pad({"input_ids": ids}, return_tensors="pt", padding=True)
+
     def _generate(self, requests: list[Request]) -> list[Completion]:
         import torch
 
         tok, model = self._tokenizer, self._model
         prompts = [self._prompt(r) for r in requests for _ in range(r.n)]
         rows = [r for r in requests for _ in range(r.n)]
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = self._encode(prompts, [r.prompt is not None for r in rows])
         enc = {k: v.to(self._device) for k, v in enc.items()}
         sampler = _RowSampler(rows, self._device)
         max_new = max(r.max_tokens for r in requests)
