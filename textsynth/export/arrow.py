@@ -127,7 +127,10 @@ def split_table(rows: Sequence[dict[str, Any]], features: dict[str, Any]) -> pa.
         from textsynth.errors import ExportError
 
         raise ExportError(f"a row cannot be written as Arrow data: {exc}") from None
-    return table.select(schema.names).cast(schema)
+    table = table.select(schema.names)
+    if table.schema.equals(schema, check_metadata=False):  # the usual case: no cast, and
+        return table.replace_schema_metadata(schema.metadata)  # no pyarrow.compute (9 MB)
+    return table.cast(schema)
 
 
 class ExportedSplit:
