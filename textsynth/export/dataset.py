@@ -193,7 +193,7 @@ def _write_all(layout: DatasetLayout, ds: ExportedDataset, store: Store, stage: 
                     _write_csv(rows, table, header=first)
                 if "rasa" in formats:
                     rasa += rows
-                first = False
+                first = first and not rows  # the CSV header goes before the first row
         written += [f"{name}.{fmt}" for fmt in ("jsonl", "csv") if fmt in formats]
     if "rasa" in formats:
         from textsynth.export.rasa import write_rasa_nlu
