@@ -3,12 +3,15 @@
     python benchmarks/driver.py                      # 9,000 requests, 200 ms, 256 at once
     python benchmarks/driver.py --requests 2000 --gate cheap
     python benchmarks/driver.py --profile /tmp/driver.prof   # cProfile of the CLI run
+    python benchmarks/driver.py --gate cheap --marginal      # per request, start-up apart
 
 The mock endpoint (``python -m textsynth.testing``, 200 ms a request) runs in a
 process of its own, so its CPU does not count. The CLI runs as a subprocess on
 a recipe of ``--requests`` requests, one row each (20 labels); the figures are
 that process's own: user+sys CPU seconds (start-up, planning, the quality gate,
 the SQLite store and the export included), CPU ms per request sent, and peak RSS.
+``--marginal`` also runs a quarter of the requests and prints the difference per
+request: the CPU a request costs once start-up and the export are paid.
 
 Two quality gates (``--gate``):
 
@@ -123,6 +126,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print each run as JSON too")
     parser.add_argument("--prefix", default="", help=(
         "run the CLI under this command, e.g. 'py-spy record -o flame.svg --'"))
+    parser.add_argument("--marginal", action="store_true", help=(
+        "also run a quarter of the requests: CPU per request apart from start-up"))
     args = parser.parse_args()
     gates = ["cheap", "full"] if args.gate == "both" else [args.gate]
     print(f"textsynth run, openai backend, {args.requests} requests (1 row each, {LABELS} "
@@ -140,6 +145,13 @@ def main() -> None:
               f"{r['cpu_ms_per_request']:>10.3f} {r['peak_rss_mb']:>11.0f}", flush=True)
         if args.json:
             print(json.dumps(runs))
+        if args.marginal:
+            small = measure(argparse.Namespace(**{**vars(args), "gate": gate,
+                                                  "requests": args.requests // 4}))
+            per = (r["cpu_s"] - small["cpu_s"]) / max(1, r["requests"] - small["requests"])
+            fixed = small["cpu_s"] - per * small["requests"]
+            print(f"       marginal: {1000 * per:.3f} ms a request ({small['requests']} -> "
+                  f"{r['requests']} requests), fixed about {fixed:.2f} s (start-up, export)")
         if gate == "cheap":
             cpu_ok = r["cpu_ms_per_request"] <= TARGET_MS
             rss_ok = r["peak_rss_mb"] <= TARGET_MB

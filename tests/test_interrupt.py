@@ -7,6 +7,7 @@ asks nothing that was answered. A second Ctrl-C exits at once.
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -125,3 +126,52 @@ def test_engine_interrupt_keeps_the_answers_in_flight(tmp_path: Path) -> None:
     from textsynth.result import StopReason
 
     assert {st.stop for st in engine.result.quotas.values()} == {StopReason.INTERRUPTED}
+
+
+def test_a_killed_run_keeps_every_committed_answer_and_resume_never_asks_for_one(
+        tmp_path: Path, write_recipe: Callable[..., Path]) -> None:
+    """SIGKILL (no grace, no clean-up) while answers arrive and are committed in bursts:
+    no row outlives the answer it came from, and the resumed run asks for none of the
+    answers that were committed (their rows keep the time they were first stored)."""
+    with FaultServer(items=3, latency=0.05, latency_sigma=0.5) as srv:
+        recipe = write_recipe({
+            "name": "killed", "labels": {"turn_on": "switch on", "turn_off": "switch off"},
+            "per_label": 150, "generation": {"examples_per_request": 3},
+            "export": {"dir": str(tmp_path / "out")},
+            "quality": {"near_duplicates": False, "novelty": False, "semantic": False,
+                        "classifier": False, "language_id": False},
+            "backend": {"type": "openai", "options": {"base_url": srv.url, "model": "m",
+                                                      "concurrency": 16}},
+        })
+        db_path = tmp_path / "out" / "textsynth.db"
+        proc = _start(recipe)
+
+        def stored() -> int:
+            if not db_path.exists():
+                return 0
+            try:
+                with sqlite3.connect(db_path, timeout=5) as db:
+                    return int(db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
+            except sqlite3.OperationalError:  # not created yet
+                return 0
+
+        _wait_for(lambda: stored() >= 20 and srv.inflight >= 8)
+        proc.kill()
+        proc.communicate(timeout=30)
+        with sqlite3.connect(db_path) as db:
+            before = dict(db.execute("SELECT key, created FROM completions").fetchall())
+            row_keys = {json.loads(data)["request_id"]
+                        for (data,) in db.execute("SELECT data FROM examples")}
+        assert len(before) >= 20 and row_keys <= set(before)  # no row without its answer
+        assert len(before) < 100  # killed mid-run: the rest is asked for below
+
+        again = subprocess.run([sys.executable, "-m", "textsynth", "run", str(recipe),
+                                "--quiet"], capture_output=True, text=True, timeout=300,
+                               check=False)
+        assert again.returncode == 0, again.stderr
+        with sqlite3.connect(db_path) as db:
+            after = dict(db.execute("SELECT key, created FROM completions").fetchall())
+            summary = json.loads(db.execute(
+                "SELECT value FROM meta WHERE key = 'summary'").fetchone()[0])
+        assert {k: after[k] for k in before} == before  # none of them was asked again
+        assert summary["cached"] == len(before) and len(after) > len(before)

@@ -56,7 +56,7 @@ def sender(backend: Any, store: Store, budget: Budget | None = None, batch_size:
            concurrency: int = 1, events: Events | None = None) -> Sender:
     events = events or Events()
     events.sender = Sender(backend, store, budget or Budget(BudgetSpec()), batch_size,
-                           concurrency, lambda: None, events)
+                           concurrency, events)
     return events.sender
 
 
@@ -161,3 +161,55 @@ def test_batches_are_the_backend_batch_size(batch_size: int) -> None:
 
     asyncio.run(go())
     assert fake.calls == 6 // batch_size and len(fake.requests) == 6
+
+
+def test_answers_arriving_close_together_share_one_commit() -> None:
+    """40 answers that arrive one by one within ~20 ms: the first of a burst is committed
+    at once, the rest of it at most every ``store_every`` seconds (with every answer that
+    arrived meanwhile), and each is still committed before it is handed on."""
+
+    class Staggered(FakeBackend):
+        async def generate(self, requests: Sequence[Request]) -> list[Completion]:
+            (request,) = requests
+            await asyncio.sleep(0.0005 * request.seed)  # one arrival per loop turn
+            return await super().generate(requests)
+
+    store = Store(":memory:")
+    commits: list[int] = []
+    store._db.set_trace_callback(lambda sql: commits.append(1) if sql == "COMMIT" else None)
+    handed: list[bool] = []
+
+    async def go() -> None:
+        s = sender(Staggered(responses=["a"]), store, concurrency=40)
+        records = [record(i) for i in range(40)]
+        for r in records:
+            r.future.add_done_callback(
+                lambda _, key=r.key: handed.append(store.get_completion(key) is not None
+                                                   and not store.in_transaction))
+            s.add(r)
+        await outcomes(records)
+
+    asyncio.run(go())
+    assert store.completion_count() == 40 and handed == [True] * 40
+    # ~20 ms of arrivals at one commit per 5 ms at most (it was one commit per arrival,
+    # and a second for the acceptor's rows)
+    assert 1 <= len(commits) <= 8, len(commits)
+
+
+def test_an_answer_is_committed_with_the_rows_written_before_it() -> None:
+    """The acceptor's open transaction (rows of answers handed on earlier) is joined by
+    the next answers' write: one commit for both; a failed write rolls back both."""
+    store = Store(":memory:")
+    tx = store.transaction()  # what the acceptor holds open while it writes rows
+    store.add_reject("turn_on", "en", "a row", "form")
+
+    async def go() -> None:
+        s = sender(FakeBackend(responses=["a"]), store)
+        r = record(0)
+        s.add(r)
+        await asyncio.wait_for(outcomes([r]), 10)
+
+    asyncio.run(go())
+    assert not store.in_transaction  # one commit covered the row and the answer
+    assert store.completion_count() == 1 and store.reject_counts() == {"form": 1}
+    tx.commit()  # the acceptor's later flush: nothing left to commit, no error

@@ -53,7 +53,7 @@ class RequestWindow:
 
     def __init__(self, backend: Backend, store: Store, budget: Budget, jobs: JobSource,
                  batch_size: int, concurrency: int, max_attempts: int,
-                 before_write: Callable[[], None], on_stored: Callable[[], None]):
+                 on_stored: Callable[[], None]):
         self.backend = backend
         self.store = store
         self.budget = budget
@@ -61,9 +61,7 @@ class RequestWindow:
         self.batch_size = batch_size
         self.size = batch_size * (concurrency + 1)  # jobs in flight at most
         self.max_attempts = max_attempts
-        self.sender = Sender(backend, store, budget, batch_size, concurrency, before_write,
-                             self)
-        self._before_write = before_write
+        self.sender = Sender(backend, store, budget, batch_size, concurrency, self)
         self._on_stored = on_stored
         self.quotas = jobs.quotas
         self._records: dict[tuple[Quota, int], InFlight] = {}
@@ -192,8 +190,6 @@ class RequestWindow:
         record = self._records[jk]  # kept while awaited: it may be replaced
         if self.sender.queue and not record.future.done():
             self.flush()
-        if not record.future.done():
-            self._before_write()  # before others run: they write to the store too
         try:
             outcome: Completion | GenerationError = await record.future
         except GenerationError as exc:

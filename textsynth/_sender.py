@@ -1,11 +1,19 @@
 """Sending: jobs in flight, batched to the backend while the budget has room, and every
-answer written to the store (and committed) before anyone reads it."""
+answer written to the store (and committed) before anyone reads it.
+
+Answers that arrive close together share one commit: the first one of a burst is stored
+on the event loop's next turn, or :attr:`Sender.store_every` seconds after the previous
+commit if that was more recent, together with every answer that arrived meanwhile (and
+the acceptor's rows written since, in the same transaction). A crash in between loses
+those answers, none of which was handed on: no row was made from them, and the
+resumed run asks for them again; what was committed is never asked for again.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -80,14 +88,17 @@ class Sender:
     """Batches of ``batch_size`` requests, at most ``concurrency`` calls at a time, started
     while the budget (less what is in flight) has room; answers stored before handed on."""
 
+    #: seconds between commits of arriving answers at most (a burst shares one commit)
+    store_every: float = 0.005
+
     def __init__(self, backend: Backend, store: Store, budget: Budget, batch_size: int,
-                 concurrency: int, before_write: Callable[[], None], listener: Listener):
+                 concurrency: int, listener: Listener):
         self.backend = backend
         self.store = store
         self.budget = budget
         self.batch_size = batch_size
-        self._before_write = before_write  # commits the acceptor's rows: one connection
         self._listener = listener
+        self._stored_at = -math.inf  # loop time of the last commit of answers
         self._sem = asyncio.Semaphore(concurrency)
         self.queue: Batch = []
         self._pending: deque[Batch] = deque()
@@ -164,16 +175,21 @@ class Sender:
         self._listener.call_ended(batch)
         self._unstored.append((batch, completions, need))
         if len(self._unstored) == 1:  # completions that arrive together share one commit
-            asyncio.get_running_loop().call_soon(self.store_completions)
+            loop = asyncio.get_running_loop()
+            wait = self._stored_at + self.store_every - loop.time()
+            if wait > 0:
+                loop.call_later(wait, self.store_completions)
+            else:
+                loop.call_soon(self.store_completions)
 
     def store_completions(self) -> None:
         """Write (and commit) the completions that arrived, then hand them on."""
         done, self._unstored = self._unstored, []
         if not done:
             return
+        self._stored_at = asyncio.get_running_loop().time()
         try:  # a callback of the event loop: an error raised here would be lost
-            self._before_write()
-            with self.store.transaction():
+            with self.store.transaction():  # joins the acceptor's rows: one commit
                 for batch, completions, _ in done:
                     for record, completion in zip(batch, completions, strict=True):
                         job = record.job

@@ -1,8 +1,9 @@
 """Acceptor: one completion -> parsed candidates -> quality gate -> accepted or rejected rows.
 
-Accepted and rejected rows are written to the store in one transaction per burst of
-processing (:meth:`Acceptor.flush` commits it). They are re-derived from the stored
-completions on every run, so a crash that loses the open transaction loses nothing.
+Accepted and rejected rows are written to the store in the transaction that is open
+(the sender's next commit of arriving answers, or :meth:`Acceptor.flush`, commits it).
+They are re-derived from the stored completions on every run, so a crash that loses
+the open transaction loses nothing.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ class Acceptor:
             return
 
     def _open(self) -> None:
-        if self._tx is None:
+        # the sender's commit of arriving answers commits these rows too: open another
+        if self._tx is None or not self.store.in_transaction:
             self._tx = self.store.transaction()
 
     def flush(self) -> None:

@@ -111,8 +111,7 @@ class Engine:
             generator, self.store, self.budget, jobs,
             batch_size=jobs.batch_size or self.backend.batch_size,
             concurrency=jobs.concurrency or self.backend.max_concurrency,
-            max_attempts=jobs.max_attempts, before_write=self.acceptor.flush,
-            on_stored=lambda: self._notify("sent"))
+            max_attempts=jobs.max_attempts, on_stored=lambda: self._notify("sent"))
         # rounds between a job and the accepted rows its prompt may show: those rounds
         # are processed before the job is sent, at any concurrency
         self.lag = max(1, math.ceil(self.window.size / max(1, len(self.quotas))))

@@ -59,7 +59,8 @@ def _guarded(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 class Transaction:
     """One write transaction: ``with store.transaction(): ...`` commits at the end, or
-    rolls everything back if the block (or the commit) fails."""
+    rolls everything back if the block (or the commit) fails. A block begun while a
+    transaction is open joins it: its commit (or rollback) covers the writes before it."""
 
     def __init__(self, store: Store):
         self._store = store
@@ -322,10 +323,17 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
+    @property
+    def in_transaction(self) -> bool:
+        """Whether writes wait for a commit."""
+        return self._db.in_transaction
+
     @_guarded("write")
     def transaction(self) -> Transaction:
-        """``with store.transaction(): ...`` groups writes into one commit."""
-        self._db.execute("BEGIN")
+        """``with store.transaction(): ...`` groups writes into one commit; it joins the
+        transaction already open, if any (one commit for the rows and the answers)."""
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN")
         return Transaction(self)
 
 

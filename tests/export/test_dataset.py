@@ -3,7 +3,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from datasets import ClassLabel, Features, List, Value, load_dataset, load_from_disk
@@ -88,8 +88,8 @@ def test_failed_export_keeps_the_previous_one(slots_run: RunResult, slots_recipe
               if p.is_file() and "textsynth.db" not in p.name}
     real = dataset_module._write_jsonl
 
-    def disk_full(rows: list, path: Path) -> None:
-        real(rows[:1], path)
+    def disk_full(rows: list, fh: Any) -> None:
+        real(rows[:1], fh)
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(dataset_module, "_write_jsonl", disk_full)
@@ -98,6 +98,20 @@ def test_failed_export_keeps_the_previous_one(slots_run: RunResult, slots_recipe
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*")
              if p.is_file() and "textsynth.db" not in p.name}
     assert after == before
+
+
+def test_rows_written_a_batch_at_a_time_are_the_same_files(
+        slots_run: RunResult, slots_recipe_dict: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """JSONL and CSV are written from a few rows at a time (not a Python copy of the whole
+    split): batches of 3 give the same bytes as one batch."""
+    out = slots_run.out_dir
+    texts = ("train.jsonl", "train.csv", "test.jsonl", "validation.csv")
+    whole = {name: (out / name).read_bytes() for name in texts}
+    assert whole["train.jsonl"].count(b"\n") > 3  # several batches below
+    monkeypatch.setattr(dataset_module, "_READABLE_BATCH", 3)
+    with Store.in_dir(out) as store:
+        export_dataset(DatasetLayout.of(load_recipe(slots_recipe_dict)), store, out)
+    assert {name: (out / name).read_bytes() for name in texts} == whole
 
 
 class Review(BaseModel):

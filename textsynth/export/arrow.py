@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # imported where used: a run loads pyarrow only when it expor
     import pyarrow as pa
 
 __all__ = ["ExportedDataset", "ExportedSplit", "arrow_type", "features_yaml", "malloc_pool",
-           "split_table", "write_parquet", "write_saved_dataset"]
+           "release_memory", "split_table", "write_parquet", "write_saved_dataset"]
 
 
 @contextlib.contextmanager
@@ -38,6 +38,19 @@ def malloc_pool() -> Iterator[None]:
         yield
     finally:
         pa.set_memory_pool(previous)
+
+
+def release_memory() -> None:
+    """Hand the heap that Python and Arrow freed back to the system (glibc's
+    ``malloc_trim``), so that the next step's memory does not come on top of it; a
+    no-op where the C library is not glibc."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    # not glibc: the memory is reused, not returned
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def arrow_type(feature: Any) -> pa.DataType:
@@ -114,7 +127,10 @@ def split_table(rows: Sequence[dict[str, Any]], features: dict[str, Any]) -> pa.
         from textsynth.errors import ExportError
 
         raise ExportError(f"a row cannot be written as Arrow data: {exc}") from None
-    return table.select(schema.names).cast(schema)
+    table = table.select(schema.names)
+    if table.schema.equals(schema, check_metadata=False):  # the usual case: no cast, and
+        return table.replace_schema_metadata(schema.metadata)  # no pyarrow.compute (9 MB)
+    return table.cast(schema)
 
 
 class ExportedSplit:

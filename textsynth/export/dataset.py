@@ -16,10 +16,10 @@ import csv
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from textsynth.errors import ExportError
 from textsynth.example import Example
@@ -27,6 +27,7 @@ from textsynth.export.arrow import (
     ExportedDataset,
     ExportedSplit,
     malloc_pool,
+    release_memory,
     split_table,
     write_parquet,
     write_saved_dataset,
@@ -65,7 +66,7 @@ class ExportReport:
     spans_dropped: int = 0
 
 
-def example_rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
+def example_rows(examples: Iterable[Example]) -> list[dict[str, Any]]:
     """Flat rows: text, label, language, schema fields, then provenance columns."""
     rows = []
     for ex in examples:
@@ -100,9 +101,13 @@ def build_dataset(layout: DatasetLayout, examples: Sequence[Example],
     Indexing the result gives ``datasets.Dataset`` objects (see
     :class:`~textsynth.export.arrow.ExportedDataset`).
     """
-    report = report if report is not None else ExportReport()
+    return _build(layout, example_rows(examples),
+                  report if report is not None else ExportReport())
+
+
+def _build(layout: DatasetLayout, rows: list[dict[str, Any]],
+           report: ExportReport) -> ExportedDataset:
     export = layout.export
-    rows = example_rows(examples)
     features = dataset_features(layout, rows)
     if "entities" in features:
         _add_spans(rows, "tags" in features, report)
@@ -128,32 +133,36 @@ def parquet_files(out_dir: Path) -> list[Path]:
     return sorted((Path(out_dir) / PARQUET_DIR).glob("*.parquet"))
 
 
-def _readable_rows(split: ExportedSplit) -> list[dict[str, Any]]:
-    """Rows with label and tag names instead of class ids (for JSONL, CSV, Rasa)."""
+_READABLE_BATCH = 2048  # rows converted to Python at a time
+
+
+def _readable_rows(split: ExportedSplit) -> Iterator[list[dict[str, Any]]]:
+    """Rows with label and tag names instead of class ids (for JSONL, CSV, Rasa), a
+    batch at a time: a whole split as Python objects would be a copy of the dataset."""
     names = split.features["label"].names
     tag_names = split.features["tags"].feature.names if "tags" in split.features else None
-    out = split.to_list()  # one Arrow conversion: row by row costs ~20x more
-    for row in out:
-        row["label"] = names[row["label"]]
-        if tag_names is not None:
-            row["tags"] = [tag_names[t] for t in row["tags"]]
-    return out
+    # one Arrow conversion per batch: row by row costs ~20x more
+    for batch in split.data.to_batches(max_chunksize=_READABLE_BATCH):
+        out = batch.to_pylist()
+        for row in out:
+            row["label"] = names[row["label"]]
+            if tag_names is not None:
+                row["tags"] = [tag_names[t] for t in row["tags"]]
+        yield out
 
 
-def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+def _write_jsonl(rows: Iterable[dict[str, Any]], fh: TextIO) -> None:
+    for row in rows:
+        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        if rows:
-            writer.writerow(list(rows[0]))
-        for row in rows:
-            writer.writerow([v if isinstance(v, str | int | float) else
-                             json.dumps(v, ensure_ascii=False) for v in row.values()])
+def _write_csv(rows: Iterable[dict[str, Any]], writer: Any, header: bool) -> None:
+    for row in rows:
+        if header:
+            writer.writerow(list(row))
+            header = False
+        writer.writerow([v if isinstance(v, str | int | float) else
+                         json.dumps(v, ensure_ascii=False) for v in row.values()])
 
 
 def _write_all(layout: DatasetLayout, ds: ExportedDataset, store: Store, stage: Path,
@@ -163,22 +172,33 @@ def _write_all(layout: DatasetLayout, ds: ExportedDataset, store: Store, stage: 
     if "arrow" in formats:
         write_saved_dataset(ds.splits, stage / DATASET_DIR)
         written.append(DATASET_DIR)
-    readable = {name: _readable_rows(split) for name, split in ds.splits.items()}
-    for name, split in ds.splits.items():
-        if "parquet" in formats:
+    if "parquet" in formats:
+        for name, split in ds.splits.items():
             written += [f"{PARQUET_DIR}/{file.name}" for file in write_parquet(
                 split, name, stage / PARQUET_DIR, layout.export.rows_per_shard)]
-        if "jsonl" in formats:
-            _write_jsonl(readable[name], stage / f"{name}.jsonl")
-            written.append(f"{name}.jsonl")
-        if "csv" in formats:
-            _write_csv(readable[name], stage / f"{name}.csv")
-            written.append(f"{name}.csv")
+    rasa: list[dict[str, Any]] = []  # Rasa writes one file of every split's rows
+    for name, split in ds.splits.items():
+        if not formats & {"jsonl", "csv", "rasa"}:
+            break
+        with contextlib.ExitStack() as files:
+            jsonl = files.enter_context((stage / f"{name}.jsonl").open(
+                "w", encoding="utf-8")) if "jsonl" in formats else None
+            table = csv.writer(files.enter_context((stage / f"{name}.csv").open(
+                "w", encoding="utf-8", newline=""))) if "csv" in formats else None
+            first = True
+            for rows in _readable_rows(split):
+                if jsonl is not None:
+                    _write_jsonl(rows, jsonl)
+                if table is not None:
+                    _write_csv(rows, table, header=first)
+                if "rasa" in formats:
+                    rasa += rows
+                first = first and not rows  # the CSV header goes before the first row
+        written += [f"{name}.{fmt}" for fmt in ("jsonl", "csv") if fmt in formats]
     if "rasa" in formats:
         from textsynth.export.rasa import write_rasa_nlu
 
-        rows = [r for name in readable for r in readable[name]]
-        report.rasa_skipped = write_rasa_nlu(rows, list(layout.labels), stage / RASA_FILE)
+        report.rasa_skipped = write_rasa_nlu(rasa, list(layout.labels), stage / RASA_FILE)
         written.append(RASA_FILE)
     if layout.export.save_rejects:
         written += _write_rejects(layout.labels, store, stage, formats)
@@ -257,11 +277,13 @@ def export_dataset(layout: DatasetLayout, store: Store, out_dir: Path,
     """
     out = Path(out_dir)
     report = ExportReport()
-    examples = list(store.examples())
-    if not examples:  # every split would be empty, and an empty split cannot be loaded
+    rows = example_rows(store.examples())  # the stored examples are not kept as well
+    if not rows:  # every split would be empty, and an empty split cannot be loaded
         raise ExportError(f"no row was accepted, so there is nothing to export to {out}")
     with malloc_pool():
-        ds = build_dataset(layout, examples, report=report)
+        ds = _build(layout, rows, report)
+    del rows  # the tables hold the rows now
+    release_memory()
     try:
         out.mkdir(parents=True, exist_ok=True)
         stage = staging_folder(out)
@@ -270,6 +292,7 @@ def export_dataset(layout: DatasetLayout, store: Store, out_dir: Path,
     try:
         with malloc_pool():
             written = _write_all(layout, ds, store, stage, report)
+        release_memory()
         files = _files(stage, written) | {CARD}  # the card follows the data
         names = {f.split("/")[0] for f in files}
         old = read_manifest(out)
