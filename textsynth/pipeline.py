@@ -4,7 +4,6 @@ in one call, returning one :class:`~textsynth.result.RunResult`."""
 from __future__ import annotations
 
 import asyncio
-import gc
 from pathlib import Path
 
 from textsynth.backends import Backend
@@ -38,6 +37,7 @@ async def generate(work: Recipe | JobSource, backend: Backend | None = None,
     """Run the engine, then export the dataset and its card (and push it to the Hub when
     the recipe names a repo and every quota is met). The async core of :func:`run_recipe`,
     :func:`~textsynth.augment.translate` and :func:`~textsynth.augment.paraphrase`."""
+    from textsynth.export.arrow import release_memory
     from textsynth.export.card import write_card
     from textsynth.export.dataset import export_dataset, output_names
     from textsynth.export.folder import check_folder
@@ -56,7 +56,7 @@ async def generate(work: Recipe | JobSource, backend: Backend | None = None,
         stats = await engine.run()  # closes the backend it created itself
         cost = engine.cost(store.usage())
         del engine  # its gate, planner and prompt pool: freed before the export builds tables
-        _release_memory()
+        release_memory()  # the export's peak is not the run's plus its own
         dataset = None
         if store.example_count():
             dataset = export_dataset(layout, store, out, overwrite=overwrite)
@@ -78,18 +78,6 @@ async def generate(work: Recipe | JobSource, backend: Backend | None = None,
                               f"(push it later with 'textsynth push {out} {hub.repo_id}')"
                               ) from None
     return result
-
-
-def _release_memory() -> None:
-    """Collect the run's garbage and hand free heap pages back to the system, so the
-    export's peak memory is not the run's plus its own."""
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the memory is reused, not returned
-        pass
 
 
 def run_recipe(recipe: Recipe, backend: Backend | None = None,
