@@ -191,7 +191,7 @@ def test_the_converter_may_live_in_an_environment_of_its_own(
     with pytest.raises(RecipeError, match=r"TEXTSYNTH_OPTIMUM_CLI=.*missing-cli is not an exec"):
         prepare_model(hf, tmp_path / "c", "test")
     cli = tmp_path / "optimum-cli"
-    cli.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/args\"\n"
+    cli.write_text(f"#!/bin/sh\necho \"$@\" > '{tmp_path / 'args'}'\n"
                    "echo 'ValueError: this model type is not supported' >&2\nexit 1\n")
     cli.chmod(0o755)
     monkeypatch.setenv("TEXTSYNTH_OPTIMUM_CLI", str(cli))
