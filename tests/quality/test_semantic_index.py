@@ -106,10 +106,10 @@ def test_approximate_index_finds_what_the_exact_one_finds() -> None:
     vectors = _vectors(14_000, seed=2)
     exact = SemanticIndex(0.9, index="exact")
     expected = exact.dedup(vectors)
-    # approximate from 800 stored vectors (8 lists), retrained with 64 lists at 6,400
+    # approximate from 800 stored vectors (16 lists), retrained with 128 lists at 6,400
     index = SemanticIndex(0.9, index="approximate", approximate_from=800)
     got = _decisions(index, vectors)
-    assert index.approximate and index._ivf is not None and index._ivf.nlist == 64
+    assert index.approximate and index._ivf is not None and index._ivf.nlist == 128
     hits = [i for i, e in enumerate(expected) if e is not None]
     same = sum(got[i] == expected[i] for i in hits)
     assert len(hits) > 2000 and same >= 0.99 * len(hits)  # the recall the README states
@@ -179,7 +179,8 @@ def test_approximate_memory_is_bounded() -> None:
     # centroids; on disk: float16 vectors
     pending = sum(int(b.nbytes) for b in index._hot_blocks)
     assert pending <= index.pending_rows * DIM * 4
-    assert index.nbytes - pending <= 20_000 * 40 + 4 * DIM * (128 + 16)
+    assert index._ivf is not None and index._ivf.nlist == 256  # retrained at 16,000
+    assert index.nbytes - pending <= 20_000 * 40 + 4 * DIM * (256 + 16)
     assert index.nbytes < 3 << 20  # the exact index keeps 30 MiB of these in memory
     assert index.spilled_bytes >= 2 * DIM * (20_000 - index.pending_rows)
     index.close()

@@ -159,16 +159,19 @@ class SemanticIndex:
             raise OSError(f"short read from the semantic index's spill file ({got} "
                           f"of {into.nbytes} bytes)")
 
-    def query(self, vector: np.ndarray) -> tuple[int, float] | None:
-        """``(item, cosine)`` of the closest stored vector at or above the threshold."""
+    def query(self, vector: np.ndarray, *, exact: bool = False) -> tuple[int, float] | None:
+        """``(item, cosine)`` of the closest stored vector at or above the threshold
+        (``exact``: compare with every stored vector even when approximate, to measure
+        what the inverted file misses)."""
         best, score = -1, float("-inf")
-        if self._ivf is not None:  # the likeliest spilled vectors, then the pending ones
+        scan = exact or self._ivf is None
+        if not scan:  # the likeliest spilled vectors, then the pending ones
             items, rows = self._likeliest(vector)
             if len(items):
                 sims = rows @ vector
                 j = int(sims.argmax())
                 best, score = int(items[j]), float(sims[j])
-        for start, block in self._blocks(spilled=self._ivf is None):
+        for start, block in self._blocks(spilled=scan):
             sims = block @ vector
             j = int(sims.argmax())
             if sims[j] > score:  # the first of equal maxima, as one argmax would give
@@ -254,7 +257,7 @@ class SemanticIndex:
         self._ivf = self._build()
 
     def _build(self) -> InvertedFile:
-        """An inverted file trained on (at most 65,536 vectors evenly spread over) the
+        """An inverted file trained on (at most 40,960 vectors evenly spread over) the
         spilled vectors, holding all of them."""
         import numpy as np
 
@@ -263,13 +266,14 @@ class SemanticIndex:
         n = self._cold
         want = min(n, MAX_LISTS * TRAIN_PER_LIST)
         picks = np.arange(want, dtype=np.int64) * n // want
-        parts = []
+        sample = np.empty((len(picks), self._dim), dtype=np.float32)  # 60 MiB at most
         for start, block in self._blocks():
             if start >= n:  # the file's vectors only (the others are pending)
                 break
-            chosen = picks[(picks >= start) & (picks < start + len(block))] - start
-            parts.append(block[chosen].copy())
-        ivf = InvertedFile.trained(np.concatenate(parts), seed=self.seed, nprobe=self.nprobe)
+            chosen = (picks >= start) & (picks < start + len(block))
+            sample[chosen] = block[picks[chosen] - start]
+        ivf = InvertedFile.trained(sample, seed=self.seed, nprobe=self.nprobe)
+        del sample
         for start, block in self._blocks():
             if start >= n:
                 break

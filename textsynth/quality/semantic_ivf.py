@@ -28,12 +28,12 @@ MAX_LISTS = 1024
 """Lists at most: about 10,000 vectors a list at 10M, 16 probed (a tenth of a second
 of CPU per 1,000 queries at 1M, about 1 s at 10M)."""
 
-TRAIN_PER_LIST = 64
+TRAIN_PER_LIST = 40
 """Training vectors per list (faiss asks for 39 at least)."""
 
 
 def lists_for(n: int) -> int:
-    """The number of lists to train on ``n`` vectors: a power of two, ``n / 64`` at most."""
+    """The number of lists to train on ``n`` vectors: a power of two, ``n / 40`` at most."""
     lists = 1
     while lists * 2 * TRAIN_PER_LIST <= n and lists * 2 <= MAX_LISTS:
         lists *= 2
