@@ -29,11 +29,19 @@ are extrapolated from the largest one run, and the line says so.
 ``--semantic N`` adds the semantic rule (all-MiniLM-L6-v2 on CPU) at N candidates.
 
 ``semantic``: the semantic index alone, with synthetic unit vectors (384 dimensions, as
-all-MiniLM-L6-v2 gives; MiniLM cannot embed a million texts here): ``--sizes`` vectors
-are stored (the index keeps 256 MiB in memory and spills the rest to disk as float16),
-then ``--queries`` queries are timed at that size. Each size runs in a fresh process;
-10M is extrapolated: memory from the layout, CPU from the measured cost per stored
-vector (a query compares with every stored vector, so N candidates cost about N^2/2).
+all-MiniLM-L6-v2 gives; MiniLM cannot embed a million texts here), clustered like a
+run's embeddings (5,000 topics, 15% paraphrase-like neighbours of a recent vector):
+``--sizes`` vectors are stored, then ``--queries`` queries are timed at that size (at
+least 1,000 for the approximate index), half of them paraphrases of stored vectors and
+half new. ``--index`` picks the kinds: ``exact`` (256 MiB kept in memory, the rest
+spilled to disk as float16, every vector read by every query) and ``approximate``
+(faiss, ``textsynth[scale]``: from 10,000 vectors on, codes in memory, vectors on disk).
+``cand./s`` is one candidate through the index at that size (a query and an insert);
+recall is the share of the exact scan's matches (item and all) that the approximate
+index returns, over the first ``--sample`` queries. Each size and kind runs in a fresh
+process; 10M is extrapolated unless asked for: exact CPU from the measured cost per
+stored vector (a query compares with every stored vector, so N candidates cost about
+N^2/2).
 """
 
 from __future__ import annotations
@@ -352,10 +360,10 @@ def semantic(args: argparse.Namespace) -> None:
               f"{ns:.2f} ns a stored vector")
     if "approximate" in last and big not in args.sizes:
         n, r = last["approximate"]
-        print(f"10M approximate, extrapolated from {n:,} (not run): about "
-              f"{r['memory_mib'] * big / n:,.0f} MiB in memory, {big * 768 / 2**30:,.1f} GiB on "
-              f"disk; a query scans 16 of 1,024 lists, which grow with the index: about "
-              f"{r['query_ms'] * big / n:.1f} ms at 10M if all of it were the scan")
+        print(f"10M approximate, extrapolated from {n:,} (not run): codes and ids about "
+              f"{r['memory_mib'] * big / n:,.0f} MiB (faiss may reserve up to twice that), "
+              f"{big * 768 / 2**30:,.1f} GiB on disk; a query reads 16 of 1,024 lists, ten "
+              f"times longer than at 1M (run --sizes 10000000 --sample 20 for the figure)")
 
 
 def engine_one(name: str, count: int, batch: int) -> dict[str, float]:
