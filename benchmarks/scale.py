@@ -362,7 +362,7 @@ def semantic(args: argparse.Namespace) -> None:
         n, r = last["approximate"]
         print(f"10M approximate, extrapolated from {n:,} (not run): codes and ids about "
               f"{r['memory_mib'] * big / n:,.0f} MiB (faiss may reserve up to twice that), "
-              f"{big * 768 / 2**30:,.1f} GiB on disk; a query reads 16 of 1,024 lists, ten "
+              f"{big * 768 / 2**30:,.1f} GiB on disk; a query reads 32 of 1,024 lists, ten "
               f"times longer than at 1M (run --sizes 10000000 --sample 20 for the figure)")
 
 

@@ -73,7 +73,7 @@ class SemanticIndex:
     block_rows = 8192  # vectors in memory are kept in blocks of this many (12 MiB of MiniLM's)
     pending_rows = 1024  # approximate: the newest vectors, compared one by one
     candidates = 16  # approximate: likeliest matches whose exact cosine is computed
-    nprobe = 16  # approximate: lists of the inverted file a query reads
+    nprobe = 32  # approximate: lists of the inverted file a query reads
     regrow = 8  # approximate: retrain with more lists when the index is this many times
     # larger than what the codes were trained on (a small 'approximate' start)
 

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["InvertedFile", "lists_for"]
 
 MAX_LISTS = 1024
-"""Lists at most: about 10,000 vectors a list at 10M, 16 probed (a tenth of a second
-of CPU per 1,000 queries at 1M, about 1 s at 10M)."""
+"""Lists at most: about 10,000 vectors a list at 10M; 32 probed find 100% of the exact
+matches in the benchmark at 1M (16: 99%), at 0.35 ms a query."""
 
 TRAIN_PER_LIST = 40
 """Training vectors per list (faiss asks for 39 at least)."""
@@ -53,7 +53,7 @@ class InvertedFile:
         self._index.nprobe = min(nprobe, index.nlist)
 
     @classmethod
-    def trained(cls, sample: np.ndarray, *, seed: int = 0, nprobe: int = 16) -> InvertedFile:
+    def trained(cls, sample: np.ndarray, *, seed: int = 0, nprobe: int = 32) -> InvertedFile:
         """An empty index whose quantizers are trained on ``sample`` (float32 rows)."""
         faiss = require("faiss", "the approximate semantic index")
         import numpy as np
