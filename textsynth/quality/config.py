@@ -46,6 +46,11 @@ class SemanticSpec(_Strict):
     model: str | None = Field(None, description="sentence-transformers model folder (a BERT "
                                                 "encoder runs without torch); default: the "
                                                 "bundled all-MiniLM-L6-v2")
+    index: Literal["auto", "exact", "approximate"] = Field("auto", description=(
+        "exact: every query compares every accepted row; approximate: an inverted file "
+        "proposes 16 likely matches whose exact cosine decides, from 10,000 rows on "
+        "(needs textsynth[scale]); auto: approximate from 200,000 rows when faiss is "
+        "installed"))
 
 
 class LanguageIdSpec(_Strict):

@@ -21,7 +21,7 @@ from textsynth.quality.normalize import normalize
 from textsynth.quality.tables import KeyTable, SpillFile
 
 if TYPE_CHECKING:
-    from textsynth.quality.semantic import Embedder
+    from textsynth.quality.semantic import Embedder, IndexKind
 
 __all__ = ["ExactDedup", "NearDuplicateDedup", "RougeNovelty", "SemanticDedup"]
 
@@ -174,12 +174,12 @@ class SemanticDedup(_CrossLabelRule):
     needs_prepare = True
 
     def __init__(self, threshold: float = 0.9, embedder: Embedder | None = None,
-                 withdraw_conflicts: bool = True):
+                 withdraw_conflicts: bool = True, index: IndexKind = "auto"):
         from textsynth.quality.semantic import Embedder, SemanticIndex
 
         super().__init__(withdraw_conflicts)
         self.embedder = embedder or Embedder()
-        self.index = SemanticIndex(threshold)
+        self.index = SemanticIndex(threshold, index=index)
         self._cache: dict[str, Any] = {}
 
     @property
