@@ -95,8 +95,7 @@ def quality_gate(q: QualitySpec, labels: Mapping[str, LabelSpec], languages: Seq
         descriptions = {label: [spec.description] for label, spec in labels.items()}
         rules.append(dedup.RougeNovelty(q.novelty, seeds, descriptions))
     if q.semantic is not None and _usable(q, "semantic", *_EMBEDDINGS):
-        if q.semantic.index == "approximate" and not available("faiss"):
-            raise dependency_error("faiss", "quality.semantic.index: approximate")
+        # SemanticIndex names the missing extra for `index: approximate`
         rules.append(dedup.SemanticDedup(q.semantic.threshold, _embedder(q), withdraw,
                                          index=q.semantic.index))
     if q.request is not None and _usable(q, "request", *_EMBEDDINGS, "sklearn"):

@@ -185,10 +185,16 @@ class SemanticIndex:
 
         assert self._ivf is not None
         items = np.sort(self._ivf.search(vector, self.candidates))
+        return items, self._read_items(items)
+
+    def _read_items(self, items: np.ndarray) -> np.ndarray:
+        """The spilled vectors ``items`` (float32 rows, in that order), one read each."""
+        import numpy as np
+
         rows = np.empty((len(items), self._dim), dtype=np.float16)
         for i, item in enumerate(items.tolist()):
             self._pread(rows[i:i + 1], item)
-        return items, rows.astype(np.float32)
+        return rows.astype(np.float32)
 
     def insert(self, vector: np.ndarray) -> int:
         import numpy as np
@@ -266,12 +272,8 @@ class SemanticIndex:
         n = self._cold
         want = min(n, MAX_LISTS * TRAIN_PER_LIST)
         picks = np.arange(want, dtype=np.int64) * n // want
-        sample = np.empty((len(picks), self._dim), dtype=np.float32)  # 60 MiB at most
-        for start, block in self._blocks():
-            if start >= n:  # the file's vectors only (the others are pending)
-                break
-            chosen = (picks >= start) & (picks < start + len(block))
-            sample[chosen] = block[picks[chosen] - start]
+        # only the picked rows are read (60 MiB at most), not the whole file again
+        sample = self._read_items(picks)
         ivf = InvertedFile.trained(sample, seed=self.seed, nprobe=self.nprobe)
         del sample
         for start, block in self._blocks():
