@@ -1,6 +1,7 @@
 """A small OpenAI-compatible server for tests and benchmarks, with fault injection.
 
-It answers ``POST /v1/chat/completions`` after a fixed latency and can be told to
+It answers ``POST /v1/chat/completions`` (and ``/v1/completions``, text completions
+of a ``prompt``) after a fixed latency and can be told to
 fail a share of the answers (or a scripted sequence of them) in the ways real
 endpoints fail: 429 with ``Retry-After``, 500, 400, a hang past the client's
 timeout, a dropped connection, a body that is not JSON, empty content,
@@ -35,7 +36,7 @@ from aiohttp import web
 
 from textsynth.loopback import LoopbackServer
 
-__all__ = ["FAULTS", "FaultServer", "default_reply", "letters"]
+__all__ = ["FAULTS", "FaultServer", "continued_reply", "default_reply", "letters"]
 
 #: what the server can do instead of answering normally
 FAULTS = ("rate_limit", "server_error", "bad_request", "timeout", "drop", "malformed", "empty",
@@ -63,6 +64,13 @@ def default_reply(body: Mapping[str, Any], choice: int, items: int = 1,
         words = [_WORDS[b % len(_WORDS)] for b in digest[i * 4:i * 4 + 4]]
         texts.append(f"please check {' '.join(words)} {digest.hex()[:8]}{i}")
     return json.dumps(texts)
+
+
+def continued_reply(body: Mapping[str, Any], choice: int, items: int = 1,
+                    key: str | None = None) -> str:
+    """The continuation of a ``- `` list (a text completion): ``items`` unique lines."""
+    texts = json.loads(default_reply(body, choice, items, key))
+    return " " + "\n- ".join(texts) + "\n"
 
 
 def letters(n: int) -> str:
@@ -95,9 +103,11 @@ class FaultServer(LoopbackServer):
     given, picks the fault for a request first (None: the script and shares
     decide). ``reply(body, choice)``
     writes the content of a normal answer (by default a JSON list of ``items``
-    unique texts). ``json_schema``/``json_object``/``supports_n`` say which
+    unique texts; for a text completion, ``items`` lines continuing a ``- `` list).
+    ``json_schema``/``json_object``/``supports_n`` say which
     request features the server accepts: an unsupported ``response_format`` gets
-    a 400, an unsupported ``n`` is ignored (one choice comes back).
+    a 400, an unsupported ``n`` is ignored (one choice comes back);
+    ``text_completions=False``: ``/v1/completions`` answers 404, as on a chat-only server.
 
     ``retry_after_max``: Retry-After is drawn between ``retry_after`` and this.
     ``huge_bytes``: the size of a ``huge`` answer (streamed in chunks, no length).
@@ -129,6 +139,7 @@ class FaultServer(LoopbackServer):
         json_schema: bool = True,
         json_object: bool = True,
         supports_n: bool = True,
+        text_completions: bool = True,
         api_key: str | None = None,
         retry_after_max: float | None = None,
         huge_bytes: int = 10 * 1024 * 1024,
@@ -155,6 +166,7 @@ class FaultServer(LoopbackServer):
         self.json_schema = json_schema
         self.json_object = json_object
         self.supports_n = supports_n
+        self.text_completions = text_completions
         self.api_key = api_key
         self.retry_after_max = retry_after_max
         self.huge_bytes = huge_bytes
@@ -207,20 +219,27 @@ class FaultServer(LoopbackServer):
 
     def _completion(self, body: Mapping[str, Any], fault: str, key: str) -> dict[str, Any]:
         n = int(body.get("n") or 1) if self.supports_n else 1
-        prompt = sum(_words(str(m.get("content") or "")) for m in body.get("messages", []))
+        raw = "prompt" in body  # a text completion
+        if raw:
+            prompt = _words(str(body["prompt"]))
+        else:
+            prompt = sum(_words(str(m.get("content") or "")) for m in body.get("messages", []))
         choices, out_tokens = [], 0
+        write = continued_reply if raw else default_reply
         for i in range(n):
-            text = self.reply(body, i) if self.reply else default_reply(body, i, self.items, key)
+            text = self.reply(body, i) if self.reply else write(body, i, self.items, key)
             finish = "stop"
             if fault == "empty":
                 text = ""
             elif fault == "length":
                 text, finish = text[: max(1, len(text) // 2)], "length"
             out_tokens += _words(text)
-            choices.append({"index": i, "finish_reason": finish,
+            choices.append({"index": i, "finish_reason": finish, "text": text} if raw else
+                           {"index": i, "finish_reason": finish,
                             "message": {"role": "assistant", "content": text}})
         return {
-            "id": f"chatcmpl-{key}", "object": "chat.completion", "created": 0,
+            "id": f"{'cmpl' if raw else 'chatcmpl'}-{key}",
+            "object": "text_completion" if raw else "chat.completion", "created": 0,
             "model": self.answer_model or str(body.get("model") or self.model),
             "choices": choices,
             "usage": {"prompt_tokens": prompt, "completion_tokens": out_tokens,
@@ -243,6 +262,9 @@ class FaultServer(LoopbackServer):
         return f"{message} (request sent with {request.headers.get('Authorization')!r})"
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/v1/completions") and not self.text_completions:
+            self.stats["not_found"] += 1
+            return _error(404, "Not Found", "not_found_error")
         if self.api_key is not None and \
                 request.headers.get("Authorization") != f"Bearer {self.api_key}":
             self.stats["unauthorized"] += 1
@@ -324,6 +346,7 @@ class FaultServer(LoopbackServer):
     def app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         return app
 

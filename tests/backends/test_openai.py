@@ -29,7 +29,7 @@ from textsynth.errors import BackendResponseError, BackendUnavailable, RateLimit
 from textsynth.pipeline import run_recipe
 from textsynth.recipe import Recipe, load_recipe
 from textsynth.store import Store
-from textsynth.testing import FaultServer, default_reply, letters
+from textsynth.testing import FaultServer, continued_reply, default_reply, letters
 
 CORRECTION = "That answer could not be used"
 
@@ -57,13 +57,19 @@ def schema_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     sys.path.remove(str(folder))
 
 
-def make_recipe(out: Path, url: str, *, labels: int = 2, per_label: int = 6,
+def make_recipe(out: Path, url: str, **kwargs: Any) -> Recipe:
+    return load_recipe(recipe_data(out, url, **kwargs))
+
+
+def recipe_data(out: Path, url: str, *, labels: int | Mapping[str, Any] = 2, per_label: int = 6,
                 schema: str = "utterances", generation: Mapping[str, Any] | None = None,
-                budget: Mapping[str, Any] | None = None, **options: Any) -> Recipe:
+                budget: Mapping[str, Any] | None = None, **options: Any) -> dict[str, Any]:
     opts = {"base_url": url, "model": "test-model", "backoff": 0.01, "max_backoff": 0.05,
             "timeout": 5.0, **options}
-    return load_recipe({
-        "name": "openai-test", "labels": {f"label_{i}": f"label {i}" for i in range(labels)},
+    if isinstance(labels, int):
+        labels = {f"label_{i}": f"label {i}" for i in range(labels)}
+    return {
+        "name": "openai-test", "labels": dict(labels),
         "per_label": per_label, "schema": schema,
         "generation": {"examples_per_request": 3, **(generation or {})},
         "budget": dict(budget or {}),
@@ -71,7 +77,7 @@ def make_recipe(out: Path, url: str, *, labels: int = 2, per_label: int = 6,
         # the server's texts are not language: rules that judge meaning stay off
         "quality": {"language_id": False, "near_duplicates": False, "novelty": False,
                     "semantic": False, "classifier": False},
-    })
+    }
 
 
 def run(recipe: Recipe) -> Engine:
@@ -531,13 +537,47 @@ def test_cli_runs_any_recipe_against_an_endpoint(
     assert (tmp_path / "out" / "dataset").is_dir()
 
 
-def test_a_continued_list_is_refused_before_anything_is_sent(tmp_path: Path,
-                                                             server: FaultServer) -> None:
-    sent = len(server.bodies)
-    recipe = make_recipe(tmp_path / "out", server.url, generation={"style": "continue"})
-    with pytest.raises(RecipeError, match=r"generation\.style.*chat messages only"):
-        run(recipe)
-    assert len(server.bodies) == sent
+def _continued(out: Path, url: str) -> dict[str, Any]:
+    """A recipe whose prompts are lists to continue (two examples per label)."""
+    labels = {f"label_{i}": {"description": f"switch thing {i} on",
+                             "examples": [f"Switch thing {i} on", f"Thing {i} on, please"]}
+              for i in range(2)}
+    return recipe_data(out, url, labels=labels,
+                       generation={"style": "continue", "max_tokens": 40})
+
+
+def test_a_continued_list_is_sent_as_a_text_completion(tmp_path: Path) -> None:
+    with FaultServer(items=3, retry_after=0.05, seed=3,
+                     faults={"rate_limit": 0.15, "malformed": 0.1}) as server:
+        engine = run(load_recipe(_continued(tmp_path / "out", server.url)))
+        paths = set(server.paths)
+        bodies = list(server.bodies)
+    assert paths == {"/v1/completions"}  # nothing went to /chat/completions
+    first = bodies[0]
+    assert "messages" not in first and "response_format" not in first
+    assert first["prompt"].startswith("Things people say") and first["prompt"].endswith("\n-")
+    assert first["max_tokens"] == 40 and "seed" in first
+    assert server.stats["rate_limit"] and server.stats["malformed"]  # and were retried
+    assert not server.duplicates()  # nothing answered was asked for again
+    rows = list(engine.store.examples())
+    assert len(rows) == 12 and all(r.text.startswith("please check ") for r in rows)
+    # the rows are the lines the server continued the list with, under their label
+    answered = [line.lstrip(" -") for b in bodies
+                for line in continued_reply(b, 0, 3).splitlines() if line.strip()]
+    assert {r.text for r in rows} <= set(answered)
+
+
+def test_a_server_without_text_completions_ends_a_continued_list_in_one_line(
+        tmp_path: Path) -> None:
+    with FaultServer(text_completions=False) as server:
+        path = tmp_path / "recipe.json"
+        path.write_text(json.dumps(_continued(tmp_path / "out", server.url)))
+        proc = subprocess.run([sys.executable, "-m", "textsynth", "run", str(path), "--quiet"],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert server.stats["not_found"] >= 1 and server.stats["ok"] == 0
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "no text completions" in proc.stderr and "style: chat" in proc.stderr
+    assert "/v1/completions, 404" in proc.stderr
 
 
 def test_cli_bad_base_url_is_one_line(write_recipe: Callable[..., Path],

@@ -2,8 +2,9 @@
 
 The ``openai`` SDK builds a pydantic model and an httpx request per call, which
 costs more CPU than the request itself on a fast endpoint; this client sends the
-same ``/chat/completions`` body with one pooled aiohttp session and reads the
-answer with :func:`json.loads`. Retries (tenacity), flow control
+same ``/chat/completions`` body (or a ``/completions`` body for a document to
+continue) with one pooled aiohttp session and reads the answer with
+:func:`json.loads`. Retries (tenacity), flow control
 (:class:`~textsynth.ratelimit.RateLimiter`) and the translation of transport
 errors into the textsynth error tree all happen here.
 """
@@ -35,7 +36,8 @@ from textsynth.errors import (
 from textsynth.ratelimit import RateLimiter
 from textsynth.redact import LOG_FILTER, redact_text
 
-__all__ = ["ChatClient", "RetryPolicy", "chat_url", "parse_retry_after", "timed_out"]
+__all__ = ["ChatClient", "RetryPolicy", "chat_url", "endpoint_url", "parse_retry_after",
+           "timed_out"]
 
 log = logging.getLogger("textsynth.backends.openai")
 log.addFilter(LOG_FILTER)
@@ -54,10 +56,15 @@ class RetryPolicy:
     max_timeouts: int = 1  # retries after a timeout (a server that hangs hangs again)
 
 
-def chat_url(base_url: str) -> URL:
-    """``{base_url}/chat/completions``, keeping a query string (``?api-version=``) a query."""
+def endpoint_url(base_url: str, path: str) -> URL:
+    """``{base_url}/{path}``, keeping a query string (``?api-version=``) a query."""
     url = URL(base_url)
-    return url.with_path(url.path.rstrip("/") + "/chat/completions", keep_query=True)
+    return url.with_path(url.path.rstrip("/") + "/" + path, keep_query=True)
+
+
+def chat_url(base_url: str) -> URL:
+    """``{base_url}/chat/completions``."""
+    return endpoint_url(base_url, "chat/completions")
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -140,7 +147,8 @@ def _gave_up(exc: BackendError, attempts: int, cap: float) -> BackendError:
 
 
 class ChatClient:
-    """Sends chat-completion bodies to ``{base_url}/chat/completions``.
+    """Sends chat-completion bodies to ``{base_url}/chat/completions``, and text-completion
+    bodies (``complete(..., text=True)``: a document to continue) to ``{base_url}/completions``.
 
     Every wait is visible: :meth:`activity` says how many requests wait for a
     retry (and why) and how long the oldest request on the wire has waited for
@@ -161,6 +169,7 @@ class ChatClient:
     ):
         self.base_url = base_url.rstrip("/")
         self.url = chat_url(self.base_url)
+        self.text_url = endpoint_url(self.base_url, "completions")
         # what messages show: no user, password or query (they may hold a key)
         self.shown = str(URL(self.base_url).with_user(None).with_query(None))
         self.url_shown = f"{self.shown}/chat/completions"
@@ -239,10 +248,10 @@ class ChatClient:
             f"{self.shown} sent an answer larger than {self.max_body:,} bytes "
             "(backend.options.max_response_bytes); it was not read", status)
 
-    async def _post(self, data: bytes) -> dict[str, Any]:
+    async def _post(self, data: bytes, text: bool = False) -> dict[str, Any]:
         session = self._get_session()
         try:
-            async with session.post(self.url, data=data) as resp:
+            async with session.post(self.text_url if text else self.url, data=data) as resp:
                 raw = await self._read(resp)
                 status = resp.status
                 if status == 429:
@@ -268,12 +277,14 @@ class ChatClient:
             answer = None
         if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list) \
                 or not answer["choices"]:
+            kind = "text completion" if text else "chat completion"
             raise BackendResponseError(f"{self.shown} answered with something that is not "
-                                       f"a chat completion: {_body(raw[:120])!r}", 200)
+                                       f"a {kind}: {_body(raw[:120])!r}", 200)
         return answer
 
     async def _attempt(self, data: bytes, tokens: int, retry: bool,
-                       state: StateHook | None = None, call: int = 0) -> dict[str, Any]:
+                       state: StateHook | None = None, call: int = 0,
+                       text: bool = False) -> dict[str, Any]:
         await self.limiter.acquire(tokens, priority=retry)
         self._waiting.pop(call, None)
         if state is not None:
@@ -281,7 +292,7 @@ class ChatClient:
         used: int | None = None
         self._on_wire[call] = time.monotonic()
         try:
-            answer = await self._post(data)
+            answer = await self._post(data, text)
             usage = answer.get("usage") or {}
             used = int(usage.get("total_tokens") or tokens)
             self.limiter.succeeded()
@@ -319,8 +330,11 @@ class ChatClient:
             state("waiting")
 
     async def complete(self, body: Mapping[str, Any], tokens: int = 0,
-                       state: StateHook | None = None) -> tuple[dict[str, Any], int]:
+                       state: StateHook | None = None, *, text: bool = False
+                       ) -> tuple[dict[str, Any], int]:
         """POST one body; returns the answer and the number of attempts it took.
+
+        ``text``: the body is a text completion (``prompt``), sent to ``/completions``.
 
         Retries 429 (waiting as the server asks, up to ``max_retry_after``), 5xx,
         dropped connections and malformed or oversized answers, up to
@@ -334,7 +348,7 @@ class ChatClient:
         self.stats["requests"] += 1
         call = id(data)
         try:  # most requests succeed at once: keep tenacity off the hot path
-            return await self._attempt(data, tokens, False, state, call), 1
+            return await self._attempt(data, tokens, False, state, call, text), 1
         except BackendError as exc:
             if not _retryable(exc) or self.retry.max_retries == 0 or \
                     (timed_out(exc) and self.retry.max_timeouts == 0):
@@ -361,7 +375,7 @@ class ChatClient:
                     if first is not None:  # replay the first failure so tenacity waits
                         failed, first = first, None
                         raise failed
-                    answer = await self._attempt(data, tokens, True, state, call)
+                    answer = await self._attempt(data, tokens, True, state, call, text)
         except BackendError as exc:
             if _retryable(exc):
                 self.stats["gave_up"] += 1

@@ -14,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from textsynth.errors import RecipeError
 from textsynth.validation import describe
 
-__all__ = ["Backend", "Completion", "Message", "Request", "RequestEvents", "Usage",
-           "refuse_raw_prompts"]
+__all__ = ["Backend", "Completion", "Message", "Request", "RequestEvents", "Usage"]
 
 #: ``(request, "sent" | "waiting")``: see :meth:`Backend.generate_reporting`
 RequestEvents = Callable[["Request", str], None]
@@ -28,8 +27,9 @@ class Request:
     """One prompt to send: chat messages (or a raw prompt) plus sampling parameters.
 
     ``prompt``, when given, is a document the model continues as it is, with no chat
-    template (``generation.style: continue``); ``messages`` is then empty. A backend
-    that can only send chat messages refuses such a request. ``seed`` is the job seed:
+    template (``generation.style: continue``); ``messages`` is then empty. A local
+    backend tokenises it as it is; the openai backend sends it as a text completion
+    (``/completions``). ``seed`` is the job seed:
     a deterministic backend gives the same completion for the same request.
     ``json_schema`` is the output schema, for backends that can constrain decoding or
     ask the server for structured output; ``constrain`` says whether they should when
@@ -185,10 +185,3 @@ class Backend(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections, models and other resources."""
 
-
-def refuse_raw_prompts(backend: str, requests: Sequence[Request]) -> None:
-    """Stop a run that sends raw prompts to a backend that speaks only in chat messages."""
-    if any(r.prompt is not None for r in requests):
-        raise RecipeError(f"the {backend} backend sends chat messages only; "
-                          "`generation.style: continue` needs the openvino or transformers "
-                          "backend (or style: chat)", field="generation.style")

@@ -1,7 +1,10 @@
 """The ``openai`` backend: any OpenAI-compatible chat endpoint.
 
 OpenAI itself, vLLM, TGI, Ollama, ``transformers serve`` ... anything that speaks
-``POST /v1/chat/completions``. Requests go through a lean aiohttp client
+``POST /v1/chat/completions``. A document to continue (``generation.style: continue``)
+goes to ``POST /v1/completions`` instead (text completions: vLLM, llama.cpp, TGI,
+Ollama and LiteLLM serve them; a server without them answers 404, which ends the run
+in one line). Requests go through a lean aiohttp client
 (:mod:`textsynth.backends._openai_http`) with a shared
 :class:`~textsynth.ratelimit.RateLimiter` and tenacity retries.
 
@@ -38,7 +41,6 @@ from textsynth.backends.base import (
     Request,
     RequestEvents,
     Usage,
-    refuse_raw_prompts,
 )
 from textsynth.errors import BackendError, BackendResponseError, GenerationError, RecipeError
 from textsynth.ratelimit import RateLimiter
@@ -53,6 +55,13 @@ _FATAL = {401: "the server refused the API key (401): set OPENAI_API_KEY or "
                "backend.options.api_key",
           403: "the API key may not use this model or endpoint (403)",
           404: "no such model or endpoint (404): check backend.options.base_url and model"}
+
+
+def _prompt_chars(request: Request, messages: Sequence[Message]) -> int:
+    """Characters of what is sent: the chat messages, or the document to continue."""
+    if request.prompt is not None:
+        return len(request.prompt)
+    return sum(len(m["content"]) for m in messages)
 
 
 def check_base_url(value: str) -> URL:
@@ -218,7 +227,6 @@ class OpenAIBackend(Backend):
 
     async def generate_reporting(self, requests: Sequence[Request],
                                  on_state: RequestEvents | None) -> list[Completion]:
-        refuse_raw_prompts(self.name, requests)
         try:
             if len(requests) == 1:
                 return [await self._complete(requests[0], on_state)]
@@ -232,16 +240,18 @@ class OpenAIBackend(Backend):
 
     # -- one request ------------------------------------------------------------------------
     def _wants_format(self, request: Request) -> bool:
-        if request.json_schema is None or self._level == len(_LEVELS) - 1:
+        if request.json_schema is None or request.prompt is not None or \
+                self._level == len(_LEVELS) - 1:
             return False
         return self.opts.structured_output != "auto" or request.constrain
 
     def _body(self, request: Request, messages: Sequence[Message], n: int, seed: int,
               level: int | None) -> dict[str, Any]:
         msgs = list(messages)
-        body: dict[str, Any] = {"model": self.opts.model, "messages": msgs,
-                                "temperature": request.temperature, "top_p": request.top_p,
-                                "max_tokens": request.max_tokens}
+        body: dict[str, Any] = {"model": self.opts.model, "messages": msgs} \
+            if request.prompt is None else {"model": self.opts.model, "prompt": request.prompt}
+        body.update(temperature=request.temperature, top_p=request.top_p,
+                    max_tokens=request.max_tokens)
         if self.opts.send_seed:
             body["seed"] = seed
         if n > 1:
@@ -273,9 +283,10 @@ class OpenAIBackend(Backend):
         while True:
             level = self._level if self._wants_format(request) else None
             body = self._body(request, messages, n, seed, level)
-            tokens = sum(len(m["content"]) for m in messages) // 4 + request.max_tokens * n
+            tokens = _prompt_chars(request, messages) // 4 + request.max_tokens * n
             try:
-                answer, tries = await self.client.complete(body, tokens, state)
+                answer, tries = await self.client.complete(body, tokens, state,
+                                                           text=request.prompt is not None)
             except BackendResponseError as exc:
                 attempts += 1
                 if level is not None and exc.status in (400, 422):
@@ -283,11 +294,17 @@ class OpenAIBackend(Backend):
                         self._level += 1
                         self.stats["structured_fallback"] += 1
                     continue  # ask again, one step down
-                raise self._refused(exc, attempts) from exc
+                raise self._refused(exc, attempts, request) from exc
             self._refused_in_row = 0
             return (*self._read(answer, request), attempts + tries)
 
-    def _refused(self, exc: BackendResponseError, attempts: int) -> Exception:
+    def _refused(self, exc: BackendResponseError, attempts: int, request: Request
+                 ) -> Exception:
+        if exc.status == 404 and request.prompt is not None:
+            return BackendResponseError(
+                f"the server has no text completions ({self.client.shown}/completions, 404): "
+                "`generation.style: continue` needs them (vLLM, llama.cpp, TGI and Ollama "
+                f"serve them), or use style: chat [{exc}]", exc.status, exc.body)
         if exc.status in _FATAL:
             return BackendResponseError(f"{_FATAL[exc.status]} [{exc}]", exc.status, exc.body)
         if exc.status not in (400, 413, 422):
@@ -305,13 +322,15 @@ class OpenAIBackend(Backend):
         choices = sorted(answer["choices"], key=lambda c: c.get("index", 0))
         out = []
         for choice in choices:
-            message = choice.get("message") or {}
-            out.append((str(message.get("content") or ""), str(choice.get("finish_reason")
-                                                                 or "stop")))
+            if request.prompt is None:
+                text = (choice.get("message") or {}).get("content")
+            else:  # a text completion: the continuation itself
+                text = choice.get("text")
+            out.append((str(text or ""), str(choice.get("finish_reason") or "stop")))
         raw = answer.get("usage") or {}
         usage = Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
         if not raw:  # some servers send no usage: estimate, so budgets still hold
-            usage = Usage(sum(len(m["content"]) for m in request.messages) // 4,
+            usage = Usage(_prompt_chars(request, request.messages) // 4,
                           sum(len(t) for t, _ in out) // 4)
         if any(mask_known(t) != t for t, _ in out):  # a key the server echoed back
             out = [(mask_known(t), f) for t, f in out]
