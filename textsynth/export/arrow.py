@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +31,15 @@ __all__ = ["ExportedDataset", "ExportedSplit", "arrow_type", "features_yaml", "m
 @contextlib.contextmanager
 def malloc_pool() -> Iterator[None]:
     """Arrow allocates from malloc meanwhile: its default pool (jemalloc or mimalloc)
-    keeps freed pages, which at 10,000 rows adds 20-40 MB to the run's peak memory."""
+    keeps freed pages, which at 10,000 rows adds 20-40 MB to the run's peak memory.
+
+    Where pyarrow is not loaded yet, its default pool is made the system one before it
+    loads (unless ``ARROW_DEFAULT_MEMORY_POOL`` is set): the Parquet writer allocates
+    from the pool Arrow started with whatever the current one is, and mimalloc's
+    first use alone holds 12 MB.
+    """
+    if "pyarrow" not in sys.modules:
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     import pyarrow as pa
 
     previous = pa.default_memory_pool()
