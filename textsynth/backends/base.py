@@ -21,6 +21,8 @@ __all__ = ["Backend", "Completion", "Message", "Request", "RequestEvents", "Usag
 RequestEvents = Callable[["Request", str], None]
 
 Message = dict[str, str]
+# the request key's JSON (json.dumps would build an encoder on every call)
+_KEY_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Request:
         }
         if self.prompt is not None:  # absent otherwise: chat requests keep their keys
             payload["prompt"] = self.prompt
-        raw = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        raw = _KEY_JSON(payload)
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 

@@ -151,9 +151,12 @@ def _readable_rows(split: ExportedSplit) -> Iterator[list[dict[str, Any]]]:
         yield out
 
 
+_to_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds one every call
+
+
 def _write_jsonl(rows: Iterable[dict[str, Any]], fh: TextIO) -> None:
     for row in rows:
-        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.write(_to_json(row) + "\n")
 
 
 def _write_csv(rows: Iterable[dict[str, Any]], writer: Any, header: bool) -> None:
