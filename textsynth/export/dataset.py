@@ -286,7 +286,7 @@ def export_dataset(layout: DatasetLayout, store: Store, out_dir: Path,
     with malloc_pool():
         ds = _build(layout, rows, report)
     del rows  # the tables hold the rows now
-    release_memory()
+    release_memory(collect=False)
     try:
         out.mkdir(parents=True, exist_ok=True)
         stage = staging_folder(out)
@@ -295,7 +295,7 @@ def export_dataset(layout: DatasetLayout, store: Store, out_dir: Path,
     try:
         with malloc_pool():
             written = _write_all(layout, ds, store, stage, report)
-        release_memory()
+        release_memory(collect=False)
         files = _files(stage, written) | {CARD}  # the card follows the data
         names = {f.split("/")[0] for f in files}
         old = read_manifest(out)
