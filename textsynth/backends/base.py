@@ -101,6 +101,10 @@ class Completion:
     model: str = ""
     attempts: int = 1
     finish_reasons: list[str] | None = None
+    #: what an output schema read from ``texts``, as ``(schema, texts, items per text)``,
+    #: when a wrapper (correction turns) read them already; used where it still matches
+    parsed: tuple[Any, tuple[str, ...], list[list[Any]]] | None = field(
+        default=None, compare=False, repr=False)
 
     def choice_finish(self, index: int) -> str:
         """Why choice ``index`` ended (the completion's reason when not known per choice)."""
