@@ -131,3 +131,31 @@ def test_rows_are_committed_only_by_flush(recipe_dict: dict[str, Any]) -> None:
     assert setup.store._db.in_transaction  # written, not committed: a crash re-derives them
     setup.acceptor.flush()
     assert not setup.store._db.in_transaction and setup.store.example_count() == 1
+
+
+def test_each_answer_is_read_once_when_correction_turns_read_it_first(
+        recipe_dict: dict[str, Any], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Correction turns read every answer to see whether it needs one; the acceptor then
+    takes their reading instead of reading the text again (a run's CPU), unless the
+    texts changed since."""
+    from textsynth import FakeBackend
+    from textsynth.pipeline import run_recipe
+    from textsynth.schemas import UtteranceList
+
+    reads: list[str] = []
+    parse = UtteranceList.parse
+
+    def counted(self: UtteranceList, text: str) -> list[Parsed]:
+        reads.append(text)
+        return parse(self, text)
+
+    monkeypatch.setattr(UtteranceList, "parse", counted)  # counts; the parsing is real
+    recipe = load_recipe({**recipe_dict, "generation": {"repair_turns": 1},
+                          "export": {"dir": str(tmp_path / "out"), "formats": ["jsonl"]}})
+    answer = '["please {label} the thing number {seed} now", "kindly {label} item {seed}"]'
+    outcome = run_recipe(recipe, backend=FakeBackend({"batch_size": 1, "responses": [answer]}))
+    assert outcome.stats.complete and outcome.stats.sent > 0
+    assert len(reads) == outcome.stats.sent  # one answer a request, read once
+    setup = Setup(recipe_dict)  # an answer the turns did not read is read here
+    setup.accept(setup.on, 0, "switch the hall light on")
+    assert reads[-1] == '["switch the hall light on"]'

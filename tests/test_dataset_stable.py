@@ -118,6 +118,40 @@ def _produced(out: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _endpoint_answer(body: Any, choice: int) -> str:
+    """What the loopback server answers: lines from few words, so that exact and near
+    duplicates (and texts under two labels) turn up across requests."""
+    prompt = json.dumps([body["messages"], body.get("seed")], sort_keys=True)
+    return json.dumps([f"please {_words(prompt, choice, i, k=2)} the {_words(prompt, i, k=1)}"
+                       for i in range(3)])
+
+
+def test_endpoint_run_matches_the_golden_file(recipe_dict: dict, tmp_path: Path) -> None:
+    """The openai backend against a loopback server (the driver's path: request bodies,
+    keys, the store, MinHash with exhaustive queries, the export) gives the same rows."""
+    from textsynth.testing import FaultServer
+
+    spec = recipe_dict
+    spec["labels"]["dim"] = "Dim the lights"
+    spec.update(per_label=40, generation={"examples_per_request": 3, "avoid": 3})
+    spec["quality"]["near_duplicates"] = {"threshold": 0.7}
+    spec["export"]["formats"] = ["jsonl"]
+    with FaultServer(reply=_endpoint_answer) as server:
+        spec["backend"] = {"type": "openai", "options": {
+            "base_url": server.url, "model": "m", "api_key": "k", "concurrency": 8}}
+        outcome = run_recipe(load_recipe(spec))
+    produced = _produced(outcome.out_dir)
+    golden = GOLDEN / "endpoint.jsonl"
+    if os.environ.get("TEXTSYNTH_REGENERATE_GOLDEN"):
+        golden.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n"
+                                  for r in produced))
+    expected = [json.loads(line) for line in golden.read_text().splitlines()]
+    for i, (got, want) in enumerate(itertools.zip_longest(produced, expected)):
+        assert got == want, f"endpoint: record {i} differs from {golden.name}"
+    reasons = {r["reason"] for r in produced if r["from"] == "store:rejected"}
+    assert {"duplicate", "near_duplicate"} <= reasons
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_dataset_matches_the_golden_file(case: str, recipe_dict: dict,
                                          tmp_path: Path) -> None:

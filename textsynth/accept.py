@@ -69,9 +69,9 @@ class Acceptor:
         st.jobs += 1
         st.usage = st.usage + completion.usage
         cut = completion.finish_reason == "length"
-        checked = [self._check(job, p) for text in completion.texts
-                   for p in complete_items(self.schema.parse(text),
-                                           cut and not self.schema.ends_list(text))]
+        checked = [self._check(job, p) for text, items in zip(completion.texts,
+                                                              self._read(completion), strict=True)
+                   for p in complete_items(items, cut and not self.schema.ends_list(text))]
         if self.gate.needs_prepare:  # model-backed rules judge the whole batch at once
             await self.gate.prepare([self._example(job, completion, key, p)
                                      for p, problem in checked if problem is None])
@@ -83,6 +83,14 @@ class Acceptor:
                 self.reject(job, parsed.text, *problem, key)
                 continue
             self._judge(job, self._example(job, completion, key, parsed), key)
+
+    def _read(self, completion: Completion) -> list[list[Parsed]]:
+        """What the schema reads from each text (the correction turns' reading, when they
+        read these very texts with this schema)."""
+        read = completion.parsed
+        if read is not None and read[0] is self.schema and read[1] == tuple(completion.texts):
+            return [list(items) for items in read[2]]
+        return [self.schema.parse(text) for text in completion.texts]
 
     def _check(self, job: Job, parsed: Parsed) -> tuple[Parsed, Problem | None]:
         """The candidate as it will be judged, and why it is rejected before the gate."""

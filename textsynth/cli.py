@@ -89,7 +89,8 @@ def run(
                    base_url=base_url)
     try:
         with RunProgress(_console(stderr=True), enabled=not quiet) as bar:
-            result = run_recipe(recipe, progress=bar, overwrite=overwrite)
+            # quiet: no snapshot of the run is made for bars nobody sees
+            result = run_recipe(recipe, progress=None if quiet else bar, overwrite=overwrite)
     except (RunInterrupted, KeyboardInterrupt):  # the answers that arrived are stored
         _console(stderr=True).print(INTERRUPTED, highlight=False)
         raise typer.Exit(130) from None

@@ -87,8 +87,9 @@ class JobSource(ABC):
     def output_dir(self) -> Path:
         return self.recipe.output_dir
 
-    def attach(self, accepted: AcceptedTexts, lag: int) -> None:
-        """The rows accepted so far, which prompts may show from ``lag`` rounds back."""
+    def attach(self, accepted: AcceptedTexts | None, lag: int) -> None:
+        """The rows accepted so far, which prompts may show from ``lag`` rounds back
+        (None once the run is over: the export does not need them)."""
         self.accepted, self.lag = accepted, lag
 
     def expected_yield(self, stats: QuotaStats) -> float:
@@ -141,7 +142,7 @@ class RecipeJobs(JobSource):
     def request(self, job: Job) -> Request:
         return self.prompts.request(job)
 
-    def attach(self, accepted: AcceptedTexts, lag: int) -> None:
+    def attach(self, accepted: AcceptedTexts | None, lag: int) -> None:
         self.prompts.accepted, self.prompts.lag = accepted, lag
 
     def build_backend(self) -> Backend:

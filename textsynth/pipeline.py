@@ -56,6 +56,7 @@ async def generate(work: Recipe | JobSource, backend: Backend | None = None,
         stats = await engine.run()  # closes the backend it created itself
         cost = engine.cost(store.usage())
         del engine  # its gate, planner and prompt pool: freed before the export builds tables
+        jobs.attach(None, 1)  # the accepted texts prompts showed
         release_memory()  # the export's peak is not the run's plus its own
         dataset = None
         if store.example_count():

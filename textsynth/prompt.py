@@ -154,6 +154,12 @@ class PromptBuilder:
             "slots": slot_values,
         }
 
+    @cached_property
+    def json_schema(self) -> dict[str, Any]:
+        """The output schema's JSON schema, built once (a pydantic model's takes long to
+        build) and shared by every request, which only read it."""
+        return self.schema.json_schema()
+
     def job_context(self, job: Job) -> dict[str, Any]:
         """The context of one job, with its few-shot and "do not repeat" rows."""
         gen = self.recipe.generation
@@ -202,7 +208,7 @@ class PromptBuilder:
             max_tokens=gen.max_tokens,
             n=gen.n,
             seed=job.seed,
-            json_schema=schema.json_schema(),
+            json_schema=self.json_schema,
             constrain=isinstance(schema, PydanticSchema),  # built-in lists: in the prompt
             metadata={"slot": str(job.quota), "index": job.index},
         )

@@ -37,6 +37,8 @@ from textsynth.redact import mask_known, redact, redact_text
 __all__ = ["STORE_NAME", "Store", "Transaction", "peek_meta"]
 
 LOCK_SUFFIX = ".lock"
+# json.dumps(..., ensure_ascii=False) builds an encoder on every call: one, built once
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -206,8 +208,8 @@ class Store:
         """Write one completion and commit it at once (before anyone parses it)."""
         self._db.execute(
             "INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (key, slot, job_index, json.dumps(_shown(request), ensure_ascii=False),
-             mask_known(json.dumps(completion.texts, ensure_ascii=False)),
+            (key, slot, job_index, _to_json(_shown(request)),
+             mask_known(_to_json(completion.texts)),
              completion.finish_reason, completion.usage.prompt_tokens,
              completion.usage.completion_tokens, mask_known(completion.model),
              completion.attempts, time.time()),
@@ -247,7 +249,7 @@ class Store:
         self._db.execute(
             "INSERT INTO examples VALUES (?,?,?,?,?)",
             (seq, example.label, example.language, mask_known(example.text),
-             mask_known(json.dumps(example.to_dict(), ensure_ascii=False))),
+             mask_known(_to_json(example.to_dict()))),
         )
 
     @_guarded("write")

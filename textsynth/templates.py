@@ -190,6 +190,10 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: jinja2.runtime.Context, __obj: Any,
              *args: Any, **kwargs: Any) -> Any:
+        if getattr(__obj, "__self__", None) is __self._guard:
+            # a check _Bound inserted: it ticks and bounds the value itself, and a
+            # template cannot name it, so the sandbox's checks of a call add nothing
+            return __context.call(__obj, *args, **kwargs)
         __self.tick()
         result = super().call(__context, __obj, *args, **kwargs)
         __self.check_size(result)
@@ -270,12 +274,13 @@ class PromptTemplate:
             ctx = self._template.new_context({**self._globals, **context}, shared=True)
             parts: list[str] = []
             size = 0
-            for part in self._template.root_render_func(ctx):
+            for i, part in enumerate(self._template.root_render_func(ctx)):
                 size += len(part)
                 if size > env.max_chars:
                     raise TemplateError(f"the prompt is longer than {env.max_chars:,} "
                                         "characters")
-                env.tick()
+                if not i & 15:  # a part is quick to make: loops, calls and filters tick too
+                    env.tick()
                 parts.append(part)
             return "".join(parts).strip()
         except TemplateError as exc:

@@ -208,20 +208,42 @@ def test_dedup_state_stays_small_per_accepted_candidate() -> None:
     assert exact.owners.text(12_345) == items[12_345][1]
 
 
-@pytest.mark.parametrize("num_perm", [16, 64])
-def test_exhaustive_query_is_the_most_similar_stored_item(num_perm: int) -> None:
-    """With or without the 32-value probe, and for texts that all look alike (so the
-    probe passes most rows): the argmax of the similarities, as before."""
-    index = MinHashIndex(0.7, num_perm=num_perm, exhaustive_below=1_000)
+def test_key_table_replace_hands_back_the_previous_item() -> None:
+    keys = array("Q", [4, 9, 4, 4])
+    table = KeyTable(keys, capacity=2)
+    assert [table.replace(key, item) for item, key in enumerate(keys)] == [None, None, 0, 2]
+    assert table.get(4) == 3 and table.get(9) == 1 and table.count == 2
+
+
+@pytest.mark.parametrize(("num_perm", "threshold"), [(16, 0.7), (64, 0.7), (64, 0.8),
+                                                     (64, 0.9), (128, 0.8)])
+def test_exhaustive_query_is_the_most_similar_stored_item(num_perm: int,
+                                                          threshold: float) -> None:
+    """With or without the 32-value probe and the pigeonhole blocks, and for texts that
+    all look alike (so the probe passes most rows): the argmax of the similarities."""
+    index = MinHashIndex(threshold, num_perm=num_perm, exhaustive_below=1_000)
     texts = [f"please check {t}" for _, t in utterances(600, seed=4)]
     stored: list[np.ndarray] = []
     found = 0
     for sig in index.signatures(texts):
         sims = (np.stack(stored) == sig).mean(axis=1) if stored else None
-        best = None if sims is None or sims.max() < 0.7 else int(np.argmax(sims))
+        best = None if sims is None or sims.max() < threshold else int(np.argmax(sims))
         assert index.query(sig) == best
         if best is None:
             stored.append(sig)
             index.insert(sig)
         found += best is not None
     assert found > 20
+
+
+def test_exhaustive_queries_compare_few_stored_signatures() -> None:
+    """Below ``exhaustive_below`` a query finds every near-duplicate (no LSH misses)
+    without comparing the whole index: only items that share a pigeonhole block."""
+    items = utterances(4000, seed=5)
+    rule = NearDuplicateDedup(0.8)  # exhaustive up to 5,000 accepted
+    decisions = _decisions(rule, items)
+    assert decisions == _decisions(_ReferenceNear(5_000), items)
+    assert sum(not keep for keep, _, _ in decisions) > 300
+    size = rule.index.size
+    # comparing with every stored item would be about len(items) * size / 2
+    assert rule.index.compared < len(items) * size / 50

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any
 
 from textsynth.backends.base import Backend, Completion, Request, Usage
@@ -50,6 +49,8 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
+    from importlib.metadata import entry_points  # 30 ms of imports: only when needed
+
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         _registry.setdefault(ep.name, ep.value)
 
@@ -61,7 +62,8 @@ def available_backends() -> list[str]:
 
 def get_backend(name: str) -> type[Backend]:
     """The backend class registered under ``name``."""
-    _load_entry_points()
+    if name not in _registry:  # an entry point never replaces a name registered already
+        _load_entry_points()
     target = _registry.get(name)
     if target is None:
         known = ", ".join(available_backends())

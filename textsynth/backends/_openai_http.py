@@ -43,6 +43,7 @@ log = logging.getLogger("textsynth.backends.openai")
 log.addFilter(LOG_FILTER)
 
 StateHook = Callable[[str], None]
+_to_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds one every call
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,7 @@ class ChatClient:
         ``state("waiting")`` before each wait for a retry (the call may be
         cancelled before the first and during the second: nothing is in flight).
         """
-        data = json.dumps(body, ensure_ascii=False).encode()
+        data = _to_json(body).encode()
         self.stats["requests"] += 1
         call = id(data)
         try:  # most requests succeed at once: keep tenacity off the hot path

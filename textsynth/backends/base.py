@@ -20,6 +20,8 @@ __all__ = ["Backend", "Completion", "Message", "Request", "RequestEvents", "Usag
 RequestEvents = Callable[["Request", str], None]
 
 Message = dict[str, str]
+# the request key's JSON (json.dumps would build an encoder on every call)
+_KEY_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Request:
         }
         if self.prompt is not None:  # absent otherwise: chat requests keep their keys
             payload["prompt"] = self.prompt
-        raw = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        raw = _KEY_JSON(payload)
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
@@ -99,6 +101,10 @@ class Completion:
     model: str = ""
     attempts: int = 1
     finish_reasons: list[str] | None = None
+    #: what an output schema read from ``texts``, as ``(schema, texts, items per text)``,
+    #: when a wrapper (correction turns) read them already; used where it still matches
+    parsed: tuple[Any, tuple[str, ...], list[list[Any]]] | None = field(
+        default=None, compare=False, repr=False)
 
     def choice_finish(self, index: int) -> str:
         """Why choice ``index`` ended (the completion's reason when not known per choice)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from textsynth.backends.base import Backend, Completion, Request, RequestEvents, Usage
 from textsynth.errors import GenerationError
-from textsynth.schemas import OutputSchema
+from textsynth.schemas import OutputSchema, Parsed
 from textsynth.seeds import derive_seed
 
 __all__ = ["CORRECTION", "SchemaRepair", "describe_errors"]
@@ -56,6 +56,7 @@ class _Choice:
     best: tuple[tuple[int, bool], str, str]  # (score, text, finish)
     usage: Usage
     attempts: int = 0
+    parsed: list[Parsed] | None = None  # what the schema read from the first answer
 
     @property
     def broken(self) -> bool:
@@ -145,11 +146,16 @@ class SchemaRepair(Backend):
                 for request, completion in zip(requests, completions, strict=True)]
 
     def _choice(self, request: Request, index: int, text: str, finish: str) -> _Choice:
-        errors, score = self._check(text, finish)
-        return _Choice(request, index, text, finish, errors, (score, text, finish), Usage())
+        parsed = self.schema.parse(text)
+        errors, score = self._score(parsed, finish)
+        return _Choice(request, index, text, finish, errors, (score, text, finish), Usage(),
+                       parsed=parsed)
 
     def _check(self, text: str, finish: str) -> tuple[list[str], tuple[int, bool]]:
-        parsed = self.schema.parse(text)
+        return self._score(self.schema.parse(text), finish)
+
+    @staticmethod
+    def _score(parsed: list[Parsed], finish: str) -> tuple[list[str], tuple[int, bool]]:
         errors = [p.error for p in parsed if p.error]
         return errors, (len(parsed) - len(errors), finish != "length")
 
@@ -198,9 +204,11 @@ class SchemaRepair(Backend):
             self.repairs["dropped"] += len(group)
             return None
 
-    @staticmethod
-    def _merged(completion: Completion, choices: list[_Choice]) -> Completion:
+    def _merged(self, completion: Completion, choices: list[_Choice]) -> Completion:
         if not any(c.attempts for c in choices):
+            if choices and len(choices) == len(completion.texts):  # read once: the acceptor
+                read = [c.parsed or [] for c in sorted(choices, key=lambda c: c.index)]
+                completion.parsed = (self.schema, tuple(completion.texts), read)
             return completion
         texts, reasons = list(completion.texts), [completion.choice_finish(i)
                                                  for i in range(len(completion.texts))]

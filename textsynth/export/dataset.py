@@ -151,9 +151,12 @@ def _readable_rows(split: ExportedSplit) -> Iterator[list[dict[str, Any]]]:
         yield out
 
 
+_to_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds one every call
+
+
 def _write_jsonl(rows: Iterable[dict[str, Any]], fh: TextIO) -> None:
     for row in rows:
-        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.write(_to_json(row) + "\n")
 
 
 def _write_csv(rows: Iterable[dict[str, Any]], writer: Any, header: bool) -> None:
@@ -283,7 +286,7 @@ def export_dataset(layout: DatasetLayout, store: Store, out_dir: Path,
     with malloc_pool():
         ds = _build(layout, rows, report)
     del rows  # the tables hold the rows now
-    release_memory()
+    release_memory(collect=False)
     try:
         out.mkdir(parents=True, exist_ok=True)
         stage = staging_folder(out)
@@ -292,7 +295,7 @@ def export_dataset(layout: DatasetLayout, store: Store, out_dir: Path,
     try:
         with malloc_pool():
             written = _write_all(layout, ds, store, stage, report)
-        release_memory()
+        release_memory(collect=False)
         files = _files(stage, written) | {CARD}  # the card follows the data
         names = {f.split("/")[0] for f in files}
         old = read_manifest(out)

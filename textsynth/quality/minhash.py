@@ -98,6 +98,32 @@ class MinHashIndex:
         # out rows in exhaustive queries (none below 32 permutations)
         self._probe_head = np.empty((len(self._head), 32 if num_perm >= 32 else 0),
                                     dtype=np.uint32)
+        self._init_blocks(rng)
+        self.compared = 0  # stored signatures compared in full by exhaustive queries
+
+    def _init_blocks(self, rng: np.random.Generator) -> None:
+        """Pigeonhole blocks for the exhaustive queries.
+
+        A near-duplicate differs in at most ``spare = num_perm - need`` values, so if
+        the signature is cut into ``spare + 1`` blocks, one block of it is equal to the
+        query's. A table per block from the block's values to the items that have
+        them gives every stored item that can be a near-duplicate: the same answer as
+        comparing with all of them, at the cost of a few lookups. Where blocks would
+        be shorter than two values, equal blocks say too little: every row is compared.
+        """
+        import numpy as np
+
+        blocks = self.num_perm - self._need + 1
+        self._blocks = blocks if self.exhaustive_below and 2 * blocks <= self.num_perm else 0
+        self._block_keys: array[int] = array("Q")
+        self._block_prev: array[int] = array("i")  # the previous item with the same key
+        self._block_tables = [KeyTable(self._block_keys, self._blocks, b)
+                              for b in range(self._blocks)]
+        sizes = np.full(max(1, self._blocks), self.num_perm // max(1, self._blocks))
+        sizes[: self.num_perm % max(1, self._blocks)] += 1
+        self._block_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self._block_mix = rng.integers(1, 1 << 63, self.num_perm, dtype=np.uint64) | 1
+        self._last_blocks: tuple[np.ndarray, list[int]] | None = None
 
     # -- signatures ----------------------------------------------------------------
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
@@ -192,6 +218,43 @@ class MinHashIndex:
         """Estimated Jaccard similarity of ``sig`` and the stored ``item``."""
         return float((self._stored(item) == sig).mean())
 
+    def _keys_of_blocks(self, sig: np.ndarray) -> list[int]:
+        """The pigeonhole block keys of ``sig`` (a query and the insert after it ask for
+        the same signature)."""
+        import numpy as np
+
+        if self._last_blocks is not None and self._last_blocks[0] is sig:
+            return self._last_blocks[1]
+        keys = np.add.reduceat(sig.astype(np.uint64) * self._block_mix, self._block_starts)
+        keys ^= keys >> np.uint64(29)
+        out: list[int] = keys.tolist()
+        self._last_blocks = (sig, out)
+        return out
+
+    def _exact(self, sig: np.ndarray) -> int | None:
+        """What :meth:`_exhaustive` answers, from the items that share a pigeonhole
+        block with ``sig`` (every near-duplicate does); texts so alike that they are
+        a good share of the index are compared with every row instead."""
+        if not self._blocks:
+            return self._exhaustive(sig)
+        blocks, prev, most = self._blocks, self._block_prev, self.size // 8
+        found: list[int] = []
+        for block, (table, key) in enumerate(zip(self._block_tables,
+                                                 self._keys_of_blocks(sig), strict=True)):
+            item = table.get(key)
+            while item is not None and item >= 0:
+                found.append(item)
+                item = prev[item * blocks + block]
+            if len(found) > most:
+                return self._exhaustive(sig)
+        if not found:
+            return None
+        rows = sorted(set(found))  # ascending: the first item wins a tie
+        self.compared += len(rows)
+        full = (self._head[rows] == sig).sum(axis=1)
+        best = int(full.argmax())
+        return rows[best] if full[best] / self.num_perm >= self.threshold else None
+
     def _exhaustive(self, sig: np.ndarray) -> int | None:
         """The most similar stored item (the first on a tie) if it is a near-duplicate.
 
@@ -214,6 +277,7 @@ class MinHashIndex:
                 return None
             if 2 * len(rows) > self.size:  # similar texts: gathering rows costs more
                 rows = None
+        self.compared += self.size if rows is None else len(rows)
         if rows is None:
             full = np.count_nonzero(head == sig, axis=1)
             best = int(full.argmax())
@@ -230,7 +294,7 @@ class MinHashIndex:
         """
 
         if 0 < self.size <= self.exhaustive_below:
-            return self._exhaustive(sig)
+            return self._exact(sig)
         if keys is None:
             keys = self.band_keys(sig[None])[0].tolist()
         tried = -1
@@ -256,13 +320,23 @@ class MinHashIndex:
         self.size += 1
         for table, key in zip(self._tables, keys, strict=True):
             table.setdefault(key, item)
+        if item < self.exhaustive_below and self._blocks:
+            block_keys = self._keys_of_blocks(sig)
+            self._block_keys.extend(block_keys)
+            for table, key in zip(self._block_tables, block_keys, strict=True):
+                before = table.replace(key, item)
+                self._block_prev.append(-1 if before is None else before)
+        elif self._blocks:  # queries use LSH from now on
+            self._blocks, self._block_tables = 0, []
+            self._block_keys, self._block_prev = array("Q"), array("i")
         return item
 
     @property
     def nbytes(self) -> int:
         """Bytes of memory the index holds (signatures past the first ones are on disk)."""
         return (self._head.nbytes + len(self._keys) * 8 + sum(t.nbytes for t in self._tables)
-                + 8 * len(self._spill))
+                + 8 * len(self._spill) + 8 * len(self._block_keys) + 4 * len(self._block_prev)
+                + sum(t.nbytes for t in self._block_tables))
 
     def dedup(self, texts: Sequence[str], chunk: int = 8192) -> list[int | None]:
         """For each text in order: the item number of an earlier near-duplicate, or None

@@ -54,7 +54,9 @@ def word_tokens(text: str) -> list[str]:
     return list(_word_tokens(text))
 
 
-@functools.lru_cache(maxsize=8192)  # several rules tokenize the same candidate
+# several rules tokenize the same candidate, one after the other: a few recent texts are
+# enough (8,192 held 4.5 MB of texts and tokens through a run and its export)
+@functools.lru_cache(maxsize=64)
 def _word_tokens(text: str) -> tuple[str, ...]:
     return tuple(_TOKEN.findall(unicodedata.normalize("NFKC", text).casefold()))
 

@@ -92,6 +92,29 @@ class KeyTable:
             self._grow()
         return item
 
+    def replace(self, key: int, item: int) -> int | None:
+        """Store ``item`` under ``key``; returns the item that had it before, or None
+        (a chain of items with equal keys can then run through the caller's arrays).
+
+        ``keys`` must already hold ``item``'s key.
+        """
+        slots, keys, stride, offset, mask = (self._slots, self._keys, self._stride,
+                                             self._offset, self._mask)
+        i = key & mask
+        while True:
+            stored = slots[i]
+            if not stored:
+                break
+            if keys[(stored - 1) * stride + offset] == key:
+                slots[i] = item + 1
+                return stored - 1
+            i = (i + 1) & mask
+        slots[i] = item + 1
+        self.count += 1
+        if self.count > self._limit:
+            self._grow()
+        return None
+
     def _grow(self) -> None:
         """Twice the capacity; the stored items are placed again in a few numpy passes."""
         import numpy as np
