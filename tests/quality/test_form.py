@@ -30,6 +30,9 @@ JUNK = [
      "several_sentences"),
     ("Turn off the refrigerator light off", "doubled_particle"),
     ("Turn on the computer desk lights on?", "doubled_particle"),
+    ("Lock the front door to the front door", "repeated_word"),
+    ("Please lock the door to the kitchen, please", "repeated_word"),
+    ("Lock the door to the front door to the kitchen", "repeated_word"),
 ]
 
 REQUESTS = [
@@ -49,6 +52,10 @@ REQUESTS = [
     "Play some P. J. Proby",
     "Turn on the lights on the porch",
     "Switch the hallway light off",
+    # a word said twice that is a name, a first word (verb and noun) or in a long text
+    "Play Run Rudolph Run",
+    "Show me the TV show Limit of Love",
+    "Please turn on the porch light and then lock the front door, the back door and the garage",
 ]
 
 

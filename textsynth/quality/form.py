@@ -4,9 +4,10 @@ A small model asked for requests often returns the right topic in the wrong form
 markup left from a list ("**Adjusting the thermostat**: 3"), a narration that
 starts with a gerund ("Switching on the kitchen light"), advice to the reader
 ("You can turn off a smart bulb", "How to stop desk lights from ..."), or a
-run-on list ("..., 2. You can set ..."), or a particle said twice ("Turn off the lamp
-off"). None of that is a request, whatever its
-topic, and no embedding is needed to see it.
+run-on list ("..., 2. You can set ..."), a particle said twice ("Turn off the lamp
+off"), or a word said twice in a short request ("Lock the front door to the front
+door", "Please lock the kitchen door, please"). None of that is a request, whatever
+its topic, and no embedding is needed to see it.
 
 The rule looks at shape only, never at topic, and only at English text (for
 other languages it keeps everything). It keeps the forms users do write:
@@ -64,6 +65,10 @@ _COMMON = frozenset({
     "which", "there", "their", "them", "they", "have", "will", "would", "could", "should",
     "please", "some", "more", "very", "just", "also", "your", "about",
 })
+# a short request that says a lower-case word twice ("Lock the front door to the front
+# door"): 0.2% of real SNIPS training rows ("Play opera music on google music"); a first
+# word said again is left alone ("Show me the TV show ..."), except "please"
+_TWICE_MAX_WORDS = 12
 _SENTENCE = re.compile(r"[.!?]+(?:\s+|$)")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 
@@ -98,6 +103,9 @@ def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
     repeated = [w for w in set(words) if words.count(w) >= 3]
     if repeated:
         return "repetitive", f"{sorted(repeated)[0]!r} {words.count(sorted(repeated)[0])} times"
+    found = _said_twice(text)
+    if found:
+        return "repeated_word", f"{found!r} twice in a short request"
     first = _WORD.match(body)
     if first:
         head = first.group(0).lower()
@@ -107,6 +115,26 @@ def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
     sentences = [s for s in _SENTENCE.split(text) if len(_WORD.findall(s)) >= 3]
     if len(sentences) > max_sentences:
         return "several_sentences", f"{len(sentences)} sentences"
+    return None
+
+
+def _said_twice(text: str) -> str | None:
+    """A lower-case word (four letters or more, or "please") that a short text says twice;
+    capitalised words (names, titles) and a repeated first word do not count."""
+    words = _WORD.findall(text)
+    if len(words) > _TWICE_MAX_WORDS:
+        return None
+    seen: set[str] = set()
+    for i, word in enumerate(words):
+        low = word.lower()
+        if not (low == "please" or (len(low) >= 4 and low not in _COMMON)):
+            continue
+        if i and word != low:  # a name or a title
+            continue
+        if low in seen:
+            return low
+        if i or low == "please":  # a first word said again may be a verb and a noun
+            seen.add(low)
     return None
 
 
