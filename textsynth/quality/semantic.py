@@ -74,6 +74,7 @@ class SemanticIndex:
     pending_rows = 1024  # approximate: the newest vectors, compared one by one
     candidates = 16  # approximate: likeliest matches whose exact cosine is computed
     nprobe = 32  # approximate: lists of the inverted file a query reads
+    sub_dims = 6  # approximate: dimensions per 4-bit code (6: 32 bytes a MiniLM vector)
     regrow = 8  # approximate: retrain with more lists when the index is this many times
     # larger than what the codes were trained on (a small 'approximate' start)
 
@@ -274,7 +275,8 @@ class SemanticIndex:
         picks = np.arange(want, dtype=np.int64) * n // want
         # only the picked rows are read (60 MiB at most), not the whole file again
         sample = self._read_items(picks)
-        ivf = InvertedFile.trained(sample, seed=self.seed, nprobe=self.nprobe)
+        ivf = InvertedFile.trained(sample, seed=self.seed, nprobe=self.nprobe,
+                                   sub_dims=self.sub_dims)
         del sample
         for start, block in self._blocks():
             if start >= n:

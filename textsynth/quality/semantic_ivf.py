@@ -53,13 +53,15 @@ class InvertedFile:
         self._index.nprobe = min(nprobe, index.nlist)
 
     @classmethod
-    def trained(cls, sample: np.ndarray, *, seed: int = 0, nprobe: int = 32) -> InvertedFile:
-        """An empty index whose quantizers are trained on ``sample`` (float32 rows)."""
+    def trained(cls, sample: np.ndarray, *, seed: int = 0, nprobe: int = 32,
+                sub_dims: int = 6) -> InvertedFile:
+        """An empty index whose quantizers are trained on ``sample`` (float32 rows), a
+        4-bit code for every ``sub_dims`` dimensions (or the next divisor of the dimension)."""
         faiss = require("faiss", "the approximate semantic index")
         import numpy as np
 
         dim = sample.shape[1]
-        subs = next(m for m in range(dim // 6 or 1, 0, -1) if dim % m == 0)
+        subs = next(m for m in range(dim // sub_dims or 1, 0, -1) if dim % m == 0)
         quantizer = faiss.IndexFlatL2(dim)  # unit vectors: L2 order is cosine order
         index = faiss.IndexIVFPQFastScan(quantizer, dim, lists_for(len(sample)), subs, 4)
         index.own_fields = True
