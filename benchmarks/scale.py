@@ -230,18 +230,30 @@ def gate(args: argparse.Namespace) -> None:
               flush=True)
         if not semantic:
             last = (n, r)
+    if last is not None and last[1]["state_mib"]:
+        n, r = last
+        print(f"layout at {n:,}: {gate_state_mib(int(r['kept']), semantic=False):,.0f} MiB "
+              f"(the rules report {r['state_mib']:,.0f} MiB)")
     if last is not None and last[0] < 10_000_000 and last[1]["state_mib"]:
         n, r = last
-        kept = r["kept"] * 10_000_000 / n
-        print(f"10M extrapolated from {n:,} (not run): about {kept:,.0f} kept, gate state "
-              f"{gate_state_mib(int(kept)):,.0f} MiB, peak about "
-              f"{r['peak_mib'] - r['state_mib'] + gate_state_mib(int(kept)):,.0f} MiB, "
-              f"{10_000_000 / r['per_cpu_s'] / 60:,.0f} CPU minutes")
+        kept = int(r["kept"] * 10_000_000 / n)
+        state = gate_state_mib(kept, semantic=False)
+        print(f"10M extrapolated from {n:,} (not run): about {kept:,.0f} kept, exact+minhash "
+              f"state {state:,.0f} MiB, peak about "
+              f"{r['peak_mib'] - r['state_mib'] + state:,.0f} MiB, "
+              f"{10_000_000 / r['per_cpu_s'] / 60:,.0f} CPU minutes; with the approximate "
+              f"semantic index too, state {gate_state_mib(kept, semantic=True):,.0f} MiB at "
+              f"most ({gate_state_mib(kept, semantic=True, lists=1.0):,.0f} MiB if faiss's "
+              f"lists were exactly sized); all {10_000_000:,} kept: "
+              f"{gate_state_mib(10_000_000, semantic=True):,.0f} MiB at most")
 
 
-def gate_state_mib(kept: int, bands: int = 8) -> float:
-    """Memory of the exact and MinHash state for ``kept`` accepted candidates, by the
-    layout of textsynth.quality.tables (the exact rule's unique texts taken as all)."""
+def gate_state_mib(kept: int, bands: int = 8, semantic: bool = True, lists: float = 2.0,
+                   code_bytes: int = 16, nlist: int = 1024, dim: int = 384) -> float:
+    """Memory of the dedup rules' state for ``kept`` accepted candidates, by the layout of
+    textsynth.quality.tables, minhash and semantic (the exact rule's unique texts taken
+    as all). ``lists``: how much of faiss's codes and ids its lists reserve (they grow by
+    doubling: up to twice, about 1.45 times measured at 1M)."""
 
     def table(items: int) -> int:  # 4-byte slots, load at most 0.6, doubling from 1024
         capacity = 1024
@@ -249,9 +261,14 @@ def gate_state_mib(kept: int, bands: int = 8) -> float:
             capacity *= 2
         return 4 * capacity
 
-    exact = kept * (8 + 2 + 8) + table(kept)  # hash, label code, text offset
-    near = kept * (8 * bands + 2 + 8 + 8) + bands * table(kept)  # + signature offset
-    return (exact + near) / 2**20
+    owner = 2 + 4  # label code, text offset (low 32 bits)
+    exact = kept * (8 + owner) + table(kept)  # 64-bit hash
+    near = kept * (4 * bands + owner) + bands * table(kept)  # low 32 bits of each band key
+    total = exact + near
+    if semantic:  # codes and ids in faiss's lists, centroids and codebooks, 1,024 pending
+        fixed = 4 * dim * (nlist + 16) + 1024 * 4 * dim
+        total += kept * owner + int(lists * kept * (code_bytes + 8)) + fixed
+    return total / 2**20
 
 
 def _clustered(rng: Any, n: int, centers: Any, recent: Any) -> Any:

@@ -196,8 +196,8 @@ class MinHashIndex:
         lo, hi, mix = band * self.rows, (band + 1) * self.rows, self._mix[band]
 
         def confirm(item: int, key: int) -> bool:
-            values = self._stored(item)[lo:hi].tolist()
-            folded = sum(v * m for v, m in zip(values, mix, strict=True)) & _MASK64
+            values: list[int] = self._stored(item)[lo:hi].tolist()
+            folded: int = sum(v * m for v, m in zip(values, mix, strict=True)) & _MASK64
             return (folded ^ (folded >> 29)) == key
 
         return confirm

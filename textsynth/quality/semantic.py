@@ -74,7 +74,8 @@ class SemanticIndex:
     pending_rows = 1024  # approximate: the newest vectors, compared one by one
     candidates = 16  # approximate: likeliest matches whose exact cosine is computed
     nprobe = 32  # approximate: lists of the inverted file a query reads
-    sub_dims = 6  # approximate: dimensions per 4-bit code (6: 32 bytes a MiniLM vector)
+    sub_dims = 12  # approximate: dimensions per 4-bit code (12: 16 bytes a MiniLM vector;
+    # 32-byte codes found the same 1,649 of 1,650 exact matches at 1M, for 1.6 times the memory)
     regrow = 8  # approximate: retrain with more lists when the index is this many times
     # larger than what the codes were trained on (a small 'approximate' start)
 
