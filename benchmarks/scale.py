@@ -32,14 +32,15 @@ are extrapolated from the largest one run, and the line says so.
 all-MiniLM-L6-v2 gives; MiniLM cannot embed a million texts here), clustered like a
 run's embeddings (5,000 topics, 15% paraphrase-like neighbours of a recent vector):
 ``--sizes`` vectors are stored, then ``--queries`` queries are timed at that size (at
-least 1,000 for the approximate index), half of them paraphrases of stored vectors and
-half new. ``--index`` picks the kinds: ``exact`` (256 MiB kept in memory, the rest
-spilled to disk as float16, every vector read by every query) and ``approximate``
+least 1,000 and ``--sample`` for the approximate index), half of them paraphrases of
+stored vectors and half new. ``--index`` picks the kinds: ``exact`` (256 MiB kept in
+memory, the rest spilled to disk as float16, every vector read by every query) and ``approximate``
 (faiss, ``textsynth[scale]``: from 10,000 vectors on, codes in memory, vectors on disk).
 ``cand./s`` is one candidate through the index at that size (a query and an insert);
 recall is the share of the exact scan's matches (item and all) that the approximate
-index returns, over the first ``--sample`` queries. Each size and kind runs in a fresh
-process; 10M is extrapolated unless asked for: exact CPU from the measured cost per
+index returns, over the first ``--sample`` queries (4,000: about 1,650 matches; the
+exact answers are computed in one pass over the stored vectors). Each size and kind runs
+in a fresh process; 10M is extrapolated unless asked for: exact CPU from the measured cost per
 stored vector (a query compares with every stored vector, so N candidates cost about
 N^2/2).
 """
@@ -331,9 +332,10 @@ def semantic_one(n: int, queries: int, kind: str, sample: int) -> dict[str, floa
     out = {"insert_cpu_s": insert_cpu, "query_ms": 1000 * query_cpu,
            "insert_us": 1e6 * insert_cpu / n, "peak_mib": peak, "added_mib": peak - base,
            "memory_mib": index.nbytes / 2**20, "disk_mib": index.spilled_bytes / 2**20,
+           "lists_used_mib": index._ivf.used_bytes / 2**20 if index._ivf is not None else 0,
            "matches": sum(g is not None for g in got) / queries}
     if sample and index.approximate:  # what the exact scan finds among the first queries
-        expected = [index.query(v, exact=True) for v in probe[:sample]]
+        expected = index.query_exact(probe[:sample])
         hits = [(e[0], g and g[0]) for e, g in zip(expected, got, strict=False) if e]
         out["recall"] = sum(e == g for e, g in hits) / max(1, len(hits))
         out["recall_of"] = len(hits)
@@ -349,7 +351,7 @@ def semantic(args: argparse.Namespace) -> None:
     last: dict[str, tuple[int, dict[str, float]]] = {}
     for n in args.sizes:
         for kind in args.index:
-            queries = args.queries if kind == "exact" else max(args.queries, 1000)
+            queries = args.queries if kind == "exact" else max(args.queries, args.sample, 1000)
             proc = subprocess.run([sys.executable, __file__, "semantic-one", str(n),
                                    str(queries), "--index", kind, "--sample",
                                    str(args.sample)],
@@ -377,10 +379,12 @@ def semantic(args: argparse.Namespace) -> None:
               f"{ns:.2f} ns a stored vector")
     if "approximate" in last and big not in args.sizes:
         n, r = last["approximate"]
-        print(f"10M approximate, extrapolated from {n:,} (not run): codes and ids about "
-              f"{r['memory_mib'] * big / n:,.0f} MiB (faiss may reserve up to twice that), "
+        used = r["lists_used_mib"] * big / n
+        print(f"10M approximate, extrapolated from {n:,} (not run): codes and ids "
+              f"{used:,.0f} MiB, faiss's lists hold up to twice that ({2 * used:,.0f} MiB; "
+              f"{r['memory_mib'] / max(r['lists_used_mib'], 1e-9):.2f} times at {n:,}), "
               f"{big * 768 / 2**30:,.1f} GiB on disk; a query reads 32 of 1,024 lists, ten "
-              f"times longer than at 1M (run --sizes 10000000 --sample 20 for the figure)")
+              f"times longer than at 1M (run --sizes 10000000 --sample 1000 for the figure)")
 
 
 def engine_one(name: str, count: int, batch: int) -> dict[str, float]:
@@ -448,7 +452,7 @@ def main() -> None:
                      help="timed queries (1,000 at least for the approximate index)")
     sem.add_argument("--index", nargs="+", default=["exact", "approximate"],
                      choices=["exact", "approximate", "auto"])
-    sem.add_argument("--sample", type=int, default=200,
+    sem.add_argument("--sample", type=int, default=4000,
                      help="queries also answered by the exact scan, for the recall")
     sem_one = sub.add_parser("semantic-one")
     sem_one.add_argument("n", type=int)

@@ -72,6 +72,20 @@ def test_spilled_index_gives_the_same_decisions() -> None:
     index.close()
 
 
+def test_query_exact_of_many_is_each_exact_query() -> None:
+    vectors = _vectors(3000, seed=7)
+    index = SemanticIndex(0.9, memory_bytes=500 * DIM * 4, chunk_rows=700, index="exact")
+    index.dedup(vectors[:2500])
+    assert index.spilled_bytes > 0
+    probe = vectors[2000:]
+    expected = [index.query(v, exact=True) for v in probe]
+    assert sum(e is not None for e in expected) > 50
+    got = index.query_exact(probe)  # a matrix product: cosines to the last bits aside
+    assert [g and g[0] for g in got] == [e and e[0] for e in expected]
+    assert all(g is None or g[1] == pytest.approx(e[1], abs=1e-5)  # type: ignore[index]
+               for g, e in zip(got, expected, strict=True))
+
+
 def test_bulk_dedup_over_a_spilled_index_matches_one_by_one() -> None:
     vectors = _vectors(2000, seed=1)
     expected = [e and e[0] for e in _reference(vectors, 0.9)]

@@ -180,6 +180,23 @@ class SemanticIndex:
                 best, score = start + j, float(sims[j])
         return (best, score) if best >= 0 and score >= self.threshold else None
 
+    def query_exact(self, vectors: np.ndarray) -> list[tuple[int, float] | None]:
+        """``query(vector, exact=True)`` for each row of ``vectors``, in one pass over the
+        stored vectors (to measure what the inverted file misses on many queries)."""
+        import numpy as np
+
+        rows = np.arange(len(vectors))
+        best = np.full(len(vectors), -1, dtype=np.int64)
+        score = np.full(len(vectors), -np.inf, dtype=np.float32)
+        for start, block in self._blocks():
+            sims = vectors @ block.T
+            arg = sims.argmax(axis=1)
+            top = sims[rows, arg]
+            better = top > score  # the first of equal maxima, as query gives
+            best[better], score[better] = start + arg[better], top[better]
+        return [(int(b), float(c)) if b >= 0 and c >= self.threshold else None
+                for b, c in zip(best, score, strict=True)]
+
     def _likeliest(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The inverted file's likeliest matches: their items in order, and their vectors
         as the file keeps them (float32)."""
