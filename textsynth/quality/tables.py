@@ -59,8 +59,8 @@ class KeyTable:
         if key_bits < 64 and confirm is None:
             raise ValueError("keys shorter than 64 bits need a confirm callback")
         self._keys = keys
-        self._short = (1 << key_bits) - 1 if key_bits < 64 else 0  # 0: full keys
-        self._confirm = confirm
+        self._key_mask = (1 << key_bits) - 1  # the bits of a key the array holds
+        self._confirm = confirm if key_bits < 64 else None
         self._stride = stride
         self._offset = offset
         self._max_load = max_load
@@ -79,16 +79,16 @@ class KeyTable:
 
     def get(self, key: int) -> int | None:
         """The item stored under ``key``, or None."""
-        slots, keys, stride, offset, mask = (self._slots, self._keys, self._stride,
-                                             self._offset, self._mask)
-        short = key & self._short if self._short else key
+        slots, keys, stride, offset, mask, confirm = (self._slots, self._keys, self._stride,
+                                                      self._offset, self._mask, self._confirm)
+        short = key & self._key_mask
         i = short & mask  # the stored bits place it (as _grow does)
         while True:
             item = slots[i]
             if not item:
                 return None
             if keys[(item - 1) * stride + offset] == short and (
-                    not self._short or self._confirm(item - 1, key)):  # type: ignore[misc]
+                    confirm is None or confirm(item - 1, key)):
                 return item - 1
             i = (i + 1) & mask
 
@@ -97,16 +97,16 @@ class KeyTable:
 
         ``keys`` must already hold ``item``'s key (its low ``key_bits`` bits).
         """
-        slots, keys, stride, offset, mask = (self._slots, self._keys, self._stride,
-                                             self._offset, self._mask)
-        short = key & self._short if self._short else key
+        slots, keys, stride, offset, mask, confirm = (self._slots, self._keys, self._stride,
+                                                      self._offset, self._mask, self._confirm)
+        short = key & self._key_mask
         i = short & mask
         while True:
             stored = slots[i]
             if not stored:
                 break
             if keys[(stored - 1) * stride + offset] == short and (
-                    not self._short or self._confirm(stored - 1, key)):  # type: ignore[misc]
+                    confirm is None or confirm(stored - 1, key)):
                 return stored - 1
             i = (i + 1) & mask
         slots[i] = item + 1
