@@ -188,17 +188,18 @@ class SpillFile:
 
     def append(self, record: bytes) -> int:
         """Store ``record``; returns its number (0, 1, 2 ...)."""
-        if self._record_size is not None and len(record) != self._record_size:
-            raise ValueError(f"records are {self._record_size} bytes, not {len(record)}")
-        self._buffer.append(record)
-        self._buffered += len(record)
-        end = self._end + len(record)
-        self._count += 1
+        size = len(record)
+        end = self._end + size
         if self._record_size is None:
-            for _ in range((end >> 32) - (self._end >> 32)):
-                self._wraps.append(self._count)
+            if (end ^ self._end) >> 32:  # the high bits change from this record's end on
+                self._wraps.extend([self._count + 1] * ((end >> 32) - (self._end >> 32)))
             self._low.append(end & 0xFFFFFFFF)
+        elif size != self._record_size:
+            raise ValueError(f"records are {self._record_size} bytes, not {size}")
+        self._buffer.append(record)
+        self._buffered += size
         self._end = end
+        self._count += 1
         if self._buffered >= self._buffer_bytes:
             self.flush()
         return self._count - 1
