@@ -5,7 +5,7 @@ quantizer splits the vectors into ``nlist`` lists, and each vector is kept as a 
 product-quantizer code (``dim / sub_dims`` sub-vectors, half a byte each: 16 bytes
 for MiniLM's 384 dimensions in 12-dimension sub-vectors, plus faiss's 8-byte id)
 scanned with SIMD ("fast scan"). Faiss's lists grow by doubling, so they hold up to
-twice that (about 1.45 times in the benchmark at 1M; :attr:`InvertedFile.nbytes`
+twice that (1.57 times in the benchmark at 1M; :attr:`InvertedFile.nbytes`
 reports what they hold). A
 query probes the ``nprobe`` closest lists and returns the ``k`` items whose codes come
 closest; :class:`~textsynth.quality.semantic.SemanticIndex` then computes their exact
