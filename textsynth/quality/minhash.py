@@ -103,6 +103,8 @@ class MinHashIndex:
         self._head = np.empty((max(exhaustive_below, memory_rows), num_perm), dtype=np.uint32)
         self._spill = SpillFile(record_size=4 * num_perm)
         self._read: tuple[int, np.ndarray] | None = None  # the last signature read from disk
+        # the band keys of the last query that found no match, and each band's owner then
+        self._owners: tuple[Sequence[int], list[int | None]] | None = None
         self.size = 0
         # equal values a match needs (the same float test as the similarity's)
         self._need = next(c for c in range(num_perm + 1) if c / num_perm >= threshold)
@@ -261,12 +263,15 @@ class MinHashIndex:
         if keys is None:
             keys = self.band_keys(sig[None])[0].tolist()
         tried = -1
+        owners: list[int | None] = []
         for table, key in zip(self._tables, keys, strict=True):
             item = table.get(key)
+            owners.append(item)
             if item is not None and item != tried:
                 if self.similarity(sig, item) >= self.threshold:
                     return item
                 tried = item
+        self._owners = (keys, owners)
         return None
 
     def insert(self, sig: np.ndarray, keys: Sequence[int] | None = None) -> int:
@@ -281,8 +286,13 @@ class MinHashIndex:
             self._spill.append(sig.astype("<u4", copy=False).tobytes())
         self._keys.extend([key & self._key_mask for key in keys])
         self.size += 1
-        for table, key in zip(self._tables, keys, strict=True):
-            table.setdefault(key, item)
+        # a band whose key the last query found owned keeps its owner (tables only grow):
+        # no second lookup, nor a second check of the full key, for the same keys
+        looked, self._owners = self._owners, None
+        owners = looked[1] if looked is not None and looked[0] is keys else None
+        for band, (table, key) in enumerate(zip(self._tables, keys, strict=True)):
+            if owners is None or owners[band] is None:
+                table.setdefault(key, item)
         return item
 
     @property
