@@ -32,14 +32,15 @@ are extrapolated from the largest one run, and the line says so.
 all-MiniLM-L6-v2 gives; MiniLM cannot embed a million texts here), clustered like a
 run's embeddings (5,000 topics, 15% paraphrase-like neighbours of a recent vector):
 ``--sizes`` vectors are stored, then ``--queries`` queries are timed at that size (at
-least 1,000 for the approximate index), half of them paraphrases of stored vectors and
-half new. ``--index`` picks the kinds: ``exact`` (256 MiB kept in memory, the rest
-spilled to disk as float16, every vector read by every query) and ``approximate``
+least 1,000 and ``--sample`` for the approximate index), half of them paraphrases of
+stored vectors and half new. ``--index`` picks the kinds: ``exact`` (256 MiB kept in
+memory, the rest spilled to disk as float16, every vector read by every query) and ``approximate``
 (faiss, ``textsynth[scale]``: from 10,000 vectors on, codes in memory, vectors on disk).
 ``cand./s`` is one candidate through the index at that size (a query and an insert);
 recall is the share of the exact scan's matches (item and all) that the approximate
-index returns, over the first ``--sample`` queries. Each size and kind runs in a fresh
-process; 10M is extrapolated unless asked for: exact CPU from the measured cost per
+index returns, over the first ``--sample`` queries (4,000: about 1,650 matches; the
+exact answers are computed in one pass over the stored vectors). Each size and kind runs
+in a fresh process; 10M is extrapolated unless asked for: exact CPU from the measured cost per
 stored vector (a query compares with every stored vector, so N candidates cost about
 N^2/2).
 """
@@ -230,18 +231,30 @@ def gate(args: argparse.Namespace) -> None:
               flush=True)
         if not semantic:
             last = (n, r)
+    if last is not None and last[1]["state_mib"]:
+        n, r = last
+        print(f"layout at {n:,}: {gate_state_mib(int(r['kept']), semantic=False):,.0f} MiB "
+              f"(the rules report {r['state_mib']:,.0f} MiB)")
     if last is not None and last[0] < 10_000_000 and last[1]["state_mib"]:
         n, r = last
-        kept = r["kept"] * 10_000_000 / n
-        print(f"10M extrapolated from {n:,} (not run): about {kept:,.0f} kept, gate state "
-              f"{gate_state_mib(int(kept)):,.0f} MiB, peak about "
-              f"{r['peak_mib'] - r['state_mib'] + gate_state_mib(int(kept)):,.0f} MiB, "
-              f"{10_000_000 / r['per_cpu_s'] / 60:,.0f} CPU minutes")
+        kept = int(r["kept"] * 10_000_000 / n)
+        state = gate_state_mib(kept, semantic=False)
+        print(f"10M extrapolated from {n:,} (not run): about {kept:,.0f} kept, exact+minhash "
+              f"state {state:,.0f} MiB, peak about "
+              f"{r['peak_mib'] - r['state_mib'] + state:,.0f} MiB, "
+              f"{10_000_000 / r['per_cpu_s'] / 60:,.0f} CPU minutes; with the approximate "
+              f"semantic index too, state {gate_state_mib(kept, semantic=True):,.0f} MiB at "
+              f"most ({gate_state_mib(kept, semantic=True, lists=1.0):,.0f} MiB if faiss's "
+              f"lists were exactly sized); all {10_000_000:,} kept: "
+              f"{gate_state_mib(10_000_000, semantic=True):,.0f} MiB at most")
 
 
-def gate_state_mib(kept: int, bands: int = 8) -> float:
-    """Memory of the exact and MinHash state for ``kept`` accepted candidates, by the
-    layout of textsynth.quality.tables (the exact rule's unique texts taken as all)."""
+def gate_state_mib(kept: int, bands: int = 8, semantic: bool = True, lists: float = 2.0,
+                   code_bytes: int = 16, nlist: int = 1024, dim: int = 384) -> float:
+    """Memory of the dedup rules' state for ``kept`` accepted candidates, by the layout of
+    textsynth.quality.tables, minhash and semantic (the exact rule's unique texts taken
+    as all). ``lists``: how much of faiss's codes and ids its lists reserve (they grow by
+    doubling: up to twice, 1.57 times in the semantic benchmark at 1M)."""
 
     def table(items: int) -> int:  # 4-byte slots, load at most 0.6, doubling from 1024
         capacity = 1024
@@ -249,9 +262,14 @@ def gate_state_mib(kept: int, bands: int = 8) -> float:
             capacity *= 2
         return 4 * capacity
 
-    exact = kept * (8 + 2 + 8) + table(kept)  # hash, label code, text offset
-    near = kept * (8 * bands + 2 + 8 + 8) + bands * table(kept)  # + signature offset
-    return (exact + near) / 2**20
+    owner = 2 + 4  # label code, text offset (low 32 bits)
+    exact = kept * (8 + owner) + table(kept)  # 64-bit hash
+    near = kept * (4 * bands + owner) + bands * table(kept)  # low 32 bits of each band key
+    total = exact + near
+    if semantic:  # codes and ids in faiss's lists, centroids and codebooks, 1,024 pending
+        fixed = 4 * dim * (nlist + 16) + 1024 * 4 * dim
+        total += kept * owner + int(lists * kept * (code_bytes + 8)) + fixed
+    return total / 2**20
 
 
 def _clustered(rng: Any, n: int, centers: Any, recent: Any) -> Any:
@@ -314,9 +332,10 @@ def semantic_one(n: int, queries: int, kind: str, sample: int) -> dict[str, floa
     out = {"insert_cpu_s": insert_cpu, "query_ms": 1000 * query_cpu,
            "insert_us": 1e6 * insert_cpu / n, "peak_mib": peak, "added_mib": peak - base,
            "memory_mib": index.nbytes / 2**20, "disk_mib": index.spilled_bytes / 2**20,
+           "lists_used_mib": index._ivf.used_bytes / 2**20 if index._ivf is not None else 0,
            "matches": sum(g is not None for g in got) / queries}
     if sample and index.approximate:  # what the exact scan finds among the first queries
-        expected = [index.query(v, exact=True) for v in probe[:sample]]
+        expected = index.query_exact(probe[:sample])
         hits = [(e[0], g and g[0]) for e, g in zip(expected, got, strict=False) if e]
         out["recall"] = sum(e == g for e, g in hits) / max(1, len(hits))
         out["recall_of"] = len(hits)
@@ -332,7 +351,7 @@ def semantic(args: argparse.Namespace) -> None:
     last: dict[str, tuple[int, dict[str, float]]] = {}
     for n in args.sizes:
         for kind in args.index:
-            queries = args.queries if kind == "exact" else max(args.queries, 1000)
+            queries = args.queries if kind == "exact" else max(args.queries, args.sample, 1000)
             proc = subprocess.run([sys.executable, __file__, "semantic-one", str(n),
                                    str(queries), "--index", kind, "--sample",
                                    str(args.sample)],
@@ -360,10 +379,12 @@ def semantic(args: argparse.Namespace) -> None:
               f"{ns:.2f} ns a stored vector")
     if "approximate" in last and big not in args.sizes:
         n, r = last["approximate"]
-        print(f"10M approximate, extrapolated from {n:,} (not run): codes and ids about "
-              f"{r['memory_mib'] * big / n:,.0f} MiB (faiss may reserve up to twice that), "
+        used = r["lists_used_mib"] * big / n
+        print(f"10M approximate, extrapolated from {n:,} (not run): codes and ids "
+              f"{used:,.0f} MiB, faiss's lists hold up to twice that ({2 * used:,.0f} MiB; "
+              f"{r['memory_mib'] / max(r['lists_used_mib'], 1e-9):.2f} times at {n:,}), "
               f"{big * 768 / 2**30:,.1f} GiB on disk; a query reads 32 of 1,024 lists, ten "
-              f"times longer than at 1M (run --sizes 10000000 --sample 20 for the figure)")
+              f"times longer than at 1M (run --sizes 10000000 --sample 1000 for the figure)")
 
 
 def engine_one(name: str, count: int, batch: int) -> dict[str, float]:
@@ -431,7 +452,7 @@ def main() -> None:
                      help="timed queries (1,000 at least for the approximate index)")
     sem.add_argument("--index", nargs="+", default=["exact", "approximate"],
                      choices=["exact", "approximate", "auto"])
-    sem.add_argument("--sample", type=int, default=200,
+    sem.add_argument("--sample", type=int, default=4000,
                      help="queries also answered by the exact scan, for the recall")
     sem_one = sub.add_parser("semantic-one")
     sem_one.add_argument("n", type=int)

@@ -72,6 +72,20 @@ def test_spilled_index_gives_the_same_decisions() -> None:
     index.close()
 
 
+def test_query_exact_of_many_is_each_exact_query() -> None:
+    vectors = _vectors(3000, seed=7)
+    index = SemanticIndex(0.9, memory_bytes=500 * DIM * 4, chunk_rows=700, index="exact")
+    index.dedup(vectors[:2500])
+    assert index.spilled_bytes > 0
+    probe = vectors[2000:]
+    expected = [index.query(v, exact=True) for v in probe]
+    assert sum(e is not None for e in expected) > 50
+    got = index.query_exact(probe)  # a matrix product: cosines to the last bits aside
+    assert [g and g[0] for g in got] == [e and e[0] for e in expected]
+    assert all(g is None or g[1] == pytest.approx(e[1], abs=1e-5)  # type: ignore[index]
+               for g, e in zip(got, expected, strict=True))
+
+
 def test_bulk_dedup_over_a_spilled_index_matches_one_by_one() -> None:
     vectors = _vectors(2000, seed=1)
     expected = [e and e[0] for e in _reference(vectors, 0.9)]
@@ -175,15 +189,56 @@ def test_approximate_memory_is_bounded() -> None:
         for v in block:
             index.insert(v)
     assert index.size == 20_000 and index.approximate
-    # in memory: the pending vectors (1,024 at most), 32-byte codes and 8-byte ids, the
-    # centroids; on disk: float16 vectors
+    # in memory: the pending vectors (1,024 at most), 16-byte codes and 8-byte ids in
+    # lists that grow by doubling (up to twice that, codes in 256-byte steps at least),
+    # the centroids; on disk: float16 vectors
     pending = sum(int(b.nbytes) for b in index._hot_blocks)
     assert pending <= index.pending_rows * DIM * 4
-    assert index._ivf is not None and index._ivf.nlist == 256  # retrained at 16,000
-    assert index.nbytes - pending <= 20_000 * 40 + 4 * DIM * (256 + 16)
+    ivf = index._ivf
+    assert ivf is not None and ivf.nlist == 256  # retrained at 16,000
+    assert ivf._index.code_size == 16
+    fixed = 4 * DIM * (256 + 16)
+    assert ivf.used_bytes == (20_000 - index._hot) * 24
+    assert ivf.used_bytes + fixed < index.nbytes - pending <= \
+        2 * ivf.used_bytes + 256 * 256 + fixed
     assert index.nbytes < 3 << 20  # the exact index keeps 30 MiB of these in memory
     assert index.spilled_bytes >= 2 * DIM * (20_000 - index.pending_rows)
     index.close()
+
+
+def test_reported_memory_is_what_faiss_allocates() -> None:
+    """``nbytes`` models faiss's lists as allocated (codes rounded up to a power of two,
+    ids in vectors that double): the C allocator holds that much more after the adds."""
+    pytest.importorskip("faiss")
+    import ctypes
+
+    from textsynth.quality.semantic_ivf import InvertedFile
+
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                     "uordblks", "fordblks", "keepcost")]
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = Info
+    except (OSError, AttributeError):
+        pytest.skip("needs glibc's mallinfo2")
+
+    def held() -> int:
+        info = libc.mallinfo2()
+        return int(info.uordblks + info.hblkhd)
+
+    rng = np.random.default_rng(6)
+    vectors = rng.standard_normal((60_000, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ivf = InvertedFile.trained(vectors[:10_240], seed=0, sub_dims=12)
+    before, lists_before = held(), ivf.nbytes
+    for start in range(0, len(vectors), 1024):  # as the index adds them: a batch at a time
+        ivf.add(vectors[start:start + 1024])
+    grown, modelled = held() - before, ivf.nbytes - lists_before
+    assert ivf.nbytes > 1.2 * ivf.used_bytes  # doubling lists hold more than they fill
+    assert abs(grown - modelled) < 0.15 * modelled  # 7% here: malloc headers, vectors
 
 
 def test_bad_index_settings_are_rejected(recipe_dict: dict[str, Any]) -> None:

@@ -137,12 +137,16 @@ def test_exact_dedup_decides_as_the_dict_it_replaced() -> None:
     assert new.remove_label_conflicts() == old.withdrawn != []
 
 
-@pytest.mark.parametrize("exhaustive_below", [0, 300])
-def test_near_dedup_decides_as_the_dicts_it_replaced(exhaustive_below: int) -> None:
+@pytest.mark.parametrize(("exhaustive_below", "key_bits"), [(0, 32), (300, 32), (0, 8), (0, 64)])
+def test_near_dedup_decides_as_the_dicts_it_replaced(exhaustive_below: int,
+                                                     key_bits: int) -> None:
+    """Band keys kept as their low 32 bits (or 8: collisions everywhere, settled on the
+    stored signatures) decide as 64-bit dicts."""
     items = utterances(3000, seed=1)
     new = NearDuplicateDedup(0.8)
     # few signatures in memory, so most candidates are confirmed on spilled ones
-    new.index = MinHashIndex(0.8, exhaustive_below=exhaustive_below, memory_rows=100)
+    new.index = MinHashIndex(0.8, exhaustive_below=exhaustive_below, memory_rows=100,
+                             key_bits=key_bits)
     old = _ReferenceNear(exhaustive_below)
     decisions = _decisions(new, items)
     assert decisions == _decisions(old, items)
@@ -166,6 +170,44 @@ def test_key_table_matches_a_dict_through_growth() -> None:
     assert table.get(2**64 - 1) is reference.get(2**64 - 1)
 
 
+@pytest.mark.parametrize("key_bits", [32, 6])
+def test_key_table_of_low_key_bits_matches_a_dict_of_full_keys(key_bits: int) -> None:
+    """Keys that share their low bits but not the rest are told apart by ``confirm``:
+    each keeps its own item, through growth, as in a dict of 64-bit keys."""
+    rng = random.Random(5)
+    full: list[int] = []  # the full key of each item (what a signature gives again)
+    keys: array[int] = array("I")
+    checked: list[int] = []
+    mask = (1 << key_bits) - 1
+
+    def confirm(item: int, key: int) -> bool:
+        checked.append(item)
+        return full[item] == key
+
+    table = KeyTable(keys, capacity=8, confirm=confirm, key_bits=key_bits)
+    reference: dict[int, int] = {}
+    for item in range(6_000):
+        roll = rng.random()
+        if full and roll < 0.3:  # the same full key again
+            key = rng.choice(full)
+        elif full and roll < 0.6:  # the same low bits, other high bits
+            key = (rng.getrandbits(32) << 32) | (rng.choice(full) & 0xFFFFFFFF)
+        else:
+            key = rng.getrandbits(64)
+        full.append(key)
+        keys.append(key & mask)
+        assert table.setdefault(key, item) == reference.setdefault(key, item)
+    assert table.count == len(reference) and checked
+    for key, item in reference.items():
+        assert table.get(key) == item
+        assert table.get(key ^ (1 << 40)) == reference.get(key ^ (1 << 40))
+
+
+def test_key_table_needs_confirm_for_short_keys() -> None:
+    with pytest.raises(ValueError, match="confirm"):
+        KeyTable(array("I"))
+
+
 def test_key_table_with_several_tables_in_one_key_array() -> None:
     keys = array("Q", [1, 2, 3, 1, 5, 6])  # item 0: (1, 2, 3), item 1: (1, 5, 6)
     tables = [KeyTable(keys, stride=3, offset=k) for k in range(3)]
@@ -186,6 +228,34 @@ def test_spill_file_reads_back_every_record() -> None:
     log.close()
 
 
+def test_spill_file_offsets_past_4_gib() -> None:
+    """Offsets keep 32 bits; the records where the high bits change are listed, so a
+    file past 4 GiB reads back (here a sparse one: the first record is 4 GiB long)."""
+    log = SpillFile(buffer_bytes=64)
+    big = (1 << 32) - 10
+    log._end, log._count = big, 1  # record 0, of ``big`` bytes, never written
+    log._low.append(big)
+    log._flushed = 1
+    records = [bytes([65 + i % 26]) * (3 + i % 5) for i in range(40)]
+    for i, record in enumerate(records):
+        assert log.append(record) == i + 1
+    log.flush()
+    assert log._wraps and log.nbytes < 8 * len(log)  # 4 bytes an offset, and the wrap
+    assert [log.get(i + 1) for i in range(40)] == records
+    log.close()
+
+
+def test_spill_file_of_fixed_size_records_keeps_no_offsets() -> None:
+    log = SpillFile(buffer_bytes=100, record_size=8)
+    for i in range(1000):
+        log.append(i.to_bytes(8, "little"))
+    assert log.nbytes <= 8 and len(log) == 1000
+    assert [int.from_bytes(log.get(i), "little") for i in range(1000)] == list(range(1000))
+    with pytest.raises(ValueError, match="8 bytes"):
+        log.append(b"short")
+    log.close()
+
+
 def test_key_table_rejects_a_capacity_that_is_not_a_power_of_two() -> None:
     with pytest.raises(ValueError, match="power of two"):
         KeyTable(array("Q"), capacity=1000)
@@ -193,7 +263,9 @@ def test_key_table_rejects_a_capacity_that_is_not_a_power_of_two() -> None:
 
 def test_dedup_state_stays_small_per_accepted_candidate() -> None:
     """The dict-based state took about 270 bytes an item for exact dedup and 1,040 for
-    MinHash; the compact one about 30 and 180 (texts and signatures on disk)."""
+    MinHash; the compact one about 30 and 135, and with 4-byte text offsets, 32-bit band
+    keys and no offsets for the fixed-size signatures 27 and 90 (texts and signatures
+    on disk)."""
     items = [("a", f"{text} {i}") for i, (_, text) in enumerate(utterances(20_000, seed=2))]
     exact, near = ExactDedup(), NearDuplicateDedup(0.8)
     near.index = MinHashIndex(0.8, memory_rows=0)
@@ -202,8 +274,8 @@ def test_dedup_state_stays_small_per_accepted_candidate() -> None:
         exact.add(example)
         near.add(example)
     assert len(exact.owners) == len(near.owners) == near.index.size > 19_000
-    assert exact.nbytes / len(exact.owners) < 60
-    assert near.nbytes / near.index.size < 200
+    assert exact.nbytes / len(exact.owners) < 29
+    assert near.nbytes / near.index.size < 100
     assert near.index.similarity(near.index.signatures([items[7][1]])[0], 7) == 1.0
     assert exact.owners.text(12_345) == items[12_345][1]
 

@@ -121,7 +121,7 @@ def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
 def _said_twice(text: str) -> str | None:
     """A lower-case word (four letters or more, or "please") that a short text says twice;
     capitalised words (names, titles) and a repeated first word do not count."""
-    words = _WORD.findall(text)
+    words: list[str] = _WORD.findall(text)
     if len(words) > _TWICE_MAX_WORDS:
         return None
     seen: set[str] = set()

@@ -4,12 +4,14 @@ A signature is ``num_perm`` minima of a 2-universal hash family over the
 character n-gram hashes of the normalised text (char n-grams work for every
 script, spaced or not). LSH bands of ``rows`` values are folded into one 64-bit
 key, and each band keeps a table from key to the first item that had it
-(:class:`~textsynth.quality.tables.KeyTable`: 4 bytes a slot, the keys themselves
-8 bytes per band and item). Candidates from the bands are confirmed on the
-signatures themselves (estimated Jaccard similarity at least ``threshold``); the
-first signatures stay in memory, later ones are spilled to a temporary file and
-read back only for a candidate, so a stored item costs 130-180 bytes of memory
-at 8 bands (the tables' share depends on how full they are).
+(:class:`~textsynth.quality.tables.KeyTable`: 4 bytes a slot; of the keys only their
+low 32 bits stay in memory, 4 bytes per band and item, and when those agree the full
+key is recomputed from the stored signature, so the tables answer as 64-bit dicts).
+Candidates from the bands are confirmed on the signatures themselves (estimated
+Jaccard similarity at least ``threshold``); the first signatures stay in memory,
+later ones are spilled to a temporary file (fixed-size records: no offsets) and read
+back only for a candidate, so a stored item costs 80-110 bytes of memory at 8 bands
+(the tables' share depends on how full they are).
 
 Measured against datasketch 2.0 (``MinHash`` + ``MinHashLSH``, same threshold and
 permutations), this computes signatures for a whole batch in a few numpy calls
@@ -20,7 +22,7 @@ than a bytes object: see ``benchmarks/dedup.py``.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from textsynth.quality.normalize import normalize, normalize_many
@@ -61,13 +63,17 @@ def lsh_params(threshold: float, num_perm: int, fn_weight: float = 0.8) -> tuple
 class MinHashIndex:
     """Incremental near-duplicate index: ``query`` then ``insert``, or ``dedup`` in bulk.
 
+    ``key_bits`` of each band key stay in memory (32; 64 keeps them whole, fewer only
+    make the stored signatures settle more low-bit collisions, as tests do).
+
     >>> index = MinHashIndex(threshold=0.8)
     >>> index.dedup(["play some jazz", "Play some jazz!!", "what's the weather"])
     [None, 0, None]
     """
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 64, ngram: int = 4,
-                 seed: int = 1, exhaustive_below: int = 0, memory_rows: int = 4096):
+                 seed: int = 1, exhaustive_below: int = 0, memory_rows: int = 4096,
+                 key_bits: int = 32):
         import numpy as np
 
         if not 0.0 < threshold <= 1.0:
@@ -83,14 +89,22 @@ class MinHashIndex:
         self._a32 = self._a.astype(np.uint32)
         self._b32 = self._b.astype(np.uint32)
         self._band_mix = rng.integers(1, 1 << 63, (self.bands, self.rows), dtype=np.uint64) | 1
+        self._mix = self._band_mix.tolist()
         self._powers = np.array([pow(0x100000001B3, ngram - 1 - k, 1 << 64)
                                  for k in range(ngram)], dtype=np.uint64)
-        # band keys of every item, item after item; a table per band holds item numbers
-        self._keys: array[int] = array("Q")
-        self._tables = [KeyTable(self._keys, self.bands, band) for band in range(self.bands)]
+        # band keys' low 32 bits of every item, item after item; a table per band holds
+        # item numbers and checks a full key on the stored signature when the low bits agree
+        self._keys: array[int] = array("I" if key_bits <= 32 else "Q")
+        self._key_mask = (1 << key_bits) - 1
+        self._tables = [KeyTable(self._keys, self.bands, band, key_bits=key_bits,
+                                 confirm=self._confirmer(band) if key_bits < 64 else None)
+                        for band in range(self.bands)]
         # signatures: the first ones in memory (all of them while queries are exhaustive)
         self._head = np.empty((max(exhaustive_below, memory_rows), num_perm), dtype=np.uint32)
-        self._spill = SpillFile()
+        self._spill = SpillFile(record_size=4 * num_perm)
+        self._read: tuple[int, np.ndarray] | None = None  # the last signature read from disk
+        # the band keys of the last query that found no match, and each band's owner then
+        self._owners: tuple[Sequence[int], list[int | None]] | None = None
         self.size = 0
         # equal values a match needs (the same float test as the similarity's)
         self._need = next(c for c in range(num_perm + 1) if c / num_perm >= threshold)
@@ -204,6 +218,18 @@ class MinHashIndex:
         mixed: np.ndarray = keys ^ (keys >> np.uint64(29))
         return mixed
 
+    def _confirmer(self, band: int) -> Callable[[int, int], bool]:
+        """For ``band``'s table: whether stored ``item``'s full band key is ``key`` (the
+        same arithmetic as :meth:`band_keys`, on the stored signature)."""
+        lo, hi, mix = band * self.rows, (band + 1) * self.rows, self._mix[band]
+
+        def confirm(item: int, key: int) -> bool:
+            values: list[int] = self._stored(item)[lo:hi].tolist()
+            folded: int = sum(v * m for v, m in zip(values, mix, strict=True)) & _MASK64
+            return (folded ^ (folded >> 29)) == key
+
+        return confirm
+
     # -- the index -----------------------------------------------------------------
     def _stored(self, item: int) -> np.ndarray:
         """The signature of stored ``item`` (the first ones in memory, the rest on disk)."""
@@ -212,7 +238,10 @@ class MinHashIndex:
         if item < len(self._head):
             head: np.ndarray = self._head[item]
             return head
-        return np.frombuffer(self._spill.get(item - len(self._head)), dtype=np.uint32)
+        if self._read is None or self._read[0] != item:  # a confirmed key, then similarity
+            self._read = (item, np.frombuffer(self._spill.get(item - len(self._head)),
+                                              dtype=np.uint32))
+        return self._read[1]
 
     def similarity(self, sig: np.ndarray, item: int) -> float:
         """Estimated Jaccard similarity of ``sig`` and the stored ``item``."""
@@ -298,12 +327,15 @@ class MinHashIndex:
         if keys is None:
             keys = self.band_keys(sig[None])[0].tolist()
         tried = -1
+        owners: list[int | None] = []
         for table, key in zip(self._tables, keys, strict=True):
             item = table.get(key)
+            owners.append(item)
             if item is not None and item != tried:
                 if self.similarity(sig, item) >= self.threshold:
                     return item
                 tried = item
+        self._owners = (keys, owners)
         return None
 
     def insert(self, sig: np.ndarray, keys: Sequence[int] | None = None) -> int:
@@ -316,10 +348,15 @@ class MinHashIndex:
             self._probe_head[item] = sig[: self._probe_head.shape[1]]
         else:
             self._spill.append(sig.astype("<u4", copy=False).tobytes())
-        self._keys.extend(keys)
+        self._keys.extend([key & self._key_mask for key in keys])
         self.size += 1
-        for table, key in zip(self._tables, keys, strict=True):
-            table.setdefault(key, item)
+        # a band whose key the last query found owned keeps its owner (tables only grow):
+        # no second lookup, nor a second check of the full key, for the same keys
+        looked, self._owners = self._owners, None
+        owners = looked[1] if looked is not None and looked[0] is keys else None
+        for band, (table, key) in enumerate(zip(self._tables, keys, strict=True)):
+            if owners is None or owners[band] is None:
+                table.setdefault(key, item)
         if item < self.exhaustive_below and self._blocks:
             block_keys = self._keys_of_blocks(sig)
             self._block_keys.extend(block_keys)
@@ -334,8 +371,9 @@ class MinHashIndex:
     @property
     def nbytes(self) -> int:
         """Bytes of memory the index holds (signatures past the first ones are on disk)."""
-        return (self._head.nbytes + len(self._keys) * 8 + sum(t.nbytes for t in self._tables)
-                + 8 * len(self._spill) + 8 * len(self._block_keys) + 4 * len(self._block_prev)
+        return (self._head.nbytes + len(self._keys) * self._keys.itemsize
+                + sum(t.nbytes for t in self._tables) + self._spill.nbytes
+                + 8 * len(self._block_keys) + 4 * len(self._block_prev)
                 + sum(t.nbytes for t in self._block_tables))
 
     def dedup(self, texts: Sequence[str], chunk: int = 8192) -> list[int | None]:

@@ -74,6 +74,8 @@ class SemanticIndex:
     pending_rows = 1024  # approximate: the newest vectors, compared one by one
     candidates = 16  # approximate: likeliest matches whose exact cosine is computed
     nprobe = 32  # approximate: lists of the inverted file a query reads
+    sub_dims = 12  # approximate: dimensions per 4-bit code (12: 16 bytes a MiniLM vector;
+    # 32-byte codes found the same 1,649 of 1,650 exact matches at 1M, for 1.6 times the memory)
     regrow = 8  # approximate: retrain with more lists when the index is this many times
     # larger than what the codes were trained on (a small 'approximate' start)
 
@@ -178,6 +180,23 @@ class SemanticIndex:
                 best, score = start + j, float(sims[j])
         return (best, score) if best >= 0 and score >= self.threshold else None
 
+    def query_exact(self, vectors: np.ndarray) -> list[tuple[int, float] | None]:
+        """``query(vector, exact=True)`` for each row of ``vectors``, in one pass over the
+        stored vectors (to measure what the inverted file misses on many queries)."""
+        import numpy as np
+
+        rows = np.arange(len(vectors))
+        best = np.full(len(vectors), -1, dtype=np.int64)
+        score = np.full(len(vectors), -np.inf, dtype=np.float32)
+        for start, block in self._blocks():
+            sims = vectors @ block.T
+            arg = sims.argmax(axis=1)
+            top = sims[rows, arg]
+            better = top > score  # the first of equal maxima, as query gives
+            best[better], score[better] = start + arg[better], top[better]
+        return [(int(b), float(c)) if b >= 0 and c >= self.threshold else None
+                for b, c in zip(best, score, strict=True)]
+
     def _likeliest(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The inverted file's likeliest matches: their items in order, and their vectors
         as the file keeps them (float32)."""
@@ -274,7 +293,8 @@ class SemanticIndex:
         picks = np.arange(want, dtype=np.int64) * n // want
         # only the picked rows are read (60 MiB at most), not the whole file again
         sample = self._read_items(picks)
-        ivf = InvertedFile.trained(sample, seed=self.seed, nprobe=self.nprobe)
+        ivf = InvertedFile.trained(sample, seed=self.seed, nprobe=self.nprobe,
+                                   sub_dims=self.sub_dims)
         del sample
         for start, block in self._blocks():
             if start >= n:

@@ -5,13 +5,17 @@ dict entry costs about 100 bytes, a Python string 50 plus its text. Here
 
 * :class:`KeyTable` maps 64-bit keys to item numbers with open addressing and
   stores only the item number (4 bytes a slot); each item's key lives once in
-  an append-only ``array('Q')`` owned by the caller, so a lookup compares full
-  64-bit keys and gives exactly what a dict would;
+  an append-only array owned by the caller, so a lookup compares keys and gives
+  exactly what a dict would. The array may keep only the low 32 bits of each key
+  (``array('I')``, half the memory): two keys that share them are then told apart
+  by a ``confirm`` callback that checks the full key (MinHash recomputes a band's
+  key from the stored signature), so the answers stay a 64-bit dict's;
 * :class:`SpillFile` appends records (texts, signatures) to an unnamed temporary
-  file and keeps only their offsets (8 bytes each) in memory; a record is read
-  back with one ``pread`` when a rule needs it (a match, not every candidate).
-  The file lives in the temporary folder (``TMPDIR``) and disappears when the
-  process ends.
+  file and keeps only their offsets in memory (4 bytes each: the low 32 bits, and
+  the few record numbers where the high bits change; none at all for records of
+  a fixed size); a record is read back with one ``pread`` when a rule needs it
+  (a match, not every candidate). The file lives in the temporary folder
+  (``TMPDIR``) and disappears when the process ends.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import os
 import tempfile
 from array import array
+from bisect import bisect_right
+from collections.abc import Callable
 from typing import IO
 
 __all__ = ["KeyTable", "SpillFile"]
@@ -30,6 +36,10 @@ class KeyTable:
     ``keys`` holds the key of every item, ``stride`` keys an item with this
     table's at ``offset`` (several tables can share one array, as MinHash bands
     do). Like ``dict.setdefault``, the first item stored under a key keeps it.
+    With ``key_bits`` below 64 (by default 32 for an ``array('I')``), ``keys`` holds
+    only each key's low ``key_bits`` bits; ``confirm(item, key)`` then tells whether
+    stored ``item``'s full key is ``key`` (called only when the low bits agree), and
+    an item whose low bits collide with another's is stored too.
 
     >>> keys = array("Q", [7, 9])
     >>> table = KeyTable(keys)
@@ -38,10 +48,19 @@ class KeyTable:
     """
 
     def __init__(self, keys: array[int], stride: int = 1, offset: int = 0,
-                 capacity: int = 1024, max_load: float = 0.6):
+                 capacity: int = 1024, max_load: float = 0.6,
+                 confirm: Callable[[int, int], bool] | None = None,
+                 key_bits: int | None = None):
         if capacity & (capacity - 1):
             raise ValueError("capacity must be a power of two")
+        key_bits = key_bits or 8 * keys.itemsize
+        if key_bits > 8 * keys.itemsize:
+            raise ValueError(f"an array of {keys.itemsize}-byte keys holds {key_bits} bits")
+        if key_bits < 64 and confirm is None:
+            raise ValueError("keys shorter than 64 bits need a confirm callback")
         self._keys = keys
+        self._key_mask = (1 << key_bits) - 1  # the bits of a key the array holds
+        self._confirm = confirm if key_bits < 64 else None
         self._stride = stride
         self._offset = offset
         self._max_load = max_load
@@ -60,30 +79,34 @@ class KeyTable:
 
     def get(self, key: int) -> int | None:
         """The item stored under ``key``, or None."""
-        slots, keys, stride, offset, mask = (self._slots, self._keys, self._stride,
-                                             self._offset, self._mask)
-        i = key & mask
+        slots, keys, stride, offset, mask, confirm = (self._slots, self._keys, self._stride,
+                                                      self._offset, self._mask, self._confirm)
+        short = key & self._key_mask
+        i = short & mask  # the stored bits place it (as _grow does)
         while True:
             item = slots[i]
             if not item:
                 return None
-            if keys[(item - 1) * stride + offset] == key:
+            if keys[(item - 1) * stride + offset] == short and (
+                    confirm is None or confirm(item - 1, key)):
                 return item - 1
             i = (i + 1) & mask
 
     def setdefault(self, key: int, item: int) -> int:
         """Store ``item`` under ``key`` unless another item has it; returns the stored one.
 
-        ``keys`` must already hold ``item``'s key.
+        ``keys`` must already hold ``item``'s key (its low ``key_bits`` bits).
         """
-        slots, keys, stride, offset, mask = (self._slots, self._keys, self._stride,
-                                             self._offset, self._mask)
-        i = key & mask
+        slots, keys, stride, offset, mask, confirm = (self._slots, self._keys, self._stride,
+                                                      self._offset, self._mask, self._confirm)
+        short = key & self._key_mask
+        i = short & mask
         while True:
             stored = slots[i]
             if not stored:
                 break
-            if keys[(stored - 1) * stride + offset] == key:
+            if keys[(stored - 1) * stride + offset] == short and (
+                    confirm is None or confirm(stored - 1, key)):
                 return stored - 1
             i = (i + 1) & mask
         slots[i] = item + 1
@@ -96,8 +119,11 @@ class KeyTable:
         """Store ``item`` under ``key``; returns the item that had it before, or None
         (a chain of items with equal keys can then run through the caller's arrays).
 
-        ``keys`` must already hold ``item``'s key.
+        ``keys`` must already hold ``item``'s key, in full (a table of short keys
+        cannot tell a chain of equal keys from one of colliding keys).
         """
+        if self._confirm is not None:
+            raise ValueError("replace() needs a table of full 64-bit keys")
         slots, keys, stride, offset, mask = (self._slots, self._keys, self._stride,
                                              self._offset, self._mask)
         i = key & mask
@@ -121,13 +147,15 @@ class KeyTable:
 
         old = np.frombuffer(self._slots, dtype=np.uint32)
         items = old[old != 0].astype(np.int64) - 1
-        keys = np.frombuffer(self._keys, dtype=np.uint64)[items * self._stride + self._offset]
+        dtype = np.uint64 if self._keys.itemsize == 8 else np.uint32
+        keys = np.frombuffer(self._keys, dtype=dtype)[items * self._stride + self._offset]
         capacity = 2 * (self._mask + 1)
         mask = capacity - 1
         slots = np.zeros(capacity, dtype=np.uint32)
-        pos = (keys & np.uint64(mask)).astype(np.int64)
+        pos = (keys & dtype(mask)).astype(np.int64)  # the stored bits: the slot get() probes first
+        del keys
         pending = np.arange(len(items))
-        while len(pending):  # every key is distinct: only empty slots are contended
+        while len(pending):  # every item is distinct: only empty slots are contended
             where = pos[pending]
             free = slots[where] == 0
             _, first = np.unique(where, return_index=True)
@@ -144,9 +172,13 @@ class KeyTable:
 
 
 class SpillFile:
-    """Append-only records on disk; only their offsets (8 bytes each) stay in memory.
+    """Append-only records on disk; only their offsets (4 bytes each, none for records of
+    a fixed ``record_size``) stay in memory.
 
     The newest records wait in a small buffer and are written a block at a time.
+    Offsets keep their low 32 bits; ``_wraps`` lists the records from which the high
+    bits grow by one (one every 4 GiB written), so record ``i`` starts at
+    ``low[i] + (bisect_right(wraps, i) << 32)``.
 
     >>> log = SpillFile()
     >>> log.append(b"play some jazz"), log.append(b"what's the weather")
@@ -155,8 +187,12 @@ class SpillFile:
     b"what's the weather"
     """
 
-    def __init__(self, buffer_bytes: int = 1 << 20):
-        self._offsets = array("Q", [0])  # record i is bytes offsets[i]:offsets[i + 1]
+    def __init__(self, buffer_bytes: int = 1 << 20, record_size: int | None = None):
+        self._record_size = record_size
+        self._low = array("I", [0])  # record i is bytes offset(i):offset(i + 1)
+        self._wraps: list[int] = []
+        self._end = 0  # bytes in all records
+        self._count = 0
         self._buffer: list[bytes] = []
         self._buffered = 0  # bytes in the buffer
         self._flushed = 0  # records on disk
@@ -164,24 +200,43 @@ class SpillFile:
         self._file: IO[bytes] | None = None
 
     def __len__(self) -> int:
-        return len(self._offsets) - 1
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory the offsets take (the buffer of newest records not counted)."""
+        return self._low.itemsize * len(self._low) + 8 * len(self._wraps)
+
+    def _offset(self, number: int) -> int:
+        if self._record_size is not None:
+            return number * self._record_size
+        return self._low[number] + (bisect_right(self._wraps, number) << 32)
 
     def append(self, record: bytes) -> int:
         """Store ``record``; returns its number (0, 1, 2 ...)."""
+        size = len(record)
+        end = self._end + size
+        if self._record_size is None:
+            if (end ^ self._end) >> 32:  # the high bits change from this record's end on
+                self._wraps.extend([self._count + 1] * ((end >> 32) - (self._end >> 32)))
+            self._low.append(end & 0xFFFFFFFF)
+        elif size != self._record_size:
+            raise ValueError(f"records are {self._record_size} bytes, not {size}")
         self._buffer.append(record)
-        self._buffered += len(record)
-        self._offsets.append(self._offsets[-1] + len(record))
+        self._buffered += size
+        self._end = end
+        self._count += 1
         if self._buffered >= self._buffer_bytes:
             self.flush()
-        return len(self._offsets) - 2
+        return self._count - 1
 
     def get(self, number: int) -> bytes:
         """Record ``number``."""
         if number >= self._flushed:
             return self._buffer[number - self._flushed]
-        start = self._offsets[number]
+        start = self._offset(number)
         assert self._file is not None
-        return os.pread(self._file.fileno(), self._offsets[number + 1] - start, start)
+        return os.pread(self._file.fileno(), self._offset(number + 1) - start, start)
 
     def flush(self) -> None:
         """Write the buffered records to the file."""
@@ -190,7 +245,7 @@ class SpillFile:
         if self._file is None:
             # unnamed, removed when closed or when the process ends
             self._file = tempfile.TemporaryFile(prefix="textsynth-gate-", buffering=0)  # noqa: SIM115
-        os.pwrite(self._file.fileno(), b"".join(self._buffer), self._offsets[self._flushed])
+        os.pwrite(self._file.fileno(), b"".join(self._buffer), self._offset(self._flushed))
         self._flushed += len(self._buffer)
         self._buffer.clear()
         self._buffered = 0
