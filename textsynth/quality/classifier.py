@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from textsynth.quality.semantic import Embedder
 
-__all__ = ["InLoopClassifier", "counter_words"]
+__all__ = ["InLoopClassifier", "counter_words", "cross_fitted"]
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 # words that say nothing of what is asked (and numbers), in English and the commonest
@@ -114,7 +114,8 @@ class InLoopClassifier(Rule):
                  counter_examples: Mapping[str, Sequence[str]] | None = None,
                  min_confidence: float = 0.3, margin: float = 0.1, warmup: int = 5,
                  min_similarity: float = 0.2, min_seed_similarity: float | None = None,
-                 refit_every: float = 0.1,
+                 refit_every: float = 0.1, audit: int = 0, audit_confidence: float = 0.5,
+                 audit_folds: int = 5,
                  regularization: float = 20.0, languages: Collection[str] | None = None):
         super().__init__()
         if len(labels) < 2:
@@ -126,6 +127,9 @@ class InLoopClassifier(Rule):
         self.warmup = warmup
         self.refit_every = refit_every
         self.regularization = regularization
+        self.audits_left = audit
+        self.audit_confidence = audit_confidence
+        self.audit_folds = audit_folds
         self.min_similarity = min_similarity
         self.min_seed_similarity = min_seed_similarity
         self._seed_texts = {label: list(texts) for label, texts in (seeds or {}).items()
@@ -315,9 +319,72 @@ class InLoopClassifier(Rule):
             return Verdict(False, "classifier_unsure", f"p={own:.2f}")
         return KEEP
 
+    # -- the end-of-run audit -------------------------------------------------------
+    def audit(self) -> list[tuple[str, str, str]]:
+        """Accepted ``(label, text, why)`` rows to withdraw, once every quota is full.
+
+        Each accepted row is judged by a logistic regression fitted on the prototypes,
+        the seeds and the accepted rows of the other folds (``audit_folds``, row ``i`` in
+        fold ``i % audit_folds``), so no row judges itself, and every row, the early ones
+        accepted during the warm-up included, is judged by a model that knows the whole
+        run. A row that another label gets with probability ``audit_confidence`` or more
+        is withdrawn; the rule forgets it, so later
+        candidates are judged without it. ``audit`` rounds at most; deterministic for the
+        same accepted rows in the same order.
+        """
+        if self.audits_left <= 0 or not self._warm() or len(self._rows) < 2 * self.audit_folds:
+            return []
+        self.audits_left -= 1
+        probs, classes = cross_fitted(self._base, self._rows, self.embedder, self.audit_folds,
+                                      self.regularization)
+        out: list[tuple[str, str, str]] = []
+        keep: list[tuple[str, str]] = []
+        for (text, label), p in zip(self._rows, probs, strict=True):
+            own = float(p[classes.index(label)])
+            top = int(p.argmax())
+            if classes[top] != label and float(p[top]) >= self.audit_confidence:
+                out.append((label, text, f"looks like '{classes[top]}' ({float(p[top]):.2f} "
+                                         f"vs {own:.2f}, cross-fitted)"))
+            else:
+                keep.append((text, label))
+        if out:
+            self._rows = keep
+            self._model = None  # refit without them before the next candidate
+            self.dropped["classifier_audit"] += len(out)
+        return out
+
     def _judges(self, example: Example) -> bool:
         return self.languages is None or example.language in self.languages
 
     def add(self, example: Example) -> None:
         if self._judges(example):
             self._rows.append((example.text, example.label))
+
+
+def cross_fitted(base: Sequence[tuple[str, str]], rows: Sequence[tuple[str, str]],
+                 embedder: Embedder, folds: int = 5, regularization: float = 20.0
+                 ) -> tuple[np.ndarray, list[str]]:
+    """Per row of ``rows`` (``(text, label)``), the label probabilities of a logistic
+    regression fitted on ``base`` and the rows of the other folds (row ``i`` is in fold
+    ``i % folds``), and the classes in the order of the columns."""
+    import numpy as np
+
+    linear = require("sklearn.linear_model", "the classifier audit")
+    xb = embedder.encode([t for t, _ in base])
+    xr = embedder.encode([t for t, _ in rows])
+    yb = [label for _, label in base]
+    yr = [label for _, label in rows]
+    classes = sorted(set(yb) | set(yr))
+    out = np.zeros((len(rows), len(classes)), dtype=np.float64)
+    fold = np.arange(len(rows)) % folds
+    for f in range(folds):
+        train = fold != f
+        if not (~train).any():
+            continue
+        model = linear.LogisticRegression(C=regularization, max_iter=1000,
+                                          class_weight="balanced")
+        model.fit(np.concatenate([xb, xr[train]]),
+                  yb + [y for y, t in zip(yr, train, strict=True) if t])
+        cols = [classes.index(c) for c in model.classes_]
+        out[np.ix_(~train, cols)] = model.predict_proba(xr[~train])
+    return out, classes

@@ -80,6 +80,14 @@ class ClassifierSpec(_Strict):
     warmup: int = Field(5, ge=0, description=(
         "accepted rows per label before the run's own classifier takes over from the "
         "closest label description"))
+    audit: int = Field(0, ge=0, le=10, description=(
+        "rounds of the end-of-run audit (0: off): once every quota is full, a classifier "
+        "cross-fitted over all accepted rows withdraws those it puts under another label, "
+        "and the run tops the labels up again"))
+    audit_confidence: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "audit: probability another label must get (from a model that did not see the "
+        "row) to withdraw an accepted row"))
+    audit_folds: int = Field(5, ge=2, le=20, description="audit: folds of the cross-fit")
 
 
 class RequestSpec(_Strict):
