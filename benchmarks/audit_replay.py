@@ -34,6 +34,10 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--confidence", type=float, nargs="*", default=[0.4, 0.5, 0.6, 0.7])
     parser.add_argument("--own", type=float, nargs="*", default=[0.2, 0.3, 0.4])
+    parser.add_argument("--request", type=float, nargs="*", default=[0.2, 0.3, 0.5],
+                        help="request-filter thresholds to compare")
+    parser.add_argument("--prototype", type=float, nargs="*", default=[0.2, 0.3, 0.4],
+                        help="cosine with the row's own label prototype below which it goes")
     parser.add_argument("--rounds", type=int, default=1, help="audit rounds per setting")
     parser.add_argument("--show", type=int, default=0, help="withdrawn rows to print")
     args = parser.parse_args()
@@ -87,6 +91,40 @@ def main() -> None:
             out += now
             kept = [r for r in kept if r not in set(now)]
         figures(name, kept, out)
+        for text, label in out[:args.show]:
+            print(f"    {'x' if (text, label) in wrong else ' '} {label}: {text}")
+
+    # filters of one row at a time, for comparison: the request filter, the closest label
+    # prototype (what the classifier decides by in its warm-up), the own prototype's cosine
+    import asyncio
+
+    from textsynth.example import Example
+    from textsynth.quality.request import RequestFilter
+
+    request = RequestFilter(embedder)
+    examples = [Example(text=t, label=lab, language="en") for t, lab in rows]
+    asyncio.run(request.prepare(examples))
+    x = embedder.encode([t for t, _ in rows])
+    protos = embedder.encode([t for t, _ in base])
+    names = [n for _, n in base]
+    sims = x @ protos.T
+    rules: list[tuple[str, list[bool]]] = []
+    for threshold in args.request:
+        request.min_probability = threshold
+        rules.append((f"request<{threshold}", [not request.check(e).keep for e in examples]))
+    nearest = [names[int(s_.argmax())] != lab for s_, (_, lab) in zip(sims, rows, strict=True)]
+    rules.append(("proto-nearest", nearest))
+    own_sim = [float(s_[names.index(lab)]) for s_, (_, lab) in zip(sims, rows, strict=True)]
+    for threshold in args.prototype:
+        rules.append((f"proto<{threshold}", [v < threshold for v in own_sim]))
+    for threshold in args.request[1:2]:
+        request.min_probability = threshold
+        both = [a or b for a, b in zip(nearest, [not request.check(e).keep for e in examples],
+                                        strict=True)]
+        rules.append((f"nearest+req{threshold}", both))
+    for name, drop in rules:
+        out = [r for r, d in zip(rows, drop, strict=True) if d]
+        figures(name, [r for r, d in zip(rows, drop, strict=True) if not d], out)
         for text, label in out[:args.show]:
             print(f"    {'x' if (text, label) in wrong else ' '} {label}: {text}")
 

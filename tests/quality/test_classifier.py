@@ -414,3 +414,21 @@ def test_audit_tops_the_labels_up_and_resumes_to_the_same_rows(recipe_dict: dict
     assert sum(s.rejected["classifier_audit"] for s in result.quotas.values()) >= 1
     assert result.rule_stats["classifier"]["classifier_audit"] >= 1
     assert first == second and again.sent == 0  # replayed from the store
+
+
+def test_min_label_similarity_holds_candidates_near_their_label() -> None:
+    """Without seed examples, a label's name and description are what a candidate must
+    stay near: one too far from its own label goes, even when the run's classifier (here
+    still warming up) would keep it."""
+    from textsynth.quality.classifier import InLoopClassifier
+    from textsynth.quality.semantic import Embedder
+
+    candidates = [("is it going to snow in Denver on Sunday", "GetWeather"),
+                  ("Just remember to enjoy your perfect day.", "GetWeather")]
+    rule = InLoopClassifier(LABELS, Embedder(), warmup=100, min_similarity=-1.0,
+                            min_label_similarity=0.25)
+    verdicts = _judge(rule, [], candidates)
+    assert verdicts[0].keep
+    assert verdicts[1].reason == "classifier_far_from_label" and "cosine" in verdicts[1].detail
+    plain = InLoopClassifier(LABELS, Embedder(), warmup=100, min_similarity=-1.0)
+    assert _judge(plain, [], candidates[1:])[0].keep

@@ -90,6 +90,11 @@ class InLoopClassifier(Rule):
     counts as that label's, ``min_confidence`` the probability its own label needs.
     Only rows in ``languages`` (all when None) are judged and learnt from.
 
+    With ``min_label_similarity``, a candidate whose cosine with its own label's
+    "<name>: <description>" is below it is too far from what the label says
+    (``classifier_far_from_label``): the anchor of a recipe without seed examples, where
+    the accepted rows the classifier learns from may drift together, off the label.
+
     A label with seed examples (real rows a person wrote) also anchors its
     candidates: one whose cosine with every seed of its label is below
     ``min_seed_similarity`` is too far from what the person meant
@@ -114,6 +119,7 @@ class InLoopClassifier(Rule):
                  counter_examples: Mapping[str, Sequence[str]] | None = None,
                  min_confidence: float = 0.3, margin: float = 0.1, warmup: int = 5,
                  min_similarity: float = 0.2, min_seed_similarity: float | None = None,
+                 min_label_similarity: float | None = None,
                  refit_every: float = 0.1, audit: int = 0, audit_confidence: float = 0.5,
                  audit_folds: int = 5,
                  regularization: float = 20.0, languages: Collection[str] | None = None):
@@ -132,6 +138,7 @@ class InLoopClassifier(Rule):
         self.audit_folds = audit_folds
         self.min_similarity = min_similarity
         self.min_seed_similarity = min_seed_similarity
+        self.min_label_similarity = min_label_similarity
         self._seed_texts = {label: list(texts) for label, texts in (seeds or {}).items()
                             if label in labels and texts}
         self._seed_vectors: dict[str, np.ndarray] | None = None
@@ -293,6 +300,11 @@ class InLoopClassifier(Rule):
         if float(sims.max()) < self.min_similarity:
             return Verdict(False, "classifier_off_topic",
                            f"cosine {float(sims.max()):.2f} with the closest label")
+        if self.min_label_similarity is not None:
+            own_sim = float(sims[self.labels.index(example.label)])
+            if own_sim < self.min_label_similarity:
+                return Verdict(False, "classifier_far_from_label",
+                               f"cosine {own_sim:.2f} with its label's name and description")
         seed_sim = self._seed_sims.get((example.label, example.text))
         if (seed_sim is not None and self.min_seed_similarity is not None
                 and seed_sim < self.min_seed_similarity):

@@ -77,6 +77,10 @@ class ClassifierSpec(_Strict):
     min_seed_similarity: float | None = Field(None, ge=-1.0, le=1.0, description=(
         "cosine with the closest seed example of its own label below which a candidate "
         "of a label with seeds is dropped (off by default; 0.45 is a strict setting)"))
+    min_label_similarity: float | None = Field(None, ge=-1.0, le=1.0, description=(
+        "cosine with its own label's name and description below which a candidate is "
+        "dropped (off by default; for recipes without seed examples, whose labels have "
+        "nothing else to hold candidates to)"))
     warmup: int = Field(5, ge=0, description=(
         "accepted rows per label before the run's own classifier takes over from the "
         "closest label description"))
