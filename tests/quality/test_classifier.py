@@ -432,3 +432,13 @@ def test_min_label_similarity_holds_candidates_near_their_label() -> None:
     assert verdicts[1].reason == "classifier_far_from_label" and "cosine" in verdicts[1].detail
     plain = InLoopClassifier(LABELS, Embedder(), warmup=100, min_similarity=-1.0)
     assert _judge(plain, [], candidates[1:])[0].keep
+    # a margin: nearer its own label than to any other, by that much
+    near = [("will it rain in Seattle tomorrow", "GetWeather"),
+            ("book a song", "AddToPlaylist")]  # nearest its own label, by too little
+    margin = InLoopClassifier(LABELS, Embedder(), warmup=100, min_similarity=-1.0,
+                              min_label_margin=0.1)
+    verdicts = _judge(margin, [], near)
+    assert verdicts[0].keep
+    assert verdicts[1].reason == "classifier_near_other_label"
+    assert "'BookRestaurant'" in verdicts[1].detail
+    assert _judge(plain, [], near[1:])[0].keep

@@ -93,7 +93,9 @@ class InLoopClassifier(Rule):
     With ``min_label_similarity``, a candidate whose cosine with its own label's
     "<name>: <description>" is below it is too far from what the label says
     (``classifier_far_from_label``): the anchor of a recipe without seed examples, where
-    the accepted rows the classifier learns from may drift together, off the label.
+    the accepted rows the classifier learns from may drift together, off the label. With
+    ``min_label_margin``, it must also be that much closer to its own label's than to
+    any other label's (``classifier_near_other_label``).
 
     A label with seed examples (real rows a person wrote) also anchors its
     candidates: one whose cosine with every seed of its label is below
@@ -120,6 +122,7 @@ class InLoopClassifier(Rule):
                  min_confidence: float = 0.3, margin: float = 0.1, warmup: int = 5,
                  min_similarity: float = 0.2, min_seed_similarity: float | None = None,
                  min_label_similarity: float | None = None,
+                 min_label_margin: float | None = None,
                  refit_every: float = 0.1, audit: int = 0, audit_confidence: float = 0.5,
                  audit_folds: int = 5,
                  regularization: float = 20.0, languages: Collection[str] | None = None):
@@ -139,6 +142,7 @@ class InLoopClassifier(Rule):
         self.min_similarity = min_similarity
         self.min_seed_similarity = min_seed_similarity
         self.min_label_similarity = min_label_similarity
+        self.min_label_margin = min_label_margin
         self._seed_texts = {label: list(texts) for label, texts in (seeds or {}).items()
                             if label in labels and texts}
         self._seed_vectors: dict[str, np.ndarray] | None = None
@@ -300,11 +304,20 @@ class InLoopClassifier(Rule):
         if float(sims.max()) < self.min_similarity:
             return Verdict(False, "classifier_off_topic",
                            f"cosine {float(sims.max()):.2f} with the closest label")
-        if self.min_label_similarity is not None:
-            own_sim = float(sims[self.labels.index(example.label)])
-            if own_sim < self.min_label_similarity:
+        if self.min_label_similarity is not None or self.min_label_margin is not None:
+            k = self.labels.index(example.label)
+            own_sim = float(sims[k])
+            if self.min_label_similarity is not None and own_sim < self.min_label_similarity:
                 return Verdict(False, "classifier_far_from_label",
                                f"cosine {own_sim:.2f} with its label's name and description")
+            others = [float(v) for i, v in enumerate(sims[:len(self.labels)]) if i != k]
+            if self.min_label_margin is not None and \
+                    own_sim - max(others) < self.min_label_margin:
+                best = max(range(len(others)), key=others.__getitem__)
+                nearest = [n for i, n in enumerate(self.labels) if i != k][best]
+                return Verdict(False, "classifier_near_other_label",
+                               f"cosine {own_sim:.2f} with its label, {others[best]:.2f} "
+                               f"with '{nearest}'")
         seed_sim = self._seed_sims.get((example.label, example.text))
         if (seed_sim is not None and self.min_seed_similarity is not None
                 and seed_sim < self.min_seed_similarity):

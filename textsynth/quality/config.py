@@ -81,6 +81,9 @@ class ClassifierSpec(_Strict):
         "cosine with its own label's name and description below which a candidate is "
         "dropped (off by default; for recipes without seed examples, whose labels have "
         "nothing else to hold candidates to)"))
+    min_label_margin: float | None = Field(None, ge=-1.0, le=1.0, description=(
+        "how much closer (cosine) a candidate must be to its own label's name and "
+        "description than to any other label's (off by default)"))
     warmup: int = Field(5, ge=0, description=(
         "accepted rows per label before the run's own classifier takes over from the "
         "closest label description"))
