@@ -313,10 +313,10 @@ class InLoopClassifier(Rule):
             others = [float(v) for i, v in enumerate(sims[:len(self.labels)]) if i != k]
             if self.min_label_margin is not None and \
                     own_sim - max(others) < self.min_label_margin:
-                best = max(range(len(others)), key=others.__getitem__)
-                nearest = [n for i, n in enumerate(self.labels) if i != k][best]
+                j = max(range(len(others)), key=others.__getitem__)
+                nearest = [n for i, n in enumerate(self.labels) if i != k][j]
                 return Verdict(False, "classifier_near_other_label",
-                               f"cosine {own_sim:.2f} with its label, {others[best]:.2f} "
+                               f"cosine {own_sim:.2f} with its label, {others[j]:.2f} "
                                f"with '{nearest}'")
         seed_sim = self._seed_sims.get((example.label, example.text))
         if (seed_sim is not None and self.min_seed_similarity is not None
