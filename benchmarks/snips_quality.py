@@ -62,6 +62,7 @@ SETTINGS: dict[str, list[str]] = {
     "label similarity 0.4": ["quality.classifier.min_label_similarity=0.4"],
     "label margin 0.1 + similarity 0.3": ["quality.classifier.min_label_margin=0.1",
                                           "quality.classifier.min_label_similarity=0.3"],
+    "label margin 0.1": ["quality.classifier.min_label_margin=0.1"],
     "label margin 0.05 + similarity 0.3": ["quality.classifier.min_label_margin=0.05",
                                            "quality.classifier.min_label_similarity=0.3"],
 }
