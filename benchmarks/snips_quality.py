@@ -49,6 +49,24 @@ ABLATIONS: dict[str, list[str]] = {
         "quality.min_words=1", "quality.max_words=60", "quality.max_chars=400"],
 }
 
+# not ablations: settings compared on the same stored completions (--only NAME); a
+# setting that rejects more generates what the quotas then lack
+SETTINGS: dict[str, list[str]] = {
+    "+ audit 0.5": ["quality.classifier.audit=3", "quality.classifier.audit_confidence=0.5"],
+    "+ audit 0.6": ["quality.classifier.audit=3", "quality.classifier.audit_confidence=0.6"],
+    "classifier unsure 0.4": ["quality.classifier.min_confidence=0.4"],
+    "classifier unsure 0.5": ["quality.classifier.min_confidence=0.5"],
+    "classifier margin 0": ["quality.classifier.margin=0.0"],
+    "label similarity 0.3": ["quality.classifier.min_label_similarity=0.3"],
+    "label similarity 0.35": ["quality.classifier.min_label_similarity=0.35"],
+    "label similarity 0.4": ["quality.classifier.min_label_similarity=0.4"],
+    "label margin 0.1 + similarity 0.3": ["quality.classifier.min_label_margin=0.1",
+                                          "quality.classifier.min_label_similarity=0.3"],
+    "label margin 0.1": ["quality.classifier.min_label_margin=0.1"],
+    "label margin 0.05 + similarity 0.3": ["quality.classifier.min_label_margin=0.05",
+                                           "quality.classifier.min_label_similarity=0.3"],
+}
+
 
 def score(name: str, run: RunFigures, judge: Any, test: Path, worst: int) -> dict[str, Any]:
     """Fidelity and TSTR of one run's accepted rows; prints one line, returns the figures."""
@@ -87,7 +105,8 @@ def main() -> None:
                         metavar="KEY=YAML", help="recipe change, e.g. generation.temperature=0.6")
     parser.add_argument("--per-label", type=int, default=None)
     parser.add_argument("--ablations", action="store_true", help="also run each ablation")
-    parser.add_argument("--only", nargs="*", help="run only these ablations (by name)")
+    parser.add_argument("--only", nargs="*", help="run only these ablations or settings "
+                        f"(by name; settings: {', '.join(SETTINGS)})")
     parser.add_argument("--no-embeddings", action="store_true",
                         help="TF-IDF judge only (do not try the MiniLM judge)")
     parser.add_argument("--worst", type=int, default=10, help="disagreeing rows to print")
@@ -113,9 +132,10 @@ def main() -> None:
     if args.ablations or args.only:
         from textsynth.store import STORE_NAME
 
-        chosen = {k: v for k, v in ABLATIONS.items() if not args.only or k in args.only}
+        chosen = {k: v for k, v in {**ABLATIONS, **SETTINGS}.items()
+                  if k in args.only} if args.only else ABLATIONS
         for name, changes in chosen.items():
-            slug = name.strip("- ").replace(" ", "_").replace("(", "").replace(")", "")
+            slug = name.strip("-+ ").replace(" ", "_").replace("(", "").replace(")", "")
             recipe = recipe_with(args.recipe, out / slug, args.settings + changes,
                                  args.per_label)
             run = generate(recipe, seed_store=main_run.folder / STORE_NAME)

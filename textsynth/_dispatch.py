@@ -133,6 +133,18 @@ class RequestWindow:
         if rnd < self._queued.get(i, rnd + 1):
             self._queue(i, rnd)
 
+    def reopen(self, quota: Quota, round_: int) -> None:
+        """A full quota is short again (rows withdrawn): it takes jobs again from
+        ``round_`` on. Its jobs sent ahead for earlier rounds are never processed now: they
+        no longer count as in flight (what arrives of them is still stored)."""
+        for jk, record in list(self._records.items()):
+            if jk[0] == quota and jk[1] < round_:
+                del self._records[jk]
+                self._waiting.pop(jk, None)
+                self._count(quota, -1)
+                record.future.add_done_callback(_retrieve)
+        self._hunger(quota)
+
     def _count(self, quota: Quota, change: int) -> None:
         self.inflight[quota] += change
         self._inflight_total += change
@@ -295,3 +307,9 @@ class RequestWindow:
                 future.cancel()
             elif not future.cancelled():
                 future.exception()  # retrieved: no "never retrieved" warnings
+
+
+def _retrieve(future: asyncio.Future[Completion]) -> None:
+    """Mark an unneeded job's outcome as seen (no "exception never retrieved")."""
+    if not future.cancelled():
+        future.exception()

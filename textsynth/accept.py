@@ -127,16 +127,29 @@ class Acceptor:
 
     def _retract(self, label: str, text: str, newcomer: Example) -> None:
         """Take back an accepted row whose text turned up under another label."""
+        self.withdraw(label, text, "cross_label_conflict",
+                      f"also generated under '{newcomer.label}'")
+
+    def audit(self) -> int:
+        """Withdraw the accepted rows the gate's end-of-run audit rejects; how many."""
+        withdrawn = 0
+        for rule, label, text, why in self.gate.audit():
+            reason = f"{rule}_audit"
+            withdrawn += self.withdraw(label, text, reason, f"[{rule}] {why}")
+        return withdrawn
+
+    def withdraw(self, label: str, text: str, reason: str, detail: str) -> bool:
+        """Move an accepted row of ``label`` to the rejects; its quota is short again."""
         for quota in self.stats:
             if quota.label != label or not self.accepted.remove(quota, text):
                 continue
             st = self.stats[quota]
             st.accepted -= 1
-            st.rejected["cross_label_conflict"] += 1
+            st.rejected[reason] += 1
             self._open()
-            self.store.retract_example(label, quota.language, text, "cross_label_conflict",
-                                       f"also generated under '{newcomer.label}'")
-            return
+            self.store.retract_example(label, quota.language, text, reason, detail)
+            return True
+        return False
 
     def _open(self) -> None:
         # the sender's commit of arriving answers commits these rows too: open another

@@ -139,7 +139,19 @@ class Engine:
         return not self.stats[quota].full and self._round < self.window.allowed(quota)
 
     async def _rounds(self) -> None:
-        """Round by round, the next job of every open quota, processed in that order."""
+        """Round by round, the next job of every open quota, processed in that order;
+        when none is open, the gate's end-of-run audit may withdraw rows and reopen
+        quotas (their jobs go on from the round the run has reached)."""
+        while True:
+            await self._fill_quotas()
+            if not self.acceptor.audit():
+                return
+            for quota in self.quotas:
+                if self._open(quota):
+                    self.window.reopen(quota, self._round)
+            self._notify("processed")
+
+    async def _fill_quotas(self) -> None:
         while any(self._open(quota) for quota in self.quotas):
             for quota in self.quotas:
                 if not self._open(quota):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -337,3 +338,107 @@ def test_a_default_rule_without_its_package_is_skipped_but_a_named_one_fails(
     recipe_dict["quality"] = {"language_id": True}
     with pytest.raises(MissingDependency, match="lingua-language-detector"):
         build_gate(load_recipe(recipe_dict))
+
+
+def test_audit_withdraws_accepted_rows_that_another_label_owns() -> None:
+    """Rows accepted while the classifier knew little (here: every row passes) are judged
+    again at the end by models that did not see them; those another label owns go."""
+    from textsynth.quality.classifier import InLoopClassifier
+    from textsynth.quality.semantic import Embedder
+
+    misfits = [("will it snow in Denver on Sunday", "AddToPlaylist"),
+               ("book me a table for two at a steakhouse tonight", "GetWeather")]
+    rule = InLoopClassifier(LABELS, Embedder(), warmup=2, audit=1, audit_confidence=0.5)
+    for example in _examples(ACCEPTED[:6] + misfits[:1] + ACCEPTED[6:] + misfits[1:]):
+        rule.add(example)
+    withdrawn = rule.audit()
+    assert sorted((label, text) for label, text, _ in withdrawn) == sorted(
+        (label, text) for text, label in misfits)
+    assert "looks like 'GetWeather'" in next(w for _, t, w in withdrawn if "Denver" in t)
+    assert rule._rows == ACCEPTED and rule.dropped["classifier_audit"] == 2
+    assert rule.audit() == []  # one round
+    again = InLoopClassifier(LABELS, Embedder(), warmup=2, audit=1)
+    for example in _examples(ACCEPTED + misfits):
+        again.add(example)
+    assert {t for _, t, _ in again.audit()} == {t for t, _ in misfits}  # any order of rows
+    off = InLoopClassifier(LABELS, Embedder(), warmup=2)  # audit: 0, the default
+    for example in _examples(ACCEPTED + misfits):
+        off.add(example)
+    assert off.audit() == []
+
+
+def test_audit_tops_the_labels_up_and_resumes_to_the_same_rows(recipe_dict: dict) -> None:
+    """With `classifier.audit`, a full run withdraws the rows the cross-fitted classifier
+    puts under another label and generates more until the quotas are full again; a
+    resumed run replays the same decisions."""
+    recipe_dict["labels"] = {"play_music": "play a song or an artist",
+                             "get_weather": "tell me the weather forecast"}
+    recipe_dict["per_label"] = 6
+    music = ["play Hey Jude by the Beatles", "put on some jazz for dinner",
+             "play the new Adele song", "start my running playlist",
+             "play something by Miles Davis", "put on Thriller by Michael Jackson",
+             "play some relaxing piano music", "play the latest Taylor Swift album",
+             "shuffle songs by Queen", "play rock music from the eighties"]
+    weather = ["is it sunny in Rome today", "what's the forecast for tomorrow in Oslo",
+               "will it rain in Seattle this weekend", "how cold is it in Chicago",
+               "is it going to snow in Denver on Friday", "weather for Paris on Monday",
+               "will it be windy in Boston tonight", "what's the temperature in Madrid",
+               "do I need an umbrella in London today", "how hot will it be in Cairo"]
+
+    def respond(request) -> str:
+        prompt = request.messages[-1]["content"]
+        pool, other = (music, weather) if "song" in prompt else (weather, music)
+        k = request.seed % len(pool)
+        # the first answer of each label slips in one row of the other label
+        items = [pool[k], other[k]] if request.seed % 2 == 0 else [pool[k]]
+        return "\n".join(f"{i + 1}. {t}" for i, t in enumerate(items))
+
+    # the in-loop classifier lets everything through: what the audit catches is visible
+    loose = {"min_confidence": 0.0, "margin": 1.0, "min_similarity": -1.0, "warmup": 0}
+    runs = {}
+    for audit in (0, 2, 2):
+        recipe_dict["quality"] |= {"classifier": {**loose, "audit": audit}}
+        recipe_dict["export"] = {"dir": str(Path(recipe_dict["export"]["dir"]).parent
+                                             / f"audit{audit}")}
+        engine = Engine(load_recipe(recipe_dict), backend=FakeBackend(handler=respond))
+        result = asyncio.run(engine.run())
+        rows = sorted((e.label, e.text) for e in engine.store.examples())
+        engine.store.close()
+        runs.setdefault(audit, []).append((rows, result))
+    misplaced = {("play_music", t) for t in weather} | {("get_weather", t) for t in music}
+    (plain, _), = runs[0]
+    assert misplaced & set(plain)  # without the audit, some rows of the other label stay
+    (first, result), (second, again) = runs[2]
+    assert not misplaced & set(first)
+    assert result.complete and all(s.accepted == 6 for s in result.quotas.values())
+    assert sum(s.rejected["classifier_audit"] for s in result.quotas.values()) >= 1
+    assert result.rule_stats["classifier"]["classifier_audit"] >= 1
+    assert first == second and again.sent == 0  # replayed from the store
+
+
+def test_min_label_similarity_holds_candidates_near_their_label() -> None:
+    """Without seed examples, a label's name and description are what a candidate must
+    stay near: one too far from its own label goes, even when the run's classifier (here
+    still warming up) would keep it."""
+    from textsynth.quality.classifier import InLoopClassifier
+    from textsynth.quality.semantic import Embedder
+
+    candidates = [("is it going to snow in Denver on Sunday", "GetWeather"),
+                  ("Just remember to enjoy your perfect day.", "GetWeather")]
+    rule = InLoopClassifier(LABELS, Embedder(), warmup=100, min_similarity=-1.0,
+                            min_label_similarity=0.25)
+    verdicts = _judge(rule, [], candidates)
+    assert verdicts[0].keep
+    assert verdicts[1].reason == "classifier_far_from_label" and "cosine" in verdicts[1].detail
+    plain = InLoopClassifier(LABELS, Embedder(), warmup=100, min_similarity=-1.0)
+    assert _judge(plain, [], candidates[1:])[0].keep
+    # a margin: nearer its own label than to any other, by that much
+    near = [("will it rain in Seattle tomorrow", "GetWeather"),
+            ("book a song", "AddToPlaylist")]  # nearest its own label, by too little
+    margin = InLoopClassifier(LABELS, Embedder(), warmup=100, min_similarity=-1.0,
+                              min_label_margin=0.1)
+    verdicts = _judge(margin, [], near)
+    assert verdicts[0].keep
+    assert verdicts[1].reason == "classifier_near_other_label"
+    assert "'BookRestaurant'" in verdicts[1].detail
+    assert _judge(plain, [], near[1:])[0].keep

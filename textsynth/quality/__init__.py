@@ -122,6 +122,10 @@ def quality_gate(q: QualitySpec, labels: Mapping[str, LabelSpec], languages: Seq
                                       min_confidence=c.min_confidence, margin=c.margin,
                                       min_similarity=c.min_similarity, warmup=c.warmup,
                                       min_seed_similarity=c.min_seed_similarity,
+                                      min_label_similarity=c.min_label_similarity,
+                                      min_label_margin=c.min_label_margin,
+                                      audit=c.audit, audit_confidence=c.audit_confidence,
+                                      audit_folds=c.audit_folds,
                                       languages=None if q.semantic and q.semantic.model
                                       else ["en"]))
     return QualityGate(rules)

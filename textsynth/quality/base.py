@@ -64,6 +64,11 @@ class Rule(ABC):
         """Ask for an accepted ``(label, text)`` to be withdrawn (a cross-label conflict)."""
         self._withdrawn.append((label, text))
 
+    def audit(self) -> list[tuple[str, str, str]]:
+        """Accepted ``(label, text, why)`` rows to withdraw once every quota is full (an
+        end-of-run audit); an empty list when the rule has nothing (more) to say."""
+        return []
+
     def remove_label_conflicts(self) -> list[tuple[str, str]]:
         """Accepted ``(label, text)`` pairs that must now be withdrawn; drains the list."""
         out, self._withdrawn = self._withdrawn, []
@@ -129,6 +134,12 @@ class QualityGate:
         for rule in self.rules:
             out.extend(rule.remove_label_conflicts())
         return out
+
+    def audit(self) -> list[tuple[str, str, str, str]]:
+        """Accepted rows the rules withdraw once every quota is full:
+        ``(rule, label, text, why)``; empty when none has anything (more) to withdraw."""
+        return [(_name(rule), label, text, why) for rule in self.rules
+                for label, text, why in rule.audit()]
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per rule: kept and dropped counts by reason."""

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from textsynth.quality.semantic import Embedder
 
-__all__ = ["InLoopClassifier", "counter_words"]
+__all__ = ["InLoopClassifier", "counter_words", "cross_fitted"]
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 # words that say nothing of what is asked (and numbers), in English and the commonest
@@ -90,6 +90,13 @@ class InLoopClassifier(Rule):
     counts as that label's, ``min_confidence`` the probability its own label needs.
     Only rows in ``languages`` (all when None) are judged and learnt from.
 
+    With ``min_label_similarity``, a candidate whose cosine with its own label's
+    "<name>: <description>" is below it is too far from what the label says
+    (``classifier_far_from_label``): the anchor of a recipe without seed examples, where
+    the accepted rows the classifier learns from may drift together, off the label. With
+    ``min_label_margin``, it must also be that much closer to its own label's than to
+    any other label's (``classifier_near_other_label``).
+
     A label with seed examples (real rows a person wrote) also anchors its
     candidates: one whose cosine with every seed of its label is below
     ``min_seed_similarity`` is too far from what the person meant
@@ -114,7 +121,10 @@ class InLoopClassifier(Rule):
                  counter_examples: Mapping[str, Sequence[str]] | None = None,
                  min_confidence: float = 0.3, margin: float = 0.1, warmup: int = 5,
                  min_similarity: float = 0.2, min_seed_similarity: float | None = None,
-                 refit_every: float = 0.1,
+                 min_label_similarity: float | None = None,
+                 min_label_margin: float | None = None,
+                 refit_every: float = 0.1, audit: int = 0, audit_confidence: float = 0.5,
+                 audit_folds: int = 5,
                  regularization: float = 20.0, languages: Collection[str] | None = None):
         super().__init__()
         if len(labels) < 2:
@@ -126,8 +136,13 @@ class InLoopClassifier(Rule):
         self.warmup = warmup
         self.refit_every = refit_every
         self.regularization = regularization
+        self.audits_left = audit
+        self.audit_confidence = audit_confidence
+        self.audit_folds = audit_folds
         self.min_similarity = min_similarity
         self.min_seed_similarity = min_seed_similarity
+        self.min_label_similarity = min_label_similarity
+        self.min_label_margin = min_label_margin
         self._seed_texts = {label: list(texts) for label, texts in (seeds or {}).items()
                             if label in labels and texts}
         self._seed_vectors: dict[str, np.ndarray] | None = None
@@ -289,6 +304,20 @@ class InLoopClassifier(Rule):
         if float(sims.max()) < self.min_similarity:
             return Verdict(False, "classifier_off_topic",
                            f"cosine {float(sims.max()):.2f} with the closest label")
+        if self.min_label_similarity is not None or self.min_label_margin is not None:
+            k = self.labels.index(example.label)
+            own_sim = float(sims[k])
+            if self.min_label_similarity is not None and own_sim < self.min_label_similarity:
+                return Verdict(False, "classifier_far_from_label",
+                               f"cosine {own_sim:.2f} with its label's name and description")
+            others = [float(v) for i, v in enumerate(sims[:len(self.labels)]) if i != k]
+            if self.min_label_margin is not None and \
+                    own_sim - max(others) < self.min_label_margin:
+                j = max(range(len(others)), key=others.__getitem__)
+                nearest = [n for i, n in enumerate(self.labels) if i != k][j]
+                return Verdict(False, "classifier_near_other_label",
+                               f"cosine {own_sim:.2f} with its label, {others[j]:.2f} "
+                               f"with '{nearest}'")
         seed_sim = self._seed_sims.get((example.label, example.text))
         if (seed_sim is not None and self.min_seed_similarity is not None
                 and seed_sim < self.min_seed_similarity):
@@ -315,9 +344,72 @@ class InLoopClassifier(Rule):
             return Verdict(False, "classifier_unsure", f"p={own:.2f}")
         return KEEP
 
+    # -- the end-of-run audit -------------------------------------------------------
+    def audit(self) -> list[tuple[str, str, str]]:
+        """Accepted ``(label, text, why)`` rows to withdraw, once every quota is full.
+
+        Each accepted row is judged by a logistic regression fitted on the prototypes,
+        the seeds and the accepted rows of the other folds (``audit_folds``, row ``i`` in
+        fold ``i % audit_folds``), so no row judges itself, and every row, the early ones
+        accepted during the warm-up included, is judged by a model that knows the whole
+        run. A row that another label gets with probability ``audit_confidence`` or more
+        is withdrawn; the rule forgets it, so later
+        candidates are judged without it. ``audit`` rounds at most; deterministic for the
+        same accepted rows in the same order.
+        """
+        if self.audits_left <= 0 or not self._warm() or len(self._rows) < 2 * self.audit_folds:
+            return []
+        self.audits_left -= 1
+        probs, classes = cross_fitted(self._base, self._rows, self.embedder, self.audit_folds,
+                                      self.regularization)
+        out: list[tuple[str, str, str]] = []
+        keep: list[tuple[str, str]] = []
+        for (text, label), p in zip(self._rows, probs, strict=True):
+            own = float(p[classes.index(label)])
+            top = int(p.argmax())
+            if classes[top] != label and float(p[top]) >= self.audit_confidence:
+                out.append((label, text, f"looks like '{classes[top]}' ({float(p[top]):.2f} "
+                                         f"vs {own:.2f}, cross-fitted)"))
+            else:
+                keep.append((text, label))
+        if out:
+            self._rows = keep
+            self._model = None  # refit without them before the next candidate
+            self.dropped["classifier_audit"] += len(out)
+        return out
+
     def _judges(self, example: Example) -> bool:
         return self.languages is None or example.language in self.languages
 
     def add(self, example: Example) -> None:
         if self._judges(example):
             self._rows.append((example.text, example.label))
+
+
+def cross_fitted(base: Sequence[tuple[str, str]], rows: Sequence[tuple[str, str]],
+                 embedder: Embedder, folds: int = 5, regularization: float = 20.0
+                 ) -> tuple[np.ndarray, list[str]]:
+    """Per row of ``rows`` (``(text, label)``), the label probabilities of a logistic
+    regression fitted on ``base`` and the rows of the other folds (row ``i`` is in fold
+    ``i % folds``), and the classes in the order of the columns."""
+    import numpy as np
+
+    linear = require("sklearn.linear_model", "the classifier audit")
+    xb = embedder.encode([t for t, _ in base])
+    xr = embedder.encode([t for t, _ in rows])
+    yb = [label for _, label in base]
+    yr = [label for _, label in rows]
+    classes = sorted(set(yb) | set(yr))
+    out = np.zeros((len(rows), len(classes)), dtype=np.float64)
+    fold = np.arange(len(rows)) % folds
+    for f in range(folds):
+        train = fold != f
+        if not (~train).any():
+            continue
+        model = linear.LogisticRegression(C=regularization, max_iter=1000,
+                                          class_weight="balanced")
+        model.fit(np.concatenate([xb, xr[train]]),
+                  yb + [y for y, t in zip(yr, train, strict=True) if t])
+        cols = [classes.index(c) for c in model.classes_]
+        out[np.ix_(~train, cols)] = model.predict_proba(xr[~train])
+    return out, classes

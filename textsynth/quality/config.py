@@ -77,9 +77,24 @@ class ClassifierSpec(_Strict):
     min_seed_similarity: float | None = Field(None, ge=-1.0, le=1.0, description=(
         "cosine with the closest seed example of its own label below which a candidate "
         "of a label with seeds is dropped (off by default; 0.45 is a strict setting)"))
+    min_label_similarity: float | None = Field(None, ge=-1.0, le=1.0, description=(
+        "cosine with its own label's name and description below which a candidate is "
+        "dropped (off by default; for recipes without seed examples, whose labels have "
+        "nothing else to hold candidates to)"))
+    min_label_margin: float | None = Field(None, ge=-1.0, le=1.0, description=(
+        "how much closer (cosine) a candidate must be to its own label's name and "
+        "description than to any other label's (off by default)"))
     warmup: int = Field(5, ge=0, description=(
         "accepted rows per label before the run's own classifier takes over from the "
         "closest label description"))
+    audit: int = Field(0, ge=0, le=10, description=(
+        "rounds of the end-of-run audit (0: off): once every quota is full, a classifier "
+        "cross-fitted over all accepted rows withdraws those it puts under another label, "
+        "and the run tops the labels up again"))
+    audit_confidence: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "audit: probability another label must get (from a model that did not see the "
+        "row) to withdraw an accepted row"))
+    audit_folds: int = Field(5, ge=2, le=20, description="audit: folds of the cross-fit")
 
 
 class RequestSpec(_Strict):
