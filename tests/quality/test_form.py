@@ -54,6 +54,8 @@ REQUESTS = [
     "Switch the hallway light off",
     # a word said twice that is a name, a first word (verb and noun) or in a long text
     "Play Run Rudolph Run",
+    "Write a song for me",
+    "Give me three examples of a metaphor",
     "Show me the TV show Limit of Love",
     "Please turn on the porch light and then lock the front door, the back door and the garage",
 ]
@@ -93,6 +95,8 @@ def test_real_requests_almost_never_fail() -> None:
     ("Who's turning on the lights?", "narration"),
     ("5 new commands to turn off the lights in the bathroom", "task_text"),
     ("The command can be written in the format of a question", "task_text"),
+    ("Write 5 short requests to add something to your playlist.", "task_text"),
+    ("Here are three more commands to lock the door", "task_text"),
     ("Let's do a multi-round chat with a person who wants lights", "advice"),
     ("Lock doors, lock doors, lock doors, do doors", "repetitive"),
 ])

@@ -55,7 +55,11 @@ _TO_THE_USER = re.compile(
 _TASK_WORDS = re.compile(
     r"\b(new (commands|requests|ones|examples)|the (command|request|sentence|list) (can|could"
     r"|should|is|was)|(is|be|are) written|in the format|instead of \"|multi-round"
-    r"|(chat|conversation) with (a|the) (person|user))\b", re.I)
+    r"|(chat|conversation) with (a|the) (person|user)"
+    # the instruction echoed: "Write 5 short requests to add something to your playlist"
+    r"|^(write|give|list|generate|create|here are) (me )?(\d+|two|three|four|five|six|seven"
+    r"|eight|nine|ten|a few|some|several|more) ((short|new|more|different|other|simple) )*"
+    r"(requests|commands|utterances|queries))\b", re.I)
 # "Turn off the desk lamp off", "Turn on the lights on": the particle twice (none of
 # 13,384 real SNIPS and xSID rows has it; "the lights on the porch" is not at the end)
 _DOUBLED_PARTICLE = re.compile(r"\b(?:turn|switch)\w*\s+(on|off)\b(?:.*\boff\b|.*\b\1\W*$)",
