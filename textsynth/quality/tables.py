@@ -77,42 +77,40 @@ class KeyTable:
     def nbytes(self) -> int:
         return len(self._slots) * self._slots.itemsize
 
-    def get(self, key: int) -> int | None:
-        """The item stored under ``key``, or None."""
+    def _probe(self, key: int) -> int:
+        """The slot of the item stored under ``key``, or the empty slot where it would go."""
         slots, keys, stride, offset, mask, confirm = (self._slots, self._keys, self._stride,
                                                       self._offset, self._mask, self._confirm)
         short = key & self._key_mask
         i = short & mask  # the stored bits place it (as _grow does)
         while True:
-            item = slots[i]
-            if not item:
-                return None
-            if keys[(item - 1) * stride + offset] == short and (
-                    confirm is None or confirm(item - 1, key)):
-                return item - 1
+            stored = slots[i]
+            if not stored or (keys[(stored - 1) * stride + offset] == short and (
+                    confirm is None or confirm(stored - 1, key))):
+                return i
             i = (i + 1) & mask
+
+    def _fill(self, slot: int, item: int) -> None:
+        self._slots[slot] = item + 1
+        self.count += 1
+        if self.count > self._limit:
+            self._grow()
+
+    def get(self, key: int) -> int | None:
+        """The item stored under ``key``, or None."""
+        stored = self._slots[self._probe(key)]
+        return stored - 1 if stored else None
 
     def setdefault(self, key: int, item: int) -> int:
         """Store ``item`` under ``key`` unless another item has it; returns the stored one.
 
         ``keys`` must already hold ``item``'s key (its low ``key_bits`` bits).
         """
-        slots, keys, stride, offset, mask, confirm = (self._slots, self._keys, self._stride,
-                                                      self._offset, self._mask, self._confirm)
-        short = key & self._key_mask
-        i = short & mask
-        while True:
-            stored = slots[i]
-            if not stored:
-                break
-            if keys[(stored - 1) * stride + offset] == short and (
-                    confirm is None or confirm(stored - 1, key)):
-                return stored - 1
-            i = (i + 1) & mask
-        slots[i] = item + 1
-        self.count += 1
-        if self.count > self._limit:
-            self._grow()
+        slot = self._probe(key)
+        stored = self._slots[slot]
+        if stored:
+            return stored - 1
+        self._fill(slot, item)
         return item
 
     def replace(self, key: int, item: int) -> int | None:
@@ -124,21 +122,12 @@ class KeyTable:
         """
         if self._confirm is not None:
             raise ValueError("replace() needs a table of full 64-bit keys")
-        slots, keys, stride, offset, mask = (self._slots, self._keys, self._stride,
-                                             self._offset, self._mask)
-        i = key & mask
-        while True:
-            stored = slots[i]
-            if not stored:
-                break
-            if keys[(stored - 1) * stride + offset] == key:
-                slots[i] = item + 1
-                return stored - 1
-            i = (i + 1) & mask
-        slots[i] = item + 1
-        self.count += 1
-        if self.count > self._limit:
-            self._grow()
+        slot = self._probe(key)
+        stored = self._slots[slot]
+        if stored:
+            self._slots[slot] = item + 1
+            return stored - 1
+        self._fill(slot, item)
         return None
 
     def _grow(self) -> None:
