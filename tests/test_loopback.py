@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from textsynth.loopback import LoopbackServer
+from textsynth.testing import free_port, server_process
 
 
 class Hello(LoopbackServer):
@@ -55,3 +58,23 @@ def test_a_server_that_cannot_start_says_why_at_once() -> None:
         LoopbackServer().start()
     with Hello() as first, pytest.raises(OSError):  # the port is taken
         Hello(port=first.port).start()
+
+
+def test_server_process_waits_for_a_real_server_and_stops_it(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "ready").write_text("ok")
+    cmd = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+           "--directory", str(tmp_path)]
+    with server_process(cmd, f"http://127.0.0.1:{port}/ready", timeout=60,
+                        name="http.server") as proc:
+        assert proc.poll() is None
+    assert proc.poll() is not None  # stopped after the block
+
+
+def test_server_process_says_why_a_server_did_not_start(tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    cmd = [sys.executable, "-c", "import sys; print('no model here'); sys.exit(3)"]
+    with pytest.raises(RuntimeError, match=r"(?s)broken exited with 3.*no model here"), \
+            server_process(cmd, f"http://127.0.0.1:{free_port()}/", timeout=60,
+                           name="broken", log=log):
+        pass

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,28 +11,9 @@ import pytest
 
 from textsynth.pipeline import run_recipe
 from textsynth.recipe import load_recipe
+from textsynth.testing import free_port, server_process
 
 pytestmark = pytest.mark.model
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"transformers serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail("transformers serve did not become healthy")
 
 
 @pytest.fixture(scope="module")
@@ -49,24 +26,15 @@ def served_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     from textsynth.backends.vllm import plain_model_dir
 
     model_dir = plain_model_dir(embedded_model_path(), tmp_path_factory.mktemp("smollm2"))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir),
-         "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir),
+           "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, 180)
+    with server_process(cmd, f"{url}/health", timeout=180, name="transformers serve",
+                        env=env):
         yield f"{url}/v1", str(model_dir)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_recipe_runs_through_transformers_serve_to_a_dataset(

@@ -27,16 +27,21 @@ import json
 import math
 import random
 import signal
+import socket
+import subprocess
 import time
+import urllib.request
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from textsynth.loopback import LoopbackServer
 
-__all__ = ["FAULTS", "FaultServer", "continued_reply", "default_reply", "letters"]
+__all__ = ["FAULTS", "FaultServer", "continued_reply", "default_reply", "free_port", "letters",
+           "server_process"]
 
 #: what the server can do instead of answering normally
 FAULTS = ("rate_limit", "server_error", "bad_request", "timeout", "drop", "malformed", "empty",
@@ -71,6 +76,56 @@ def continued_reply(body: Mapping[str, Any], choice: int, items: int = 1,
     """The continuation of a ``- `` list (a text completion): ``items`` unique lines."""
     texts = json.loads(default_reply(body, choice, items, key))
     return " " + "\n- ".join(texts) + "\n"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server_process(cmd: Sequence[str], ready_url: str, *, timeout: float, name: str,
+                   env: Mapping[str, str] | None = None, log: Path | None = None
+                   ) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a real server (``vllm serve``, ``transformers serve`` ...) while the block runs.
+
+    Waits until ``GET ready_url`` answers 200; raises RuntimeError (with the end of
+    ``log``, where its output goes) if the process exits first or ``timeout`` seconds
+    pass. The process is terminated after the block (killed if it lingers).
+    """
+    def failed(why: str) -> RuntimeError:
+        tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() \
+            else ""
+        return RuntimeError(f"{name} {why}" + (f":\n{tail}" if tail else ""))
+
+    with contextlib.ExitStack() as files:  # the child keeps its own handle on the log
+        out = files.enter_context(log.open("wb")) if log is not None else subprocess.DEVNULL
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT,
+                                env=dict(env) if env is not None else None)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise failed(f"exited with {proc.returncode}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise failed(f"did not answer {ready_url} within {timeout:g} s")
+            time.sleep(1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def letters(n: int) -> str:

