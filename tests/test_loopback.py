@@ -78,3 +78,14 @@ def test_server_process_says_why_a_server_did_not_start(tmp_path: Path) -> None:
             server_process(cmd, f"http://127.0.0.1:{free_port()}/", timeout=60,
                            name="broken", log=log):
         pass
+
+
+def test_the_fault_server_replies_pass_the_form_rule() -> None:
+    # tests count the requests a run needs: every default reply must be a row the gate
+    # keeps (a word said twice, "please check bravo bravo ...", is form:repeated_word)
+    from textsynth.quality.form import form_problem
+    from textsynth.testing import default_reply
+
+    texts = [t for i in range(300) for t in json.loads(default_reply({"i": i}, 0, items=8))]
+    assert len(set(texts)) == len(texts) == 2400
+    assert [t for t in texts if form_problem(t)] == []

@@ -66,9 +66,22 @@ def default_reply(body: Mapping[str, Any], choice: int, items: int = 1,
     digest = hashlib.sha256(f"{key or body_key(body)}:{choice}".encode()).digest()
     texts = []
     for i in range(items):
-        words = [_WORDS[b % len(_WORDS)] for b in digest[i * 4:i * 4 + 4]]
+        words = _distinct_words(digest[i * 4:] + digest[:i * 4], 4)
         texts.append(f"please check {' '.join(words)} {digest.hex()[:8]}{i}")
     return json.dumps(texts)
+
+
+def _distinct_words(digest: bytes, count: int) -> list[str]:
+    """``count`` different words picked by the bytes of ``digest`` in order (a word said
+    twice would make the text one the form rule rejects)."""
+    words: list[str] = []
+    for byte in digest:
+        word = _WORDS[byte % len(_WORDS)]
+        if word not in words:
+            words.append(word)
+            if len(words) == count:
+                break
+    return words
 
 
 def continued_reply(body: Mapping[str, Any], choice: int, items: int = 1,
