@@ -305,11 +305,11 @@ class RequestWindow:
             future = record.future
             if not future.done():
                 future.cancel()
-            elif not future.cancelled():
-                future.exception()  # retrieved: no "never retrieved" warnings
+            else:
+                _retrieve(future)
 
 
 def _retrieve(future: asyncio.Future[Completion]) -> None:
-    """Mark an unneeded job's outcome as seen (no "exception never retrieved")."""
+    """Mark a job's outcome as seen (no "exception never retrieved" warning)."""
     if not future.cancelled():
         future.exception()
