@@ -153,7 +153,7 @@ def test_counter_words_are_the_near_misses_own_words() -> None:
     """A counter-example's words that the label's examples never use, less function words
     and numbers, are what make it a near miss; the first counter-example with each word is
     named."""
-    from textsynth.quality.classifier import counter_words
+    from textsynth.quality.words import counter_words
 
     own = ["Wake me up at 6:30 tomorrow", "Set an alarm for 5:45"]
     found = counter_words(own, ["Turn off the alarm", "Set a timer for ten minutes",
