@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from textsynth.loopback import LoopbackServer
-from textsynth.testing import free_port, server_process
+from textsynth.loopback import LoopbackServer, free_port, server_process
 
 
 class Hello(LoopbackServer):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from textsynth.loopback import free_port, server_process
 from textsynth.pipeline import run_recipe
 from textsynth.recipe import load_recipe
-from textsynth.testing import free_port, server_process
 
 pytestmark = pytest.mark.model
 

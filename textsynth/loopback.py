@@ -1,21 +1,30 @@
-"""An aiohttp application served on 127.0.0.1: from the running event loop, or from a
-background thread for synchronous tests and benchmarks, stopping by itself after
-``lifetime`` seconds.
+"""Servers on 127.0.0.1 for tests and benchmarks.
 
-Subclasses give the application (:meth:`LoopbackServer.app`);
+:class:`LoopbackServer`: an aiohttp application served from the running event loop, or
+from a background thread for synchronous tests and benchmarks, stopping by itself after
+``lifetime`` seconds. Subclasses give the application (:meth:`LoopbackServer.app`);
 :class:`~textsynth.testing.FaultServer` is one.
+
+:func:`server_process`: a real server in a process of its own (``vllm serve``,
+``transformers serve`` ...), waited for until it answers and stopped afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import subprocess
 import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Self
 
 from aiohttp import web
 
-__all__ = ["LoopbackServer"]
+__all__ = ["LoopbackServer", "free_port", "server_process"]
 
 
 class LoopbackServer:
@@ -108,3 +117,53 @@ class LoopbackServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server_process(cmd: Sequence[str], ready_url: str, *, timeout: float, name: str,
+                   env: Mapping[str, str] | None = None, log: Path | None = None
+                   ) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a real server (``vllm serve``, ``transformers serve`` ...) while the block runs.
+
+    Waits until ``GET ready_url`` answers 200; raises RuntimeError (with the end of
+    ``log``, where its output goes) if the process exits first or ``timeout`` seconds
+    pass. The process is terminated after the block (killed if it lingers).
+    """
+    def failed(why: str) -> RuntimeError:
+        tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() \
+            else ""
+        return RuntimeError(f"{name} {why}" + (f":\n{tail}" if tail else ""))
+
+    with contextlib.ExitStack() as files:  # the child keeps its own handle on the log
+        out = files.enter_context(log.open("wb")) if log is not None else subprocess.DEVNULL
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT,
+                                env=dict(env) if env is not None else None)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise failed(f"exited with {proc.returncode}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise failed(f"did not answer {ready_url} within {timeout:g} s")
+            time.sleep(1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -22,135 +22,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import math
 import random
 import signal
-import socket
-import subprocess
 import time
-import urllib.request
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from textsynth.loopback import LoopbackServer
+from textsynth.replies import body_key, continued_reply, default_reply, letters
 
-__all__ = ["FAULTS", "FaultServer", "continued_reply", "default_reply", "free_port", "letters",
-           "server_process"]
+__all__ = ["FAULTS", "FaultServer", "continued_reply", "default_reply", "letters"]
 
 #: what the server can do instead of answering normally
 FAULTS = ("rate_limit", "server_error", "bad_request", "timeout", "drop", "malformed", "empty",
           "length", "huge")
 
 Reply = Callable[[Mapping[str, Any], int], str]
-
-_WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
-          "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
-          "sierra", "tango", "uniform", "victor", "whiskey", "xray"]
-
-
-def body_key(body: Mapping[str, Any]) -> str:
-    """A stable hash of a request body: equal bodies are the same request."""
-    raw = json.dumps(body, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-def default_reply(body: Mapping[str, Any], choice: int, items: int = 1,
-                  key: str | None = None) -> str:
-    """A JSON list of ``items`` texts, unique per request and choice, stable across calls."""
-    digest = hashlib.sha256(f"{key or body_key(body)}:{choice}".encode()).digest()
-    texts = []
-    for i in range(items):
-        words = _distinct_words(digest[i * 4:] + digest[:i * 4], 4)
-        texts.append(f"please check {' '.join(words)} {digest.hex()[:8]}{i}")
-    return json.dumps(texts)
-
-
-def _distinct_words(digest: bytes, count: int) -> list[str]:
-    """``count`` different words picked by the bytes of ``digest`` in order (a word said
-    twice would make the text one the form rule rejects)."""
-    words: list[str] = []
-    for byte in digest:
-        word = _WORDS[byte % len(_WORDS)]
-        if word not in words:
-            words.append(word)
-            if len(words) == count:
-                break
-    return words
-
-
-def continued_reply(body: Mapping[str, Any], choice: int, items: int = 1,
-                    key: str | None = None) -> str:
-    """The continuation of a ``- `` list (a text completion): ``items`` unique lines."""
-    texts = json.loads(default_reply(body, choice, items, key))
-    return " " + "\n- ".join(texts) + "\n"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (for a server a test starts)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def server_process(cmd: Sequence[str], ready_url: str, *, timeout: float, name: str,
-                   env: Mapping[str, str] | None = None, log: Path | None = None
-                   ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a real server (``vllm serve``, ``transformers serve`` ...) while the block runs.
-
-    Waits until ``GET ready_url`` answers 200; raises RuntimeError (with the end of
-    ``log``, where its output goes) if the process exits first or ``timeout`` seconds
-    pass. The process is terminated after the block (killed if it lingers).
-    """
-    def failed(why: str) -> RuntimeError:
-        tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() \
-            else ""
-        return RuntimeError(f"{name} {why}" + (f":\n{tail}" if tail else ""))
-
-    with contextlib.ExitStack() as files:  # the child keeps its own handle on the log
-        out = files.enter_context(log.open("wb")) if log is not None else subprocess.DEVNULL
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT,
-                                env=dict(env) if env is not None else None)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise failed(f"exited with {proc.returncode}")
-            try:
-                with urllib.request.urlopen(ready_url, timeout=5) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise failed(f"did not answer {ready_url} within {timeout:g} s")
-            time.sleep(1)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def letters(n: int) -> str:
-    """A distinct word of letters for each number (0 -> "a", 26 -> "ab"): unique reply
-    texts without digits, which the PII rule would take for numbers."""
-    out = ""
-    while True:
-        n, r = divmod(n, 26)
-        out += chr(97 + r)
-        if not n:
-            return out
-
 
 def _words(text: str) -> int:
     return len(text.split())

@@ -19,7 +19,7 @@ import pytest
 
 from textsynth import load_recipe
 from textsynth.engine import Engine
-from textsynth.testing import free_port, server_process
+from textsynth.loopback import free_port, server_process
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 pytestmark = [pytest.mark.vllm,
