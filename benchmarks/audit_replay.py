@@ -44,16 +44,14 @@ def main() -> None:
 
     from textsynth.evaluate import evaluate
     from textsynth.fidelity import RealJudge
-    from textsynth.quality.classifier import cross_fitted
-    from textsynth.quality.judge import readable_label
+    from textsynth.quality.classifier import cross_fitted, label_prototypes
     from textsynth.quality.semantic import Embedder
     from textsynth.recipe import load_recipe
     from textsynth.sources import LabeledSet
     from textsynth.store import Store
 
     recipe = load_recipe(args.recipe)
-    base = [(f"{readable_label(n)}: {s.description}" if s.description else readable_label(n), n)
-            for n, s in recipe.labels.items()]
+    base = label_prototypes({n: s.description for n, s in recipe.labels.items()})
     with Store.in_dir(args.folder) as store:
         rows = [(e.text, e.label) for e in store.examples()]
     judge = RealJudge(SNIPS / "train.jsonl", embeddings=False)
@@ -89,7 +87,8 @@ def main() -> None:
             if not now:
                 break
             out += now
-            kept = [r for r in kept if r not in set(now)]
+            gone = set(now)
+            kept = [r for r in kept if r not in gone]
         figures(name, kept, out)
         for text, label in out[:args.show]:
             print(f"    {'x' if (text, label) in wrong else ' '} {label}: {text}")

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from textsynth.quality.semantic import Embedder
 
-__all__ = ["InLoopClassifier", "cross_fitted"]
+__all__ = ["InLoopClassifier", "cross_fitted", "label_prototypes"]
 
 class InLoopClassifier(Rule):
     """Drops candidates that the run's own accepted rows place under another label.
@@ -118,8 +118,7 @@ class InLoopClassifier(Rule):
         self._seed_sims: dict[tuple[str, str], float] = {}
         # the bundled MiniLM reads English only: other languages are not judged with it
         self.languages = set(languages) if languages is not None else None
-        self._base: list[tuple[str, str]] = [
-            (f"{readable_label(n)}: {d}" if d else readable_label(n), n) for n, d in labels.items()]
+        self._base: list[tuple[str, str]] = label_prototypes(labels)
         for label, texts in (seeds or {}).items():
             if label in labels:
                 self._base.extend((t, label) for t in texts)
@@ -344,6 +343,13 @@ class InLoopClassifier(Rule):
     def add(self, example: Example) -> None:
         if self._judges(example):
             self._rows.append((example.text, example.label))
+
+
+def label_prototypes(labels: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(text, label)`` for each label: ``"<readable name>: <description>"``, or the
+    readable name alone, which the classifier learns each label from before any row."""
+    return [(f"{readable_label(n)}: {d}" if d else readable_label(n), n)
+            for n, d in labels.items()]
 
 
 def cross_fitted(base: Sequence[tuple[str, str]], rows: Sequence[tuple[str, str]],
