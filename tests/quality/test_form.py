@@ -33,6 +33,8 @@ JUNK = [
     ("Lock the front door to the front door", "repeated_word"),
     ("Please lock the door to the kitchen, please", "repeated_word"),
     ("Lock the door to the front door to the kitchen", "repeated_word"),
+    ('The voice will be saying "Please lock the door to the house', "quote"),
+    ("If you're not ready to lock the front door, just say \u201cplease", "quote"),
 ]
 
 REQUESTS = [
@@ -57,6 +59,8 @@ REQUESTS = [
     "Write a song for me",
     "Give me three examples of a metaphor",
     "Show me the TV show Limit of Love",
+    'Play "Hey Jude" by the Beatles',
+    "Turn off the lights in your home",  # without seeds, "your" is not judged
     "Please turn on the porch light and then lock the front door, the back door and the garage",
 ]
 
@@ -128,3 +132,49 @@ def test_narration_openings(text: str) -> None:
 def test_offers_and_advice(text: str, reason: str) -> None:
     found = form_problem(text)
     assert found is not None and found[0] == reason
+
+
+SMART_HOME_SEEDS = [
+    "Turn the kitchen lights on", "Switch the desk lamp off", "Put the heating up to 21 degrees",
+    "Play some relaxing jazz", "Put on my workout playlist", "Wake me up at 6:30 tomorrow",
+    "Can you set an alarm for noon on Saturday?", "Please lock the front door",
+    "Lock all the doors for the night", "Can you lock up the house?",
+]
+
+
+@pytest.mark.parametrize(("seeds", "text", "reason"), [
+    # no seed says "your": a candidate that does speaks of the listener's things
+    (SMART_HOME_SEEDS, "Switch off lights in your home", "form:your"),
+    (SMART_HOME_SEEDS, "Lights off your car", "form:your"),
+    (SMART_HOME_SEEDS, "Your front door, lock it", "form:your"),
+    (SMART_HOME_SEEDS, "Lock the door to my bedroom", None),
+    # a name or a title is not the listener's
+    (SMART_HOME_SEEDS, "Play All Of Your Toys by Chris Ledoux", None),
+    # a seed that says it: the recipe's users do
+    ([*SMART_HOME_SEEDS, "What are your opening hours?"], "Is your shop open on Sunday?", None),
+    # fewer than ten seeds: too few to read a register from
+    (SMART_HOME_SEEDS[:9], "Switch off lights in your home", None),
+])
+def test_register_read_from_the_seeds(seeds: list[str], text: str, reason: str | None) -> None:
+    verdict = FormFilter(seeds=seeds)(Example(text=text, label="x"))
+    assert (None if verdict.keep else verdict.reason) == reason
+    # other languages are not judged
+    assert FormFilter(seeds=seeds)(Example(text=text, label="x", language="de")).keep
+
+
+@pytest.mark.skipif(not (SHARED / "snips" / "seeds_10.jsonl").exists(), reason="no SNIPS data")
+def test_register_costs_few_real_rows() -> None:
+    """With SNIPS's 70 seed examples (none says "your"), the rule drops under 0.5% of the
+    13,084 real training rows, all cues together."""
+    def texts(name: str) -> list[str]:
+        return [json.loads(line)["text"] for line in
+                (SHARED / "snips" / name).read_text().splitlines()]
+
+    rule = FormFilter(seeds=texts("seeds_10.jsonl"))
+    assert rule.no_your
+    rows = texts("train.jsonl")
+    verdicts = [(t, rule(Example(text=t, label="x"))) for t in rows]
+    dropped = [(t, v.reason) for t, v in verdicts if not v.keep]
+    assert len(dropped) / len(rows) < 0.005, dropped[:20]
+    your = [t for t, reason in dropped if reason == "form:your"]
+    assert 10 <= len(your) <= 20, your  # 17 real rows say "your" in lower case

@@ -76,7 +76,10 @@ def quality_gate(q: QualitySpec, labels: Mapping[str, LabelSpec], languages: Seq
     if q.form:
         from textsynth.quality.form import FormFilter
 
-        rules.append(FormFilter())
+        # the register of an English recipe's seeds ("your" or not) is read from them
+        english = all(lang.lower().startswith("en") for lang in languages)
+        rules.append(FormFilter(seeds=[t for texts in seeds.values() for t in texts]
+                                if english else ()))
     if q.pii != "off":
         rules.append(filters.PIIFilter(q.pii))
     if q.language_id is not None and _usable(q, "language_id", "lingua"):

@@ -6,8 +6,15 @@ starts with a gerund ("Switching on the kitchen light"), advice to the reader
 ("You can turn off a smart bulb", "How to stop desk lights from ..."), or a
 run-on list ("..., 2. You can set ..."), a particle said twice ("Turn off the lamp
 off"), or a word said twice in a short request ("Lock the front door to the front
-door", "Please lock the kitchen door, please"). None of that is a request, whatever
-its topic, and no embedding is needed to see it.
+door", "Please lock the kitchen door, please"), or an unclosed quotation mark ('The
+voice will be saying "Please lock the door'). None of that is a request, whatever its
+topic, and no embedding is needed to see it.
+
+With seed examples, the rule also reads their register: when none of a recipe's seeds
+(ten or more) says "your", a candidate that does ("Turn off the lights in your home",
+"Lock the door to your bedroom") speaks of the listener's things, which the recipe's
+users never do; it is dropped as ``form:your``. Names and titles ("play All Of Your
+Toys") do not count.
 
 The rule looks at shape only, never at topic, and only at English text (for
 other languages it keeps everything). It keeps the forms users do write:
@@ -19,6 +26,7 @@ charged twice?") and statements of need ("My card hasn't arrived").
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from textsynth.example import Example
 from textsynth.quality.base import KEEP, Rule, Verdict
@@ -73,6 +81,9 @@ _COMMON = frozenset({
 # door"): 0.2% of real SNIPS training rows ("Play opera music on google music"); a first
 # word said again is left alone ("Show me the TV show ..."), except "please"
 _TWICE_MAX_WORDS = 12
+# the listener's things: 17 of 13,084 real SNIPS rows say it in lower case, none of 300 xSID
+_YOUR = frozenset({"your", "yours", "yourself", "yourselves"})
+_REGISTER_MIN_SEEDS = 10
 _SENTENCE = re.compile(r"[.!?]+(?:\s+|$)")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 
@@ -110,6 +121,8 @@ def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
     found = _said_twice(text)
     if found:
         return "repeated_word", f"{found!r} twice in a short request"
+    if text.count('"') % 2:
+        return "quote", "an unclosed quotation mark"
     first = _WORD.match(body)
     if first:
         head = first.group(0).lower()
@@ -142,19 +155,42 @@ def _said_twice(text: str) -> str | None:
     return None
 
 
+def plain_words(text: str) -> set[str]:
+    """The lower-cased words of ``text`` that are not part of a name or a title: the first
+    word, and every word after it that is written in lower case."""
+    words: list[str] = _WORD.findall(text.translate(_QUOTES))
+    return {w.lower() for i, w in enumerate(words) if i == 0 or w[:1].islower()}
+
+
+def says_your(seeds: Iterable[str]) -> bool | None:
+    """Whether English ``seeds`` speak of the listener's things ("your"); None for fewer
+    than ten seeds, too few to tell a register by."""
+    texts = list(seeds)
+    if len(texts) < _REGISTER_MIN_SEEDS:
+        return None
+    return any(plain_words(t) & _YOUR for t in texts)
+
+
 class FormFilter(Rule):
-    """Drops English candidates shaped like markup, headings, advice or narration."""
+    """Drops English candidates shaped like markup, headings, advice or narration, and,
+    when the recipe's seeds never say "your", those that do.
+
+    ``seeds``: every seed example of the recipe (English ones are read).
+    """
 
     name = "form"
 
-    def __init__(self, max_sentences: int = 2) -> None:
+    def __init__(self, max_sentences: int = 2, seeds: Iterable[str] = ()) -> None:
         super().__init__()
         self.max_sentences = max_sentences
+        self.no_your = says_your(seeds) is False
 
     def check(self, example: Example) -> Verdict:
         if not (example.language or "en").lower().startswith("en"):
             return KEEP
         found = form_problem(example.text, self.max_sentences)
+        if found is None and self.no_your and plain_words(example.text) & _YOUR:
+            found = ("your", "says 'your', which no seed example does")
         if found is None:
             return KEEP
         return Verdict(False, f"form:{found[0]}", found[1])
