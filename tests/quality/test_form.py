@@ -35,6 +35,9 @@ JUNK = [
     ("Lock the door to the front door to the kitchen", "repeated_word"),
     ('The voice will be saying "Please lock the door to the house', "quote"),
     ("If you're not ready to lock the front door, just say \u201cplease", "quote"),
+    ("Turn off the sink?", "question_mark"),
+    ("Light off the bathroom?", "question_mark"),
+    ("Add a bit cooler to the bedroom down to 19?", "question_mark"),
 ]
 
 REQUESTS = [
@@ -60,6 +63,11 @@ REQUESTS = [
     "Give me three examples of a metaphor",
     "Show me the TV show Limit of Love",
     'Play "Hey Jude" by the Beatles',
+    # questions: a word in them asks
+    "Could you put on the lights?",
+    "Is the front door locked?",
+    "Lights on or off?",
+    "When's Fools for Luck showing?",
     "Turn off the lights in your home",  # without seeds, "your" is not judged
     "Please turn on the porch light and then lock the front door, the back door and the garage",
 ]

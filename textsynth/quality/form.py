@@ -4,7 +4,8 @@ A small model asked for requests often returns the right topic in the wrong form
 markup left from a list ("**Adjusting the thermostat**: 3"), a narration that
 starts with a gerund ("Switching on the kitchen light"), advice to the reader
 ("You can turn off a smart bulb", "How to stop desk lights from ..."), or a
-run-on list ("..., 2. You can set ..."), a particle said twice ("Turn off the lamp
+run-on list ("..., 2. You can set ..."), a command that ends in a question mark
+("Turn off the sink?": no word in it asks), a particle said twice ("Turn off the lamp
 off"), or a word said twice in a short request ("Lock the front door to the front
 door", "Please lock the kitchen door, please"), or an unclosed quotation mark ('The
 voice will be saying "Please lock the door'). None of that is a request, whatever its
@@ -84,6 +85,15 @@ _TWICE_MAX_WORDS = 12
 # the listener's things: 17 of 13,084 real SNIPS rows say it in lower case, none of 300 xSID
 _YOUR = frozenset({"your", "yours", "yourself", "yourselves"})
 _REGISTER_MIN_SEEDS = 10
+# a question needs a word that asks: an auxiliary, a modal or a question word; a command
+# with a question mark ("Turn off the sink?", "Light off the bathroom?") has none (9 of
+# 13,384 real SNIPS and xSID rows: "Show me Born in America?")
+_ASKING = frozenset(" ".join([
+    "can could would will shall should may might must is are am was were do does did have has",
+    "had what when where which who whom whose why how any anything anyone anybody there or",
+    "what's when's where's who's how's why's that's it's there's isn't aren't wasn't weren't",
+    "don't doesn't didn't won't wouldn't can't couldn't shouldn't haven't hasn't whats wheres",
+]).split())
 _SENTENCE = re.compile(r"[.!?]+(?:\s+|$)")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 
@@ -123,6 +133,9 @@ def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
         return "repeated_word", f"{found!r} twice in a short request"
     if text.count('"') % 2:
         return "quote", "an unclosed quotation mark"
+    asking = {w.lower() for w in _WORD.findall(text)} & _ASKING
+    if text.rstrip('"\' )').endswith("?") and not asking:
+        return "question_mark", "a command that ends in a question mark"
     first = _WORD.match(body)
     if first:
         head = first.group(0).lower()
