@@ -21,6 +21,7 @@ than a bytes object: see ``benchmarks/dedup.py``.
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -124,15 +125,15 @@ class MinHashIndex:
         them gives every stored item that can be a near-duplicate: the same answer as
         comparing with all of them, at the cost of a few lookups. Where blocks would
         be shorter than two values, equal blocks say too little: every row is compared.
+        The block tables are dicts: they live only while queries are exhaustive (up to
+        ``exhaustive_below`` items, a few MB at most), where a lookup is on the hot path.
         """
         import numpy as np
 
         blocks = self.num_perm - self._need + 1
         self._blocks = blocks if self.exhaustive_below and 2 * blocks <= self.num_perm else 0
-        self._block_keys: array[int] = array("Q")
         self._block_prev: array[int] = array("i")  # the previous item with the same key
-        self._block_tables = [KeyTable(self._block_keys, self._blocks, b)
-                              for b in range(self._blocks)]
+        self._block_tables: list[dict[int, int]] = [{} for _ in range(self._blocks)]
         sizes = np.full(max(1, self._blocks), self.num_perm // max(1, self._blocks))
         sizes[: self.num_perm % max(1, self._blocks)] += 1
         self._block_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -358,14 +359,12 @@ class MinHashIndex:
             if owners is None or owners[band] is None:
                 table.setdefault(key, item)
         if item < self.exhaustive_below and self._blocks:
-            block_keys = self._keys_of_blocks(sig)
-            self._block_keys.extend(block_keys)
-            for table, key in zip(self._block_tables, block_keys, strict=True):
-                before = table.replace(key, item)
-                self._block_prev.append(-1 if before is None else before)
+            prev = self._block_prev
+            for block, key in zip(self._block_tables, self._keys_of_blocks(sig), strict=True):
+                prev.append(block.get(key, -1))
+                block[key] = item
         elif self._blocks:  # queries use LSH from now on
-            self._blocks, self._block_tables = 0, []
-            self._block_keys, self._block_prev = array("Q"), array("i")
+            self._blocks, self._block_tables, self._block_prev = 0, [], array("i")
         return item
 
     @property
@@ -373,8 +372,8 @@ class MinHashIndex:
         """Bytes of memory the index holds (signatures past the first ones are on disk)."""
         return (self._head.nbytes + len(self._keys) * self._keys.itemsize
                 + sum(t.nbytes for t in self._tables) + self._spill.nbytes
-                + 8 * len(self._block_keys) + 4 * len(self._block_prev)
-                + sum(t.nbytes for t in self._block_tables))
+                + 4 * len(self._block_prev)
+                + sum(sys.getsizeof(t) + 64 * len(t) for t in self._block_tables))
 
     def dedup(self, texts: Sequence[str], chunk: int = 8192) -> list[int | None]:
         """For each text in order: the item number of an earlier near-duplicate, or None
