@@ -75,6 +75,7 @@ _COMMON = frozenset({
 _TWICE_MAX_WORDS = 12
 _SENTENCE = re.compile(r"[.!?]+(?:\s+|$)")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+_GREETING = re.compile(r"^(please|hey|hi|ok|okay)\b[,!]?\s*", re.I)
 
 
 def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
@@ -89,7 +90,7 @@ def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
     match = _RUN_ON_LIST.search(text)
     if match:
         return "run_on_list", "several numbered items in one row"
-    body = re.sub(r"^(please|hey|hi|ok|okay)\b[,!]?\s*", "", text, flags=re.I)
+    body = _GREETING.sub("", text)
     match = _ADVICE.match(body)
     if match:
         return "advice", f"starts like advice or narration ({match.group(0).strip()!r})"
@@ -102,12 +103,14 @@ def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
     match = _DOUBLED_PARTICLE.search(text)
     if match:
         return "doubled_particle", f"'{match.group(1)}' twice ({match.group(0).strip()!r})"
-    words = [w for w in (w.lower() for w in _WORD.findall(text))
-             if len(w) >= 4 and w not in _COMMON]
-    repeated = [w for w in set(words) if words.count(w) >= 3]
-    if repeated:
-        return "repetitive", f"{sorted(repeated)[0]!r} {words.count(sorted(repeated)[0])} times"
-    found = _said_twice(text)
+    said: list[str] = _WORD.findall(text)
+    words = [w for w in (w.lower() for w in said) if len(w) >= 4 and w not in _COMMON]
+    if len(words) > len(set(words)) + 1:  # a word three times needs two repeats
+        repeated = [w for w in set(words) if words.count(w) >= 3]
+        if repeated:
+            most = sorted(repeated)[0]
+            return "repetitive", f"{most!r} {words.count(most)} times"
+    found = _said_twice(said)
     if found:
         return "repeated_word", f"{found!r} twice in a short request"
     first = _WORD.match(body)
@@ -122,10 +125,10 @@ def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
     return None
 
 
-def _said_twice(text: str) -> str | None:
-    """A lower-case word (four letters or more, or "please") that a short text says twice;
-    capitalised words (names, titles) and a repeated first word do not count."""
-    words: list[str] = _WORD.findall(text)
+def _said_twice(words: list[str]) -> str | None:
+    """A lower-case word (four letters or more, or "please") that a short text (its
+    ``words``) says twice; capitalised words (names, titles) and a repeated first word do
+    not count."""
     if len(words) > _TWICE_MAX_WORDS:
         return None
     seen: set[str] = set()
