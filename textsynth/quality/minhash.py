@@ -11,7 +11,9 @@ Candidates from the bands are confirmed on the signatures themselves (estimated
 Jaccard similarity at least ``threshold``); the first signatures stay in memory,
 later ones are spilled to a temporary file (fixed-size records: no offsets) and read
 back only for a candidate, so a stored item costs 80-110 bytes of memory at 8 bands
-(the tables' share depends on how full they are).
+(the tables' share depends on how full they are). While queries compare with every
+stored item (up to ``exhaustive_below``) the band tables are not asked, so they are
+filled once, in a few numpy passes, just before the first LSH query.
 
 Measured against datasketch 2.0 (``MinHash`` + ``MinHashLSH``, same threshold and
 permutations), this computes signatures for a whole batch in a few numpy calls
@@ -107,6 +109,9 @@ class MinHashIndex:
         # the band keys of the last query that found no match, and each band's owner then
         self._owners: tuple[Sequence[int], list[int | None]] | None = None
         self.size = 0
+        # while queries are exhaustive the band tables are not asked: items go into them
+        # all at once when the first query needs them (see _build_bands)
+        self._banded = not exhaustive_below
         # equal values a match needs (the same float test as the similarity's)
         self._need = next(c for c in range(num_perm + 1) if c / num_perm >= threshold)
         # the first 32 values of the in-memory signatures again, contiguous, to rule
@@ -325,6 +330,10 @@ class MinHashIndex:
 
         if 0 < self.size <= self.exhaustive_below:
             return self._exact(sig)
+        if not self._banded:
+            if not self.size:  # nothing stored: nothing to find
+                return None
+            self._build_bands()
         if keys is None:
             keys = self.band_keys(sig[None])[0].tolist()
         tried = -1
@@ -355,9 +364,12 @@ class MinHashIndex:
         # no second lookup, nor a second check of the full key, for the same keys
         looked, self._owners = self._owners, None
         owners = looked[1] if looked is not None and looked[0] is keys else None
-        for band, (table, key) in enumerate(zip(self._tables, keys, strict=True)):
-            if owners is None or owners[band] is None:
-                table.setdefault(key, item)
+        if self._banded:
+            for band, (table, key) in enumerate(zip(self._tables, keys, strict=True)):
+                if owners is None or owners[band] is None:
+                    table.setdefault(key, item)
+        elif item + 1 >= self.exhaustive_below:  # the next query but one is an LSH query
+            self._build_bands()
         if item < self.exhaustive_below and self._blocks:
             prev = self._block_prev
             for block, key in zip(self._block_tables, self._keys_of_blocks(sig), strict=True):
@@ -366,6 +378,21 @@ class MinHashIndex:
         elif self._blocks:  # queries use LSH from now on
             self._blocks, self._block_tables, self._block_prev = 0, [], array("i")
         return item
+
+    def _build_bands(self) -> None:
+        """Put every item stored so far into the band tables, as ``setdefault`` one item
+        after the other would (the first item with each full key), in a few numpy passes."""
+        import numpy as np
+
+        self._banded = True
+        if not self.size:
+            return
+        held = min(self.size, len(self._head))  # the rest (if any) from the spill file
+        keys = self.band_keys(np.concatenate(
+            [self._head[:held], *(self._stored(item)[None] for item in range(held, self.size))]))
+        for band, table in enumerate(self._tables):
+            _, first = np.unique(keys[:, band], return_index=True)
+            table.extend(np.sort(first).tolist())
 
     @property
     def nbytes(self) -> int:
