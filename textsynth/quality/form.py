@@ -22,6 +22,7 @@ import re
 
 from textsynth.example import Example
 from textsynth.quality.base import KEEP, Rule, Verdict
+from textsynth.quality.normalize import AsciiFolded
 
 __all__ = ["FormFilter", "form_problem"]
 
@@ -52,14 +53,14 @@ _TO_THE_USER = re.compile(
     r"^(do you (want|like|need|know how)|would you like|are you|have you (ever|got)"
     r"|what('s| is| are) your (favou?rite|plans?|name)|what do you (think|like|want)"
     r"|who's|who is|shall i|how('d| would) you like)\b", re.I)
-_TASK_WORDS = re.compile(
+_TASK_WORDS = AsciiFolded(re.compile(
     r"\b(new (commands|requests|ones|examples)|the (command|request|sentence|list) (can|could"
     r"|should|is|was)|(is|be|are) written|in the format|instead of \"|multi-round"
     r"|(chat|conversation) with (a|the) (person|user)"
     # the instruction echoed: "Write 5 short requests to add something to your playlist"
     r"|^(write|give|list|generate|create|here are) (me )?(\d+|two|three|four|five|six|seven"
     r"|eight|nine|ten|a few|some|several|more) ((short|new|more|different|other|simple) )*"
-    r"(requests|commands|utterances|queries))\b", re.I)
+    r"(requests|commands|utterances|queries))\b", re.I))
 # "Turn off the desk lamp off", "Turn on the lights on": the particle twice (none of
 # 13,384 real SNIPS and xSID rows has it; "the lights on the porch" is not at the end)
 _DOUBLED_PARTICLE = re.compile(r"\b(?:turn|switch)\w*\s+(on|off)\b(?:.*\boff\b|.*\b\1\W*$)",
