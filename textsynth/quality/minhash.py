@@ -28,6 +28,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from textsynth.quality.lsh import lsh_params
 from textsynth.quality.normalize import normalize, normalize_many
 from textsynth.quality.tables import KeyTable, SpillFile
 
@@ -37,30 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["MinHashIndex", "lsh_params"]
 
 _MASK64 = (1 << 64) - 1
-
-
-def lsh_params(threshold: float, num_perm: int, fn_weight: float = 0.8) -> tuple[int, int]:
-    """Bands and rows minimising weighted false positives and negatives around ``threshold``.
-
-    Candidates are confirmed on their signatures, so a false positive costs one
-    comparison while a false negative is a missed duplicate: misses weigh more.
-
-    >>> lsh_params(0.8, 64)
-    (8, 8)
-    """
-    import numpy as np
-
-    grid = np.linspace(0.0, 1.0, 201)
-    best, best_err = (1, num_perm), float("inf")
-    for bands in range(1, num_perm + 1):
-        for rows in range(1, num_perm // bands + 1):
-            p = 1.0 - (1.0 - grid**rows) ** bands
-            fp = np.trapezoid(np.where(grid < threshold, p, 0.0), grid)
-            fn = np.trapezoid(np.where(grid >= threshold, 1.0 - p, 0.0), grid)
-            err = float((1 - fn_weight) * fp + fn_weight * fn)
-            if err < best_err:
-                best, best_err = (bands, rows), err
-    return best
 
 
 class MinHashIndex:
@@ -385,11 +362,8 @@ class MinHashIndex:
         import numpy as np
 
         self._banded = True
-        if not self.size:
-            return
-        held = min(self.size, len(self._head))  # the rest (if any) from the spill file
-        keys = self.band_keys(np.concatenate(
-            [self._head[:held], *(self._stored(item)[None] for item in range(held, self.size))]))
+        assert self.size <= len(self._head)  # items of exhaustive queries are all in memory
+        keys = self.band_keys(self._head[: self.size])
         for band, table in enumerate(self._tables):
             _, first = np.unique(keys[:, band], return_index=True)
             table.extend(np.sort(first).tolist())
