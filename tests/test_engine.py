@@ -212,3 +212,29 @@ def test_progress_gets_snapshots_of_the_run(recipe_dict: dict) -> None:
     assert last.rejected == sum(result.rejected.values())
     accepted = [snapshot.accepted for snapshot, _ in seen]
     assert accepted == sorted(accepted)  # each is a copy of its moment, not a live view
+
+
+def test_the_gate_sees_each_burst_of_answers_before_judging_them(recipe_dict: dict) -> None:
+    """Answers read by the correction turns are handed to the gate as they arrive, so the
+    near-duplicate rule computes their signatures a burst at a time; the rows are the
+    same as judging one by one."""
+    from textsynth.quality import QualityGate
+    from textsynth.quality.dedup import NearDuplicateDedup
+
+    primed: list[str] = []
+
+    class Counting(NearDuplicateDedup):
+        def prime(self, texts):
+            primed.extend(texts)
+            super().prime(texts)
+
+    recipe_dict["generation"] = {"repair_turns": 1}
+    recipe = load_recipe(recipe_dict)
+    rows = []
+    for rule in (NearDuplicateDedup(), Counting()):
+        engine = Engine(recipe, backend=FakeBackend(handler=_unique_handler),
+                        store=Store(":memory:"), gate=QualityGate([rule]))
+        asyncio.run(engine.run())
+        rows.append(texts(engine.store))
+    assert rows[0] == rows[1] and len(rows[0]) == 12
+    assert {text for _, text in rows[1]} <= set(primed)

@@ -253,3 +253,26 @@ def test_peek_meta_reads_without_a_lock_and_writes_nothing(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -wal/-shm left
     (tmp_path / STORE_NAME).write_bytes(b"not a database at all" * 100)
     assert peek_meta(tmp_path, "recipe") is None
+
+
+def test_a_fresh_store_looks_up_only_the_completions_it_wrote(tmp_path: Path) -> None:
+    """A run on a new folder asks the store for every request's completion: a store that
+    held none when opened answers from what it wrote since, without a query; one that
+    held some when opened (a resumed run) looks every key up."""
+    from textsynth.backends.base import Completion, Request
+
+    request = Request(messages=({"role": "user", "content": "hi"},))
+    with Store.in_dir(tmp_path) as store:
+        queries: list[str] = []
+        store._db.set_trace_callback(queries.append)
+        assert store.get_completion("k1") is None and not queries
+        store.put_completion("k1", "a/en", 0, request, Completion(texts=["one"]))
+        assert store.get_completion("k1").texts == ["one"]
+        assert store.get_completion("k2") is None
+        assert sum(q.startswith("SELECT") for q in queries) == 1
+    with Store.in_dir(tmp_path) as store:
+        queries = []
+        store._db.set_trace_callback(queries.append)
+        assert store.get_completion("k1").texts == ["one"]
+        assert store.get_completion("k2") is None
+        assert sum(q.startswith("SELECT") for q in queries) == 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -112,6 +113,9 @@ class Sender:
         self.arrived = 0
         # given to a backend that reports where each request stands (one request a call)
         self.on_state: RequestEvents | None = None
+        # told each burst of answers once they are stored and handed on (work that can be
+        # done for many answers at once, ahead of processing: see Acceptor.prime)
+        self.on_answers: Callable[[list[Completion]], None] | None = None
 
     def add(self, record: InFlight) -> None:
         self.queue.append(record)
@@ -206,6 +210,8 @@ class Sender:
                 self.budget.spend(completion.usage)
                 record.answer(completion)
         self._listener.arrived()
+        if self.on_answers is not None:  # after: whatever it does, the answers are handed on
+            self.on_answers([c for _, completions, _ in done for c in completions])
 
     def fail(self, exc: StoreError) -> None:
         """The store cannot be written: nothing more is sent, and whoever waits for an

@@ -8,6 +8,8 @@ the open transaction loses nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textsynth.backends.base import Completion
 from textsynth.errors import GenerationError
 from textsynth.example import Example
@@ -83,6 +85,16 @@ class Acceptor:
                 self.reject(job, parsed.text, *problem, key)
                 continue
             self._judge(job, self._example(job, completion, key, parsed), key)
+
+    def prime(self, completions: Sequence[Completion]) -> None:
+        """Answers just arrived: the gate computes what it can of their candidates in one
+        batch (only of answers read already, by the correction turns: nothing is read
+        twice). The decisions are made in processing order all the same."""
+        schema = self.schema
+        texts = [p.text for c in completions if c.parsed is not None and c.parsed[0] is schema
+                 for items in c.parsed[2] for p in items if not p.error]
+        if texts:
+            self.gate.prime(texts)
 
     def _read(self, completion: Completion) -> list[list[Parsed]]:
         """What the schema reads from each text (the correction turns' reading, when they

@@ -258,6 +258,8 @@ class Engine:
         self.window.tracking = self.window.batch_size == 1 and self.backend.reports_request_state
         if self.window.tracking:
             self.window.sender.on_state = self.window.on_request_state
+        if self.gate.primes:  # e.g. MinHash signatures of a burst of answers in one batch
+            self.window.sender.on_answers = self.acceptor.prime
         ticker = asyncio.create_task(self._tick()) if self.progress is not None else None
         self._main = asyncio.current_task()
         if self._interrupted and self._main is not None:  # Ctrl-C before the run began
@@ -295,7 +297,7 @@ class Engine:
     async def _finish(self, start: float, stop: StopReason | None) -> None:
         """Store what is in flight, close what the engine opened, and sum up the run."""
         self._main = None
-        self.window.sender.on_state = None
+        self.window.sender.on_state = self.window.sender.on_answers = None
         window = self.window
         try:
             self.acceptor.flush()

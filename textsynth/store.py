@@ -37,6 +37,7 @@ from textsynth.redact import mask_known, redact, redact_text
 __all__ = ["STORE_NAME", "Store", "Transaction", "peek_meta"]
 
 LOCK_SUFFIX = ".lock"
+_FRESH_KEYS = 250_000  # keys a fresh store remembers (about 25 MB), then it looks them up
 # json.dumps(..., ensure_ascii=False) builds an encoder on every call: one, built once
 _to_json = json.JSONEncoder(ensure_ascii=False).encode
 
@@ -97,9 +98,14 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock: FolderLock | None = None
+        # a store that held no completion when opened: the keys written since are all it
+        # has, so looking up any other key (every request of a fresh run) needs no query
+        self._fresh = False
+        self._written: set[str] = set()
         if str(path) == ":memory:":
             self._db = sqlite3.connect(":memory:", isolation_level=None)
             self._db.executescript(SCHEMA)
+            self._fresh = True
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +164,7 @@ class Store:
         self._db.executescript(SCHEMA)
         if app_id != APPLICATION_ID:
             self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        self._fresh = self._db.execute("SELECT 1 FROM completions LIMIT 1").fetchone() is None
 
     @classmethod
     def in_dir(cls, folder: str | Path) -> Store:
@@ -192,6 +199,8 @@ class Store:
     # -- completions (write-ahead cache) -----------------------------------------
     @_guarded("read")
     def get_completion(self, key: str) -> Completion | None:
+        if self._fresh and key not in self._written:
+            return None
         row = self._db.execute(
             "SELECT texts, finish_reason, prompt_tokens, completion_tokens, model, attempts"
             " FROM completions WHERE key = ?",
@@ -206,6 +215,11 @@ class Store:
     def put_completion(self, key: str, slot: str, job_index: int, request: Request,
                        completion: Completion) -> None:
         """Write one completion and commit it at once (before anyone parses it)."""
+        if self._fresh:
+            self._written.add(key)
+            if len(self._written) > _FRESH_KEYS:  # memory: look every key up from now on
+                self._fresh = False
+                self._written.clear()
         self._db.execute(
             "INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (key, slot, job_index, _to_json(_shown(request)),

@@ -33,6 +33,31 @@ def test_the_key_covers_what_changes_the_answer_and_nothing_else() -> None:
     assert noted.key("openai", "m") == key and noted == base
 
 
+def test_the_key_is_the_hash_of_the_whole_request_as_sorted_json() -> None:
+    """Stored completions are found by key across versions: the schema, encoded once
+    for every request, sits in the key's JSON as if encoded in place, whatever the
+    messages and prompt say."""
+    import hashlib
+    import json
+
+    schema = {"type": "object", "properties": {"u": {"type": "array"}}, "required": ["u"]}
+    for content in ("Write three.", "\x00schema\x00", '"\x00schema\x00"', "é 東京"):
+        for prompt in (None, "\x00schema\x00 continue"):
+            request = Request(() if prompt else ({"role": "user", "content": content},),
+                              seed=7, json_schema=schema, prompt=prompt)
+            whole = {"backend": "openai", "model": "m", "messages": list(request.messages),
+                     "temperature": 0.9, "top_p": 0.95, "max_tokens": 256, "n": 1, "seed": 7,
+                     "schema": schema, **({"prompt": prompt} if prompt else {})}
+            raw = json.dumps(whole, sort_keys=True, ensure_ascii=False)
+            assert request.key("openai", "m") == hashlib.sha256(raw.encode()).hexdigest()[:32]
+    other = {**schema, "required": []}  # another schema: its own JSON, not the last one's
+    key = Request(MESSAGES, json_schema=schema).key("openai", "m")
+    assert Request(MESSAGES, json_schema=other).key("openai", "m") != key
+    schema["required"] = []  # changed in place: the key follows
+    assert Request(MESSAGES, json_schema=schema).key("openai", "m") == \
+        Request(MESSAGES, json_schema=other).key("openai", "m") != key
+
+
 def test_usage_adds_up() -> None:
     total = Usage(1, 2) + Usage(10, 20)
     assert (total.prompt_tokens, total.completion_tokens, total.total_tokens) == (11, 22, 33)

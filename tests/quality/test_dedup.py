@@ -157,3 +157,21 @@ def test_novelty_keeps_away_from_the_label_description() -> None:
     assert reasons == ["not_novel", "", ""]
     assert "label description" in rule.check(
         Example("add a song, an artist or an album to my playlist", "AddToPlaylist")).detail
+
+
+def test_signatures_computed_ahead_give_the_same_verdicts() -> None:
+    """The engine hands the gate each burst of arriving answers (``prime``): the near-dup
+    rule computes their signatures in one batch, and judges exactly as one by one."""
+    rng = random.Random(3)
+    words = ["play", "some", "jazz", "music", "turn", "on", "the", "kitchen", "light", "now"]
+    items = [(f"L{rng.randrange(3)}", " ".join(rng.choice(words) for _ in range(rng.randint(2, 7))))
+             for _ in range(300)]
+    plain = feed(NearDuplicateDedup(), items)
+    primed_rule = NearDuplicateDedup()
+    reasons: list[str] = []
+    for start in range(0, len(items), 7):  # bursts, with texts never checked among them
+        burst = items[start:start + 7]
+        primed_rule.prime([text for _, text in burst] + ["a text nobody checks"])
+        reasons += feed(primed_rule, burst)
+    assert reasons == plain and "near_duplicate" in plain
+    assert list(primed_rule._primed) == ["a text nobody checks"]  # the others were used

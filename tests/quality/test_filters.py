@@ -213,3 +213,31 @@ def test_load_callable_errors_name_the_field() -> None:
     assert info.value.field == "quality.custom.0"
     with pytest.raises(RecipeError, match="module:function"):
         load_callable("no_colon")
+
+
+def test_ascii_folded_patterns_find_what_the_patterns_find() -> None:
+    """The meta-text and form rules search ASCII text lower-cased without re.I (faster):
+    for any casing, the same matches as the case-insensitive patterns themselves."""
+    import random
+    import re
+
+    from textsynth.quality import form, meta
+    from textsynth.quality.normalize import AsciiFolded
+
+    rng = random.Random(4)
+    phrases = ["as an AI", "I'm happy to help", "Here are", "Sure, here", "for example",
+               "Label: x", "Write 5 short requests", "new commands", "hope this helps",
+               "turn on the light", "Intent:", "the request is", "chatbot", "ok"]
+    folded = [meta._ASSISTANT, meta._META, form._TASK_WORDS]
+    for _ in range(3000):
+        words = [rng.choice(phrases) for _ in range(rng.randint(1, 3))]
+        text = " ".join("".join(c.upper() if rng.random() < 0.3 else c for c in w)
+                        for w in words)
+        text += rng.choice(["", ".", "!", " please", " é", "\u212a"])  # and non-ASCII text
+        for pattern in folded:
+            got, want = pattern.search(text), pattern.pattern.search(text)
+            assert (got and (got.span(), got[0])) == (want and (want.span(), want[0])), text
+    with pytest.raises(ValueError, match="upper-case"):
+        AsciiFolded(re.compile(r"\bAI\b", re.I))
+    with pytest.raises(ValueError, match=r"re\.I"):
+        AsciiFolded(re.compile(r"\bai\b"))

@@ -319,3 +319,51 @@ def test_exhaustive_queries_compare_few_stored_signatures() -> None:
     size = rule.index.size
     # comparing with every stored item would be about len(items) * size / 2
     assert rule.index.compared < len(items) * size / 50
+
+
+def test_extend_stores_what_setdefault_would() -> None:
+    rng = random.Random(5)
+    full = [rng.getrandbits(64) for _ in range(3000)]
+    full += [k ^ (1 << 40) for k in full[:300]]  # the same low 32 bits, another full key
+    full += full[:500]  # keys said again: the first item keeps them
+    keys = array("I", [k & 0xFFFFFFFF for k in full])
+
+    def confirm(item: int, key: int) -> bool:
+        return full[item] == key
+
+    one_by_one = KeyTable(keys, confirm=confirm, capacity=64)
+    for item, key in enumerate(full):
+        one_by_one.setdefault(key, item)
+    first = list({key: item for item, key in reversed(list(enumerate(full)))}.values())
+    at_once = KeyTable(keys, confirm=confirm, capacity=64)
+    at_once.extend(first[:100])
+    at_once.extend(first[100:])
+    absent = [rng.getrandbits(64) for _ in range(500)]
+    assert at_once.count == one_by_one.count == len(set(full))
+    assert [at_once.get(k) for k in full + absent] == [one_by_one.get(k) for k in full + absent]
+
+
+@pytest.mark.parametrize("memory_rows", [4096, 40])
+def test_band_tables_filled_late_answer_as_filled_early(memory_rows: int) -> None:
+    """While queries are exhaustive the LSH band tables are not filled; they are, at once,
+    before the first LSH query: from then on the answers are the same as always."""
+    rng = random.Random(2)
+    words = ["play", "some", "jazz", "music", "turn", "on", "the", "kitchen", "light", "now",
+             "please", "set", "alarm"]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(6, 12))) for _ in range(600)]
+    for i in range(250, 600, 3):  # near copies of earlier texts, after the switch to LSH
+        texts[i] = texts[rng.randrange(i)] + " ok"
+    answers = []
+    for late in (True, False):
+        index = MinHashIndex(exhaustive_below=200, memory_rows=memory_rows)
+        if not late:  # filled item by item, as before
+            index._banded = True
+        got = []
+        for sig, keys in zip(index.signatures(texts), index.band_keys(
+                index.signatures(texts)).tolist(), strict=True):
+            match = index.query(sig, keys)
+            if match is None:
+                index.insert(sig, keys)
+            got.append(match)
+        answers.append(got)
+    assert answers[0] == answers[1] and sum(a is not None for a in answers[0][200:]) > 10

@@ -60,6 +60,10 @@ class Rule(ABC):
     async def prepare(self, examples: Sequence[Example]) -> None:  # noqa: B027 - optional
         """Batch work (model calls) on candidates that ``check`` will see next."""
 
+    def prime(self, texts: Sequence[str]) -> None:  # noqa: B027 - optional
+        """Candidates ``check`` may see soon: a rule may compute what it needs of them in
+        one batch now (the same values it would compute one by one)."""
+
     def withdraw(self, label: str, text: str) -> None:
         """Ask for an accepted ``(label, text)`` to be withdrawn (a cross-label conflict)."""
         self._withdrawn.append((label, text))
@@ -94,6 +98,17 @@ class QualityGate:
 
     def __init__(self, rules: Iterable[Rule]):
         self.rules = list(rules)
+
+    @property
+    def primes(self) -> bool:
+        """Whether a rule computes something ahead for candidates to come (:meth:`prime`)."""
+        return any(type(rule).prime is not Rule.prime for rule in self.rules)
+
+    def prime(self, texts: Sequence[str]) -> None:
+        """Candidates that will be checked soon (answers just arrived): rules that can
+        compute what they need of them in one batch do it now."""
+        for rule in self.rules:
+            rule.prime(texts)
 
     @property
     def needs_prepare(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from textsynth.example import Example
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from textsynth.quality.semantic import Embedder, IndexKind
 
 __all__ = ["ExactDedup", "NearDuplicateDedup", "RougeNovelty", "SemanticDedup"]
+
+_PRIMED_MAX = 2048  # signatures computed ahead and not used yet, at most (~1.5 MB)
 
 
 class _Owners:
@@ -140,12 +143,29 @@ class NearDuplicateDedup(_CrossLabelRule):
         # a run's accepted set is small: compare with all of it, LSH only beyond 5k
         self.index = MinHashIndex(threshold, num_perm, ngram, exhaustive_below=5_000)
         self._last: tuple[str, Any] | None = None
+        self._primed: dict[str, tuple[Any, list[int]]] = {}  # see prime()
+
+    def prime(self, texts: Sequence[str]) -> None:
+        """Compute the signatures of candidates to come in one batch (a few numpy calls
+        for all of them instead of a dozen for each); check() takes them from here."""
+        if len(self._primed) > _PRIMED_MAX:  # candidates never checked (quota met ...)
+            self._primed.clear()
+        texts = [t for t in dict.fromkeys(texts) if t not in self._primed]
+        if not texts:
+            return
+        sigs = self.index.signatures(texts)
+        for text, sig, keys in zip(texts, sigs, self.index.band_keys(sigs).tolist(),
+                                   strict=True):
+            self._primed[text] = (sig, keys)
 
     def _signature(self, text: str) -> tuple[Any, list[int]]:
         """The text's signature and band keys (check and add ask for the same text)."""
         if self._last is None or self._last[0] != text:
-            sig = self.index.signatures([text])[0]
-            self._last = (text, (sig, self.index.band_keys(sig[None])[0].tolist()))
+            found = self._primed.pop(text, None)
+            if found is None:
+                sig = self.index.signatures([text])[0]
+                found = (sig, self.index.band_keys(sig[None])[0].tolist())
+            self._last = (text, found)
         return self._last[1]
 
     @property

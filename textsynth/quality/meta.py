@@ -12,12 +12,12 @@ from collections.abc import Iterable, Mapping
 
 from textsynth.example import Example
 from textsynth.quality.base import KEEP, Rule, Verdict
-from textsynth.quality.normalize import word_tokens
+from textsynth.quality.normalize import AsciiFolded, word_tokens
 from textsynth.quality.pii import MASKS
 
 __all__ = ["MetaTextFilter", "instruction_lines"]
 
-_ASSISTANT = re.compile(
+_ASSISTANT = AsciiFolded(re.compile(
     r"\b(as an ai|i'?m an ai|i am an ai|(ai|a) language model|i('?m| am) (here|ready|happy|glad"
     r"|excited|delighted|thrilled) to (help|assist|provide|offer|work)|i('?m| am) (designed"
     r"|programmed) to|i can(not|'t)? (help|assist|do that|provide|offer)"
@@ -26,14 +26,14 @@ _ASSISTANT = re.compile(
     r"|you (can|could|might|may) (say|ask|use)|please provide|welcome to|your (voice )?assistant"
     r"|upgrade to the latest version|what can i (do|prepare|get) for you)\b",
     re.I,
-)
-_META = re.compile(
+))
+_META = AsciiFolded(re.compile(
     r"(^\s*(here('s| is| are)|below (is|are)|the following)\b)|^\s*\w+( \w+)?:\s"
     r"|\b(for example|examples?:|sample (response|command|request)s?|requests?:|commands?:"
     r"|intent:|label:|output:|answer:|user:|assistant:|note:|translation:|response:"
     r"|voice assistant|chatbot|numbered list|one per line)",
     re.I,
-)
+))
 _MASK_TAGS = "|".join(re.escape(m) for m in MASKS.values())
 _PLACEHOLDER = re.compile(
     rf"(?!{_MASK_TAGS})(\[[^\]\n]{{1,40}}\]|\{{[^}}\n]{{1,40}}\}}|<[^>\n]{{1,40}}>)")

@@ -11,7 +11,9 @@ Candidates from the bands are confirmed on the signatures themselves (estimated
 Jaccard similarity at least ``threshold``); the first signatures stay in memory,
 later ones are spilled to a temporary file (fixed-size records: no offsets) and read
 back only for a candidate, so a stored item costs 80-110 bytes of memory at 8 bands
-(the tables' share depends on how full they are).
+(the tables' share depends on how full they are). While queries compare with every
+stored item (up to ``exhaustive_below``) the band tables are not asked, so they are
+filled once, in a few numpy passes, just before the first LSH query.
 
 Measured against datasketch 2.0 (``MinHash`` + ``MinHashLSH``, same threshold and
 permutations), this computes signatures for a whole batch in a few numpy calls
@@ -21,10 +23,12 @@ than a bytes object: see ``benchmarks/dedup.py``.
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from textsynth.quality.lsh import lsh_params
 from textsynth.quality.normalize import normalize, normalize_many
 from textsynth.quality.tables import KeyTable, SpillFile
 
@@ -34,30 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["MinHashIndex", "lsh_params"]
 
 _MASK64 = (1 << 64) - 1
-
-
-def lsh_params(threshold: float, num_perm: int, fn_weight: float = 0.8) -> tuple[int, int]:
-    """Bands and rows minimising weighted false positives and negatives around ``threshold``.
-
-    Candidates are confirmed on their signatures, so a false positive costs one
-    comparison while a false negative is a missed duplicate: misses weigh more.
-
-    >>> lsh_params(0.8, 64)
-    (8, 8)
-    """
-    import numpy as np
-
-    grid = np.linspace(0.0, 1.0, 201)
-    best, best_err = (1, num_perm), float("inf")
-    for bands in range(1, num_perm + 1):
-        for rows in range(1, num_perm // bands + 1):
-            p = 1.0 - (1.0 - grid**rows) ** bands
-            fp = np.trapezoid(np.where(grid < threshold, p, 0.0), grid)
-            fn = np.trapezoid(np.where(grid >= threshold, 1.0 - p, 0.0), grid)
-            err = float((1 - fn_weight) * fp + fn_weight * fn)
-            if err < best_err:
-                best, best_err = (bands, rows), err
-    return best
 
 
 class MinHashIndex:
@@ -106,6 +86,9 @@ class MinHashIndex:
         # the band keys of the last query that found no match, and each band's owner then
         self._owners: tuple[Sequence[int], list[int | None]] | None = None
         self.size = 0
+        # while queries are exhaustive the band tables are not asked: items go into them
+        # all at once when the first query needs them (see _build_bands)
+        self._banded = not exhaustive_below
         # equal values a match needs (the same float test as the similarity's)
         self._need = next(c for c in range(num_perm + 1) if c / num_perm >= threshold)
         # the first 32 values of the in-memory signatures again, contiguous, to rule
@@ -124,15 +107,15 @@ class MinHashIndex:
         them gives every stored item that can be a near-duplicate: the same answer as
         comparing with all of them, at the cost of a few lookups. Where blocks would
         be shorter than two values, equal blocks say too little: every row is compared.
+        The block tables are dicts: they live only while queries are exhaustive (up to
+        ``exhaustive_below`` items, a few MB at most), where a lookup is on the hot path.
         """
         import numpy as np
 
         blocks = self.num_perm - self._need + 1
         self._blocks = blocks if self.exhaustive_below and 2 * blocks <= self.num_perm else 0
-        self._block_keys: array[int] = array("Q")
         self._block_prev: array[int] = array("i")  # the previous item with the same key
-        self._block_tables = [KeyTable(self._block_keys, self._blocks, b)
-                              for b in range(self._blocks)]
+        self._block_tables: list[dict[int, int]] = [{} for _ in range(self._blocks)]
         sizes = np.full(max(1, self._blocks), self.num_perm // max(1, self._blocks))
         sizes[: self.num_perm % max(1, self._blocks)] += 1
         self._block_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -324,6 +307,10 @@ class MinHashIndex:
 
         if 0 < self.size <= self.exhaustive_below:
             return self._exact(sig)
+        if not self._banded:
+            if not self.size:  # nothing stored: nothing to find
+                return None
+            self._build_bands()
         if keys is None:
             keys = self.band_keys(sig[None])[0].tolist()
         tried = -1
@@ -354,27 +341,40 @@ class MinHashIndex:
         # no second lookup, nor a second check of the full key, for the same keys
         looked, self._owners = self._owners, None
         owners = looked[1] if looked is not None and looked[0] is keys else None
-        for band, (table, key) in enumerate(zip(self._tables, keys, strict=True)):
-            if owners is None or owners[band] is None:
-                table.setdefault(key, item)
+        if self._banded:
+            for band, (table, key) in enumerate(zip(self._tables, keys, strict=True)):
+                if owners is None or owners[band] is None:
+                    table.setdefault(key, item)
+        elif item + 1 >= self.exhaustive_below:  # the next query but one is an LSH query
+            self._build_bands()
         if item < self.exhaustive_below and self._blocks:
-            block_keys = self._keys_of_blocks(sig)
-            self._block_keys.extend(block_keys)
-            for table, key in zip(self._block_tables, block_keys, strict=True):
-                before = table.replace(key, item)
-                self._block_prev.append(-1 if before is None else before)
+            prev = self._block_prev
+            for block, key in zip(self._block_tables, self._keys_of_blocks(sig), strict=True):
+                prev.append(block.get(key, -1))
+                block[key] = item
         elif self._blocks:  # queries use LSH from now on
-            self._blocks, self._block_tables = 0, []
-            self._block_keys, self._block_prev = array("Q"), array("i")
+            self._blocks, self._block_tables, self._block_prev = 0, [], array("i")
         return item
+
+    def _build_bands(self) -> None:
+        """Put every item stored so far into the band tables, as ``setdefault`` one item
+        after the other would (the first item with each full key), in a few numpy passes."""
+        import numpy as np
+
+        self._banded = True
+        assert self.size <= len(self._head)  # items of exhaustive queries are all in memory
+        keys = self.band_keys(self._head[: self.size])
+        for band, table in enumerate(self._tables):
+            _, first = np.unique(keys[:, band], return_index=True)
+            table.extend(np.sort(first).tolist())
 
     @property
     def nbytes(self) -> int:
         """Bytes of memory the index holds (signatures past the first ones are on disk)."""
         return (self._head.nbytes + len(self._keys) * self._keys.itemsize
                 + sum(t.nbytes for t in self._tables) + self._spill.nbytes
-                + 8 * len(self._block_keys) + 4 * len(self._block_prev)
-                + sum(t.nbytes for t in self._block_tables))
+                + 4 * len(self._block_prev)
+                + sum(sys.getsizeof(t) + 64 * len(t) for t in self._block_tables))
 
     def dedup(self, texts: Sequence[str], chunk: int = 8192) -> list[int | None]:
         """For each text in order: the item number of an earlier near-duplicate, or None

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-__all__ = ["encode_tokens", "normalize", "normalize_many", "word_tokens"]
+__all__ = ["AsciiFolded", "encode_tokens", "normalize", "normalize_many", "word_tokens"]
 
 _NON_WORD = re.compile(r"\W+", re.UNICODE)
 _NON_WORD_LINE = re.compile(r"[^\w\n]+", re.UNICODE)
@@ -24,6 +24,30 @@ _UNSPACED = (
     "\uf900-\ufaff\U00020000-\U0002fa1f"
 )
 _TOKEN = re.compile(rf"[{_UNSPACED}]|[^\W_{_UNSPACED}]+", re.UNICODE)
+
+
+class AsciiFolded:
+    """A case-insensitive pattern, searched faster in ASCII text: there the text is
+    lower-cased and searched without ``re.I`` (about twice as fast for long lists of
+    alternatives; for ASCII text and a pattern without upper-case letters, the same
+    answer). A match, and any search in other text, comes from the pattern itself.
+
+    >>> AsciiFolded(re.compile(r"\\bas an ai\\b", re.I)).search("As an AI, I")[0]
+    'As an AI'
+    """
+
+    def __init__(self, pattern: re.Pattern[str]):
+        if not pattern.flags & re.I:
+            raise ValueError("the pattern is not case-insensitive (re.I)")
+        if re.search(r"[A-Z]", re.sub(r"\\.", "", pattern.pattern)):  # escapes aside
+            raise ValueError("the pattern has upper-case letters: lower-cased text misses them")
+        self.pattern = pattern
+        self._folded = re.compile(pattern.pattern, pattern.flags & ~re.I)
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if text.isascii() and self._folded.search(text.lower()) is None:
+            return None
+        return self.pattern.search(text)
 
 
 def normalize(text: str) -> str:

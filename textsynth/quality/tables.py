@@ -24,8 +24,11 @@ import os
 import tempfile
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable
-from typing import IO
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["KeyTable", "SpillFile"]
 
@@ -130,15 +133,36 @@ class KeyTable:
         self._fill(slot, item)
         return None
 
-    def _grow(self) -> None:
-        """Twice the capacity; the stored items are placed again in a few numpy passes."""
+    def extend(self, items: Sequence[int]) -> None:
+        """Store ``items`` at once, each under its key in ``keys``: keys that no stored item
+        and no other of ``items`` has (what ``setdefault`` would store of them one by one),
+        placed in a few numpy passes."""
+        import numpy as np
+
+        new = np.asarray(items, dtype=np.int64)
+        self.count += len(new)
+        capacity = self._mask + 1
+        while self.count > int(capacity * self._max_load):
+            capacity *= 2
+        self._place(np.concatenate([self._items(), new]), capacity)
+
+    def _items(self) -> np.ndarray:
         import numpy as np
 
         old = np.frombuffer(self._slots, dtype=np.uint32)
-        items = old[old != 0].astype(np.int64) - 1
+        items: np.ndarray = old[old != 0].astype(np.int64) - 1
+        return items
+
+    def _grow(self) -> None:
+        """Twice the capacity; the stored items are placed again in a few numpy passes."""
+        self._place(self._items(), 2 * (self._mask + 1))
+
+    def _place(self, items: np.ndarray, capacity: int) -> None:
+        """A table of ``capacity`` slots holding ``items`` (every one distinct)."""
+        import numpy as np
+
         dtype = np.uint64 if self._keys.itemsize == 8 else np.uint32
         keys = np.frombuffer(self._keys, dtype=dtype)[items * self._stride + self._offset]
-        capacity = 2 * (self._mask + 1)
         mask = capacity - 1
         slots = np.zeros(capacity, dtype=np.uint32)
         pos = (keys & dtype(mask)).astype(np.int64)  # the stored bits: the slot get() probes first
