@@ -137,8 +137,7 @@ def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
         return "repeated_word", f"{found!r} twice in a short request"
     if text.count('"') % 2:
         return "quote", "an unclosed quotation mark"
-    asking = {w.lower() for w in _WORD.findall(text)} & _ASKING
-    if text.rstrip('"\' )').endswith("?") and not asking:
+    if text.rstrip('"\' )').endswith("?") and not {w.lower() for w in said} & _ASKING:
         return "question_mark", "a command that ends in a question mark"
     first = _WORD.match(body)
     if first:
