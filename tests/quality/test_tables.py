@@ -280,13 +280,6 @@ def test_dedup_state_stays_small_per_accepted_candidate() -> None:
     assert exact.owners.text(12_345) == items[12_345][1]
 
 
-def test_key_table_replace_hands_back_the_previous_item() -> None:
-    keys = array("Q", [4, 9, 4, 4])
-    table = KeyTable(keys, capacity=2)
-    assert [table.replace(key, item) for item, key in enumerate(keys)] == [None, None, 0, 2]
-    assert table.get(4) == 3 and table.get(9) == 1 and table.count == 2
-
-
 @pytest.mark.parametrize(("num_perm", "threshold"), [(16, 0.7), (64, 0.7), (64, 0.8),
                                                      (64, 0.9), (128, 0.8)])
 def test_exhaustive_query_is_the_most_similar_stored_item(num_perm: int,

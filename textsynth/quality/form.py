@@ -87,7 +87,7 @@ _TWICE_MAX_WORDS = 12
 _YOUR = frozenset({"your", "yours", "yourself", "yourselves"})
 _REGISTER_MIN_SEEDS = 10
 # a question needs a word that asks: an auxiliary, a modal or a question word; a command
-# with a question mark ("Turn off the sink?", "Light off the bathroom?") has none (9 of
+# with a question mark ("Turn off the sink?", "Light off the bathroom?") has none (8 of
 # 13,384 real SNIPS and xSID rows: "Show me Born in America?")
 _ASKING = frozenset(" ".join([
     "can could would will shall should may might must is are am was were do does did have has",

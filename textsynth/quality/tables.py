@@ -116,23 +116,6 @@ class KeyTable:
         self._fill(slot, item)
         return item
 
-    def replace(self, key: int, item: int) -> int | None:
-        """Store ``item`` under ``key``; returns the item that had it before, or None
-        (a chain of items with equal keys can then run through the caller's arrays).
-
-        ``keys`` must already hold ``item``'s key, in full (a table of short keys
-        cannot tell a chain of equal keys from one of colliding keys).
-        """
-        if self._confirm is not None:
-            raise ValueError("replace() needs a table of full 64-bit keys")
-        slot = self._probe(key)
-        stored = self._slots[slot]
-        if stored:
-            self._slots[slot] = item + 1
-            return stored - 1
-        self._fill(slot, item)
-        return None
-
     def extend(self, items: Sequence[int]) -> None:
         """Store ``items`` at once, each under its key in ``keys``: keys that no stored item
         and no other of ``items`` has (what ``setdefault`` would store of them one by one),
