@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -55,7 +54,6 @@ class Request:
 
     def key(self, backend: str, model: str) -> str:
         """Content hash identifying this request for the cache (metadata excluded)."""
-        schema = self.json_schema
         payload = {
             "backend": backend,
             "model": model,
@@ -65,29 +63,12 @@ class Request:
             "max_tokens": self.max_tokens,
             "n": self.n,
             "seed": self.seed,
-            "schema": None if schema is None else _SCHEMA_MARK,
+            "schema": self.json_schema,
         }
         if self.prompt is not None:  # absent otherwise: chat requests keep their keys
             payload["prompt"] = self.prompt
         raw = _KEY_JSON(payload)
-        if schema is not None:  # the last string of the JSON (only numbers follow it)
-            head, _, tail = raw.rpartition(_SCHEMA_MARK_JSON)
-            raw = head + _schema_json(schema) + tail
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-# every request of a run shares one output schema: its JSON is made once, and put where
-# the key's JSON holds a mark (the same text as encoding the schema in place)
-_SCHEMA_MARK = "\x00schema\x00"
-_SCHEMA_MARK_JSON = _KEY_JSON(_SCHEMA_MARK)
-_schema_cache: list[tuple[Mapping[str, Any], Any, str]] = []  # schema, a copy, its JSON
-
-
-def _schema_json(schema: Mapping[str, Any]) -> str:
-    """The schema's JSON, made again when it is another schema or was changed since."""
-    if not _schema_cache or _schema_cache[0][0] is not schema or _schema_cache[0][1] != schema:
-        _schema_cache[:] = [(schema, copy.deepcopy(schema), _KEY_JSON(schema))]
-    return _schema_cache[0][2]
 
 
 @dataclass
