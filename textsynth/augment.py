@@ -22,7 +22,6 @@ the source. The output is exported like a recipe's (``dataset/``, parquet, JSONL
 
 from __future__ import annotations
 
-import asyncio
 import shlex
 from collections import Counter
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from textsynth import _loop
 from textsynth.backends import Backend, available_backends, create_backend
 from textsynth.backends.base import Request
 from textsynth.errors import DataError
@@ -270,7 +270,7 @@ def _run(jobs: AugmentJobs, backend: Backend | None, progress: ProgressHook | No
          overwrite: bool) -> RunResult:
     from textsynth.pipeline import generate
 
-    return asyncio.run(generate(jobs, backend, progress, overwrite=overwrite))
+    return _loop.run(generate(jobs, backend, progress, overwrite=overwrite))
 
 
 def translate(source: str | Path | LabeledSet, languages: Sequence[str], out_dir: str | Path,

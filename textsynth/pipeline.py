@@ -3,9 +3,9 @@ in one call, returning one :class:`~textsynth.result.RunResult`."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
+from textsynth import _loop
 from textsynth.backends import Backend
 from textsynth.engine import Engine, ProgressHook
 from textsynth.jobs import JobSource, RecipeJobs
@@ -93,4 +93,4 @@ def run_recipe(recipe: Recipe, backend: Backend | None = None,
     >>> result = run_recipe(load_recipe("examples/smart_home_intents.yaml"))  # doctest: +SKIP
     >>> result.complete, result.stats.shortfalls  # doctest: +SKIP
     """
-    return asyncio.run(generate(recipe, backend, progress, out_dir, overwrite))
+    return _loop.run(generate(recipe, backend, progress, out_dir, overwrite))
