@@ -65,6 +65,18 @@ def test_the_gc_is_eased_during_a_run_and_put_back_after(
     assert gc.get_freeze_count() == 0
 
 
+def test_a_callers_own_freeze_is_left_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_loop.ENV, "asyncio")
+    gc.freeze()
+    try:
+        mine = gc.get_freeze_count()
+        assert mine > 0
+        _loop.run(_loop_module())
+        assert gc.get_freeze_count() >= mine  # not thawed by the run
+    finally:
+        gc.unfreeze()
+
+
 def test_the_cli_names_a_bad_loop_setting_in_one_line(write_recipe, recipe_dict: dict,
                                                       tmp_path: Path) -> None:
     recipe_dict["backend"] = {"type": "fake"}

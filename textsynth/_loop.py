@@ -12,7 +12,7 @@ coroutine as :func:`asyncio.run` does, with two changes that only affect speed:
   (:func:`gc.freeze`) and the youngest generation is collected every
   ``GC_YOUNG_THRESHOLD`` allocations. Both are put back as they were when the run
   ends, however it ends, so a program that calls :func:`textsynth.run_recipe` keeps
-  its own settings.
+  its own settings (one that froze objects itself is left to its own freeze).
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
         import uvloop
     except ImportError:  # Windows, or installed without it
         return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
+    return uvloop.new_event_loop
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -58,11 +57,15 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         main.close()
         raise
     thresholds = gc.get_threshold()
-    gc.freeze()
+    # a caller that froze objects itself keeps them frozen: unfreeze() would thaw all
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     gc.set_threshold(max(thresholds[0], GC_YOUNG_THRESHOLD), *thresholds[1:])
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(main)
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
