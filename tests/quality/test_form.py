@@ -38,6 +38,12 @@ JUNK = [
     ("Turn off the sink?", "question_mark"),
     ("Light off the bathroom?", "question_mark"),
     ("Add a bit cooler to the bedroom down to 19?", "question_mark"),
+    ("Alarm for 8 noon", "clock"),
+    ("Alarm for 11:15 noon", "clock"),
+    ("Wake me up at 5 midnight", "clock"),
+    ("Wake me at 7:75 tomorrow", "clock"),
+    ("Set an alarm for 25:00", "clock"),
+    ("Book a table for two at 14 pm", "clock"),
 ]
 
 REQUESTS = [
@@ -50,6 +56,17 @@ REQUESTS = [
     "Why was I charged twice for the same order?",
     "My card still hasn't arrived",
     "Set the alarm for 7:30 tomorrow",
+    # times a clock shows, and numbers that are not times
+    "Alarm for 12 noon",
+    "Wake me at noon",
+    "Lock up at 12:00 midnight",
+    "Book a table for 4 at 8 pm",
+    "Set an alarm for 6:30 a.m.",
+    "Wake me at 23:45",
+    "What will the weather be at 00:17 am",
+    "Alarm for 7 to 10",
+    "Set the temperature to 21 degrees",
+    "Play 1999 by Prince",
     "Play Bohemian Rhapsody by Queen.",
     "Find Trauma Center: New Blood, an album",
     "Bring me to the nearest gas station",
