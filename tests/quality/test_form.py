@@ -37,7 +37,11 @@ JUNK = [
     ("If you're not ready to lock the front door, just say \u201cplease", "quote"),
     ("Turn off the sink?", "question_mark"),
     ("Light off the bathroom?", "question_mark"),
-    ("Add a bit cooler to the bedroom down to 19?", "question_mark"),
+    ("Switch on the light switch?", "question_mark"),
+    ("Add a bit cooler to the bedroom down to 19?", "degree"),  # the first cue that fits
+    ("Add a bit warmer to the bathroom shower", "degree"),
+    ("Please add a little more cooler to the bedroom", "degree"),
+    ("Can you put a bit louder music on", "degree"),
     ("Alarm for 8 noon", "clock"),
     ("Alarm for 11:15 noon", "clock"),
     ("Wake me up at 5 midnight", "clock"),
@@ -57,6 +61,10 @@ REQUESTS = [
     "My card still hasn't arrived",
     "Set the alarm for 7:30 tomorrow",
     # times a clock shows, and numbers that are not times
+    "Make it a bit warmer in the living room",
+    "Add some Tommie Sunshine to my chill out playlist",
+    "Add a little jazz to my dinner playlist",
+    "Turn the music a bit louder",
     "Alarm for 12 noon",
     "Wake me at noon",
     "Lock up at 12:00 midnight",
