@@ -6,12 +6,12 @@ starts with a gerund ("Switching on the kitchen light"), advice to the reader
 ("You can turn off a smart bulb", "How to stop desk lights from ..."), or a
 run-on list ("..., 2. You can set ..."), a command that ends in a question mark
 ("Turn off the sink?": no word in it asks), a degree where a thing belongs ("Add a bit
-warmer to the living room"), a time no clock shows ("Alarm for 8
-noon", "Wake me at 7:75"), a particle said twice ("Turn off the lamp
-off"), or a word said twice in a short request ("Lock the front door to the front
-door", "Please lock the kitchen door, please"), or an unclosed quotation mark ('The
-voice will be saying "Please lock the door'). None of that is a request, whatever its
-topic, and no embedding is needed to see it.
+warmer to the living room"), a time no clock shows ("Alarm for 8 noon", "Wake me at
+7:75"), a particle said twice ("Turn off the lamp off"), or a word said twice in a short
+request ("Lock the front door to the front door", "Please lock the kitchen door,
+please"), or an unclosed quotation mark ('The voice will be saying "Please lock the
+door'). None of that is a request, whatever its topic, and no embedding is needed to
+see it.
 
 With seed examples, the rule also reads their register: when none of a recipe's seeds
 (ten or more) says "your", a candidate that does ("Turn off the lights in your home",
@@ -157,9 +157,9 @@ def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
     match = _DEGREE_AS_THING.match(body)
     if match:
         return "degree", f"a degree where a thing belongs ({match.group(0).strip()!r})"
-    time = _impossible_time(text)
-    if time:
-        return "clock", f"a time of day that cannot be ({time!r})"
+    clock = _impossible_time(text)
+    if clock:
+        return "clock", f"a time of day that cannot be ({clock!r})"
     if text.rstrip('"\' )').endswith("?") and not {w.lower() for w in said} & _ASKING:
         return "question_mark", "a command that ends in a question mark"
     first = _WORD.match(body)
