@@ -60,11 +60,12 @@ REQUESTS = [
     "Why was I charged twice for the same order?",
     "My card still hasn't arrived",
     "Set the alarm for 7:30 tomorrow",
-    # times a clock shows, and numbers that are not times
+    # a degree said as one, and things added
     "Make it a bit warmer in the living room",
     "Add some Tommie Sunshine to my chill out playlist",
     "Add a little jazz to my dinner playlist",
     "Turn the music a bit louder",
+    # times a clock shows, and numbers that are not times
     "Alarm for 12 noon",
     "Wake me at noon",
     "Lock up at 12:00 midnight",
