@@ -11,22 +11,36 @@ from pathlib import Path
 import pytest
 
 from textsynth import _loop
-from textsynth.errors import TextsynthError
+from textsynth.errors import MissingDependency, TextsynthError
 
 
 async def _loop_module() -> str:
     return type(asyncio.get_running_loop()).__module__
 
 
-def test_a_run_goes_on_uvloop_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("uvloop")
+def test_a_run_goes_on_the_standard_loop_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(_loop.ENV, raising=False)
+    assert _loop.run(_loop_module()).startswith("asyncio")
+    monkeypatch.setenv(_loop.ENV, "asyncio")
+    assert _loop.run(_loop_module()).startswith("asyncio")
+
+
+def test_uvloop_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("uvloop")
+    monkeypatch.setenv(_loop.ENV, " UVLoop ")
     assert _loop.run(_loop_module()).startswith("uvloop")
 
 
-def test_the_standard_loop_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(_loop.ENV, "asyncio")
-    assert _loop.run(_loop_module()).startswith("asyncio")
+def test_uvloop_asked_for_and_not_installed_names_its_extra(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # importing it now fails
+    monkeypatch.setenv(_loop.ENV, "uvloop")
+    coro = _loop_module()
+    with pytest.raises(MissingDependency) as err:
+        _loop.run(coro)
+    assert str(err.value) == ("TEXTSYNTH_EVENT_LOOP=uvloop needs the 'uvloop' package: "
+                              "pip install 'textsynth[uvloop]'")
+    assert coro.cr_frame is None  # closed, not left pending
 
 
 def test_an_unknown_loop_is_one_error_and_the_coroutine_is_closed(
@@ -85,6 +99,6 @@ def test_the_cli_names_a_bad_loop_setting_in_one_line(write_recipe, recipe_dict:
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, _loop.ENV: "tokio"})
     assert proc.returncode == 2
-    assert "TEXTSYNTH_EVENT_LOOP must be one of uvloop, asyncio, not 'tokio'" in proc.stderr
+    assert "TEXTSYNTH_EVENT_LOOP must be one of asyncio, uvloop, not 'tokio'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "dataset").exists()  # nothing half-written

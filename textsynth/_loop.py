@@ -1,13 +1,17 @@
-"""The event loop a run goes on: uvloop where installed, and the cyclic GC eased meanwhile.
+"""The event loop a run goes on, and the cyclic GC eased meanwhile.
 
 A run of many requests spends much of its driver CPU in the event loop (selecting,
 scheduling callbacks, socket writes) and in the cyclic garbage collector, whose
 youngest generation is collected every 700 allocations and each time walks objects
 that were made to last the run (the recipe, the rules, their tables). ``run`` runs a
-coroutine as :func:`asyncio.run` does, with two changes that only affect speed:
+coroutine as :func:`asyncio.run` does, with two changes:
 
-* the loop is uvloop's (libuv, in C) where the package is installed (a dependency on
-  Linux and macOS); ``TEXTSYNTH_EVENT_LOOP=asyncio`` keeps the standard loop;
+* the loop is the standard one unless ``TEXTSYNTH_EVENT_LOOP=uvloop`` asks for
+  uvloop's (libuv, in C; the ``uvloop`` extra). uvloop takes about 3% less driver CPU,
+  but it is not the default: a test process that had just run an interrupted run on it
+  ended in a segmentation fault once, and uvloop has open reports of crashes in its
+  handle-closing code. A crash loses the answers in flight; 3% of the client's CPU is
+  not worth that;
 * the objects that exist when the run starts are frozen out of the collector
   (:func:`gc.freeze`) and the youngest generation is collected every
   ``GC_YOUNG_THRESHOLD`` allocations. Both are put back as they were when the run
@@ -23,6 +27,7 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from textsynth._deps import require
 from textsynth.errors import TextsynthError
 
 __all__ = ["ENV", "GC_YOUNG_THRESHOLD", "loop_factory", "run"]
@@ -30,23 +35,21 @@ __all__ = ["ENV", "GC_YOUNG_THRESHOLD", "loop_factory", "run"]
 T = TypeVar("T")
 ENV = "TEXTSYNTH_EVENT_LOOP"
 GC_YOUNG_THRESHOLD = 10_000
-_LOOPS = ("uvloop", "asyncio")
+_LOOPS = ("asyncio", "uvloop")
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's ``new_event_loop`` when installed and not turned off, else ``None``
-    (the standard loop). An unknown ``TEXTSYNTH_EVENT_LOOP`` is a
-    :class:`TextsynthError`."""
-    wanted = os.environ.get(ENV, "").strip().lower() or "uvloop"
+    """``None`` (the standard loop), or uvloop's ``new_event_loop`` when
+    ``TEXTSYNTH_EVENT_LOOP=uvloop``. An unknown value is a :class:`TextsynthError`;
+    uvloop asked for and not installed is a :class:`MissingDependency` naming its extra."""
+    wanted = os.environ.get(ENV, "").strip().lower() or "asyncio"
     if wanted not in _LOOPS:
         raise TextsynthError(f"{ENV} must be one of {', '.join(_LOOPS)}, not {wanted!r}")
     if wanted == "asyncio":
         return None
-    try:
-        import uvloop
-    except ImportError:  # Windows, or installed without it
-        return None
-    return uvloop.new_event_loop
+    uvloop = require("uvloop", f"{ENV}=uvloop")
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
