@@ -96,3 +96,13 @@ def test_unreadable_recipe_is_a_recipe_error(tmp_path: Path) -> None:
             load_recipe(path)
     finally:
         path.chmod(0o644)
+
+
+def test_every_example_recipe_loads() -> None:
+    """The recipes a user copies from examples/ are valid as shipped."""
+    folder = Path(__file__).resolve().parent.parent / "examples"
+    paths = sorted(folder.glob("*.yaml"))
+    assert len(paths) >= 8
+    for path in paths:
+        recipe = load_recipe(path)
+        assert recipe.labels and all(label.description for label in recipe.labels.values()), path
