@@ -31,7 +31,8 @@ def test_run_writes_dataset_and_summary(write_recipe, recipe_dict: dict, tmp_pat
     path = _fake_recipe(write_recipe, recipe_dict)
     proc = _cli("run", str(path), "--per-label", "5", "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert "accepted" in proc.stdout and "10/10" in proc.stdout
+    header = next(line for line in proc.stdout.splitlines() if "top rejects" in line)
+    assert header.split()[:3] == ["label", "rows", "req"] and "10/10" in proc.stdout
     ds = load_from_disk(str(tmp_path / "out" / "dataset"))
     assert sum(len(s) for s in ds.values()) == 10
     assert ds["train"].features["label"].names == ["turn_on", "turn_off"]

@@ -59,6 +59,31 @@ def test_summary_table_fits_80_columns_without_breaking_a_number() -> None:
     assert "13,246,912 tokens, 3723.4 s, cost 12.3456" in caption
 
 
+def test_a_run_in_one_language_names_it_once_and_keeps_reasons_whole() -> None:
+    labels = ["turn_on_lights", "turn_off_lights", "set_thermostat"]
+    reasons = Counter({"classifier_far_from_seeds": 158, "classifier_counter_word": 90,
+                       "semantic_duplicate": 78})
+    quotas = {Quota(label, "en"): QuotaStats(target=30, accepted=30, candidates=355, jobs=155,
+                                             rejected=reasons, usage=Usage(12_000, 2_500))
+              for label in labels}
+    lines = _render(summary_table(RunStats(quotas, sent=465, cached=0)))
+    assert max(len(line) for line in lines) <= 80
+    assert "textsynth run (language: en)" in lines[0]
+    text = "\n".join(lines)
+    assert "/en" not in text
+    for label in labels:
+        assert any(line.split()[:1] == [label] for line in lines), label
+    for reason in reasons:  # never cut inside its name (a count may go below it)
+        assert reason in text, reason
+    assert "classifier_counter_word 90" in text and "semantic_duplicate 78" in text
+    # two languages: each row says which
+    quotas[Quota("turn_on_lights", "de")] = QuotaStats(target=30, accepted=30, candidates=40,
+                                                       jobs=20)
+    text = "\n".join(_render(summary_table(RunStats(quotas, sent=485, cached=0))))
+    assert "turn_on_lights/de" in text and "turn_on_lights/en" in text
+    assert "language:" not in text
+
+
 def test_counts_fit_six_characters() -> None:
     from textsynth.console import _count
 

@@ -116,20 +116,24 @@ def _count(n: int) -> str:
 
 
 def summary_table(result: RunStats, cost: float | None = None) -> Table:
-    """Per label (and language): accepted of target, requests, candidates, acceptance
+    """Per label (and language): rows accepted of target, requests, candidates, acceptance
     rate, tokens and the top reject reasons, one a line (a translate or paraphrase run's
     source rows are summed per label). Fits 80 columns: numbers never wrap; labels and
-    reasons fold inside their columns."""
-    table = Table(title="textsynth run", show_footer=True, box=box.SIMPLE_HEAD,
-                  pad_edge=False, collapse_padding=True)
+    reasons fold inside their columns. A run in one language names it once, in the
+    title, so the labels leave the reasons room to stay whole."""
     groups = result.by_group()
+    languages = {group.rpartition("/")[2] for group in groups}
+    one = len(languages) == 1 and all("/" in group for group in groups)
+    title = f"textsynth run (language: {languages.pop()})" if one else "textsynth run"
+    table = Table(title=title, show_footer=True, box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
     quotas = groups.values()
     accepted = sum(s.accepted for s in quotas)
     target = sum(s.target for s in quotas)
     candidates = sum(s.candidates for s in quotas)
     number: dict[str, Any] = {"justify": "right", "no_wrap": True}
     table.add_column("label", footer="total", overflow="fold", max_width=20)
-    table.add_column("accepted", footer=f"{accepted}/{target}", justify="right")
+    table.add_column("rows", footer=f"{accepted}/{target}", justify="right")
     table.add_column("req", footer=_count(sum(s.jobs for s in quotas)), **number)
     table.add_column("cand", footer=_count(candidates), **number)
     table.add_column("rate", footer=f"{accepted / candidates:.0%}" if candidates else "-",
@@ -139,7 +143,8 @@ def summary_table(result: RunStats, cost: float | None = None) -> Table:
     for group, st in groups.items():
         mark = "" if st.full else f"\n[red]short {st.shortfall}[/red]"
         reasons = "\n".join(f"{r} {n}" for r, n in st.rejected.most_common(3))
-        table.add_row(escape(group), f"{st.accepted}/{st.target}{mark}",
+        name = group.rpartition("/")[0] if one else group
+        table.add_row(escape(name), f"{st.accepted}/{st.target}{mark}",
                       _count(st.jobs), _count(st.candidates),
                       f"{st.accepted / st.candidates:.0%}" if st.candidates else "-",
                       _count(st.usage.total_tokens), escape(reasons))
