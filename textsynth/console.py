@@ -122,9 +122,9 @@ def summary_table(result: RunStats, cost: float | None = None) -> Table:
     reasons fold inside their columns. A run in one language names it once, in the
     title, so the labels leave the reasons room to stay whole."""
     groups = result.by_group()
-    languages = {group.rpartition("/")[2] for group in groups}
-    one = len(languages) == 1 and all("/" in group for group in groups)
-    title = f"textsynth run (language: {languages.pop()})" if one else "textsynth run"
+    languages = {quota.language for quota in result.quotas}
+    language = languages.pop() if len(languages) == 1 else ""  # "": none, or several
+    title = f"textsynth run (language: {language})" if language else "textsynth run"
     table = Table(title=title, show_footer=True, box=box.SIMPLE_HEAD,
                   pad_edge=False, collapse_padding=True)
     quotas = groups.values()
@@ -143,7 +143,7 @@ def summary_table(result: RunStats, cost: float | None = None) -> Table:
     for group, st in groups.items():
         mark = "" if st.full else f"\n[red]short {st.shortfall}[/red]"
         reasons = "\n".join(f"{r} {n}" for r, n in st.rejected.most_common(3))
-        name = group.rpartition("/")[0] if one else group
+        name = group.removesuffix(f"/{language}") if language else group
         table.add_row(escape(name), f"{st.accepted}/{st.target}{mark}",
                       _count(st.jobs), _count(st.candidates),
                       f"{st.accepted / st.candidates:.0%}" if st.candidates else "-",
