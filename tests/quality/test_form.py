@@ -48,6 +48,12 @@ JUNK = [
     ("Wake me at 7:75 tomorrow", "clock"),
     ("Set an alarm for 25:00", "clock"),
     ("Book a table for two at 14 pm", "clock"),
+    # from a bank recipe with label names only
+    ("(a bonus example to make your message about cash)", "aside"),
+    ("(go to cash)", "aside"),
+    ("<<Misplaced Stressed Individuals on Top Up, Featureblin'>>", "aside"),
+    ("https://thispassengeressuppliedriver.herodesoft.com/depositing-transfer-bill/", "link"),
+    ("Check the rates at www.bank.example today", "link"),
 ]
 
 REQUESTS = [
@@ -77,6 +83,10 @@ REQUESTS = [
     "Set the temperature to 21 degrees",
     "Play 1999 by Prince",
     "Play Bohemian Rhapsody by Queen.",
+    # brackets inside a request, and names that end like an address
+    "Play Remember (Walking in the Sand)",
+    "Look for the Itv.com song",
+    "(Please) lock the front door",
     "Find Trauma Center: New Blood, an album",
     "Bring me to the nearest gas station",
     "Ring my phone please",
@@ -125,6 +135,15 @@ def test_real_requests_almost_never_fail() -> None:
             (SHARED / "snips" / "train.jsonl").read_text().splitlines()]
     failed = [r["text"] for r in rows if form_problem(r["text"])]
     assert len(failed) / len(rows) < 0.005, failed[:20]
+
+
+@pytest.mark.skipif(not (SHARED / "snips" / "train.jsonl").exists(), reason="no SNIPS data")
+def test_no_real_request_is_an_aside_or_a_link() -> None:
+    files = [SHARED / "snips" / "train.jsonl", *sorted(SHARED.glob("xsid/*/dev.jsonl"))]
+    texts = [json.loads(line)["text"] for f in files for line in f.read_text().splitlines()]
+    assert len(texts) > 13_000
+    found = [(t, r) for t in texts if (r := form_problem(t)) and r[0] in ("aside", "link")]
+    assert not found, found[:5]
 
 
 @pytest.mark.parametrize(("text", "reason"), [

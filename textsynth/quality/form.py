@@ -5,13 +5,13 @@ markup left from a list ("**Adjusting the thermostat**: 3"), a narration that
 starts with a gerund ("Switching on the kitchen light"), advice to the reader
 ("You can turn off a smart bulb", "How to stop desk lights from ..."), or a
 run-on list ("..., 2. You can set ..."), a command that ends in a question mark
-("Turn off the sink?": no word in it asks), a degree where a thing belongs ("Add a bit
-warmer to the living room"), a time no clock shows ("Alarm for 8 noon", "Wake me at
-7:75"), a particle said twice ("Turn off the lamp off"), or a word said twice in a short
-request ("Lock the front door to the front door", "Please lock the kitchen door,
-please"), or an unclosed quotation mark ('The voice will be saying "Please lock the
-door'). None of that is a request, whatever its topic, and no embedding is needed to
-see it.
+("Turn off the sink?": no word in it asks), an aside in brackets ("(go to cash)"), a web
+address, a degree where a thing belongs ("Add a bit warmer to the living room"), a time
+no clock shows ("Alarm for 8 noon", "Wake me at 7:75"), a particle said twice ("Turn off
+the lamp off"), or a word said twice in a short request ("Lock the front door to the
+front door", "Please lock the kitchen door, please"), or an unclosed quotation mark ('The
+voice will be saying "Please lock the door'). None of that is a request, whatever its
+topic, and no embedding is needed to see it.
 
 With seed examples, the rule also reads their register: when none of a recipe's seeds
 (ten or more) says "your", a candidate that does ("Turn off the lights in your home",
@@ -40,6 +40,11 @@ __all__ = ["FormFilter", "form_problem"]
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
 _MARKUP = re.compile(r"\*\*|__|##|`|^\s*[-*#>|]|[-*:|]\s*$|^\s*\d{1,3}\s*[.)]\s")
 _RUN_ON_LIST = re.compile(r"[,;.:!?]\s*\(?\d{1,2}[.)]\s+\w")
+# a row wholly in brackets is an aside ("(go to cash)", "<<Top up, Featureblin'>>"), and a
+# web address is a link, not a request (none of 14,684 real SNIPS and xSID rows is either;
+# names such as "Itv.com" have no "www." or "http")
+_ASIDE = re.compile(r"^\s*[(\[<{].*[)\]>}]\s*$", re.S)
+_LINK = re.compile(r"\bhttps?://|\bwww\.\w", re.I)
 _ADVICE = re.compile(
     r"^(you (can|could|should|'ll|will|might|may|need to|have to|must)|how to|ways to"
     r"|tips? (for|to|on)|steps? to|this (is|will)|these are|those are|that's (a|the|how|why)"
@@ -130,6 +135,11 @@ def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
     match = _RUN_ON_LIST.search(text)
     if match:
         return "run_on_list", "several numbered items in one row"
+    if _ASIDE.match(text):
+        return "aside", "the whole row is in brackets"
+    match = _LINK.search(text)
+    if match:
+        return "link", f"a web address ({match.group(0)!r})"
     body = _GREETING.sub("", text)
     match = _ADVICE.match(body)
     if match:
