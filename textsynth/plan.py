@@ -69,6 +69,21 @@ class Planner:
         self._combos = [dict(zip(keys, values, strict=True))
                         for values in itertools.product(*(recipe.vary[k] for k in keys))]
         self._orders: dict[Quota, list[int]] = {}
+        # per label: its seed examples, how many a job shows, the slots it fills (the
+        # same for every job of the label)
+        self._per_label: dict[str, tuple[list[str], int, list[tuple[str, list[str]]]]] = {}
+
+    def _label_plan(self, label: str) -> tuple[list[str], int, list[tuple[str, list[str]]]]:
+        found = self._per_label.get(label)
+        if found is None:
+            spec = self.recipe.labels[label]
+            examples = spec.examples
+            wanted = spec.slots
+            slots = sorted((k, v) for k, v in self.recipe.slots.items()
+                           if wanted is None or k in wanted)
+            found = (examples, min(self.recipe.generation.fewshot, len(examples)), slots)
+            self._per_label[label] = found
+        return found
 
     @property
     def quotas(self) -> list[Quota]:
@@ -92,11 +107,7 @@ class Planner:
 
     def job(self, quota: Quota, index: int) -> Job:
         seed = derive_seed(self.recipe.seed, quota.label, quota.language, index)
-        examples = self.recipe.labels[quota.label].examples
-        k = min(self.recipe.generation.fewshot, len(examples))
-        wanted = self.recipe.labels[quota.label].slots
-        slots = sorted((k, v) for k, v in self.recipe.slots.items()
-                       if wanted is None or k in wanted)
+        examples, k, slots = self._label_plan(quota.label)
         fewshot: list[str] = []
         slot_values: dict[str, str] = {}
         if k or slots:

@@ -125,6 +125,9 @@ class PromptBuilder:
             "n": recipe.generation.examples_per_request,
             "slot_types": recipe.slots,
         }
+        # per label and language: the variables that depend on nothing else (built once,
+        # not for every job: naming a label takes a few regular expressions)
+        self._per_label: dict[tuple[str, str], dict[str, Any]] = {}
 
     @property
     def continues(self) -> bool:
@@ -143,11 +146,16 @@ class PromptBuilder:
                 examples: list[str], avoid: list[str],
                 slot_values: dict[str, str]) -> dict[str, Any]:
         """Everything a recipe's template can use for one prompt."""
+        per_label = self._per_label.get((label, language))
+        if per_label is None:
+            per_label = self._per_label[(label, language)] = {
+                **label_context(label, language),
+                "label_description": self.recipe.labels[label].description,
+            }
         return {
             **self._static,
             "labels": self._labels,  # shared, not copied: the sandbox keeps it unchanged
-            **label_context(label, language),
-            "label_description": self.recipe.labels[label].description,
+            **per_label,
             "attributes": attributes,
             "examples": examples,
             "avoid": avoid,

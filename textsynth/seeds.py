@@ -25,6 +25,6 @@ def derive_seed(*parts: object, bits: int = 63) -> int:
     """
     if not 1 <= bits <= 255:
         raise ValueError(f"bits must be from 1 to 255, got {bits}")
-    raw = "\x1f".join(str(p) for p in parts).encode()
+    raw = "\x1f".join(map(str, parts)).encode()
     whole = bits // 8 + 1  # whole bytes, then the lowest bits dropped
     return int.from_bytes(hashlib.sha256(raw).digest()[:whole], "big") >> (whole * 8 - bits)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from textsynth._json import json_encoder
 from textsynth._lock import FolderLock
 from textsynth._store_file import APPLICATION_ID, SCHEMA, STORE_NAME, TABLES, hint, peek_meta
 from textsynth.backends.base import Completion, Request, Usage
@@ -39,7 +40,7 @@ __all__ = ["STORE_NAME", "Store", "Transaction", "peek_meta"]
 LOCK_SUFFIX = ".lock"
 _FRESH_KEYS = 250_000  # keys a fresh store remembers (about 25 MB), then it looks them up
 # json.dumps(..., ensure_ascii=False) builds an encoder on every call: one, built once
-_to_json = json.JSONEncoder(ensure_ascii=False).encode
+_to_json = json_encoder()
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -192,8 +192,11 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
              *args: Any, **kwargs: Any) -> Any:
         if getattr(__obj, "__self__", None) is __self._guard:
             # a check _Bound inserted: it ticks and bounds the value itself, and a
-            # template cannot name it, so the sandbox's checks of a call add nothing
-            return __context.call(__obj, *args, **kwargs)
+            # template cannot name it, so the sandbox's checks of a call add nothing;
+            # it takes no context either, so what Context.call does comes down to this
+            kwargs.pop("_block_vars", None)
+            kwargs.pop("_loop_vars", None)
+            return __obj(*args, **kwargs)
         __self.tick()
         result = super().call(__context, __obj, *args, **kwargs)
         __self.check_size(result)

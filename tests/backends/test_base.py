@@ -33,6 +33,19 @@ def test_the_key_covers_what_changes_the_answer_and_nothing_else() -> None:
     assert noted.key("openai", "m") == key and noted == base
 
 
+def test_keys_are_those_earlier_versions_stored() -> None:
+    """A resumed run finds its stored completions by key: these values were computed by
+    the version that wrote ``json.JSONEncoder(sort_keys=True, ...).encode`` per request."""
+    chat = Request(({"role": "system", "content": "Schreib «kurz»"},
+                    {"role": "user", "content": 'Write three.\n"ok"'}),
+                   temperature=0.7, top_p=1.0, max_tokens=64, n=2, seed=12345,
+                   json_schema={"type": "object", "properties": {"b": {"type": "string"},
+                                                                 "a": {"type": "array"}}})
+    assert chat.key("openai", "gpt-4o-mini") == "99df616e4ccafcfcf8e4ff1ad2b24f3d"
+    document = Request((), prompt="- eins\n- zwei", seed=7)
+    assert document.key("vllm", "Qwen/Qwen2.5-0.5B") == "68e3afb8b27db77b54c2948869e72da1"
+
+
 def test_the_key_is_the_hash_of_the_whole_request_as_sorted_json() -> None:
     """Stored completions are found by key across versions: the schema, encoded once
     for every request, sits in the key's JSON as if encoded in place, whatever the

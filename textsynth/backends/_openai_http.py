@@ -27,6 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_random_exponential
 from yarl import URL
 
+from textsynth._json import json_encoder
 from textsynth.errors import (
     BackendError,
     BackendResponseError,
@@ -43,7 +44,7 @@ log = logging.getLogger("textsynth.backends.openai")
 log.addFilter(LOG_FILTER)
 
 StateHook = Callable[[str], None]
-_to_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds one every call
+_to_json = json_encoder()  # json.dumps builds an encoder every call
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from textsynth._json import json_encoder
 from textsynth.errors import RecipeError
 from textsynth.validation import describe
 
@@ -21,7 +21,7 @@ RequestEvents = Callable[["Request", str], None]
 
 Message = dict[str, str]
 # the request key's JSON (json.dumps would build an encoder on every call)
-_KEY_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
+_KEY_JSON = json_encoder(sort_keys=True)
 
 
 @dataclass(frozen=True)

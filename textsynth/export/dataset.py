@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from textsynth._json import json_encoder
 from textsynth.errors import ExportError
 from textsynth.example import Example
 from textsynth.export.arrow import (
@@ -151,7 +152,7 @@ def _readable_rows(split: ExportedSplit) -> Iterator[list[dict[str, Any]]]:
         yield out
 
 
-_to_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds one every call
+_to_json = json_encoder()  # json.dumps builds an encoder every call
 
 
 def _write_jsonl(rows: Iterable[dict[str, Any]], fh: TextIO) -> None:

@@ -121,6 +121,9 @@ _DIGIT = re.compile(r"\d")
 _CLOCK = re.compile(
     r"(?<![\d:.,/-])(?P<h>\d{1,2})(?::(?P<m>\d{2}))?(?![\d:.,/])\s*"
     r"(?:(?P<day>noon|midday|midnight)\b|(?P<half>[ap])\.?\s?m\b\.?)?", re.I)
+# what a time needs besides its number: minutes (a colon), noon or midnight, or am/pm
+# (a text without any of them has no time for _CLOCK to find, only counts)
+_TIME_PART = re.compile(r"noon|midday|midnight|[ap]\.?\s?m\b", re.I)
 
 
 def form_problem(text: str, max_sentences: int = 2) -> tuple[str, str] | None:
@@ -190,6 +193,8 @@ def _impossible_time(text: str) -> str | None:
     as noon or midnight, 13 or more hours before am/pm, an hour past 24 or minutes past 59
     ("7:75"). Hour 0 before am/pm passes: some write "00:30 am" (SNIPS has 15 such rows)."""
     if not _DIGIT.search(text):  # most requests name no time: one quick scan
+        return None
+    if ":" not in text and not _TIME_PART.search(text):  # numbers, but none is a time
         return None
     for match in _CLOCK.finditer(text):
         hour, minutes = int(match["h"]), match["m"]

@@ -27,6 +27,7 @@ class Parsed:
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
+_DECODER = json.JSONDecoder()  # stateless: one for every answer read
 _BULLET = re.compile(r"^\s*(?:[-*•·‣◦]|\(?\d{1,3}[.):]|\(?[a-zA-Z][.)])\s+")
 _PREAMBLE = re.compile(
     r"^(sure|certainly|of course|okay|ok|here (are|is)|below (are|is)|absolutely|great)\b",
@@ -38,7 +39,7 @@ _QUOTES = "\"'“”‘’«»„`"
 def extract_json(text: str) -> Any | None:
     """The first JSON value in ``text`` (fenced or bare), or ``None``."""
     chunks = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
+    decoder = _DECODER
     for chunk in chunks:
         chunk = chunk.strip()
         try:
