@@ -40,3 +40,22 @@ def test_what_json_cannot_hold_is_the_same_error(value: Any) -> None:
     with pytest.raises(TypeError, match="is not JSON serializable"):
         encode(value)
     assert encode({"a": 1}) == '{"a": 1}'  # and the encoder still works
+
+
+@pytest.mark.parametrize("accelerator", ["missing", "other arguments"])
+def test_without_the_c_encoder_the_standard_one_writes(accelerator: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+    from json import encoder as standard
+
+    import textsynth._json
+
+    def other(*args: Any) -> Any:
+        raise TypeError("make_encoder() takes 10 arguments")
+
+    # what this module sees of json.encoder; the standard encoder keeps the real one
+    seen = types.SimpleNamespace(encode_basestring=standard.encode_basestring,
+                                 c_make_encoder=None if accelerator == "missing" else other)
+    monkeypatch.setattr(textsynth._json, "_encoder", seen)
+    encode = json_encoder(sort_keys=True)
+    assert encode({"b": "é", "a": [1, None]}) == '{"a": [1, null], "b": "é"}'

@@ -25,9 +25,12 @@ def json_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
     if make is None:  # no C accelerator: the standard encoder
         return reference.encode
     encode_str: Callable[[str], str] = _encoder.encode_basestring
-    iterencode = make(None, reference.default, encode_str, None, reference.key_separator,
-                      reference.item_separator, sort_keys, reference.skipkeys,
-                      reference.allow_nan)
+    try:
+        iterencode = make(None, reference.default, encode_str, None, reference.key_separator,
+                          reference.item_separator, sort_keys, reference.skipkeys,
+                          reference.allow_nan)
+    except TypeError:  # a Python whose C encoder takes other arguments: the standard one
+        return reference.encode
     join = "".join
 
     def encode(value: Any) -> str:
