@@ -72,6 +72,8 @@ MODEL_JUNK = [
     ("Add to playlist", "label_echo"),
     ("intent: get weather", "meta_text"),
     ("Get weather.", "label_echo"),
+    ("Please get weather.", "label_echo"),  # the format example of a label without a description
+    ("Please, add to playlist, please", "label_echo"),
     ("Now write 5 new ones", "prompt_echo"),
     ("Write 5 short requests people say to add a song", "prompt_echo"),
     ("messages customers send to their bank", "prompt_echo"),
@@ -92,6 +94,7 @@ def test_meta_text_drops_small_model_junk(text: str, why: str) -> None:
     "明天北京的天气怎么样",
     "call me at [PHONE] when the table is ready",  # a PII mask is not a placeholder
     "play the playlist called get weather",  # a label name inside a real request
+    "Please get weather for Paris",  # words more than the name
     "Please add a song or an album to my playlist",  # repeats the description: novelty's job
 ])
 def test_meta_text_keeps_real_requests(text: str) -> None:

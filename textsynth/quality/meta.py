@@ -89,9 +89,13 @@ class MetaTextFilter(Rule):
             match = self._attributes.search(text)
             if match:
                 return Verdict(False, "prompt_echo", f"repeats the attribute {match.group(0)!r}")
-        core = " ".join(t for t in word_tokens(text) if t not in _FILLER)
-        if core in self.label_names:
-            return Verdict(False, "label_echo", f"just the label '{self.label_names[core]}'")
+        words = [t for t in word_tokens(text) if t not in _FILLER]
+        # the label's name, or the built-in template's format example for a label without
+        # a description or seeds ("1. Please add to playlist."), copied
+        for core in (" ".join(words), " ".join(t for t in words if t != "please")):
+            if core in self.label_names:
+                return Verdict(False, "label_echo",
+                               f"just the label '{self.label_names[core]}'")
         return self._prompt_echo(text)
 
     def _prompt_echo(self, text: str) -> Verdict:
