@@ -39,6 +39,21 @@ def test_run_writes_dataset_and_summary(write_recipe, recipe_dict: dict, tmp_pat
     assert (tmp_path / "out" / "README.md").is_file()
 
 
+def test_labels_given_by_name_alone_get_a_note_and_still_run(write_recipe, recipe_dict: dict,
+                                                            tmp_path: Path) -> None:
+    assert "neither a description" not in _cli("run", str(_fake_recipe(
+        write_recipe, recipe_dict)), "--per-label", "2", "--quiet").stderr
+    recipe_dict["labels"] = ["turn_on", "turn_off"]  # names only
+    path = _fake_recipe(write_recipe, recipe_dict)
+    proc = _cli("run", str(path), "--per-label", "2", "--quiet", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert "note: 2 of 2 labels have neither a description nor examples (turn_on, " \
+        "turn_off)" in " ".join(proc.stderr.split())
+    assert "4/4" in proc.stdout  # a note, not an error: the run goes on
+    preview = _cli("preview", str(path), "-n", "1")
+    assert preview.returncode == 0 and "Label names only" in preview.stdout
+
+
 def test_a_run_short_of_its_quota_exits_3(write_recipe, recipe_dict: dict,
                                            tmp_path: Path) -> None:
     recipe_dict["generation"] = {"max_attempts": 1}  # one request of 3 lines per label

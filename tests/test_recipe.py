@@ -157,3 +157,17 @@ def test_a_label_given_twice(recipe_dict: dict, labels) -> None:
     recipe_dict["labels"] = labels
     with pytest.raises(RecipeError, match="is given twice"):
         load_recipe(recipe_dict)
+
+
+def test_advice_names_the_labels_with_only_a_name() -> None:
+    names = load_recipe({"name": "t", "per_label": 1, "labels": ["a", "b", "c", "d", "e"]})
+    (note,) = names.advice()
+    assert note.startswith("5 of 5 labels have neither a description nor examples "
+                           "(a, b, c and 2 more)")
+    described = load_recipe({"name": "t", "per_label": 1, "labels": {
+        "a": "switch a light on", "b": {"examples": ["Lock the door"]},
+        "c": {"description": "  "}}})
+    (note,) = described.advice()  # "c" has a blank description
+    assert note.startswith("1 of 3 labels have neither a description nor examples (c)")
+    described = load_recipe({"name": "t", "per_label": 1, "labels": {"a": "switch a light on"}})
+    assert described.advice() == []

@@ -79,7 +79,7 @@ def run(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Generate the dataset a recipe describes (resumes an interrupted run)."""
-    from textsynth.console import RunProgress, print_result
+    from textsynth.console import RunProgress, print_notes, print_result
     from textsynth.errors import INTERRUPTED, RunInterrupted
     from textsynth.overrides import parse_assignments
     from textsynth.pipeline import run_recipe
@@ -87,6 +87,7 @@ def run(
     recipe = _load(recipe_path, set=parse_assignments(set_ or [], "set"), out=out,
                    per_label=per_label, seed=seed, backend=backend, model=model,
                    base_url=base_url)
+    print_notes(_console(stderr=True), recipe.advice())
     try:
         with RunProgress(_console(stderr=True), enabled=not quiet) as bar:
             # quiet: no snapshot of the run is made for bars nobody sees
@@ -105,10 +106,12 @@ def preview(
     n: Annotated[int, typer.Option("-n", min=1, help="How many prompts.")] = 5,
 ) -> None:
     """Print rendered prompts without loading a model."""
-    from textsynth.console import print_prompts
+    from textsynth.console import print_notes, print_prompts
     from textsynth.pipeline import preview_prompts
 
-    print_prompts(_console(), preview_prompts(_load(recipe_path), n))
+    recipe = _load(recipe_path)
+    print_prompts(_console(), preview_prompts(recipe, n))
+    print_notes(_console(), recipe.advice())
 
 
 @app.command()

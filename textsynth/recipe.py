@@ -205,6 +205,21 @@ class Recipe(Strict):
     def all_languages(self) -> list[str]:
         return list(self.languages) if self.languages else [self.language]
 
+    def advice(self) -> list[str]:
+        """What a user should know before paying for a run of this recipe (notes, not
+        errors: the recipe is valid)."""
+        notes = []
+        bare = [name for name, spec in self.labels.items()
+                if not spec.description.strip() and not spec.examples]
+        if bare:
+            shown = ", ".join(bare[:3]) + (f" and {len(bare) - 3} more" if len(bare) > 3 else "")
+            notes.append(
+                f"{len(bare)} of {len(self.labels)} labels have neither a description nor "
+                f"examples ({shown}): the model has only the name to go on. A one-line "
+                "description per label, in the user's words, helps most (docs/quality.md, "
+                "\"Label names only\").")
+        return notes
+
     def with_overrides(self, **changes: Any) -> Recipe:
         """A copy with overrides applied and validated (``None`` values are ignored).
 
