@@ -15,7 +15,7 @@ from collections.abc import Callable
 from json import encoder as _encoder
 from typing import Any
 
-__all__ = ["json_encoder"]
+__all__ = ["json_encoder", "to_json"]
 
 
 def json_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
@@ -39,3 +39,8 @@ def json_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
         return join(iterencode(value, 0))
 
     return encode
+
+
+# the request body, stored rows and exported lines (request keys sort theirs: see
+# textsynth.backends.base)
+to_json = json_encoder()

@@ -71,19 +71,12 @@ class Planner:
         self._orders: dict[Quota, list[int]] = {}
         # per label: its seed examples, how many a job shows, the slots it fills (the
         # same for every job of the label)
-        self._per_label: dict[str, tuple[list[str], int, list[tuple[str, list[str]]]]] = {}
-
-    def _label_plan(self, label: str) -> tuple[list[str], int, list[tuple[str, list[str]]]]:
-        found = self._per_label.get(label)
-        if found is None:
-            spec = self.recipe.labels[label]
-            examples = spec.examples
-            wanted = spec.slots
-            slots = sorted((k, v) for k, v in self.recipe.slots.items()
-                           if wanted is None or k in wanted)
-            found = (examples, min(self.recipe.generation.fewshot, len(examples)), slots)
-            self._per_label[label] = found
-        return found
+        fewshot = recipe.generation.fewshot
+        self._per_label = {
+            label: (spec.examples, min(fewshot, len(spec.examples)),
+                    sorted((k, v) for k, v in recipe.slots.items()
+                           if spec.slots is None or k in spec.slots))
+            for label, spec in recipe.labels.items()}
 
     @property
     def quotas(self) -> list[Quota]:
@@ -107,7 +100,7 @@ class Planner:
 
     def job(self, quota: Quota, index: int) -> Job:
         seed = derive_seed(self.recipe.seed, quota.label, quota.language, index)
-        examples, k, slots = self._label_plan(quota.label)
+        examples, k, slots = self._per_label[quota.label]
         fewshot: list[str] = []
         slot_values: dict[str, str] = {}
         if k or slots:

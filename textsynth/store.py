@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from textsynth._json import json_encoder
+from textsynth._json import to_json
 from textsynth._lock import FolderLock
 from textsynth._store_file import APPLICATION_ID, SCHEMA, STORE_NAME, TABLES, hint, peek_meta
 from textsynth.backends.base import Completion, Request, Usage
@@ -39,8 +39,6 @@ __all__ = ["STORE_NAME", "Store", "Transaction", "peek_meta"]
 
 LOCK_SUFFIX = ".lock"
 _FRESH_KEYS = 250_000  # keys a fresh store remembers (about 25 MB), then it looks them up
-# json.dumps(..., ensure_ascii=False) builds an encoder on every call: one, built once
-_to_json = json_encoder()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -223,8 +221,8 @@ class Store:
                 self._written.clear()
         self._db.execute(
             "INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (key, slot, job_index, _to_json(_shown(request)),
-             mask_known(_to_json(completion.texts)),
+            (key, slot, job_index, to_json(_shown(request)),
+             mask_known(to_json(completion.texts)),
              completion.finish_reason, completion.usage.prompt_tokens,
              completion.usage.completion_tokens, mask_known(completion.model),
              completion.attempts, time.time()),
@@ -264,7 +262,7 @@ class Store:
         self._db.execute(
             "INSERT INTO examples VALUES (?,?,?,?,?)",
             (seq, example.label, example.language, mask_known(example.text),
-             mask_known(_to_json(example.to_dict()))),
+             mask_known(to_json(example.to_dict()))),
         )
 
     @_guarded("write")

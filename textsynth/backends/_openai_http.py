@@ -27,7 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_random_exponential
 from yarl import URL
 
-from textsynth._json import json_encoder
+from textsynth._json import to_json
 from textsynth.errors import (
     BackendError,
     BackendResponseError,
@@ -44,7 +44,6 @@ log = logging.getLogger("textsynth.backends.openai")
 log.addFilter(LOG_FILTER)
 
 StateHook = Callable[[str], None]
-_to_json = json_encoder()  # json.dumps builds an encoder every call
 
 
 @dataclass(frozen=True)
@@ -346,7 +345,7 @@ class ChatClient:
         ``state("waiting")`` before each wait for a retry (the call may be
         cancelled before the first and during the second: nothing is in flight).
         """
-        data = _to_json(body).encode()
+        data = to_json(body).encode()
         self.stats["requests"] += 1
         call = id(data)
         try:  # most requests succeed at once: keep tenacity off the hot path

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from textsynth._json import json_encoder
+from textsynth._json import to_json
 from textsynth.errors import ExportError
 from textsynth.example import Example
 from textsynth.export.arrow import (
@@ -152,12 +152,11 @@ def _readable_rows(split: ExportedSplit) -> Iterator[list[dict[str, Any]]]:
         yield out
 
 
-_to_json = json_encoder()  # json.dumps builds an encoder every call
 
 
 def _write_jsonl(rows: Iterable[dict[str, Any]], fh: TextIO) -> None:
     for row in rows:
-        fh.write(_to_json(row) + "\n")
+        fh.write(to_json(row) + "\n")
 
 
 def _write_csv(rows: Iterable[dict[str, Any]], writer: Any, header: bool) -> None:
