@@ -160,14 +160,17 @@ def test_retry_after_is_honoured_and_slows_everyone(tmp_path: Path, server: Faul
     assert len(server.arrivals) == 4 and server.duplicates() == {}
 
 
+@pytest.mark.parametrize("http_client", ["httptools", "aiohttp"])
 @pytest.mark.parametrize("fault", ["rate_limit", "server_error", "drop", "malformed", "timeout"])
-def test_backend_retries_a_transport_fault(server: FaultServer, fault: str) -> None:
+def test_backend_retries_a_transport_fault(server: FaultServer, fault: str,
+                                           http_client: str) -> None:
     server.script.extend([fault, fault])
     server.retry_after = 0.05
 
     async def go() -> Any:
         backend = OpenAIBackend({"base_url": server.url, "model": "m", "backoff": 0.01,
-                                 "timeout": 0.5, "max_timeouts": 2})
+                                 "timeout": 0.5, "max_timeouts": 2,
+                                 "http_client": http_client})
         try:
             return await backend.generate([Request(({"role": "user", "content": "hi"},))])
         finally:
@@ -589,10 +592,25 @@ def test_cli_bad_base_url_is_one_line(write_recipe: Callable[..., Path],
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("name,value", [("X-Team", "a\r\nInjected: yes"), ("X Team", "a")])
+def test_a_header_that_would_break_requests_is_a_recipe_error(tmp_path: Path, name: str,
+                                                                value: str) -> None:
+    data = recipe_data(tmp_path, "http://127.0.0.1:9/v1", headers={name: value})
+    with pytest.raises(RecipeError, match=r"backend\.options\.headers: HTTP header"):
+        load_recipe(data)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(json.dumps(data))
+    proc = subprocess.run([sys.executable, "-m", "textsynth", "run", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "HTTP header" in proc.stderr
+
+
 def test_cli_and_a_hosted_run_import_no_heavy_library() -> None:
     code = ("import sys, textsynth.cli, textsynth.pipeline, textsynth.engine, "
             "textsynth.backends.openai; "
-            "print(sorted({'torch', 'transformers', 'datasets', 'openai'} & set(sys.modules)))")
+            "print(sorted({'torch', 'transformers', 'datasets', 'openai', 'aiohttp'} "
+            "& set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
@@ -730,11 +748,13 @@ def test_a_huge_answer_is_not_read_and_is_retried(tmp_path: Path) -> None:
     assert all(len(t) < 1000 for t in texts(engine))
 
 
-def test_a_huge_answer_is_a_clear_error(server: FaultServer) -> None:
+@pytest.mark.parametrize("http_client", ["httptools", "aiohttp"])
+def test_a_huge_answer_is_a_clear_error(server: FaultServer, http_client: str) -> None:
     server.script.append("huge")
 
     async def go() -> None:
-        backend = OpenAIBackend({"base_url": server.url, "model": "m", "max_retries": 0})
+        backend = OpenAIBackend({"base_url": server.url, "model": "m", "max_retries": 0,
+                                 "http_client": http_client})
         try:
             await backend.generate([Request(({"role": "user", "content": "hi"},))])
         finally:

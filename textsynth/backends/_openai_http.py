@@ -1,10 +1,11 @@
-"""The hot path of the openai backend: one aiohttp session, JSON in and out.
+"""The hot path of the openai backend: one pool of keep-alive connections, JSON in and out.
 
 The ``openai`` SDK builds a pydantic model and an httpx request per call, which
 costs more CPU than the request itself on a fast endpoint; this client sends the
 same ``/chat/completions`` body (or a ``/completions`` body for a document to
-continue) with one pooled aiohttp session and reads the answer with
-:func:`json.loads`. Retries (tenacity), flow control
+continue) through :class:`~textsynth.backends._http1.HTTPPool` (``http_client:
+httptools``, the default) or one pooled aiohttp session (``http_client: aiohttp``)
+and reads the answer with :func:`json.loads`. Retries (tenacity), flow control
 (:class:`~textsynth.ratelimit.RateLimiter`) and the translation of transport
 errors into the textsynth error tree all happen here.
 """
@@ -20,14 +21,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 from yarl import URL
 
 from textsynth._json import to_json
+from textsynth.backends._http1 import BodyTooLarge, ConnectFailed, ConnectionBroken, HTTPPool
 from textsynth.errors import (
     BackendError,
     BackendResponseError,
@@ -36,6 +37,9 @@ from textsynth.errors import (
 )
 from textsynth.ratelimit import RateLimiter
 from textsynth.redact import LOG_FILTER, redact_text
+
+if TYPE_CHECKING:  # aiohttp is imported only when http_client is aiohttp: 0.1 s of start-up
+    import aiohttp
 
 __all__ = ["ChatClient", "RetryPolicy", "chat_url", "endpoint_url", "parse_retry_after",
            "timed_out"]
@@ -76,7 +80,7 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
             return max(0.0, float(ms) / 1000)
         except ValueError:
             pass
-    value = headers.get("Retry-After")
+    value = headers.get("Retry-After") or headers.get("retry-after")
     if not value:
         return None
     try:
@@ -167,7 +171,10 @@ class ChatClient:
         connect_timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         max_body: int = 8 * 1024 * 1024,
+        http_client: str = "httptools",
     ):
+        if http_client not in ("httptools", "aiohttp"):
+            raise ValueError(f"http_client must be httptools or aiohttp, not {http_client!r}")
         self.base_url = base_url.rstrip("/")
         self.url = chat_url(self.base_url)
         self.text_url = endpoint_url(self.base_url, "completions")
@@ -181,7 +188,9 @@ class ChatClient:
         self.retry = retry or RetryPolicy()
         self.max_body = max_body
         self.stats: Counter[str] = Counter()
+        self.http_client = http_client
         self._session: aiohttp.ClientSession | None = None
+        self._pool: HTTPPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jitter = wait_random_exponential(multiplier=self.retry.backoff,
                                                max=self.retry.max_backoff)
@@ -191,6 +200,8 @@ class ChatClient:
 
     # -- session ----------------------------------------------------------------------
     def _get_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
             connector = aiohttp.TCPConnector(limit=self.limiter.max_concurrency + 8,
@@ -201,7 +212,20 @@ class ChatClient:
             self._loop = loop
         return self._session
 
+    def _get_pool(self) -> HTTPPool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool.closed or self._loop is not loop:
+            self._pool = HTTPPool(self._headers, limit=self.limiter.max_concurrency + 8,
+                                  connect_timeout=self.connect_timeout, keepalive=30,
+                                  max_body=self.max_body)
+            self._loop = loop
+        return self._pool
+
     async def aclose(self) -> None:
+        if self._pool is not None and not self._pool.closed:
+            if self._loop is asyncio.get_running_loop():
+                await self._pool.close()
+            self._pool = None
         if self._session is not None and not self._session.closed:
             if self._loop is asyncio.get_running_loop():
                 await self._session.close()
@@ -243,13 +267,43 @@ class ChatClient:
             else:
                 return bytes(raw)
         resp.close()  # drop the connection: the rest is never read
+        raise self._too_large(resp.status)
+
+    def _too_large(self, status: int) -> BackendResponseError:
         self.stats["too_large"] += 1
-        status = resp.status if resp.status >= 500 else 200
-        raise BackendResponseError(
+        return BackendResponseError(
             f"{self.shown} sent an answer larger than {self.max_body:,} bytes "
-            "(backend.options.max_response_bytes); it was not read", status)
+            "(backend.options.max_response_bytes); it was not read",
+            status if status >= 500 else 200)
 
     async def _post(self, data: bytes, text: bool = False) -> dict[str, Any]:
+        if self.http_client == "aiohttp":
+            return await self._post_aiohttp(data, text)
+        pool = self._get_pool()
+        try:
+            async with asyncio.timeout(self.timeout):
+                resp = await pool.post(self.text_url if text else self.url, data)
+        except TimeoutError as exc:
+            raise BackendUnavailable(
+                f"no answer from {self.shown} within {self.timeout:g} s "
+                "(backend.options.timeout)") from exc
+        except ConnectFailed as exc:
+            raise BackendUnavailable(f"cannot connect to {self.shown}: {exc}") from exc
+        except ConnectionBroken as exc:
+            reason = redact_text(str(exc)) or type(exc).__name__
+            raise BackendUnavailable(f"the connection to {self.shown} broke: {reason}") from exc
+        except BodyTooLarge as exc:
+            raise self._too_large(exc.status) from None
+        raw = resp.body
+        status = resp.status
+        if status == 429:
+            raise RateLimited(f"{self.shown} is rate limiting (429): {_error_message(raw)}",
+                              parse_retry_after(resp.headers), _body(raw))
+        return self._answer(status, raw, text)
+
+    async def _post_aiohttp(self, data: bytes, text: bool = False) -> dict[str, Any]:
+        import aiohttp
+
         session = self._get_session()
         try:
             async with session.post(self.text_url if text else self.url, data=data) as resp:
@@ -269,6 +323,10 @@ class ChatClient:
         except aiohttp.ClientError as exc:
             reason = redact_text(str(exc)) or type(exc).__name__
             raise BackendUnavailable(f"the connection to {self.shown} broke: {reason}") from exc
+        return self._answer(status, raw, text)
+
+    def _answer(self, status: int, raw: bytes, text: bool) -> dict[str, Any]:
+        """The parsed answer, or the error its status or body means."""
         if status >= 400:
             raise BackendResponseError(
                 f"{self.shown} answered {status}: {_error_message(raw)}", status, _body(raw))
