@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -350,3 +351,34 @@ async def test_request_lost_on_a_new_connection_is_an_error_not_a_retry(serve):
         await pool.post(url, b"{}")
     await pool.close()
     assert server.counts["requests"] == 1  # the backend's retry policy decides the rest
+
+
+async def test_https_with_a_trusted_certificate_and_a_clear_error_without_one():
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+
+    async def serve_one(reader, writer):
+        try:
+            while True:
+                _, _, body = await _read_request(reader)
+                writer.write(_answer(body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(serve_one, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    url = URL(f"https://127.0.0.1:{port}/v1/chat/completions")
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    pool = HTTPPool({}, ssl_context=client_ctx)
+    answers = [await pool.post(url, f'{{"i": {i}}}'.encode()) for i in range(3)]
+    assert [json.loads(a.body)["i"] for a in answers] == [0, 1, 2] and pool.opened == 1
+    await pool.close()
+    untrusting = HTTPPool({})  # the system's trust store does not know this CA
+    with pytest.raises(ConnectFailed, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
+        await untrusting.post(url, b"{}")
+    server.close()
+    await server.wait_closed()
