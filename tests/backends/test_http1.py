@@ -382,3 +382,50 @@ async def test_https_with_a_trusted_certificate_and_a_clear_error_without_one():
         await untrusting.post(url, b"{}")
     server.close()
     await server.wait_closed()
+
+
+async def test_the_pools_own_deadline_times_out_a_silent_server_on_time(serve):
+    async def handler(reader, writer, counts):
+        while True:
+            await _read_request(reader)
+            counts["requests"] += 1
+            if counts["requests"] > 1:  # the first one never gets an answer
+                writer.write(_answer(b"{}"))
+                await writer.drain()
+
+    server, url = await serve(handler)
+    pool = HTTPPool({})
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(TimeoutError):
+        await pool.post(url, b"{}", timeout=0.3)
+    took = loop.time() - began
+    assert 0.3 <= took < 0.6  # checked every timeout/10
+    assert (await pool.post(url, b"{}", timeout=0.3)).status == 200
+    await pool.close()
+    assert server.counts["connections"] == 2  # the timed-out connection was dropped
+
+
+async def test_a_request_waiting_for_a_place_keeps_its_deadline_and_the_queue_moves(serve):
+    release = asyncio.Event()
+
+    async def handler(reader, writer, counts):
+        while True:
+            _, _, body = await _read_request(reader)
+            if body == b"slow":
+                await release.wait()
+            writer.write(_answer(body))
+            await writer.drain()
+
+    _, url = await serve(handler)
+    pool = HTTPPool({}, limit=1)
+    slow = asyncio.ensure_future(pool.post(url, b"slow"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(TimeoutError):  # no place within its time
+        await pool.post(url, b"late", timeout=0.2)
+    queued = asyncio.ensure_future(pool.post(url, b"next", timeout=5))
+    await asyncio.sleep(0.05)
+    assert not queued.done()
+    release.set()
+    assert (await slow).body == b"slow" and (await queued).body == b"next"
+    await pool.close()

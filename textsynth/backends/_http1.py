@@ -27,9 +27,10 @@ No proxies, cookies or redirects: the backend's aiohttp session used none of the
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
-import time
 import zlib
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -176,6 +177,10 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
         return self.waiter
 
+    def time_out(self) -> None:
+        """The caller's deadline passed: the answer is abandoned, and the connection."""
+        self._fail(TimeoutError())
+
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -227,7 +232,12 @@ class HTTPPool:
         self.keepalive = keepalive
         self.max_body = max_body
         self._ssl = ssl_context
-        self._limit = asyncio.Semaphore(limit) if limit else None
+        self.limit = limit
+        self._busy = 0  # requests holding a connection (or opening one)
+        self._queue: deque[asyncio.Future[None]] = deque()  # requests waiting for a place
+        self._on_wire: dict[_Connection, float] = {}  # deadlines of answers awaited
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_every = 1.0
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._heads: dict[URL, tuple[tuple[str, str, int], bytes]] = {}
         self.opened = 0  # connections opened, for tests and statistics
@@ -247,7 +257,7 @@ class HTTPPool:
             known = self._heads[url] = ((scheme, host, port), head)
         return known
 
-    async def _connect(self, key: tuple[str, str, int]) -> _Connection:
+    async def _connect(self, key: tuple[str, str, int], left: float = math.inf) -> _Connection:
         scheme, host, port = key
         loop = asyncio.get_running_loop()
         context: ssl.SSLContext | None = None
@@ -256,7 +266,7 @@ class HTTPPool:
                 self._ssl = ssl.create_default_context()
             context = self._ssl
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout(max(0.0, min(self.connect_timeout, left))):
                 _, conn = await loop.create_connection(
                     lambda: _Connection(loop, self.max_body), host, port, ssl=context)
         except TimeoutError:
@@ -267,11 +277,10 @@ class HTTPPool:
         self.opened += 1
         return conn
 
-    def _reuse(self, key: tuple[str, str, int]) -> _Connection | None:
+    def _reuse(self, key: tuple[str, str, int], now: float) -> _Connection | None:
         idle = self._idle.get(key)
         if not idle:
             return None
-        now = time.monotonic()
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < self.keepalive:
@@ -279,50 +288,104 @@ class HTTPPool:
             conn.close()
         return None
 
-    async def post(self, url: URL, data: bytes) -> Response:
+    async def post(self, url: URL, data: bytes, timeout: float | None = None) -> Response:
         """POST ``data`` to ``url``; the answer, whatever its status.
 
-        Raises :class:`ConnectFailed`, :class:`ConnectionBroken` or :class:`BodyTooLarge`;
-        a caller's timeout or cancellation closes the connection in use.
+        ``timeout``: seconds for the whole request (a connection, the request, its answer);
+        past it :class:`TimeoutError`. One timer serves every request in flight (checked
+        ``timeout / 10`` apart, at most a second): a timer per request costs more than the
+        rest of the client. Raises :class:`ConnectFailed`, :class:`ConnectionBroken` or
+        :class:`BodyTooLarge`; a timeout or a cancellation closes the connection in use.
         """
         if self.closed:
             raise ConnectionBroken("the HTTP client is closed")
         key, head = self._head(url)
         message = b"".join((head, str(len(data)).encode(), b"\r\n\r\n", data))
-        limit = self._limit
-        if limit is not None:
-            await limit.acquire()
+        loop = asyncio.get_running_loop()
+        deadline = math.inf if timeout is None else loop.time() + timeout
+        if self._busy >= self.limit > 0:
+            await self._wait_for_place(deadline)
+        self._busy += 1
         try:
-            conn = self._reuse(key)
+            conn = self._reuse(key, loop.time())
             for _ in range(2):
                 reused = conn is not None
                 if conn is None:
-                    conn = await self._connect(key)
+                    conn = await self._connect(key, deadline - loop.time())
+                if timeout is not None:
+                    self._watch(conn, deadline, timeout)
                 try:
                     answer = await conn.send(message)
                 except ConnectionBroken:
+                    self._on_wire.pop(conn, None)
                     if reused and not conn.got_bytes:  # closed while idle: once more, anew
                         conn.close()
                         conn = None
                         continue
                     raise
                 except BaseException:  # a timeout or a cancellation: its state is unknown
+                    self._on_wire.pop(conn, None)
                     conn.close()
                     raise
+                self._on_wire.pop(conn, None)
                 if conn.keep_alive and not conn.closed and not self.closed:
-                    conn.idle_since = time.monotonic()
+                    conn.idle_since = loop.time()
                     self._idle.setdefault(key, []).append(conn)
                 else:
                     conn.close()
                 return answer
             raise AssertionError("unreachable")  # pragma: no cover
         finally:
-            if limit is not None:
-                limit.release()
+            self._busy -= 1
+            while self._queue:  # hand the place on
+                waiter = self._queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    break
+
+    async def _wait_for_place(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while self._busy >= self.limit:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._queue.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline if deadline < math.inf else None):
+                    await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():  # our place: pass it on
+                    for other in self._queue:
+                        if not other.done():
+                            other.set_result(None)
+                            break
+                raise
+
+    # -- one timer for every deadline ------------------------------------------------------
+    def _watch(self, conn: _Connection, deadline: float, timeout: float) -> None:
+        self._on_wire[conn] = deadline
+        every = min(1.0, max(0.01, timeout / 10))
+        if self._sweeper is None or every < self._sweep_every:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweep_every = every
+            self._sweeper = asyncio.get_running_loop().call_later(every, self._sweep)
+
+    def _sweep(self) -> None:
+        now = asyncio.get_running_loop().time()
+        late = [conn for conn, deadline in self._on_wire.items() if deadline <= now]
+        for conn in late:
+            del self._on_wire[conn]
+            conn.time_out()
+        self._sweeper = None
+        if self._on_wire:
+            self._sweeper = asyncio.get_running_loop().call_later(self._sweep_every,
+                                                                  self._sweep)
 
     async def close(self) -> None:
         """Close every idle connection; the pool sends nothing more."""
         self.closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()

@@ -281,8 +281,7 @@ class ChatClient:
             return await self._post_aiohttp(data, text)
         pool = self._get_pool()
         try:
-            async with asyncio.timeout(self.timeout):
-                resp = await pool.post(self.text_url if text else self.url, data)
+            resp = await pool.post(self.text_url if text else self.url, data, self.timeout)
         except TimeoutError as exc:
             raise BackendUnavailable(
                 f"no answer from {self.shown} within {self.timeout:g} s "
