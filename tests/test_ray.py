@@ -141,3 +141,27 @@ def test_execution_section_is_validated() -> None:
     with pytest.raises(RecipeError, match=r"execution\.engine"):
         load_recipe({"name": "x", "labels": ["a"], "per_label": 1, "backend": {"type": "fake"},
                      "execution": {"engine": "dask"}})
+
+
+def test_an_error_raised_inside_a_replica_is_named_in_the_message() -> None:
+    from types import SimpleNamespace
+
+    from ray.exceptions import RayTaskError
+
+    from textsynth.errors import BackendUnavailable
+    from textsynth.executors import build_backend
+
+    recipe = load_recipe({"name": "t", "labels": {"a": "do a"}, "per_label": 1,
+                          "backend": {"type": "fake"},
+                          "execution": {"engine": "ray", "replicas": 1, "num_cpus": 0.5}})
+    executor: Any = build_backend(recipe)
+
+    async def raises(*_: Any) -> None:  # what the actor's call raises when the replica's
+        raise RayTaskError("_Replica.generate", "Traceback (most recent call last):\n"
+                           "  ...\nAssertionError", AssertionError("transport was None"),
+                           pid=123, actor_repr="<_Replica object at 0x7f>")
+
+    executor._actors = [SimpleNamespace(generate=SimpleNamespace(remote=raises))]
+    with pytest.raises(BackendUnavailable) as caught:
+        asyncio.run(executor._call(0, []))
+    assert str(caught.value) == "Ray replica 0 failed: AssertionError: transport was None"

@@ -429,3 +429,23 @@ async def test_a_request_waiting_for_a_place_keeps_its_deadline_and_the_queue_mo
     release.set()
     assert (await slow).body == b"slow" and (await queued).body == b"next"
     await pool.close()
+
+
+def test_the_client_runs_on_uvloop_as_ray_actors_do() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def go() -> list[bytes]:
+        server = RawServer(echo_loop(lambda body: _answer(body)))
+        url = await server.start()
+        pool = HTTPPool({})
+        try:
+            answers = await asyncio.gather(*(pool.post(url, b"%d" % i, timeout=5)
+                                             for i in range(20)))
+            return [a.body for a in answers]
+        finally:
+            await pool.close()
+            await server.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.get_loop().__class__.__module__.startswith("uvloop")
+        assert runner.run(go()) == [b"%d" % i for i in range(20)]

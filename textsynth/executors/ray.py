@@ -27,6 +27,7 @@ from textsynth.backends import Backend
 from textsynth.backends.base import Completion, Request
 from textsynth.errors import BackendUnavailable, RecipeError, TextsynthError
 from textsynth.executors import backend_from_spec
+from textsynth.redact import redact_text
 
 if TYPE_CHECKING:
     from textsynth.recipe import ExecutionSpec
@@ -223,9 +224,13 @@ class RayExecutor(Backend):
             raise BackendUnavailable(f"Ray replica {index} died and was not brought back "
                                      f"(execution.max_restarts={self.execution.max_restarts}): "
                                      f"{str(exc).splitlines()[0]}") from None
-        except RayTaskError as exc:
-            raise BackendUnavailable(f"Ray replica {index} failed: "
-                                     f"{str(exc).splitlines()[0]}") from None
+        except RayTaskError as exc:  # say what the replica raised, not where it ran
+            cause = getattr(exc, "cause", None)
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            what = f"{type(cause).__name__}: {cause}".rstrip(": ") if cause is not None \
+                else (lines[-1] if lines else type(exc).__name__)
+            raise BackendUnavailable(f"Ray replica {index} failed: {redact_text(what)}") \
+                from None
         return result
 
     async def aclose(self) -> None:
