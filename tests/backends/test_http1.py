@@ -449,3 +449,28 @@ def test_the_client_runs_on_uvloop_as_ray_actors_do() -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.get_loop().__class__.__module__.startswith("uvloop")
         assert runner.run(go()) == [b"%d" % i for i in range(20)]
+
+
+async def test_an_ipv6_address_is_dialled_and_named_in_brackets():
+    seen = []
+
+    async def handler(reader, writer):
+        try:
+            request = await _read_request(reader)
+            seen.append(request)
+            writer.write(_answer(b"{}"))
+            await writer.drain()
+        finally:
+            writer.close()
+
+    try:
+        server = await asyncio.start_server(handler, "::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port = server.sockets[0].getsockname()[1]
+    pool = HTTPPool({})
+    answer = await pool.post(URL(f"http://[::1]:{port}/v1/chat/completions"), b"{}")
+    await pool.close()
+    server.close()
+    await server.wait_closed()
+    assert answer.status == 200 and seen[0][1]["host"] == f"[::1]:{port}"
