@@ -4,8 +4,9 @@ The ``openai`` SDK builds a pydantic model and an httpx request per call, which
 costs more CPU than the request itself on a fast endpoint; this client sends the
 same ``/chat/completions`` body (or a ``/completions`` body for a document to
 continue) through :class:`~textsynth.backends._http1.HTTPPool` (``http_client:
-httptools``, the default) or one pooled aiohttp session (``http_client: aiohttp``)
-and reads the answer with :func:`json.loads`. Retries (tenacity), flow control
+httptools``, the default) or :class:`~textsynth.backends._aiohttp.AiohttpPool`
+(``http_client: aiohttp``), which answer and fail alike, and reads the answer with
+:func:`json.loads`. Retries (tenacity), flow control
 (:class:`~textsynth.ratelimit.RateLimiter`) and the translation of transport
 errors into the textsynth error tree all happen here.
 """
@@ -39,7 +40,7 @@ from textsynth.ratelimit import RateLimiter
 from textsynth.redact import LOG_FILTER, redact_text
 
 if TYPE_CHECKING:  # aiohttp is imported only when http_client is aiohttp: 0.1 s of start-up
-    import aiohttp
+    from textsynth.backends._aiohttp import AiohttpPool
 
 __all__ = ["ChatClient", "RetryPolicy", "chat_url", "endpoint_url", "parse_retry_after",
            "timed_out"]
@@ -189,8 +190,7 @@ class ChatClient:
         self.max_body = max_body
         self.stats: Counter[str] = Counter()
         self.http_client = http_client
-        self._session: aiohttp.ClientSession | None = None
-        self._pool: HTTPPool | None = None
+        self._pool: HTTPPool | AiohttpPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jitter = wait_random_exponential(multiplier=self.retry.backoff,
                                                max=self.retry.max_backoff)
@@ -198,26 +198,17 @@ class ChatClient:
         self._on_wire: dict[int, float] = {}
         self._waiting: dict[int, tuple[float, str]] = {}
 
-    # -- session ----------------------------------------------------------------------
-    def _get_session(self) -> aiohttp.ClientSession:
-        import aiohttp
-
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(limit=self.limiter.max_concurrency + 8,
-                                             ttl_dns_cache=300, keepalive_timeout=30)
-            timeout = aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.connect_timeout)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                                  headers=self._headers)
-            self._loop = loop
-        return self._session
-
-    def _get_pool(self) -> HTTPPool:
+    # -- connections ------------------------------------------------------------------
+    def _get_pool(self) -> HTTPPool | AiohttpPool:
         loop = asyncio.get_running_loop()
         if self._pool is None or self._pool.closed or self._loop is not loop:
-            self._pool = HTTPPool(self._headers, limit=self.limiter.max_concurrency + 8,
-                                  connect_timeout=self.connect_timeout, keepalive=30,
-                                  max_body=self.max_body)
+            make: type[HTTPPool] | type[AiohttpPool] = HTTPPool
+            if self.http_client == "aiohttp":  # imported only when asked for
+                from textsynth.backends._aiohttp import AiohttpPool
+                make = AiohttpPool
+            self._pool = make(self._headers, limit=self.limiter.max_concurrency + 8,
+                              connect_timeout=self.connect_timeout, keepalive=30,
+                              max_body=self.max_body)
             self._loop = loop
         return self._pool
 
@@ -226,10 +217,6 @@ class ChatClient:
             if self._loop is asyncio.get_running_loop():
                 await self._pool.close()
             self._pool = None
-        if self._session is not None and not self._session.closed:
-            if self._loop is asyncio.get_running_loop():
-                await self._session.close()
-            self._session = None
 
     # -- what the client waits for -----------------------------------------------------
     def activity(self, now: float | None = None) -> str:
@@ -253,22 +240,6 @@ class ChatClient:
         return "; ".join(parts)
 
     # -- one attempt ---------------------------------------------------------------------
-    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
-        """The body, at most ``max_body`` bytes: a larger one is not read any further."""
-        length = resp.content_length
-        if length is not None and length <= self.max_body:
-            return await resp.read()  # the usual case, and the fast path
-        if length is None:  # chunked: read no more than the limit
-            raw = bytearray()
-            async for chunk in resp.content.iter_chunked(1 << 16):
-                raw += chunk
-                if len(raw) > self.max_body:
-                    break
-            else:
-                return bytes(raw)
-        resp.close()  # drop the connection: the rest is never read
-        raise self._too_large(resp.status)
-
     def _too_large(self, status: int) -> BackendResponseError:
         self.stats["too_large"] += 1
         return BackendResponseError(
@@ -277,8 +248,6 @@ class ChatClient:
             status if status >= 500 else 200)
 
     async def _post(self, data: bytes, text: bool = False) -> dict[str, Any]:
-        if self.http_client == "aiohttp":
-            return await self._post_aiohttp(data, text)
         pool = self._get_pool()
         try:
             resp = await pool.post(self.text_url if text else self.url, data, self.timeout)
@@ -298,30 +267,6 @@ class ChatClient:
         if status == 429:
             raise RateLimited(f"{self.shown} is rate limiting (429): {_error_message(raw)}",
                               parse_retry_after(resp.headers), _body(raw))
-        return self._answer(status, raw, text)
-
-    async def _post_aiohttp(self, data: bytes, text: bool = False) -> dict[str, Any]:
-        import aiohttp
-
-        session = self._get_session()
-        try:
-            async with session.post(self.text_url if text else self.url, data=data) as resp:
-                raw = await self._read(resp)
-                status = resp.status
-                if status == 429:
-                    after = parse_retry_after(resp.headers)
-                    raise RateLimited(f"{self.shown} is rate limiting (429): "
-                                      f"{_error_message(raw)}", after, _body(raw))
-        except TimeoutError as exc:
-            raise BackendUnavailable(
-                f"no answer from {self.shown} within {self.timeout:g} s "
-                "(backend.options.timeout)") from exc
-        except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or str(exc.os_error) or str(exc)
-            raise BackendUnavailable(f"cannot connect to {self.shown}: {reason}") from exc
-        except aiohttp.ClientError as exc:
-            reason = redact_text(str(exc)) or type(exc).__name__
-            raise BackendUnavailable(f"the connection to {self.shown} broke: {reason}") from exc
         return self._answer(status, raw, text)
 
     def _answer(self, status: int, raw: bytes, text: bool) -> dict[str, Any]:
