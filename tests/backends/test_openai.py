@@ -127,6 +127,22 @@ def test_openai_without_a_key_is_a_recipe_error(monkeypatch: pytest.MonkeyPatch)
         OpenAIBackend({"model": "gpt-4o-mini"})
 
 
+def test_a_key_with_a_trailing_newline_is_sent_without_it(
+        tmp_path: Path, server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789\n")  # read from a file
+    engine = run(make_recipe(tmp_path, server.url, labels=1, per_label=3))
+    assert engine.result.complete
+    assert set(server.authorizations) == {"Bearer sk-test-key-0123456789"}
+
+
+def test_a_key_with_a_line_break_inside_is_a_recipe_error_that_hides_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test\nkey-0123456789")
+    with pytest.raises(RecipeError, match="the API key holds a line break") as caught:
+        OpenAIBackend({"base_url": "http://127.0.0.1:9/v1", "model": "m"})
+    assert "key-0123456789" not in str(caught.value)
+
+
 def test_bad_base_url_is_a_recipe_error(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="base_url must start with http"):
         make_recipe(tmp_path, "localhost:8000")

@@ -186,6 +186,11 @@ class OpenAIBackend(Backend):
         self.opts = opts
         base_url = opts.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
         key = opts.api_key.get_secret_value() if opts.api_key else os.environ.get("OPENAI_API_KEY")
+        key = (key or "").strip() or None  # a key file's or .env's trailing newline
+        if key and any(c in key for c in "\r\n\0"):
+            raise RecipeError("the API key holds a line break (OPENAI_API_KEY or "
+                              "backend.options.api_key): give the key alone",
+                              field="backend.options.api_key")
         if not key and base_url.rstrip("/") == OPENAI_URL:
             raise RecipeError("OpenAI needs an API key: set OPENAI_API_KEY (or "
                               "backend.options.api_key, or base_url for another server)",
