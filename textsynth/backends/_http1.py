@@ -271,9 +271,9 @@ class HTTPPool:
             async with asyncio.timeout(max(0.0, min(self.connect_timeout, left))):
                 _, conn = await loop.create_connection(
                     lambda: _Connection(loop, self.max_body), host, port, ssl=context)
-        except TimeoutError:
+        except TimeoutError:  # an OSError too: the caller's deadline, not a refusal
             raise
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # refused, no such host, a TLS handshake that failed
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise ConnectFailed(reason) from exc
         self.opened += 1
@@ -281,8 +281,6 @@ class HTTPPool:
 
     def _reuse(self, key: tuple[str, str, int], now: float) -> _Connection | None:
         idle = self._idle.get(key)
-        if not idle:
-            return None
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < self.keepalive:

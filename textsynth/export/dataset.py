@@ -152,8 +152,6 @@ def _readable_rows(split: ExportedSplit) -> Iterator[list[dict[str, Any]]]:
         yield out
 
 
-
-
 def _write_jsonl(rows: Iterable[dict[str, Any]], fh: TextIO) -> None:
     for row in rows:
         fh.write(to_json(row) + "\n")
