@@ -107,7 +107,7 @@ def test_one_process_may_open_its_store_twice(tmp_path: Path) -> None:
 
 # -- errors in the write path end the run -----------------------------------------------
 @pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
-@pytest.mark.parametrize("limit", [60_000, 150_000, 400_000])
+@pytest.mark.parametrize("limit", [60_000, 150_000, 300_000])
 def test_a_full_disk_ends_the_run_and_a_rerun_resumes_with_nothing_lost(
         write_recipe, recipe_dict: dict, tmp_path: Path, limit: int) -> None:
     recipe_dict["per_label"] = 60
@@ -153,7 +153,9 @@ def test_a_failed_completion_write_ends_the_run(recipe_dict: dict, tmp_path: Pat
         asyncio.run(asyncio.wait_for(generate(recipe, backend=fake), 60))  # today: hangs
     assert len(fake.requests) <= 5  # nothing more was sent once the store failed
     with Store.in_dir(tmp_path / "out") as store:
-        assert store.completion_count() == 2  # the failed group was rolled back
+        # the failed group (the third answer and any that arrived with it) was rolled
+        # back; what was committed before it stays
+        assert 1 <= store.completion_count() <= 2
 
 
 # -- a store that is not one ----------------------------------------------------------------
