@@ -12,8 +12,9 @@ them again; what was committed is never asked for again. That is fewer than the
 requests in flight, which such a crash loses too (up to ``concurrency``).
 
 One commit (and one batch for :meth:`~textsynth.accept.Acceptor.prime`) for dozens of
-answers instead of a few: at 1,000 answers a second the driver spends 5% less CPU a
-request than when it committed every 5 ms (``benchmarks/driver.py``).
+answers instead of a few: the driver spends 2-5% less CPU a request than when it
+committed every 5 ms at 1,000 answers a second, and 16-21% less with 4-16 requests in
+flight (``benchmarks/driver.py``; README, "ninth round").
 """
 
 from __future__ import annotations
