@@ -8,8 +8,9 @@ meanwhile (and the acceptor's rows written since, in the same transaction); once
 :attr:`Sender.store_max` answers (64) wait, they are stored at once. A crash in between
 (the process killed: Ctrl-C and errors store every answer first) loses those answers,
 none of which was handed on: no row was made from them, and the resumed run asks for
-them again; what was committed is never asked for again. That is fewer than the
-requests in flight, which such a crash loses too (up to ``concurrency``).
+them again; what was committed is never asked for again. When an answer takes 50 ms
+or more, as an LLM's does, that is no more than the requests in flight, which such a
+crash loses too (up to ``concurrency``).
 
 One commit (and one batch for :meth:`~textsynth.accept.Acceptor.prime`) for dozens of
 answers instead of a few: the driver spends 2-5% less CPU a request than when it
