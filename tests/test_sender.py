@@ -163,16 +163,19 @@ def test_batches_are_the_backend_batch_size(batch_size: int) -> None:
     assert fake.calls == 6 // batch_size and len(fake.requests) == 6
 
 
+class _Staggered(FakeBackend):
+    """Answers request ``seed`` after ``seed`` half-milliseconds: one arrival a loop turn."""
+
+    async def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        (request,) = requests
+        await asyncio.sleep(0.0005 * request.seed)
+        return await super().generate(requests)
+
+
 def test_answers_arriving_close_together_share_one_commit() -> None:
     """40 answers that arrive one by one within ~20 ms: the first of a burst is committed
     at once, the rest of it at most every ``store_every`` seconds (with every answer that
     arrived meanwhile), and each is still committed before it is handed on."""
-
-    class Staggered(FakeBackend):
-        async def generate(self, requests: Sequence[Request]) -> list[Completion]:
-            (request,) = requests
-            await asyncio.sleep(0.0005 * request.seed)  # one arrival per loop turn
-            return await super().generate(requests)
 
     store = Store(":memory:")
     commits: list[int] = []
@@ -180,7 +183,7 @@ def test_answers_arriving_close_together_share_one_commit() -> None:
     handed: list[bool] = []
 
     async def go() -> None:
-        s = sender(Staggered(responses=["a"]), store, concurrency=40)
+        s = sender(_Staggered(responses=["a"]), store, concurrency=40)
         records = [record(i) for i in range(40)]
         for r in records:
             r.future.add_done_callback(
@@ -202,18 +205,12 @@ def test_answers_waiting_for_their_commit_are_stored_once_store_max_wait() -> No
     that makes them that many has them committed (and handed on) at once; the last few
     wait for the timer, or for close(), which stores every answer."""
 
-    class Staggered(FakeBackend):
-        async def generate(self, requests: Sequence[Request]) -> list[Completion]:
-            (request,) = requests
-            await asyncio.sleep(0.0005 * request.seed)
-            return await super().generate(requests)
-
     store = Store(":memory:")
     commits: list[int] = []
     store._db.set_trace_callback(lambda sql: commits.append(1) if sql == "COMMIT" else None)
 
     async def go() -> tuple[int, int]:
-        s = sender(Staggered(responses=["a"]), store, concurrency=41)
+        s = sender(_Staggered(responses=["a"]), store, concurrency=41)
         s.store_every, s.store_max = 30.0, 10
         records = [record(i) for i in range(41)]
         for r in records:
