@@ -193,17 +193,17 @@ class Sender:
         self._listener.call_ended(batch)
         self._unstored.append((batch, completions, need))
         self._unstored_count += len(completions)
-        if len(self._unstored) == 1:  # completions that arrive together share one commit
-            loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        if self._unstored_count >= self.store_max:  # enough to wait for: at once
+            wait = 0.0
+        elif len(self._unstored) == 1:  # completions that arrive together share one commit
             wait = self._stored_at + self.store_every - loop.time()
-            if wait > 0:
-                self._store_timer = loop.call_later(wait, self.store_completions)
-            else:
-                self._store_timer = loop.call_soon(self.store_completions)
-        elif self._unstored_count >= self.store_max:  # enough to wait for: at once
-            if self._store_timer is not None:
-                self._store_timer.cancel()
-            self._store_timer = asyncio.get_running_loop().call_soon(self.store_completions)
+        else:  # their commit is scheduled already
+            return
+        if self._store_timer is not None:
+            self._store_timer.cancel()
+        self._store_timer = (loop.call_later(wait, self.store_completions) if wait > 0
+                             else loop.call_soon(self.store_completions))
 
     def store_completions(self) -> None:
         """Write (and commit) the completions that arrived, then hand them on."""
