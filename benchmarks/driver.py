@@ -5,6 +5,7 @@
     python benchmarks/driver.py --profile /tmp/driver.prof   # cProfile of the CLI run
     python benchmarks/driver.py --gate cheap --marginal      # per request, start-up apart
     python benchmarks/driver.py --gate cheap --reference     # and a bare aiohttp loop here
+    python benchmarks/driver.py --rules                      # the CPU each cheap rule adds
 
 The mock endpoint (``python -m textsynth.testing``, 200 ms a request) runs in a
 process of its own, so its CPU does not count. The CLI runs as a subprocess on
@@ -26,6 +27,10 @@ Two quality gates (``--gate``):
   language identification (lingua) and ROUGE novelty are off. Embedding
   9,000 rows is model work, not driver overhead.
 * ``full``: the recipe's defaults (the MiniLM rules on, where installed).
+
+``--rules`` runs the CLI with no rule at all, then with each of the cheap gate's rules
+alone, and prints the CPU each one adds (its start-up, such as numpy's import for MinHash,
+included): where the gate's share of the driver's CPU goes.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ TARGET_MS, TARGET_MB = 0.5, 150  # issue 14: CPU ms a request and peak RSS at 9,
 ISSUE_BARE_MS = 0.17  # the bare aiohttp loop on the host where the target was set
 OFF = {"language_id": False, "novelty": False, "semantic": False, "classifier": False,
        "request": False}
+# every rule of the cheap gate, each as the recipe turns it off (for --rules)
+CHEAP_RULES = {"near_duplicates": False, "form": False, "assistant_speak": False,
+               "pii": "off", "exact_dedup": False}
 
 # the CLI under cProfile with a CPU-time clock (argv: profile file, then the CLI's own)
 _PROFILED = """
@@ -82,6 +90,11 @@ def _recipe(folder: Path, url: str, args: argparse.Namespace) -> Path:
     }
     if args.gate == "cheap":
         data["quality"] = dict(OFF)
+    elif args.gate.startswith("only:"):  # --rules: no rule but the one named (or none)
+        data["quality"] = {**OFF, **CHEAP_RULES}
+        name = args.gate.removeprefix("only:")
+        if name:
+            data["quality"].pop(name)
     path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -163,7 +176,12 @@ def main() -> None:
         "also run a quarter of the requests: CPU per request apart from start-up"))
     parser.add_argument("--reference", action="store_true", help=(
         "also run a bare aiohttp loop: the host's speed, and the CLI's ratio to it"))
+    parser.add_argument("--rules", action="store_true", help=(
+        "the CPU each rule of the cheap gate adds to a run without any rule"))
     args = parser.parse_args()
+    if args.rules:
+        rule_costs(args)
+        return
     gates = ["cheap", "full"] if args.gate == "both" else [args.gate]
     print(f"textsynth run, openai backend, {args.requests} requests (1 row each, {LABELS} "
           f"labels), {args.concurrency} at once, mock server {args.latency * 1000:.0f} ms in its "
@@ -202,6 +220,30 @@ def main() -> None:
     if "cheap" in gates:
         print("cheap: the rules that need a model (MiniLM embeddings: semantic, request, "
               "classifier; lingua; ROUGE novelty) are off; full: the recipe defaults")
+
+
+def rule_costs(args: argparse.Namespace) -> None:
+    """A run without any rule, then one per rule of the cheap gate with only that rule."""
+    def run(name: str) -> dict[str, Any]:
+        runs = [measure(argparse.Namespace(**{**vars(args), "gate": f"only:{name}"}))
+                for _ in range(max(1, args.repeat))]
+        return sorted(runs, key=lambda x: x["cpu_s"])[len(runs) // 2]
+
+    print(f"textsynth run, openai backend, {args.requests} requests, {args.concurrency} at "
+          f"once, mock server {args.latency * 1000:.0f} ms: the CPU each cheap rule adds")
+    base = run("")
+    print(f"{'rule':<16} {'CPU s':>7} {'added s':>8} {'added ms/req':>12} {'peak RSS MB':>11}")
+    print(f"{'(none)':<16} {base['cpu_s']:>7.2f} {'':>8} {'':>12} {base['peak_rss_mb']:>11.0f}",
+          flush=True)
+    total = 0.0
+    for name in CHEAP_RULES:
+        r = run(name)
+        added = r["cpu_s"] - base["cpu_s"]
+        total += added
+        print(f"{name:<16} {r['cpu_s']:>7.2f} {added:>8.2f} "
+              f"{1000 * added / r['requests']:>12.3f} {r['peak_rss_mb']:>11.0f}", flush=True)
+    print(f"{'sum':<16} {base['cpu_s'] + total:>7.2f} {total:>8.2f} "
+          f"{1000 * total / base['requests']:>12.3f}")
 
 
 if __name__ == "__main__":
