@@ -135,6 +135,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_ms_per_request": 1000 * cpu / requests, "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
+def measure_runs(args: argparse.Namespace, gate: str) -> list[dict[str, Any]]:
+    """``--repeat`` CLI runs with ``gate`` (each as :func:`measure` reports it)."""
+    return [measure(argparse.Namespace(**{**vars(args), "gate": gate}))
+            for _ in range(max(1, args.repeat))]
+
+
+def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median CPU time."""
+    return sorted(runs, key=lambda x: x["cpu_s"])[len(runs) // 2]
+
+
 def bare_loop(args: argparse.Namespace) -> float:
     """CPU ms a request of a bare aiohttp loop (no start-up) on the same requests."""
     import throughput
@@ -189,10 +200,8 @@ def main() -> None:
     print(f"{'gate':<6} {'requests':>8} {'rows':>6} {'wall s':>7} {'CPU s':>7} {'user':>6} "
           f"{'sys':>6} {'CPU ms/req':>10} {'peak RSS MB':>11}")
     for gate in gates:
-        runs = []
-        for _ in range(max(1, args.repeat)):
-            runs.append(measure(argparse.Namespace(**{**vars(args), "gate": gate})))
-        r = sorted(runs, key=lambda x: x["cpu_s"])[len(runs) // 2]
+        runs = measure_runs(args, gate)
+        r = median(runs)
         print(f"{gate:<6} {r['requests']:>8} {r['rows'] or 0:>6} {r['seconds']:>7.1f} "
               f"{r['cpu_s']:>7.2f} {r['user_s']:>6.2f} {r['sys_s']:>6.2f} "
               f"{r['cpu_ms_per_request']:>10.3f} {r['peak_rss_mb']:>11.0f}", flush=True)
@@ -225,9 +234,7 @@ def main() -> None:
 def rule_costs(args: argparse.Namespace) -> None:
     """A run without any rule, then one per rule of the cheap gate with only that rule."""
     def run(name: str) -> dict[str, Any]:
-        runs = [measure(argparse.Namespace(**{**vars(args), "gate": f"only:{name}"}))
-                for _ in range(max(1, args.repeat))]
-        return sorted(runs, key=lambda x: x["cpu_s"])[len(runs) // 2]
+        return median(measure_runs(args, f"only:{name}"))
 
     print(f"textsynth run, openai backend, {args.requests} requests, {args.concurrency} at "
           f"once, mock server {args.latency * 1000:.0f} ms: the CPU each cheap rule adds")
