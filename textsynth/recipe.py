@@ -174,15 +174,27 @@ class Recipe(Strict):
         urls = self.backend.options.get("base_url")
         if isinstance(urls, list) and not urls:
             raise ValueError("backend.options.base_url: give at least one URL")
-        # a list of endpoints: each one is a backend with these options (see executors)
+        models = self.backend.options.get("model")
+        if isinstance(models, list):
+            if not models:
+                raise ValueError("backend.options.model: give at least one model")
+            seen = [m for i, m in enumerate(models) if m in models[:i]]
+            if seen:
+                raise ValueError(f"backend.options.model: '{seen[0]}' is named twice (a "
+                                 "list of models mixes different models)")
+        # a list of endpoints or of models: each one is a backend with these options
+        # (see executors)
         for url in urls if isinstance(urls, list) else [urls]:
-            options = dict(self.backend.options)
-            if url is not None:
-                options["base_url"] = url
-            try:
-                cls.Options(**options)
-            except ValidationError as exc:
-                raise ValueError(message(exc, "backend.options")) from exc
+            for model in models if isinstance(models, list) else [models]:
+                options = dict(self.backend.options)
+                if url is not None:
+                    options["base_url"] = url
+                if model is not None:
+                    options["model"] = model
+                try:
+                    cls.Options(**options)
+                except ValidationError as exc:
+                    raise ValueError(message(exc, "backend.options")) from exc
         return self
 
     @property

@@ -8,7 +8,8 @@ gate and the run store in this process.
 
 A ``base_url`` given as a list makes one backend per endpoint, balanced by
 :class:`~textsynth.backends.endpoints.EndpointPool` (in this process, or in each Ray
-replica).
+replica); a ``model`` given as a list, one backend per model, each job sent to one of
+them by its index (:class:`~textsynth.backends.mixture.ModelMix`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ __all__ = ["backend_from_spec", "build_backend"]
 
 
 def backend_from_spec(backend_type: str, options: Mapping[str, Any]) -> Backend:
-    """The backend ``backend_type`` with ``options``; a list ``base_url`` is a fleet."""
+    """The backend ``backend_type`` with ``options``; a list ``base_url`` is a fleet, a
+    list ``model`` a mixture of models (each of them over the fleet, if both are lists)."""
+    models = options.get("model")
+    if isinstance(models, list):
+        from textsynth.backends.mixture import ModelMix
+
+        if len(models) == 1:
+            return backend_from_spec(backend_type, {**options, "model": models[0]})
+        return ModelMix([backend_from_spec(backend_type, {**options, "model": model})
+                         for model in models])
     urls = options.get("base_url")
     if not isinstance(urls, list):
         return create_backend(backend_type, options)

@@ -31,9 +31,9 @@ def build_gate(recipe: Recipe, backend: Backend | None = None) -> QualityGate:
     q = recipe.quality
     lc = q.label_consistency
     if backend is None and q.judge is None and lc is not None and lc.judge != "embedding":
-        from textsynth.backends import create_backend
+        from textsynth.executors import backend_from_spec
 
-        backend = create_backend(recipe.backend.type, recipe.backend.options)
+        backend = backend_from_spec(recipe.backend.type, recipe.backend.options)
     return quality_gate(q, recipe.labels, recipe.all_languages, backend,
                         instructions=_instructions(recipe) if q.assistant_speak else (),
                         attributes=recipe.vary, base_dir=recipe.base_dir)
