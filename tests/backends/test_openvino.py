@@ -303,6 +303,29 @@ def test_concurrent_calls_finish(backend: OpenVINOBackend) -> None:
     assert len(texts) == 6 and all(len(t) == 4 and all(t) for t in texts)
 
 
+
+@model
+def test_two_backends_started_together_load_and_finish(cache: Path) -> None:
+    """A mixture of models: two engines in one process, their first calls at once (one
+    hung at its start, loading while the other encoded, before loads and tokenizer calls
+    took turns process-wide)."""
+    pytest.importorskip("openvino_genai")
+    from textsynth.backends.mixture import ModelMix
+
+    mix = ModelMix([OpenVINOBackend({"cache_dir": str(cache), "batch_size": 4})
+                    for _ in range(2)])
+
+    async def both() -> list[str]:
+        calls = [mix.generate([_request(100 * c + i, max_tokens=8) for i in range(4)])
+                 for c in range(6)]
+        done = await asyncio.wait_for(asyncio.gather(*calls), timeout=240)
+        await mix.aclose()
+        return [c.text for out in done for c in out]
+
+    texts = asyncio.run(both())
+    assert len(texts) == 24 and all(texts)
+    assert all(b._pipe is None for b in mix.backends)  # type: ignore[attr-defined]
+
 def test_defaults_fill_the_engine_sequences_and_prefill_prompts_together() -> None:
     b = OpenVINOBackend({"max_num_seqs": 64})
     assert b.batch_size == 8 and b.max_concurrency == 8

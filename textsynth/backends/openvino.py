@@ -43,6 +43,10 @@ from textsynth.errors import BackendError, MissingDependency, RecipeError
 
 __all__ = ["DETERMINISM", "OpenVINOBackend", "default_sequences"]
 
+# tokenizer calls and engine loads of every openvino backend in this process (see
+# OpenVINOBackend.__init__)
+_OPENVINO_LOCK = threading.Lock()
+
 DETERMINISM = (
     "Sampling was seeded per request (OpenVINO GenAI `rng_seed`), but a completion can\n"
     "change with the batch it was decoded in (float rounding differs between batch shapes),\n"
@@ -92,8 +96,10 @@ class OpenVINOBackend(Backend):
         self._tokenizer: Any = None
         self._loop: _StepLoop | None = None
         self._lock = threading.Lock()
-        # OpenVINO's tokenizer deadlocked when two threads used it at once: one at a time
-        self._tok_lock = threading.Lock()
+        # OpenVINO's tokenizer deadlocked when two threads used it at once, and two
+        # backends of one process (a mixture of models) hung at their start, one loading
+        # while the other encoded: one tokenizer call or engine load at a time, process-wide
+        self._tok_lock = _OPENVINO_LOCK
         self._eos: set[int] = set()
         self.stats: dict[str, Any] = {}
 
@@ -156,15 +162,17 @@ class OpenVINOBackend(Backend):
             props: dict[str, Any] = {}
             if opts.threads:
                 props["INFERENCE_NUM_THREADS"] = opts.threads
-            try:
-                pipe = ov_genai.ContinuousBatchingPipeline(str(prepared.path), sched,
-                                                           opts.device, props)
-            except RuntimeError as exc:
-                lines = str(exc).strip().splitlines() or ["unknown error"]
-                raise BackendError(f"OpenVINO cannot load {prepared.path}: {lines[-1]}") from exc
-            tok = pipe.get_tokenizer()
-            self._eos = {int(t) for t in [tok.get_eos_token_id(),
-                                          *pipe.get_config().stop_token_ids] if t >= 0}
+            with self._tok_lock:
+                try:
+                    pipe = ov_genai.ContinuousBatchingPipeline(str(prepared.path), sched,
+                                                               opts.device, props)
+                except RuntimeError as exc:
+                    lines = str(exc).strip().splitlines() or ["unknown error"]
+                    raise BackendError(f"OpenVINO cannot load {prepared.path}: "
+                                       f"{lines[-1]}") from exc
+                tok = pipe.get_tokenizer()
+                self._eos = {int(t) for t in [tok.get_eos_token_id(),
+                                              *pipe.get_config().stop_token_ids] if t >= 0}
             self._pipe, self._tokenizer = pipe, tok
             self._loop = _StepLoop(pipe, sched.max_num_seqs, sched.max_num_batched_tokens)
             self.stats = {"engine": f"openvino-genai {ov_genai.__version__}",
