@@ -1,10 +1,9 @@
 """Several models as one backend: ``model`` given as a list.
 
-A small model's first rows for a label are its natural ones; once dedup has taken those,
-what it writes next is more often odd (``docs/quality.md``, "Two models, each before its
-tail"). Two models write different natural rows, so a quota filled by both takes each
-model's first rows. Each model gets its own backend instance with the recipe's other
-options; a job goes to the model its index names (job ``i`` of a label to model
+Two models repeat each other less than each repeats itself, so a quota filled by both
+throws fewer candidates away (on the README example a quarter fewer tokens a row, with
+rows as natural: ``docs/quality.md``, "Two models, each before its tail"). Each model
+gets its own backend instance with the recipe's other options; a job goes to the model its index names (job ``i`` of a label to model
 ``i mod n``), so which model answers a job depends on the recipe and the seed alone, not
 on timing, and a run is as deterministic as its models are. The request key names every
 model of the list (see :attr:`ModelMix.model_name`), so a run never reads a completion
