@@ -3,12 +3,13 @@
 Two models repeat each other less than each repeats itself, so a quota filled by both
 throws fewer candidates away (on the README example a quarter fewer tokens a row, with
 rows as natural: ``docs/quality.md``, "Two models, each before its tail"). Each model
-gets its own backend instance with the recipe's other options; a job goes to the model its index names (job ``i`` of a label to model
-``i mod n``), so which model answers a job depends on the recipe and the seed alone, not
-on timing, and a run is as deterministic as its models are. The request key names every
-model of the list (see :attr:`ModelMix.model_name`), so a run never reads a completion
-stored by a run of one model of the list, and a resumed run reads each of its jobs' own
-completions back: nothing is paid for twice.
+gets its own backend instance with the recipe's other options; a job goes to the model
+its index names (job ``i`` of a label to model ``i mod n``), so which model answers a
+job depends on the recipe and the seed alone, not on timing, and a run is as
+deterministic as its models are. The request key names every model of the list (see
+:attr:`ModelMix.model_name`), so a run never reads a completion stored by a run of one
+model of the list, and a resumed run reads each of its jobs' own completions back:
+nothing is paid for twice.
 
 Each completion records the model that wrote it (the ``model`` column of the exported
 rows and the dataset card's list of models).
