@@ -359,6 +359,19 @@ def test_cards_of_translate_and_paraphrase_give_the_command_that_made_them(
     assert f"textsynth translate {source} --to de,it" in reproduce
 
 
+
+def test_a_mixture_of_models_is_named_in_the_card_as_it_was_given(tmp_path: Path) -> None:
+    source = _write(tmp_path, ROWS[1:])
+    proc = subprocess.run(
+        [sys.executable, "-m", "textsynth", "paraphrase", str(source), "-n", "1",
+         "--backend", "fake", "--option", "model=[small, other]",
+         "--option", "responses=['1. another way to say it {seed}']",
+         "--out", str(tmp_path / "para"), "--quiet"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    card = (tmp_path / "para" / "README.md").read_text()
+    assert "--backend fake --option 'model=[small, other]'" in card.split("## Reproduce")[1]
+
 def test_cli_paraphrase_that_accepts_nothing_exports_nothing(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "textsynth", "paraphrase", str(_write(tmp_path, ROWS[1:])),

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from textsynth import _loop
-from textsynth.backends import Backend, available_backends, create_backend
+from textsynth.backends import Backend, available_backends
 from textsynth.backends.base import Request
 from textsynth.errors import DataError
 from textsynth.example import Example
@@ -226,8 +226,10 @@ class AugmentJobs(JobSource):
         return out, None
 
     def build_backend(self) -> Backend:
-        spec = self.recipe.backend
-        return create_backend(spec.type, spec.options)
+        from textsynth.executors import backend_from_spec
+
+        spec = self.recipe.backend  # a list of models or of endpoints, as for a run
+        return backend_from_spec(spec.type, spec.options)
 
     @property
     def layout(self) -> DatasetLayout:
@@ -261,8 +263,11 @@ class AugmentJobs(JobSource):
         if recipe.template != self.mode:
             args += ["--template", recipe.template]
         args += ["--backend", recipe.backend.type]
-        if recipe.backend.options.get("model"):
-            args += ["--model", str(recipe.backend.options["model"])]
+        model = recipe.backend.options.get("model")
+        if isinstance(model, list):  # a mixture of models
+            args += ["--option", f"model=[{', '.join(map(str, model))}]"]
+        elif model:
+            args += ["--model", str(model)]
         return " ".join(shlex.quote(a) for a in args)
 
 
