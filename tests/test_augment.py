@@ -335,15 +335,18 @@ def test_cli_paraphrase_with_fake_backend(tmp_path: Path) -> None:
     assert len(_rows(tmp_path / "out")) == 2
 
 
+def _paraphrase_cli(source: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``textsynth paraphrase SOURCE -n 1`` on the fake backend, one scripted answer."""
+    return subprocess.run(
+        [sys.executable, "-m", "textsynth", "paraphrase", str(source), "-n", "1", *extra,
+         "--backend", "fake", "--option", "responses=['1. another way to say it {seed}']",
+         "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=120)
+
 def test_cards_of_translate_and_paraphrase_give_the_command_that_made_them(
         tmp_path: Path) -> None:
     source = _write(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-m", "textsynth", "paraphrase", str(source), "-n", "1",
-         "--seed", "7", "--backend", "fake",
-         "--option", "responses=['1. another way to say it {seed}']",
-         "--out", str(tmp_path / "para"), "--quiet"],
-        capture_output=True, text=True, timeout=120)
+    proc = _paraphrase_cli(source, tmp_path / "para", "--seed", "7")
     # row 0's entities are lost in every answer: its quota is short, as a run's would be
     assert proc.returncode == 3, proc.stderr
     assert "AddToPlaylist/en: 1 short of the quota (attempt limit reached" in " ".join(
@@ -359,15 +362,9 @@ def test_cards_of_translate_and_paraphrase_give_the_command_that_made_them(
     assert f"textsynth translate {source} --to de,it" in reproduce
 
 
-
 def test_a_mixture_of_models_is_named_in_the_card_as_it_was_given(tmp_path: Path) -> None:
-    source = _write(tmp_path, ROWS[1:])
-    proc = subprocess.run(
-        [sys.executable, "-m", "textsynth", "paraphrase", str(source), "-n", "1",
-         "--backend", "fake", "--option", "model=[small, other]",
-         "--option", "responses=['1. another way to say it {seed}']",
-         "--out", str(tmp_path / "para"), "--quiet"],
-        capture_output=True, text=True, timeout=120)
+    proc = _paraphrase_cli(_write(tmp_path, ROWS[1:]), tmp_path / "para",
+                           "--option", "model=[small, other]")
     assert proc.returncode == 0, proc.stderr
     card = (tmp_path / "para" / "README.md").read_text()
     assert "--backend fake --option 'model=[small, other]'" in card.split("## Reproduce")[1]
