@@ -343,6 +343,7 @@ def _paraphrase_cli(source: Path, out: Path, *extra: str) -> subprocess.Complete
          "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=120)
 
+
 def test_cards_of_translate_and_paraphrase_give_the_command_that_made_them(
         tmp_path: Path) -> None:
     source = _write(tmp_path)
@@ -368,6 +369,7 @@ def test_a_mixture_of_models_is_named_in_the_card_as_it_was_given(tmp_path: Path
     assert proc.returncode == 0, proc.stderr
     card = (tmp_path / "para" / "README.md").read_text()
     assert "--backend fake --option 'model=[small, other]'" in card.split("## Reproduce")[1]
+
 
 def test_cli_paraphrase_that_accepts_nothing_exports_nothing(tmp_path: Path) -> None:
     proc = subprocess.run(

@@ -183,18 +183,16 @@ class Recipe(Strict):
                 raise ValueError(f"backend.options.model: '{seen[0]}' is named twice (a "
                                  "list of models mixes different models)")
         # a list of endpoints or of models: each one is a backend with these options
-        # (see executors)
-        for url in urls if isinstance(urls, list) else [urls]:
-            for model in models if isinstance(models, list) else [models]:
-                options = dict(self.backend.options)
-                if url is not None:
-                    options["base_url"] = url
-                if model is not None:
-                    options["model"] = model
-                try:
-                    cls.Options(**options)
-                except ValidationError as exc:
-                    raise ValueError(message(exc, "backend.options")) from exc
+        # (see executors), so each entry is checked in place of its list
+        lists = {key: values for key, values in (("base_url", urls), ("model", models))
+                 if isinstance(values, list)}
+        single = {**self.backend.options, **{key: values[0] for key, values in lists.items()}}
+        entries = [{key: value} for key, values in lists.items() for value in values]
+        for entry in entries or [{}]:
+            try:
+                cls.Options(**{**single, **entry})
+            except ValidationError as exc:
+                raise ValueError(message(exc, "backend.options")) from exc
         return self
 
     @property

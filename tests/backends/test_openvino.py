@@ -303,7 +303,6 @@ def test_concurrent_calls_finish(backend: OpenVINOBackend) -> None:
     assert len(texts) == 6 and all(len(t) == 4 and all(t) for t in texts)
 
 
-
 @model
 def test_two_backends_started_together_load_and_finish(cache: Path) -> None:
     """A mixture of models: two engines in one process, their first calls at once (one
@@ -325,6 +324,7 @@ def test_two_backends_started_together_load_and_finish(cache: Path) -> None:
     texts = asyncio.run(both())
     assert len(texts) == 24 and all(texts)
     assert all(b._pipe is None for b in mix.backends)  # type: ignore[attr-defined]
+
 
 def test_defaults_fill_the_engine_sequences_and_prefill_prompts_together() -> None:
     b = OpenVINOBackend({"max_num_seqs": 64})

@@ -81,11 +81,10 @@ class ModelMix(Backend):
             return out
 
         answers = await asyncio.gather(*(call(w, ps) for w, ps in groups.items()))
-        result: list[Completion | None] = [None] * len(requests)
-        for positions, out in zip(groups.values(), answers, strict=True):
-            for position, completion in zip(positions, out, strict=True):
-                result[position] = completion
-        return [c for c in result if c is not None]
+        placed = {position: completion
+                  for positions, out in zip(groups.values(), answers, strict=True)
+                  for position, completion in zip(positions, out, strict=True)}
+        return [placed[position] for position in range(len(requests))]
 
     def cancel_queued(self) -> None:
         for backend in self.backends:
