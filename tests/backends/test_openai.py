@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from tenacity import wait_fixed
 
-from textsynth.backends import create_backend
+from textsynth.backends import _openai_http, create_backend
 from textsynth.backends.base import Request
 from textsynth.backends.openai import OpenAIBackend
 from textsynth.console import summary_table
@@ -216,11 +217,18 @@ def test_a_job_waiting_for_a_retry_is_replaced_while_others_are_answered(
     assert texts(again) == rows and again.result.complete
 
 
-def test_a_label_that_always_fails_is_not_replaced_forever(tmp_path: Path) -> None:
+def test_a_label_that_always_fails_is_not_replaced_forever(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
     def fail_label_1(body: Mapping[str, Any]) -> str | None:
         return "server_error" if "label 1" in body["messages"][-1]["content"] else None
 
-    with FaultServer(items=3, fault_for=fail_label_1) as srv:
+    # a job is replaced only if an answer is stored while it waits for its retry: label
+    # 0's answers take 20 ms and are committed every 50 ms at most, so a label-1 job waits
+    # a fixed 150 ms (a jittered wait may be over before the next commit)
+    monkeypatch.setattr(_openai_http, "wait_random_exponential",
+                        lambda multiplier, max: wait_fixed(0.15))
+    with FaultServer(items=3, fault_for=fail_label_1, latency=0.02) as srv:
         recipe = make_recipe(tmp_path, srv.url, labels=2, per_label=30, max_retries=2,
                              concurrency=2, generation={"max_attempts": 4})
         with pytest.raises(BackendResponseError, match="gave up after 3 attempts"):
