@@ -1,8 +1,10 @@
-"""Ctrl-C keeps what was paid for: a real ``textsynth run`` process, a real SIGINT.
+"""Ctrl-C and SIGTERM keep what was paid for: a real ``textsynth run`` process, a real
+signal.
 
-The first Ctrl-C stops sending, stores the answers already on the wire (they
-arrive within the grace period), prints how to resume and exits 130; resuming
-asks nothing that was answered. A second Ctrl-C exits at once.
+The first Ctrl-C (or SIGTERM, what ``kill``, ``timeout`` and container or job managers
+send) stops sending, stores the answers already on the wire (they arrive within the
+grace period), prints how to resume and exits 130 (143 for SIGTERM); resuming asks
+nothing that was answered. A second one exits at once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ import pytest
 from textsynth.testing import FaultServer
 
 INTERRUPTED = "interrupted: run the same command again to resume"
+TERMINATED = "stopped by SIGTERM: run the same command again to resume"
+# each stopping signal: the exit status and the line that says how to resume
+STOPS = pytest.mark.parametrize("signum, status, message", [
+    (signal.SIGINT, 130, INTERRUPTED), (signal.SIGTERM, 143, TERMINATED)],
+    ids=["SIGINT", "SIGTERM"])
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
@@ -49,19 +56,21 @@ def _wait_for(check: Callable[[], Any], timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
+@STOPS
 def test_ctrl_c_stores_the_answers_in_flight_and_resume_sends_nothing_for_them(
-        tmp_path: Path, write_recipe: Callable[..., Path]) -> None:
+        tmp_path: Path, write_recipe: Callable[..., Path], signum: int, status: int,
+        message: str) -> None:
     with FaultServer(items=3, latency=1.0) as srv:
         recipe = _recipe(write_recipe, tmp_path, srv.url)
         proc = _start(recipe)
         # some answers stored, and three more on the wire
         _wait_for(lambda: sum(srv.served.values()) >= 3 and srv.inflight == 3)
         in_flight = srv.inflight
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         sent_at = time.monotonic()
         out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 130, err
-        assert INTERRUPTED in err and "Traceback" not in err + out
+        assert proc.returncode == status, err
+        assert message in err and "Traceback" not in err + out
         late = [at for at, _ in srv.arrivals if at > sent_at + 0.3]
         assert late == []  # nothing was sent after Ctrl-C
         answered = set(srv.served)
@@ -78,16 +87,17 @@ def test_ctrl_c_stores_the_answers_in_flight_and_resume_sends_nothing_for_them(
         assert srv.duplicates() == {}  # resuming asked nothing that was answered before
 
 
-def test_a_second_ctrl_c_exits_at_once(tmp_path: Path,
-                                       write_recipe: Callable[..., Path]) -> None:
+@STOPS
+def test_a_second_ctrl_c_exits_at_once(tmp_path: Path, write_recipe: Callable[..., Path],
+                                       signum: int, status: int, message: str) -> None:
     with FaultServer(items=3, latency=30.0) as srv:
         proc = _start(_recipe(write_recipe, tmp_path, srv.url))
         _wait_for(lambda: srv.inflight == 3)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=20)  # the answers take 30 s: it did not wait
-        assert proc.returncode == 130 and INTERRUPTED in err and "Traceback" not in err
+        assert proc.returncode == status and message in err and "Traceback" not in err
         assert sum(srv.served.values()) == 0  # no answer was awaited
 
 

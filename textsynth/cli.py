@@ -92,7 +92,10 @@ def run(
         with RunProgress(_console(stderr=True), enabled=not quiet) as bar:
             # quiet: no snapshot of the run is made for bars nobody sees
             result = run_recipe(recipe, progress=None if quiet else bar, overwrite=overwrite)
-    except (RunInterrupted, KeyboardInterrupt):  # the answers that arrived are stored
+    except RunInterrupted as exc:  # the answers that arrived are stored
+        _console(stderr=True).print(str(exc), highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
         _console(stderr=True).print(INTERRUPTED, highlight=False)
         raise typer.Exit(130) from None
     print_result(_console(), result)
@@ -243,7 +246,10 @@ def _augment(mode: str, source: Path, out: Path | None, extra: dict[str, Any], b
                 result = augment.paraphrase(source, extra.pop("n"), folder,
                                             backend_type=backend, backend_options=options,
                                             progress=bar, overwrite=overwrite, **extra)
-    except (RunInterrupted, KeyboardInterrupt):  # the answers that arrived are stored
+    except RunInterrupted as exc:  # the answers that arrived are stored
+        _console(stderr=True).print(str(exc), highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
         _console(stderr=True).print(INTERRUPTED, highlight=False)
         raise typer.Exit(130) from None
     print_result(_console(), result)

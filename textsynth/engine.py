@@ -32,11 +32,11 @@ from textsynth.backends import Backend, get_backend
 from textsynth.backends.base import Request, Usage
 from textsynth.backends.repair import SchemaRepair
 from textsynth.errors import (
-    INTERRUPTED,
     BudgetExceeded,
     GenerationError,
     RunInterrupted,
     StoreError,
+    stopped_message,
 )
 from textsynth.jobs import JobSource, RecipeJobs
 from textsynth.plan import Job, Quota
@@ -52,6 +52,8 @@ __all__ = ["Engine", "ProgressHook", "RunInterrupted", "RunStats"]
 #: "interrupted", and "finished" last)
 ProgressHook = Callable[[RunSnapshot, str], None]
 _NOTIFY_EVERY = 0.05  # seconds: events of one kind closer than this are not shown
+# what stops a run but keeps the answers in flight: Ctrl-C, and what process managers send
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
@@ -77,9 +79,11 @@ class Engine:
     >>> engine = Engine(recipe, backend=FakeBackend(responses=['["hi"]']))  # doctest: +SKIP
     >>> result = asyncio.run(engine.run())  # doctest: +SKIP
 
-    Ctrl-C (SIGINT, in the main thread): the first one stops sending, stores the
-    answers that arrive within :attr:`interrupt_grace` seconds and raises
-    :class:`RunInterrupted`; a second one exits the process at once (status 130).
+    Ctrl-C (SIGINT, in the main thread), or SIGTERM (what ``kill``, ``timeout``, Docker,
+    Kubernetes and Slurm send to stop a process): the first one stops sending, stores
+    the answers that arrive within :attr:`interrupt_grace` seconds and raises
+    :class:`RunInterrupted`; a second one exits the process at once (status 128 + the
+    signal's number: 130 for SIGINT, 143 for SIGTERM).
     """
 
     #: seconds the answers in flight get after the first Ctrl-C
@@ -118,6 +122,7 @@ class Engine:
         jobs.attach(accepted, self.lag)
         self._round = 0
         self._interrupted = False
+        self.stopped_by = int(signal.SIGINT)  # the signal that stopped the run, if one did
         self._main: asyncio.Task[Any] | None = None  # cancelled by the first Ctrl-C
         self._notified: dict[str, float] = {}  # when each kind of event was last shown
 
@@ -233,21 +238,24 @@ class Engine:
     async def run(self) -> RunStats:
         """Generate until every quota is filled or the attempt limit or budget is reached."""
         loop = asyncio.get_running_loop()
-        previous = None
+        previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            def on_sigint(signum: int, frame: Any) -> None:
-                if self._interrupted:  # the second Ctrl-C: no more waiting
-                    os.write(2, f"\n{INTERRUPTED} (stopped at once)\n".encode())
-                    os._exit(130)
+            def on_signal(signum: int, frame: Any) -> None:
+                if self._interrupted:  # the second Ctrl-C or SIGTERM: no more waiting
+                    message = stopped_message(self.stopped_by)
+                    os.write(2, f"\n{message} (stopped at once)\n".encode())
+                    os._exit(128 + signum)
+                self.stopped_by = signum
                 loop.call_soon_threadsafe(self.interrupt)
 
-            previous = signal.signal(signal.SIGINT, on_sigint)
+            for stop in _STOP_SIGNALS:
+                previous[stop] = signal.signal(stop, on_signal)
         try:
             with _fewer_collections():
                 return await self._run()
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for stop, handler in previous.items():
+                signal.signal(stop, handler)
 
     async def _run(self) -> RunStats:
         start = time.perf_counter()
@@ -291,7 +299,7 @@ class Engine:
         if self.window.failure is not None:  # e.g. the last answers could not be stored
             raise self.window.failure
         if stop is StopReason.INTERRUPTED:
-            raise RunInterrupted(self.store.completion_count())
+            raise RunInterrupted(self.store.completion_count(), self.stopped_by)
         return self.result
 
     async def _finish(self, start: float, stop: StopReason | None) -> None:

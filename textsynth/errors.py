@@ -135,11 +135,26 @@ class ExportError(TextsynthError):
 
 
 INTERRUPTED = "interrupted: run the same command again to resume"
+_SIGINT, _SIGTERM = 2, 15  # the POSIX numbers (also Python's on Windows)
+
+
+def stopped_message(signum: int = _SIGINT) -> str:
+    """What a run stopped by signal ``signum`` says: how to resume."""
+    if signum == _SIGTERM:
+        return "stopped by SIGTERM: run the same command again to resume"
+    return INTERRUPTED
 
 
 class RunInterrupted(TextsynthError):
-    """The run was stopped by Ctrl-C (SIGINT) after storing the answers that arrived."""
+    """The run was stopped by Ctrl-C (SIGINT) or SIGTERM after storing the answers that
+    arrived; ``signum`` is the signal's number (:attr:`exit_code`: 128 plus it)."""
 
-    def __init__(self, stored: int = 0):
+    def __init__(self, stored: int = 0, signum: int = _SIGINT):
         self.stored = stored
-        super().__init__(INTERRUPTED)
+        self.signum = int(signum)
+        super().__init__(stopped_message(self.signum))
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's status for a process that a signal stopped: 130 or 143."""
+        return 128 + self.signum
