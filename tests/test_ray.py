@@ -165,3 +165,83 @@ def test_an_error_raised_inside_a_replica_is_named_in_the_message() -> None:
     with pytest.raises(BackendUnavailable) as caught:
         asyncio.run(executor._call(0, []))
     assert str(caught.value) == "Ray replica 0 failed: AssertionError: transport was None"
+
+
+def test_an_interrupted_ray_run_sends_nothing_more_and_keeps_every_answer(
+        tmp_path: Path) -> None:
+    """A replica takes more calls at once than its backend sends (the openai backend's
+    concurrency, 2 here): the rest wait in the replica. The first Ctrl-C drops those
+    there, so nothing more goes on the wire, and stores what is on it."""
+    from textsynth.engine import RunInterrupted
+
+    with FaultServer(latency=0.5, items=2) as server:
+        backend = {"type": "openai", "options": {
+            "base_url": server.url, "api_key": "test", "model": "test-model",
+            "concurrency": 2}}
+        recipe = _recipe(tmp_path, "ray", {"engine": "ray", "replicas": 2, "num_cpus": 0.5},
+                         backend).with_overrides(per_label=100)
+        engine = Engine(recipe, store=Store.in_dir(recipe.output_dir))
+        executor: Any = engine.backend
+        assert executor.max_concurrency > 2 * 2  # calls queue inside the replicas
+
+        at_interrupt: list[int] = []
+
+        async def stop_soon() -> None:
+            while server.stats["requests"] < 8 or server.inflight < 4:
+                await asyncio.sleep(0.01)
+            at_interrupt.append(server.stats["requests"])  # answered, and on the wire
+            engine.interrupt()
+
+        async def main() -> None:
+            stopper = asyncio.create_task(stop_soon())
+            try:
+                await engine.run()
+            finally:
+                await stopper
+
+        with pytest.raises(RunInterrupted):
+            asyncio.run(main())
+        served = server.stats["requests"]
+    # nothing went on the wire after the interrupt (before, the calls queued in the
+    # replicas kept going out for the whole grace period), and every answer was stored
+    assert served == at_interrupt[0]
+    assert engine.store.completion_count() == served
+    assert executor.stats["dropped_unsent"] > 0
+
+
+def test_sigterm_stops_a_ray_run_as_ctrl_c_does(tmp_path: Path) -> None:
+    """ray.init puts in a SIGTERM handler that exits at once (after a native stack dump);
+    the executor keeps the run's own, so SIGTERM stores the answers in flight and says how
+    to resume. A real ``textsynth run`` process, with a local cluster of its own."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    with FaultServer(latency=1.0, items=2) as server:
+        backend = {"type": "openai", "options": {
+            "base_url": server.url, "api_key": "test", "model": "test-model",
+            "concurrency": 2}}
+        data = _recipe(tmp_path, "cli", {"engine": "ray", "replicas": 2, "num_cpus": 0.5},
+                       backend).with_overrides(per_label=100).model_dump(mode="json",
+                                                                         by_alias=True)
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump(json.loads(json.dumps(data))))
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": "local",
+               "PYTHONPATH": PACKAGE_ROOT}
+        proc = subprocess.Popen([sys.executable, "-m", "textsynth", "run", str(path),
+                                 "--quiet"], env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while server.stats["requests"] < 8 or server.inflight < 4:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        served = server.stats["requests"]
+    assert proc.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM: run the same command again to resume" in err
+    assert "SIGTERM received" not in err and "Traceback" not in err + out
+    assert Store.in_dir(tmp_path / "cli").completion_count() == served  # none lost

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from importlib import import_module
@@ -65,6 +67,7 @@ class _Replica:
 
     def __init__(self, backend_type: str, options: Mapping[str, Any]) -> None:
         self.error: _Failure | None = None
+        self.dropping = False  # the run is ending: requests still queued are dropped
         try:
             self.backend: Backend | None = backend_from_spec(backend_type, options)
         except TextsynthError as exc:  # reported by ready() and generate(), not as a crash
@@ -73,14 +76,28 @@ class _Replica:
     def ready(self) -> tuple[int, _Failure | None]:
         return os.getpid(), self.error
 
-    async def generate(self, requests: list[Request]) -> tuple[int, list[Completion] | _Failure]:
+    async def generate(self, requests: list[Request]
+                       ) -> tuple[int, list[Completion] | _Failure | None]:
+        """The completions, the error the backend raised, or None: the requests waited in
+        the backend's queue and were dropped (:meth:`cancel_queued`), never sent."""
         if self.backend is None:
             assert self.error is not None
             return os.getpid(), self.error
+        if self.dropping:  # a call that reached the replica after cancel_queued
+            return os.getpid(), None
         try:
             return os.getpid(), await self.backend.generate(requests)
         except TextsynthError as exc:
             return os.getpid(), _Failure(exc)
+        except asyncio.CancelledError:
+            if self.dropping:  # its wait for a place was cancelled, not the call itself
+                return os.getpid(), None
+            raise
+
+    def cancel_queued(self) -> None:
+        self.dropping = True
+        if self.backend is not None:
+            self.backend.cancel_queued()
 
     async def aclose(self) -> None:
         if self.backend is not None:
@@ -131,12 +148,20 @@ class RayExecutor(Backend):
         ray = require("ray", "execution.engine 'ray'")
         if not ray.is_initialized():
             address = self.execution.address or os.environ.get("RAY_ADDRESS") or None
+            # ray.init replaces the SIGTERM handler with one that exits at once (after a
+            # native stack dump): the run's own (store the answers in flight, then stop,
+            # as Ctrl-C does) is put back
+            main = threading.current_thread() is threading.main_thread()
+            sigterm = signal.getsignal(signal.SIGTERM) if main else None
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise BackendUnavailable(f"cannot reach the Ray cluster at {address}: {exc}"
                                          ) from None
+            finally:
+                if sigterm is not None:
+                    signal.signal(signal.SIGTERM, sigterm)
             self._started_ray = True
         return ray
 
@@ -177,11 +202,13 @@ class RayExecutor(Backend):
         ray = self._connect()
         self._check_fits(ray)
         ex = self.execution
-        # max_concurrency: the calls one replica runs at once (its async event loop)
+        # max_concurrency: the calls one replica runs at once (its async event loop); the
+        # executor hands it per_replica generate calls at most, so one place is always
+        # free for cancel_queued (which must not wait behind the calls it drops)
         per_replica = self._template.max_concurrency
         actor_cls = ray.remote(
             num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, max_restarts=ex.max_restarts,
-            max_task_retries=1, max_concurrency=per_replica)(_Replica)
+            max_task_retries=1, max_concurrency=per_replica + 1)(_Replica)
         self._actors = [actor_cls.remote(self._type, self._options)
                         for _ in range(ex.replicas)]
         answers = await asyncio.gather(*(a.ready.remote() for a in self._actors))
@@ -210,15 +237,25 @@ class RayExecutor(Backend):
         self.stats["calls"] += 1
         if isinstance(answer, _Failure):
             raise answer.rebuild()
+        if answer is None:  # dropped unsent in the replica (cancel_queued), as a local
+            self.stats["dropped_unsent"] += len(requests)  # backend's queued call is
+            raise asyncio.CancelledError
         self.stats["requests"] += len(requests)
         return answer
 
+    def cancel_queued(self) -> None:
+        """Calls that wait for a place in a replica's backend (its concurrency is lower
+        than the calls a replica takes at once) are dropped there; they end cancelled,
+        as a local backend's queued calls do. What is on the wire is answered and stored."""
+        for actor in self._actors:
+            actor.cancel_queued.remote()
+
     async def _call(self, index: int, requests: list[Request]
-                    ) -> tuple[int, list[Completion] | _Failure]:
+                    ) -> tuple[int, list[Completion] | _Failure | None]:
         from ray.exceptions import RayActorError, RayTaskError
 
         try:
-            result: tuple[int, list[Completion] | _Failure] = \
+            result: tuple[int, list[Completion] | _Failure | None] = \
                 await self._actors[index].generate.remote(requests)
         except RayActorError as exc:
             raise BackendUnavailable(f"Ray replica {index} died and was not brought back "
