@@ -37,7 +37,8 @@ class JobSource(ABC):
 
     ``job(quota, k)`` and ``request(job)`` must depend only on the source and ``k``
     (and on the rows accepted ``lag`` rounds before, see :meth:`attach`), so the same
-    seed gives the same dataset at any concurrency and a resumed run sends nothing twice.
+    seed gives the same dataset and a resumed run sends nothing twice. ``lag`` grows with
+    the request window: prompts that show accepted rows differ at another concurrency.
     """
 
     #: the recipe the run amounts to: stored with the run, shown in the dataset card,

@@ -4,7 +4,8 @@ Every completion is written (and committed) before it is parsed, so an
 interrupted run loses nothing it paid for; the next run reads completions back
 by request key instead of sending the request again. Accepted and rejected rows
 are re-derived on every run (post-processing is not part of the key), so
-changing a quality rule re-uses every stored completion.
+changing a quality rule re-uses every stored completion whose prompt it leaves the same
+(all of them when prompts show no accepted rows: ``generation.avoid: 0``, no bootstrap).
 
 Opening a store takes an exclusive lock on its folder (``textsynth.db.lock``, see
 :mod:`textsynth._lock`): a second process that opens the same store gets a
