@@ -185,3 +185,44 @@ def test_a_killed_run_keeps_every_committed_answer_and_resume_never_asks_for_one
                 "SELECT value FROM meta WHERE key = 'summary'").fetchone()[0])
         assert {k: after[k] for k in before} == before  # none of them was asked again
         assert summary["cached"] == len(before) and len(after) > len(before)
+
+
+def test_sigterm_outside_generation_stops_the_command_as_ctrl_c_does(
+        tmp_path: Path, write_recipe: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGTERM while the dataset is exported (the engine's handler is gone by then): one
+    line and status 143, as Ctrl-C gives 130; the next run exports; ``main`` leaves the
+    caller's SIGTERM handler as it found it."""
+    import os
+
+    from textsynth import cli
+    from textsynth.export import dataset
+
+    recipe = write_recipe({
+        "name": "term", "labels": {"turn_on": "switch on"}, "per_label": 3,
+        "export": {"dir": str(tmp_path / "out")},
+        "backend": {"type": "fake", "options": {"responses": [
+            '["turn the kitchen light on", "switch on the lamp in the hall", '
+            '"put the porch light on please"]']}},
+        "generation": {"examples_per_request": 3},
+        "quality": {"near_duplicates": False, "novelty": False, "semantic": False,
+                    "classifier": False, "language_id": False}})
+    export = dataset.export_dataset
+
+    def terminated_while_exporting(*args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+        return export(*args, **kwargs)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(dataset, "export_dataset", terminated_while_exporting)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["run", str(recipe), "--quiet"])
+    assert stopped.value.code == 143
+    assert TERMINATED in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert not list((tmp_path / "out").glob("*.jsonl"))  # nothing half-written
+
+    monkeypatch.setattr(dataset, "export_dataset", export)
+    cli.main(["run", str(recipe), "--quiet"])  # returns: the run finished
+    assert sum(len(f.read_text().splitlines()) for f in (tmp_path / "out").glob("*.jsonl")) == 3

@@ -6,7 +6,9 @@ to :mod:`textsynth.console`, which draws it.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,7 +82,7 @@ def run(
 ) -> None:
     """Generate the dataset a recipe describes (resumes an interrupted run)."""
     from textsynth.console import RunProgress, print_notes, print_result
-    from textsynth.errors import INTERRUPTED, RunInterrupted
+    from textsynth.errors import RunInterrupted
     from textsynth.overrides import parse_assignments
     from textsynth.pipeline import run_recipe
 
@@ -95,9 +97,8 @@ def run(
     except RunInterrupted as exc:  # the answers that arrived are stored
         _console(stderr=True).print(str(exc), highlight=False)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        _console(stderr=True).print(INTERRUPTED, highlight=False)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated) outside generation
+        raise typer.Exit(_say_stopped(exc)) from None
     print_result(_console(), result)
     if not result.complete:
         raise typer.Exit(3)
@@ -231,7 +232,7 @@ def _augment(mode: str, source: Path, out: Path | None, extra: dict[str, Any], b
              overwrite: bool) -> None:
     from textsynth import augment
     from textsynth.console import RunProgress, print_result
-    from textsynth.errors import INTERRUPTED, RunInterrupted
+    from textsynth.errors import RunInterrupted
     from textsynth.overrides import backend_options
 
     folder = out or Path("output") / f"{source.stem}-{mode}"
@@ -249,9 +250,8 @@ def _augment(mode: str, source: Path, out: Path | None, extra: dict[str, Any], b
     except RunInterrupted as exc:  # the answers that arrived are stored
         _console(stderr=True).print(str(exc), highlight=False)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        _console(stderr=True).print(INTERRUPTED, highlight=False)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated) outside generation
+        raise typer.Exit(_say_stopped(exc)) from None
     print_result(_console(), result)
     if not result.complete:
         raise typer.Exit(3)
@@ -333,20 +333,36 @@ def _print_error(message: str) -> None:
     _console(stderr=True).print(error_line(message), highlight=False, soft_wrap=True)
 
 
+def _say_stopped(exc: KeyboardInterrupt) -> int:
+    """Print how to resume after Ctrl-C or SIGTERM; the exit status (128 + the signal)."""
+    from textsynth.errors import stopped_message
+
+    signum = int(getattr(exc, "signum", signal.SIGINT))
+    _console(stderr=True).print(stopped_message(signum), highlight=False)
+    return 128 + signum
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    from textsynth.errors import Terminated
+
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print as one line and exit non-zero (2 for a bad recipe
-    or command line), never with a traceback."""
+    or command line), never with a traceback. SIGTERM stops a command as Ctrl-C does
+    (a run's generation handles both itself: see :class:`~textsynth.engine.Engine`)."""
     usage_errors = _usage_error_types()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = app(args=argv, standalone_mode=False)  # typer.Exit comes back as its code
     except TextsynthError as exc:
         _print_error(str(exc))
         sys.exit(2)
-    except KeyboardInterrupt:
-        from textsynth.errors import INTERRUPTED
-
-        _console(stderr=True).print(INTERRUPTED, highlight=False)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        sys.exit(_say_stopped(exc))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -354,6 +370,9 @@ def main(argv: list[str] | None = None) -> None:
     except usage_errors as exc:
         _print_error(_usage_line(exc))
         sys.exit(getattr(exc, "exit_code", 2) or 2)
+    finally:
+        if previous is not None:  # main() called from Python: leave its handler as it was
+            signal.signal(signal.SIGTERM, previous)
     if isinstance(code, int) and code:
         sys.exit(code)
 

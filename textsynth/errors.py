@@ -145,6 +145,13 @@ def stopped_message(signum: int = _SIGINT) -> str:
     return INTERRUPTED
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while no generation runs (start-up, export): raised where Ctrl-C raises
+    KeyboardInterrupt, so that both stop a command the same way (see ``cli.main``)."""
+
+    signum = _SIGTERM
+
+
 class RunInterrupted(TextsynthError):
     """The run was stopped by Ctrl-C (SIGINT) or SIGTERM after storing the answers that
     arrived; ``signum`` is the signal's number (:attr:`exit_code`: 128 plus it)."""
