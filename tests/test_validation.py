@@ -43,6 +43,18 @@ def test_a_secret_value_is_never_repeated_and_long_values_are_cut() -> None:
     assert "got" not in describe(_error(temperature=-1), show_input=False)[1]
 
 
+@pytest.mark.parametrize("headers", [["X-Api-Key: hunter2xyzzyQQ"], "X-Api-Key: hunter2xyzzyQQ"],
+                         ids=["list", "string"])
+def test_headers_written_in_curl_style_are_refused_without_their_values(
+        recipe_dict: dict, headers: object) -> None:
+    recipe_dict["backend"] = {"type": "openai", "options": {
+        "base_url": "http://127.0.0.1:9/v1", "model": "m", "headers": headers}}
+    with pytest.raises(RecipeError) as err:
+        load_recipe(recipe_dict)
+    assert "backend.options.headers" in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
 def test_field_path() -> None:
     assert field_path(("labels", "x", 0)) == "labels.x.0"
     assert field_path((), "backend") == "backend"

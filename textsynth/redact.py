@@ -40,8 +40,8 @@ _MIN_SECRET = 6  # shorter values ("x", "1234") would mask ordinary words
 
 # name parts that make an entry secret (a part: split at - _ . space and camelCase)
 _SECRET_PARTS = {"key", "apikey", "token", "secret", "password", "passwd", "pass", "passphrase",
-                 "pwd", "auth", "authorization", "cookie", "cookies", "credential",
-                 "credentials", "sig", "signature", "bearer", "session"}
+                 "pwd", "auth", "authorization", "authentication", "cookie", "cookies",
+                 "credential", "credentials", "sig", "signature", "bearer", "session"}
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)[^/?#@\s]*@", re.I)
 _QUERY_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&#\s?;]+)=(?P<value>[^&#\s;\"'<>]*)")

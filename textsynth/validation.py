@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 __all__ = ["describe", "field_path", "message"]
 
 _SHOWN = 80  # characters of a bad value the message repeats
+# fields whose values carry secrets under names of their own (a header written in curl
+# style, "X-Api-Key: ...", is a list or a string, not a mapping of names): never shown
+_HOLDS_SECRETS = frozenset({"headers", "default_headers", "extra_headers", "query",
+                            "default_query", "extra_query"})
 
 
 def field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
@@ -46,7 +50,7 @@ def describe(exc: ValidationError, prefix: str = "", *, show_input: bool = True
     elif err["type"] == "missing":
         msg = "required field is missing"
     elif show_input and "input" in err and err["type"] not in ("value_error", "assertion_error") \
-            and not any(is_secret_name(str(p)) for p in loc):
+            and not any(is_secret_name(str(p)) or str(p) in _HOLDS_SECRETS for p in loc):
         shown = repr(err["input"])
         shown = shown if len(shown) <= _SHOWN else shown[:_SHOWN - 3] + "..."
         msg = f"{msg} (got {redact_text(shown)})"
