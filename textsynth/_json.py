@@ -11,11 +11,28 @@ are plain data: a cycle raises RecursionError instead of ValueError).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from json import encoder as _encoder
 from typing import Any
 
-__all__ = ["json_encoder", "to_json"]
+__all__ = ["json_encoder", "to_json", "valid_text"]
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(value: Any) -> Any:
+    """``value`` with every lone UTF-16 surrogate in its strings (``"\\ud83d"`` in JSON
+    that a model or a file wrote alone, half an emoji) replaced by U+FFFD: such a
+    string cannot be encoded as UTF-8, so it could not be stored, exported or printed.
+    Lists and dicts are walked; a value without one is returned as it is."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value) if not value.isascii() else value
+    if isinstance(value, list):
+        return [valid_text(v) for v in value]
+    if isinstance(value, dict):
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
+    return value
 
 
 def json_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:

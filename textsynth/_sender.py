@@ -29,6 +29,7 @@ from enum import Enum
 from typing import Protocol
 
 from textsynth._budget import Budget
+from textsynth._json import valid_text
 from textsynth.backends import Backend
 from textsynth.backends.base import Completion, Request, RequestEvents, Usage
 from textsynth.errors import BudgetExceeded, StoreError
@@ -191,6 +192,9 @@ class Sender:
             self.start_pending()
             return
         self._listener.call_ended(batch)
+        for completion in completions:  # half an emoji from a server cannot be stored
+            completion.texts = valid_text(completion.texts)
+            completion.model = valid_text(completion.model)
         self._unstored.append((batch, completions, need))
         self._unstored_count += len(completions)
         loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from textsynth._json import valid_text
 from textsynth.errors import DataError
 from textsynth.quality.rejects import REJECTS_SPLIT  # beside the data: not data
 
@@ -180,7 +181,7 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
             raise DataError(f"not valid JSON: {exc}", source=str(path)) from None
         if not all(isinstance(v, dict) for v in value):
             raise DataError("a JSON file must hold a list of objects", source=str(path))
-        return list(value)
+        return list(valid_text(value))
     rows = []
     for number, line in enumerate(raw.splitlines(), 1):
         if not line.strip():
@@ -192,7 +193,7 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
                             source=str(path)) from None
         if not isinstance(value, dict):
             raise DataError(f"line {number} is not a JSON object", source=str(path))
-        rows.append(value)
+        rows.append(valid_text(value) if "\\u" in line else value)
     return rows
 
 

@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from textsynth._json import valid_text
+
 if TYPE_CHECKING:
     from textsynth.recipe import Recipe
 
@@ -36,6 +38,12 @@ _PREAMBLE = re.compile(
 _QUOTES = "\"'“”‘’«»„`"
 
 
+def _valid(value: Any, raw: str) -> Any:
+    """``value`` without lone surrogates: a model's ``"\\ud83d"`` escape, alone, decodes
+    to one, which cannot be stored (only text with such an escape is walked)."""
+    return valid_text(value) if "\\u" in raw else value
+
+
 def extract_json(text: str) -> Any | None:
     """The first JSON value in ``text`` (fenced or bare), or ``None``."""
     chunks = [m.group(1) for m in _FENCE.finditer(text)] + [text]
@@ -43,14 +51,14 @@ def extract_json(text: str) -> Any | None:
     for chunk in chunks:
         chunk = chunk.strip()
         try:
-            return json.loads(chunk)
+            return _valid(json.loads(chunk), chunk)
         except ValueError:
             pass
         for i, ch in enumerate(chunk):
             if ch in "[{":
                 try:
                     value, _ = decoder.raw_decode(chunk, i)
-                    return value
+                    return _valid(value, chunk)
                 except ValueError:
                     continue
     return None
