@@ -227,3 +227,29 @@ def test_an_output_of_an_earlier_version_is_still_owned(recipe: dict[str, Any]) 
     db.close()
     with pytest.raises(ExportError, match=r"README\.md was not written by textsynth"):
         _run(recipe)
+
+
+@pytest.mark.parametrize("inside", ["dataset/inner", "data/inner"])
+def test_a_run_inside_another_runs_export_is_refused(recipe: dict[str, Any],
+                                                     inside: str) -> None:
+    """Its folder would be replaced by the outer run's next export, store and all."""
+    out = _run(recipe).out_dir
+    inner = dict(recipe, export={"dir": str(out / inside), "formats": ["jsonl"]})
+    with pytest.raises(ExportError, match="which the run in .* exports and would replace"):
+        _run(inner)
+    assert not (out / inside).exists()
+    beside = dict(recipe, export={"dir": str(out / "experiments" / "b"), "formats": ["jsonl"]})
+    assert len(_run(beside).dataset["train"]) > 0  # elsewhere in the folder: allowed
+
+
+def test_an_export_never_deletes_another_runs_store(recipe: dict[str, Any]) -> None:
+    """A run folder moved into the export's dataset/ (as an earlier version allowed) stops
+    the export, even with overwrite, before anything is replaced."""
+    recipe["export"]["formats"] = ["jsonl", "arrow"]  # a dataset/ folder
+    out = _run(recipe).out_dir
+    other = _run(dict(recipe, export={"dir": str(out.parent / "other"),
+                                      "formats": ["jsonl"]})).out_dir
+    os.replace(other, out / "dataset" / "other")
+    with pytest.raises(ExportError, match="holds another run's store"):
+        _run(dict(recipe, per_label=9), overwrite=True)
+    assert (out / "dataset" / "other" / "textsynth.db").is_file()

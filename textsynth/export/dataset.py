@@ -45,7 +45,7 @@ from textsynth.export.folder import (
 from textsynth.export.split import masked_text, near_duplicate_groups, stratified_split
 from textsynth.recipe_specs import ExportSpec
 from textsynth.spans import bio_tags, relocate_spans
-from textsynth.store import Store
+from textsynth.store import STORE_NAME, Store
 
 __all__ = ["DATASET_DIR", "DatasetLayout", "ExportReport", "build_dataset", "example_rows",
            "export_dataset", "output_names", "parquet_files", "stratified_split"]
@@ -243,6 +243,15 @@ def _files(stage: Path, written: list[str]) -> set[str]:
     return files
 
 
+def _check_no_run_inside(path: Path) -> None:
+    """Refuse to replace a folder that holds another run's store (its paid answers)."""
+    if path.is_dir() and not path.is_symlink():
+        held = next(path.rglob(STORE_NAME), None)
+        if held is not None:
+            raise ExportError(f"{path} holds another run's store ({held}), which the export "
+                              "would delete: move that run out of it")
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -297,6 +306,8 @@ def export_dataset(layout: DatasetLayout, store: Store, out_dir: Path,
         files = _files(stage, written) | {CARD}  # the card follows the data
         names = {f.split("/")[0] for f in files}
         old = read_manifest(out)
+        for name in names - {CARD}:
+            _check_no_run_inside(out / name)
         claim(out, names, files, overwrite)
         remove_stale(out, old, files)
         for name in names - {CARD}:

@@ -116,9 +116,27 @@ def is_output(out: Path) -> bool:
     return any((out / name).exists() for name in _MARKERS)
 
 
+def _check_not_in_an_export(out: Path) -> None:
+    """Refuse an output folder inside what another run exports (its ``dataset/`` or
+    ``data/``): that run's next export would replace it, its run store included."""
+    resolved = out.resolve()
+    for outer in resolved.parents:
+        if not (outer / STORE_NAME).is_file():
+            continue
+        top = resolved.relative_to(outer).parts[0]
+        try:
+            written = {Path(f).parts[0] for f in read_manifest(outer)}
+        except ExportError:
+            written = set()
+        if top in written | {"dataset", "data"}:
+            raise ExportError(f"{out} is inside {outer / top}, which the run in {outer} "
+                              "exports and would replace: choose a folder outside it")
+
+
 def check_folder(out: Path, names: Iterable[str], overwrite: bool = False) -> None:
     """Refuse, before a run starts, an output folder where the export would replace
     or remove something textsynth did not write."""
+    _check_not_in_an_export(out)
     if not (out.exists() or out.is_symlink()):
         return
     if not out.is_dir():
