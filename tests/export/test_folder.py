@@ -235,7 +235,7 @@ def test_a_run_inside_another_runs_export_is_refused(recipe: dict[str, Any],
     """Its folder would be replaced by the outer run's next export, store and all."""
     out = _run(recipe).out_dir
     inner = dict(recipe, export={"dir": str(out / inside), "formats": ["jsonl"]})
-    with pytest.raises(ExportError, match="which the run in .* exports and would replace"):
+    with pytest.raises(ExportError, match=r"which the run in .* exports and would replace"):
         _run(inner)
     assert not (out / inside).exists()
     beside = dict(recipe, export={"dir": str(out / "experiments" / "b"), "formats": ["jsonl"]})
