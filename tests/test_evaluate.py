@@ -158,3 +158,14 @@ def test_cli_label_mismatch_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "pass --label-map" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+
+
+def test_label_names_of_one_character_still_give_a_baseline() -> None:
+    """Binary labels ``0``/``1``: the names have no word of two letters, which the word
+    features need; the names' baseline reads their characters instead of crashing."""
+    syn = _pairs(("I loved this movie", "1"), ("what a great film", "1"),
+                 ("I hated this movie", "0"), ("a dull and boring film", "0"))
+    test = _pairs(("a great movie", "1"), ("a boring film", "0"))
+    ev = evaluate(syn, test, embeddings=False)
+    assert ev.result("synthetic").accuracy is not None
+    assert ev.result("label names").n_train == 2

@@ -112,15 +112,18 @@ def _map_labels(data: LabeledSet, test_labels: Sequence[str], explicit: Mapping[
     return texts, labels, mapping, unmapped
 
 
-def _tfidf_classifier() -> Any:
+def _tfidf_classifier(words: bool = True) -> Any:
+    """Word and character n-grams; ``words=False`` for training texts with no word of two
+    letters (label names such as ``0`` and ``1``), where word features have nothing."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import FeatureUnion, make_pipeline
 
+    chars = ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5),
+                                      sublinear_tf=True))
     features = FeatureUnion([
-        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
-        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
-    ])
+        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)), chars,
+    ] if words else [chars])
     return make_pipeline(features, LogisticRegression(C=10.0, max_iter=MAX_ITER))
 
 
