@@ -94,10 +94,7 @@ def run(
         with RunProgress(_console(stderr=True), enabled=not quiet) as bar:
             # quiet: no snapshot of the run is made for bars nobody sees
             result = run_recipe(recipe, progress=None if quiet else bar, overwrite=overwrite)
-    except RunInterrupted as exc:  # the answers that arrived are stored
-        _console(stderr=True).print(str(exc), highlight=False)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated) outside generation
+    except (RunInterrupted, KeyboardInterrupt) as exc:  # what arrived is stored
         raise typer.Exit(_say_stopped(exc)) from None
     print_result(_console(), result)
     if not result.complete:
@@ -247,10 +244,7 @@ def _augment(mode: str, source: Path, out: Path | None, extra: dict[str, Any], b
                 result = augment.paraphrase(source, extra.pop("n"), folder,
                                             backend_type=backend, backend_options=options,
                                             progress=bar, overwrite=overwrite, **extra)
-    except RunInterrupted as exc:  # the answers that arrived are stored
-        _console(stderr=True).print(str(exc), highlight=False)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated) outside generation
+    except (RunInterrupted, KeyboardInterrupt) as exc:  # what arrived is stored
         raise typer.Exit(_say_stopped(exc)) from None
     print_result(_console(), result)
     if not result.complete:
@@ -333,8 +327,10 @@ def _print_error(message: str) -> None:
     _console(stderr=True).print(error_line(message), highlight=False, soft_wrap=True)
 
 
-def _say_stopped(exc: KeyboardInterrupt) -> int:
-    """Print how to resume after Ctrl-C or SIGTERM; the exit status (128 + the signal)."""
+def _say_stopped(exc: BaseException) -> int:
+    """Print how to resume after Ctrl-C or SIGTERM (a run's :class:`RunInterrupted`, or
+    KeyboardInterrupt and :class:`Terminated` elsewhere); the exit status, 128 + the
+    signal."""
     from textsynth.errors import stopped_message
 
     signum = int(getattr(exc, "signum", signal.SIGINT))

@@ -154,14 +154,9 @@ class Terminated(KeyboardInterrupt):
 
 class RunInterrupted(TextsynthError):
     """The run was stopped by Ctrl-C (SIGINT) or SIGTERM after storing the answers that
-    arrived; ``signum`` is the signal's number (:attr:`exit_code`: 128 plus it)."""
+    arrived; ``signum`` is the signal's number (a shell's status for it: 128 plus it)."""
 
     def __init__(self, stored: int = 0, signum: int = _SIGINT):
         self.stored = stored
         self.signum = int(signum)
         super().__init__(stopped_message(self.signum))
-
-    @property
-    def exit_code(self) -> int:
-        """The shell's status for a process that a signal stopped: 130 or 143."""
-        return 128 + self.signum

@@ -21,6 +21,7 @@ set puts under their own label (see :mod:`textsynth.fidelity`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +56,8 @@ __all__ = [
     "readable_label",
 ]
 
+# a word as the TF-IDF classifier's word features count one (scikit-learn's default)
+_WORD = re.compile(r"(?u)\b\w\w+\b")
 SYNTHETIC, LABEL_NAMES, REAL, REAL_PLUS = "synthetic", "label names", "real", "real + synthetic"
 
 
@@ -122,12 +125,9 @@ def _score(name: str, classifier: str, train: tuple[list[str], list[str]], test:
 
     texts, y = train
     if classifier == TFIDF:
-        try:
-            predicted = _tfidf_classifier().fit(texts, y).predict(test.texts)
-        except ValueError as exc:  # no word of two letters in any training text
-            if "empty vocabulary" not in str(exc):
-                raise
-            predicted = _tfidf_classifier(words=False).fit(texts, y).predict(test.texts)
+        # label names such as "0" and "1" have no word of two letters to count
+        words = any(_WORD.search(text) for text in texts)
+        predicted = _tfidf_classifier(words=words).fit(texts, y).predict(test.texts)
     else:
         assert embed is not None
         model = LogisticRegression(C=10.0, max_iter=MAX_ITER).fit(embed(texts), y)
