@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,12 @@ def test_template_that_is_not_utf8(tmp_path: Path) -> None:
     "{% endfor %}{{ ns.s }}",
     "{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}",
     "{{ 10 ** (10 ** 10) }}",
+    "{{ '%500000000s' % 'x' }}",
+    "{{ '%(a)500000000s' % {'a': 'x'} }}",
+    "{{ '%.500000000f' % 1.5 }}",
+    "{{ '%500000000s' | format('x') }}",
+    "{{ '{:>5000000000}'.format('x') }}",
+    "{{ '{:>{w}}'.format('x', w=5000000000) }}",
 ])
 def test_huge_values_are_refused_without_building_them(source: str, monkeypatch) -> None:
     import tracemalloc
@@ -188,6 +195,29 @@ def test_a_render_that_never_ends_is_stopped(source: str, monkeypatch) -> None:
     with pytest.raises(TemplateError, match=r"longer than 0\.5 s"):
         PromptTemplate.from_string(source).render()
     assert 50 <= reads[0] <= 53  # stopped at the first look past the deadline
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("{{ ('x' * 4000000) | wordwrap(5) }}", "wordwrap: a word of 4,000,000 characters"),
+    ("{{ ('ab' * 6000) | wordwrap(width=3) }}", "wordwrap: a word of 12,000 characters"),
+    ("{{ ('a.b ' * 1000000) | urlize }}", "urlize: a text of 4,000,000 characters"),
+])
+def test_one_filter_call_too_slow_to_stop_is_refused_before_it_starts(
+        source: str, expected: str) -> None:
+    # one call cannot be stopped half-way: these took 12-50 s before, past the 5 s limit
+    started = time.monotonic()
+    with pytest.raises(TemplateError, match=expected):
+        PromptTemplate.from_string(source).render()
+    assert time.monotonic() - started < 2
+
+
+def test_formats_and_filters_with_ordinary_sizes_render_as_before() -> None:
+    source = ("{{ '%5s|%-3d|%%|%.2f' % ('a', 7, 1.234) }} {{ '{:>4}|{:.1f}'.format('b', 2.25) }} "
+              "{{ '%s-%s' | format(1, 2) }} {{ 7 % 3 }} {{ 'hello world foo' | wordwrap(5) }} "
+              "{{ ('x' * 20000) | wordwrap(5, false) | length }} {{ 'see http://a.com' | urlize }}")
+    assert PromptTemplate.from_string(source).render() == (
+        'a|7  |%|1.23    b|2.2 1-2 1 hello\nworld\nfoo 20000 '
+        'see <a href="http://a.com" rel="noopener">http://a.com</a>')
 
 
 def test_loops_filters_and_concatenation_render_as_before() -> None:

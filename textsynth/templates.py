@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
@@ -26,6 +27,16 @@ SUFFIX = ".jinja"
 MAX_TEMPLATE_BYTES = 2**20
 MAX_PROMPT_CHARS = 2**22  # a rendered prompt, and any one value a template builds
 MAX_RENDER_SECONDS = 5.0
+# one filter call cannot be stopped half-way, so the few whose cost grows faster than
+# their input are bounded before they start: a word that ``wordwrap`` cuts into pieces
+# (each cut copies the rest of the word) and the text ``urlize`` scans (about 3 us a word)
+MAX_WRAPPED_WORD = 10_000
+MAX_URLIZE_CHARS = 2**20
+# a width or precision in a printf-style (``%10s``) or ``str.format`` (``{:>10}``) spec
+_PRINTF_WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d*))?[a-zA-Z%]")
+_FORMAT_WIDTH = re.compile(r"\{[^{}]*?:[^{}]*?(\d+)(?:\.(\d+))?[^{}]*\}")
+_NESTED_SPEC = re.compile(r":[^{}]*\{")
+_LONG_WORD = re.compile(rf"\S{{{MAX_WRAPPED_WORD + 1},}}")
 clock: Callable[[], float] = time.monotonic  # what render time is measured with
 
 
@@ -133,7 +144,7 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
     """An immutable sandbox (a template cannot change the lists and dicts it is
     given) whose templates are bounded in output size and render time."""
 
-    intercepted_binops = frozenset({"*", "**", "+"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def __init__(self, **options: Any):
         super().__init__(extensions=[_Guard], **options)
@@ -143,6 +154,70 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
         self._guard: _Guard = self.extensions[_Guard.identifier]  # type: ignore[assignment]
         for name in ("center", "indent"):  # padding allocates before any size check
             self.filters[name] = self._width_checked(self.filters[name])
+        self.filters["format"] = self._format_checked(self.filters["format"])
+        self.filters["wordwrap"] = self._wrap_checked(self.filters["wordwrap"])
+        self.filters["urlize"] = self._urlize_checked(self.filters["urlize"])
+
+    def check_format(self, spec: Any) -> None:
+        """Refuses a printf-style or ``str.format`` spec whose width or precision is
+        larger than a prompt: ``'%500000000s' % 'x'`` would build it before any check."""
+        if not isinstance(spec, str) or not any(c.isdigit() for c in spec):
+            return
+        for pattern in (_PRINTF_WIDTH, _FORMAT_WIDTH):
+            for match in pattern.finditer(spec):
+                for number in match.groups():
+                    if number and len(number) > 6 and int(number) > self.max_chars:
+                        raise TemplateError(f"a width of {int(number):,} is larger than the "
+                                            f"prompt limit ({self.max_chars:,})")
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        spec = value.__self__  # "{:>500000000}".format(...): checked before the call
+        self.check_format(spec)
+        if not _NESTED_SPEC.search(spec):
+            return wrapped
+
+        def nested(*args: Any, **kwargs: Any) -> str:  # "{:>{w}}": a width from the values
+            for arg in (*args, *kwargs.values()):
+                if isinstance(arg, int) and arg > self.max_chars:
+                    raise TemplateError(f"a width of {arg:,} is larger than the prompt limit "
+                                        f"({self.max_chars:,})")
+            return wrapped(*args, **kwargs)
+
+        return nested
+
+    def _format_checked(self, fmt: Callable[..., Any]) -> Callable[..., Any]:
+        def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+            self.check_format(value)
+            return fmt(value, *args, **kwargs)
+
+        return checked
+
+    def _wrap_checked(self, wrap: Callable[..., Any]) -> Callable[..., Any]:
+        def checked(environment: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+            words = (kwargs.get("break_long_words", args[1] if len(args) > 1 else True)
+                     and isinstance(value, str) and len(value) > MAX_WRAPPED_WORD
+                     and _LONG_WORD.search(value))
+            if words:
+                raise TemplateError(f"wordwrap: a word of {len(words[0]):,} characters is "
+                                    f"longer than {MAX_WRAPPED_WORD:,} (cutting it up would "
+                                    "take too long)")
+            return wrap(environment, value, *args, **kwargs)
+
+        checked.jinja_pass_arg = wrap.jinja_pass_arg  # type: ignore[attr-defined]
+        return checked
+
+    def _urlize_checked(self, urlize: Callable[..., Any]) -> Callable[..., Any]:
+        def checked(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(value, str) and len(value) > MAX_URLIZE_CHARS:
+                raise TemplateError(f"urlize: a text of {len(value):,} characters is longer "
+                                    f"than {MAX_URLIZE_CHARS:,}")
+            return urlize(context, value, *args, **kwargs)
+
+        checked.jinja_pass_arg = urlize.jinja_pass_arg  # type: ignore[attr-defined]
+        return checked
 
     def _width_checked(self, pad: Callable[..., Any]) -> Callable[..., Any]:
         def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -181,6 +256,8 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
                         and len(seq) * times > self.max_chars:
                     raise TemplateError(f"repeating a value {times:,} times makes it larger "
                                         f"than the prompt limit ({self.max_chars:,})")
+        if operator == "%":
+            self.check_format(left)
         if operator == "**" and isinstance(left, int | float) and isinstance(right, int | float) \
                 and abs(left) > 1 and right * math.log2(abs(left)) > 4096:
             raise TemplateError(f"{left} ** {right} is too large a number")
