@@ -159,6 +159,36 @@ def test_a_label_given_twice(recipe_dict: dict, labels) -> None:
         load_recipe(recipe_dict)
 
 
+@pytest.mark.parametrize(("labels", "why"), [
+    ([["a", "b"], "c"], r"label 1 is a list, not a name"),
+    (["c", {"greet": "Say hello"}], r"label 2 is a mapping, not a name"),
+    ([None, "c"], r"label 1 is empty \(null\)"),
+    ({None: "x", "c": "y"}, r"a label name is empty \(null\)"),
+    ([True, False], r"label 1 is true, not a name: YAML reads an unquoted yes, no, on, off"),
+    ({True: "x", "b": "y"}, r"a label name is true"),
+    ([1.5, "c"], r"label 1 is the number 1\.5: quote it \('1\.5'\)"),
+])
+def test_a_label_name_that_is_not_text_is_refused(recipe_dict: dict, labels, why: str) -> None:
+    # before: written into every prompt as "['a', 'b']", "None" or "True"
+    recipe_dict["labels"] = labels
+    with pytest.raises(RecipeError, match=why):
+        load_recipe(recipe_dict)
+
+
+def test_whole_numbers_are_label_names(recipe_dict: dict) -> None:
+    recipe_dict["labels"] = [0, 1]
+    assert list(load_recipe(recipe_dict).labels) == ["0", "1"]
+
+
+def test_yes_and_no_from_a_yaml_file_say_to_quote_them(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("name: t\nper_label: 2\nlabels: [yes, no]\n")
+    with pytest.raises(RecipeError, match=r"quote it"):
+        load_recipe(path)
+    path.write_text("name: t\nper_label: 2\nlabels: ['yes', 'no']\n")
+    assert list(load_recipe(path).labels) == ["yes", "no"]
+
+
 def test_advice_names_the_labels_with_only_a_name() -> None:
     names = load_recipe({"name": "t", "per_label": 1, "labels": ["a", "b", "c", "d", "e"]})
     (note,) = names.advice()

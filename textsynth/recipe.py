@@ -47,6 +47,27 @@ MAX_PER_LABEL = 10_000_000
 MAX_VARY_COMBINATIONS = 10_000
 
 
+def _check_label_name(name: Any, index: int | None) -> None:
+    """A label name is text or a whole number (``0``/``1`` labels); anything else YAML
+    made of it is refused rather than written into prompts as ``['a', 'b']`` or ``None``."""
+    if isinstance(name, str) or (isinstance(name, int) and not isinstance(name, bool)):
+        return
+    where = f"label {index + 1}" if index is not None else "a label name"
+    if isinstance(name, bool):
+        raise ValueError(f"{where} is {str(name).lower()}, not a name: YAML reads an "
+                         "unquoted yes, no, on, off, true or false as true or false; "
+                         "quote it ('on')")
+    if name is None:
+        raise ValueError(f"{where} is empty (null)")
+    if isinstance(name, float):
+        raise ValueError(f"{where} is the number {name!r}: quote it ('{name!r}') to use "
+                         "it as a name")
+    kind = {list: "a list", dict: "a mapping", tuple: "a list"}.get(type(name), type(name).__name__)
+    raise ValueError(f"{where} is {kind}, not a name (a list of labels holds names; "
+                     "a label's description and examples go under its name: "
+                     "labels: {name: {description: ..., examples: [...]}})")
+
+
 class Recipe(Strict):
     """A complete, validated description of one dataset.
 
@@ -99,6 +120,8 @@ class Recipe(Strict):
     @classmethod
     def _labels(cls, v: Any) -> Any:
         if isinstance(v, list | dict):
+            for i, name in enumerate(v):
+                _check_label_name(name, i if isinstance(v, list) else None)
             counts = Counter(str(name) for name in v)
             twice = sorted(n for n, k in counts.items() if k > 1)
             if twice:  # a dict would keep one of them silently
