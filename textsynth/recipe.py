@@ -62,7 +62,8 @@ def _check_label_name(name: Any, index: int | None) -> None:
     if isinstance(name, float):
         raise ValueError(f"{where} is the number {name!r}: quote it ('{name!r}') to use "
                          "it as a name")
-    kind = {list: "a list", dict: "a mapping", tuple: "a list"}.get(type(name), type(name).__name__)
+    kind = ("a list" if isinstance(name, list | tuple) else
+            "a mapping" if isinstance(name, dict) else type(name).__name__)
     raise ValueError(f"{where} is {kind}, not a name (a list of labels holds names; "
                      "a label's description and examples go under its name: "
                      "labels: {name: {description: ..., examples: [...]}})")
