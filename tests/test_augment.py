@@ -314,6 +314,24 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_folder_that_is_or_holds_the_source_is_refused(tmp_path: Path) -> None:
+    # before: `translate first --out first` replaced the run's dataset with its translation
+    first = tmp_path / "first"
+    translate(_write(tmp_path), ["de"], first, backend=FakeBackend(handler=german))
+    before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    for source, out, where in [(first, first, "is the source"),
+                               (first, first / "dataset", "lies inside the source"),
+                               (first / "train.jsonl", first, "holds the source"),
+                               (first, tmp_path, "holds the source")]:
+        with pytest.raises(DataError, match=f"{where}.*replace the rows the translate reads"):
+            translate(source, ["it"], out, backend=FakeBackend(handler=german))
+    assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
+    proc = _paraphrase_cli(first, first)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "is the source" in proc.stderr and "pass another --out" in proc.stderr
+    assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
+
+
 def test_cli_translate_missing_source_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "textsynth", "translate", str(tmp_path / "x"),
                            "--to", "de", "--backend", "fake"],

@@ -115,6 +115,8 @@ class AugmentJobs(JobSource):
             raise DataError("translate needs at least one target language")
         if n < 1 or max_attempts < 1:
             raise DataError("n and max_attempts must be at least 1")
+        if isinstance(source, str | Path):
+            _check_apart(Path(source), Path(out_dir), mode)
         self.mode = mode
         self.data = load_labeled(source)
         self.n = n if mode == "paraphrase" else 1
@@ -269,6 +271,18 @@ class AugmentJobs(JobSource):
         elif model:
             args += ["--model", str(model)]
         return " ".join(shlex.quote(a) for a in args)
+
+
+def _check_apart(source: Path, out: Path, mode: str) -> None:
+    """The output folder must not hold the source, nor lie inside it: the export would
+    replace the very rows it reads (``translate out --out out`` replaced the run's
+    dataset with its translation, and a second try read the translation back)."""
+    src, dst = source.resolve(), out.resolve()
+    if src == dst or src.is_relative_to(dst) or dst.is_relative_to(src):
+        where = ("is the source" if src == dst else "holds the source" if src.is_relative_to(dst)
+                 else "lies inside the source")
+        raise DataError(f"the output folder {out} {where} ({source}): its export would "
+                        f"replace the rows the {mode} reads; pass another --out")
 
 
 def _run(jobs: AugmentJobs, backend: Backend | None, progress: ProgressHook | None,
