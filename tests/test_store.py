@@ -158,6 +158,100 @@ def test_a_failed_completion_write_ends_the_run(recipe_dict: dict, tmp_path: Pat
         assert 1 <= store.completion_count() <= 2
 
 
+# -- a store deleted or replaced while its run goes on -----------------------------------------
+def _deleting_backend(out: Path, after: int, replace_with: bytes | None = None) -> FakeBackend:
+    """A fake backend whose ``after``-th call deletes the output folder (``rm -r out``),
+    or puts ``replace_with`` where the store was."""
+    import shutil
+
+    from textsynth.backends.base import Request
+
+    calls = {"n": 0}
+
+    def answer(request: Request) -> str:
+        calls["n"] += 1
+        if calls["n"] == after:
+            if replace_with is None:
+                shutil.rmtree(out)
+            else:
+                (out / STORE_NAME).unlink()
+                (out / STORE_NAME).write_bytes(replace_with)
+        label = str(request.metadata["slot"]).split("/")[0]
+        return FAKE_LINES.replace("{label}", label).replace("{seed}", f"s{request.seed}")
+
+    return FakeBackend({"batch_size": 1, "latency": 0.005}, handler=answer)
+
+
+def test_a_store_deleted_during_its_run_is_written_back_and_nothing_is_paid_twice(
+        recipe_dict: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from textsynth import store as store_module
+
+    monkeypatch.setattr(store_module, "_WATCH_SECONDS", 0.0, raising=False)
+    recipe_dict["export"]["formats"] = ["jsonl"]
+    recipe_dict["per_label"] = 30
+    recipe = load_recipe(recipe_dict)
+    out = tmp_path / "out"
+    fake = _deleting_backend(out, after=8)
+    result = asyncio.run(asyncio.wait_for(generate(recipe, backend=fake), 60))
+    assert result.accepted == 60
+    assert "was deleted while the run went on; it was written back" in caplog.text
+    with sqlite3.connect(out / STORE_NAME) as db:  # before: the folder was gone after exit 0
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        stored = db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+    db.close()
+    assert stored == len(fake.requests)  # every answer paid for, the early ones included
+    again = FakeBackend({"batch_size": 1}, responses=[FAKE_LINES])
+    rerun = asyncio.run(asyncio.wait_for(generate(recipe, backend=again), 60))
+    assert again.requests == [] and rerun.accepted == 60  # before: all sent again
+    assert _rows(out) and len(_rows(out)) == 60
+
+
+def test_a_written_back_store_is_locked_again(tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "out"
+    with Store.in_dir(out) as store:
+        store.set_meta("k", 1)
+        shutil.rmtree(out)  # the lock file goes too: another run could take the folder
+        store.watch(now=True)
+        opener = subprocess.run(
+            [sys.executable, "-c", "import sys\nfrom textsynth.store import Store\n"
+             "Store.in_dir(sys.argv[1])", str(out)], capture_output=True, text=True, timeout=60)
+        assert "is in use by another textsynth run" in opener.stderr
+        assert store.get_meta("k") == 1
+    with Store.in_dir(out) as again:
+        assert again.get_meta("k") == 1
+
+
+def test_a_store_replaced_during_its_run_is_left_alone_and_the_answers_saved_aside(
+        recipe_dict: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from textsynth import store as store_module
+
+    monkeypatch.setattr(store_module, "_WATCH_SECONDS", 0.0, raising=False)
+    recipe_dict["per_label"] = 30
+    recipe = load_recipe(recipe_dict)
+    out = tmp_path / "out"
+    fake = _deleting_backend(out, after=8, replace_with=b"someone else's file")
+    with pytest.raises(StoreError, match=r"was replaced by another file while the run went on; "
+                                         r"it is left as it is, and this run's answers are "
+                                         r"saved in .*textsynth\.db\.saved-"):
+        asyncio.run(asyncio.wait_for(generate(recipe, backend=fake), 60))
+    assert (out / STORE_NAME).read_bytes() == b"someone else's file"
+    (aside,) = out.glob(f"{STORE_NAME}.saved-*")
+    with sqlite3.connect(aside) as db:
+        saved = db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+    db.close()
+    assert saved >= 7
+    aside.replace(out / STORE_NAME)  # as the message says: the next run resumes from it
+    again = FakeBackend({"batch_size": 1}, responses=[FAKE_LINES])
+    assert asyncio.run(generate(recipe, backend=again)).accepted == 60
+    def jobs(backend: FakeBackend) -> set[tuple[str, int]]:
+        return {(r.metadata["slot"], r.metadata["index"]) for r in backend.requests}
+
+    assert not jobs(again) & jobs(fake)  # nothing saved aside is paid for again
+
+
 # -- a store that is not one ----------------------------------------------------------------
 def _garbage_pages(db: Path) -> None:
     data = bytearray(db.read_bytes())

@@ -98,6 +98,22 @@ class FolderLock:
             raise
         return fd
 
+    def renew(self) -> None:
+        """Lock the file at :attr:`path` again after it was deleted (with its folder,
+        during a run): the old lock is on a file no other run can find any more."""
+        with _HELD_LOCK:
+            held = _HELD.get(self._key)
+            if held is None:
+                return
+            try:
+                if os.path.samestat(os.fstat(held[0]), os.stat(self.path)):
+                    return
+            except OSError:
+                pass  # gone: take a new one
+            fd = self._take()
+            os.close(held[0])
+            held[0] = fd
+
     def release(self) -> None:
         with _HELD_LOCK:
             if not self._held:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +41,8 @@ from textsynth.redact import mask_known, redact, redact_text
 __all__ = ["STORE_NAME", "Store", "Transaction", "peek_meta"]
 
 LOCK_SUFFIX = ".lock"
+_WATCH_SECONDS = 1.0  # how often a commit looks whether the store's file is still there
+log = logging.getLogger(__name__)
 _FRESH_KEYS = 250_000  # keys a fresh store remembers (about 25 MB), then it looks them up
 
 P = ParamSpec("P")
@@ -75,6 +79,7 @@ class Transaction:
         except sqlite3.Error as exc:
             store._rollback()
             raise store.error("write", exc) from exc
+        store.watch()
 
     def rollback(self) -> None:
         self._store._rollback()
@@ -102,6 +107,8 @@ class Store:
         # has, so looking up any other key (every request of a fresh run) needs no query
         self._fresh = False
         self._written: set[str] = set()
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file opened
+        self._watched = 0.0
         if str(path) == ":memory:":
             self._db = sqlite3.connect(":memory:", isolation_level=None)
             self._db.executescript(SCHEMA)
@@ -129,6 +136,8 @@ class Store:
             raise
         try:
             self._open()
+            self._file = _file_id(self.path)
+            self._watched = time.monotonic()
         except BaseException:
             self.close()
             raise
@@ -176,7 +185,76 @@ class Store:
         return StoreError(f"cannot {action} the run store {self.path}: {exc}"
                           + (f" ({why})" if why else ""), path=str(self.path))
 
+    def watch(self, now: bool = False) -> None:
+        """Look (at most once a second, or ``now``) whether the store's file is still the
+        one this run writes. A deleted store (``rm -r out`` during a run) is written back
+        from the open one, and the run goes on: before, the run wrote on into the deleted
+        file, ended with exit 0, and the next run paid for every answer again. A store
+        replaced by another file is left alone; this run's answers are saved next to it
+        and the run stops."""
+        if self._file is None or self._db.in_transaction:
+            return
+        clock = time.monotonic()
+        if not now and clock - self._watched < _WATCH_SECONDS:
+            return
+        self._watched = clock
+        current = _file_id(self.path)
+        if current == self._file:
+            return
+        if current is None:
+            self._restore()
+        else:
+            self._save_aside()
+
+    def _copy_to(self, target: Path) -> None:
+        copy = sqlite3.connect(target)
+        try:
+            self._db.backup(copy)
+        finally:
+            copy.close()
+
+    def _restore(self) -> None:
+        path = self.path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staged = path.with_name(f"{path.name}.restoring-{os.getpid()}")
+            staged.unlink(missing_ok=True)
+            self._copy_to(staged)
+            # the old file's WAL and shared memory, where the user left them, go with it
+            self._db.close()
+            os.replace(staged, path)
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"the run store {path} was deleted while the run went on, and "
+                             f"could not be written back: {getattr(exc, 'strerror', None) or exc}",
+                             path=str(path)) from exc
+        self._file = _file_id(path)
+        if self._lock is not None:
+            self._lock.renew()
+        count = self.completion_count()
+        log.warning("the run store %s was deleted while the run went on; it was written back "
+                    "with the %d answers stored so far, and the run goes on", path, count)
+
+    def _save_aside(self) -> None:
+        path = self.path
+        aside = path.with_name(f"{path.name}.saved-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            self._copy_to(aside)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"the run store {path} was replaced by another file while the "
+                             f"run went on, and this run's answers could not be saved: {exc}",
+                             path=str(path)) from exc
+        self._file = None  # the run stops here: nothing more is written
+        raise StoreError(f"the run store {path} was replaced by another file while the run "
+                         f"went on; it is left as it is, and this run's answers are saved in "
+                         f"{aside}: move that to {path} to resume from them", path=str(path))
+
     def close(self) -> None:
+        if self._file is not None and _file_id(self.path) is None:
+            with contextlib.suppress(StoreError):  # deleted in the run's last second
+                self._restore()
         try:
             self._db.close()
         except sqlite3.Error:
@@ -351,6 +429,14 @@ class Store:
         if not self._db.in_transaction:
             self._db.execute("BEGIN")
         return Transaction(self)
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _shown(request: Request) -> list[dict[str, str]]:
