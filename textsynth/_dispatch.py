@@ -77,6 +77,10 @@ class RequestWindow:
         self._queued: dict[int, int] = dict.fromkeys(range(len(self.quotas)), 0)
         self._inflight_total = 0
         self.skip_keys: set[str] = set()  # jobs skipped in an earlier run
+        # per quota: jobs answered from the store and not processed yet, and the jobs the
+        # store did not have that wait for them (see dispatch)
+        self._replaying: Counter[Quota] = Counter()
+        self._held: dict[Quota, list[InFlight]] = {}
         self.tracking = False  # the backend reports its requests' state
         self.cached = self.replaced = self.cancelled = 0
 
@@ -165,10 +169,37 @@ class RequestWindow:
         elif (cached := self.store.get_completion(key)) is not None:
             self.cached += 1
             self.budget.spend(cached.usage)
+            record.from_store = True
+            self._replaying[job.quota] += 1
             record.answer(cached)
+        elif self._replaying[job.quota]:
+            # stored answers of this quota are not processed yet: they may fill it, as they
+            # did in the run that stored them (whose requests sent ahead were cancelled
+            # unsent), so this request waits for them instead of going out at once (a
+            # finished run run again sent a few such requests for nothing)
+            self._held.setdefault(job.quota, []).append(record)
         else:
-            self._by_request[id(record.request)] = record  # while its record lives
-            self.sender.add(record)
+            self._send(record)
+
+    def _send(self, record: InFlight) -> None:
+        self._by_request[id(record.request)] = record  # while its record lives
+        self.sender.add(record)
+
+    def _release_held(self, quota: Quota) -> None:
+        """The quota's stored answers are processed: the jobs that waited for them are
+        undispatched, so :meth:`fill` sends those still wanted (the next ``wants`` sees
+        what the stored answers gave)."""
+        held = self._held.pop(quota, [])
+        for record in held:
+            del self._records[(quota, record.job.index)]
+            self._count(quota, -1)
+            record.future.cancel()
+        if held:
+            first = min(record.job.index for record in held)
+            self.dispatched[quota] = first
+            i = self._index[quota]
+            if first < self._queued.get(i, first + 1):
+                self._queue(i, first)
 
     def flush(self) -> None:
         self.sender.flush()
@@ -200,6 +231,10 @@ class RequestWindow:
         if jk not in self._records:
             self.dispatch(self.jobs.job(quota, index))
         record = self._records[jk]  # kept while awaited: it may be replaced
+        held = self._held.get(quota)
+        if held is not None and record in held:  # its turn: a later job was in the store
+            held.remove(record)
+            self._send(record)
         if self.sender.queue and not record.future.done():
             self.flush()
         try:
@@ -211,6 +246,10 @@ class RequestWindow:
             self._by_request.pop(id(record.request), None)
             if record.state is not State.REPLACED:
                 self._count(quota, -1)
+            if record.from_store:
+                self._replaying[quota] -= 1
+                if not self._replaying[quota] and quota in self._held:
+                    self._release_held(quota)
             self._hunger(quota)
         return Answer(record.job, outcome, record.key)
 

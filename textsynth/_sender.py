@@ -67,6 +67,7 @@ class InFlight:
     waiting_since: int = 0  # answers arrived when it started waiting for a retry
     throttled: bool = False  # waited for a retry at least once
     was_sent: bool = False  # went on the wire at least once
+    from_store: bool = False  # answered from the store
 
     def answer(self, outcome: Completion | BaseException) -> None:
         """Hand the job its completion, or the error that ends it (once)."""

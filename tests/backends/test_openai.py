@@ -685,6 +685,24 @@ def test_cancelled_requests_keep_the_dataset_deterministic(tmp_path: Path,
     assert cancelled[concurrency] > 0
 
 
+def test_a_finished_run_run_again_sends_nothing(tmp_path: Path) -> None:
+    # the first run cancels requests sent ahead once the answers show they are not
+    # needed; run again, the stored answers come back at once and used to let the next
+    # job of a label go out before processing showed the label full (2-7 requests)
+    with FaultServer(latency=0.05, reply=_yield_falling_reply) as srv:
+        recipe = make_recipe(tmp_path, srv.url, labels=12, per_label=20, concurrency=16)
+        first = run(recipe)
+        assert first.result.complete and first.result.cancelled > 0
+        stored, rows = first.store.completion_count(), texts(first)
+        first.store.close()
+        for _ in range(2):
+            sent = srv.stats["ok"]
+            again = run(recipe)
+            assert srv.stats["ok"] == sent and again.result.sent == 0
+            assert again.result.cached == stored and texts(again) == rows
+            again.store.close()
+
+
 def test_error_messages_hide_credentials_in_the_url(tmp_path: Path) -> None:
     with FaultServer() as srv:
         port = srv.port
