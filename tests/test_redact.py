@@ -104,8 +104,50 @@ def test_known_secrets_are_masked_anywhere_and_only_they_in_data() -> None:
                                "sk-looks-like-a-key-but-is-data"  # data: only known values
     assert "known" not in redact_text(text)
     assert mask_known("known-Value-778899".replace("-", "%2D")) != "known-Value-778899"
-    add_secret("abc")  # too short to mask safely: ignored
-    assert mask_known("abc abc") == "abc abc"
+
+
+
+@pytest.fixture
+def fresh_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets registered by the test are forgotten after it."""
+    from textsynth import redact as module
+
+    monkeypatch.setattr(module, "_known", set())
+    monkeypatch.setattr(module, "_short", set(), raising=False)
+    monkeypatch.setattr(module, "_cache", ((), []))
+
+
+def test_a_short_key_is_masked_in_messages_as_a_whole_word(fresh_secrets: None) -> None:
+    add_secret("ab1x")  # before: keys under 6 characters were never masked
+    assert redact_text("401: invalid key ab1x (key 'ab1x')") == \
+        f"401: invalid key {REDACTED} (key '{REDACTED}')"
+    assert redact_text("tab1xy stays") == "tab1xy stays"  # not inside another word
+    assert mask_known("ab1x ab1x") == "ab1x ab1x"  # data: it could be any word
+    add_secret("ab")  # too short to mask even in messages
+    assert redact_text("ab cd") == "ab cd"
+
+
+@pytest.mark.parametrize("echo", [
+    lambda key: key.upper(),
+    lambda key: key.lower(),
+    lambda key: __import__("base64").b64encode(key.encode()).decode(),
+    lambda key: __import__("base64").b64encode(key.encode()).decode().rstrip("="),
+    lambda key: __import__("base64").urlsafe_b64encode(key.encode()).decode(),
+])
+def test_a_key_echoed_in_another_case_or_base64_is_masked(fresh_secrets: None, echo) -> None:
+    key = "Sk-Mixed-Case-55aa77bb"
+    add_secret(key)
+    message = f"server said: bad credentials {echo(key)}!"
+    assert echo(key) not in redact_text(message) and REDACTED in redact_text(message)
+    assert echo(key) not in mask_known(message)  # nor in a row or a stored completion
+
+
+def test_a_key_beyond_ascii_echoed_in_another_encoding_is_masked(fresh_secrets: None) -> None:
+    key = "clé-secrète-ÆØÅ-2026"
+    add_secret(key)
+    for echo in (key, json.dumps(key)[1:-1], key.encode().decode("latin-1"), key.upper()):
+        assert echo not in redact_text(f"bad key: {echo}"), echo
+        assert REDACTED in mask_known(f"bad key: {echo}"), echo
 
 
 def test_structures_keep_numbers_under_secret_names() -> None:

@@ -22,6 +22,8 @@ Two things are masked:
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import re
@@ -36,7 +38,8 @@ REDACTED = "<redacted>"
 #: environment variables whose values are secrets wherever they turn up
 SECRET_ENV = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "TEXTSYNTH_API_KEY",
               "AZURE_OPENAI_API_KEY", "ANTHROPIC_API_KEY")
-_MIN_SECRET = 6  # shorter values ("x", "1234") would mask ordinary words
+_MIN_SECRET = 6  # shorter values ("x", "1234") would mask ordinary words in data
+_MIN_SHORT = 3  # a shorter known secret is masked in messages as a whole word only
 
 # name parts that make an entry secret (a part: split at - _ . space and camelCase)
 _SECRET_PARTS = {"key", "apikey", "token", "secret", "password", "passwd", "pass", "passphrase",
@@ -55,6 +58,7 @@ _AUTH_VALUE = re.compile(r"(?P<lead>\bauthorization[\"']?\s*[:=]\s*[\"']?"
 _BEARER = re.compile(r"\b(?P<lead>Bearer\s+)(?=[A-Za-z._~+/=-]*\d)[A-Za-z0-9._~+/=-]{8,}")
 
 _known: set[str] = set()
+_short: set[str] = set()
 _lock = threading.Lock()
 
 
@@ -72,22 +76,41 @@ def is_secret_name(name: str) -> bool:
     return "".join(words) in {"apikey", "accesstoken", "xapikey", "subscriptionkey"}
 
 
+def _forms(value: str) -> set[str]:
+    """The ways a server may echo ``value`` back: as it is, URL-encoded or decoded,
+    base64-encoded (Basic auth, tokens passed on), JSON-escaped (``\\u00e9``) and, for
+    text beyond ASCII, its UTF-8 bytes read as Latin-1 (a server that got the encoding
+    wrong). Upper and lower case are matched when masking."""
+    forms = {value, quote(value, safe=""), unquote(value)}
+    raw = value.encode("utf-8", "surrogatepass")
+    encoded = base64.b64encode(raw).decode("ascii")
+    forms.update({encoded, encoded.rstrip("="), base64.urlsafe_b64encode(raw).decode("ascii")})
+    if not value.isascii():
+        forms.add(json.dumps(value)[1:-1])
+        forms.add(raw.decode("latin-1"))
+    return forms
+
+
 def add_secret(*values: str | None) -> None:
-    """Remember secret values (and their URL-encoded forms) so that they are masked
-    wherever they appear. Values shorter than 6 characters are ignored."""
+    """Remember secret values (and the forms a server may echo them in) so that they are
+    masked wherever they appear, in any case. A value of 3 to 5 characters is masked
+    in messages and logs as a whole word only (in data it could be any word); shorter
+    ones are ignored."""
     with _lock:
         for value in values:
             if not value:
                 continue
-            for form in {value, quote(value, safe=""), unquote(value)}:
-                if len(form) >= _MIN_SECRET:
-                    _known.add(form)
+            if len(value) < _MIN_SECRET:
+                if len(value) >= _MIN_SHORT:
+                    _short.add(value)
+                continue
+            _known.update(form for form in _forms(value) if len(form) >= _MIN_SECRET)
 
 
-_cache: tuple[tuple[Any, ...], list[str]] = ((), [])
+_cache: tuple[tuple[Any, ...], list[tuple[str, str]]] = ((), [])
 
 
-def _known_now(refresh: bool = True) -> list[str]:
+def _known_now(refresh: bool = True) -> list[tuple[str, str]]:
     """The secrets to mask, longest first (no half-masked keys).
 
     ``refresh``: look at the environment again. The hot path (every answer, row and
@@ -102,9 +125,22 @@ def _known_now(refresh: bool = True) -> list[str]:
     if _cache[0] != state:
         with _lock:
             found = set(_known)
-        found.update(v for v in env if len(v) >= _MIN_SECRET)
-        _cache = (state, sorted(found, key=len, reverse=True))
+        for value in env:
+            if len(value) >= _MIN_SECRET:
+                found.update(form for form in _forms(value) if len(form) >= _MIN_SECRET)
+        _cache = (state, [(v, v.lower()) for v in sorted(found, key=len, reverse=True)])
     return _cache[1]
+
+
+def _mask(text: str, secrets: list[tuple[str, str]]) -> str:
+    """``text`` with every one of ``secrets`` (each with its lower case) masked, in any
+    case."""
+    lowered = text.lower()
+    for secret, lower in secrets:
+        if lower in lowered:  # as it is, or echoed in upper or lower case
+            text = re.sub(re.escape(secret), REDACTED, text, flags=re.I)
+            lowered = text.lower()
+    return text
 
 
 def mask_known(text: str) -> str:
@@ -115,10 +151,7 @@ def mask_known(text: str) -> str:
     """
     if not text:
         return text
-    for secret in _known_now(refresh=False):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+    return _mask(text, _known_now(refresh=False))
 
 
 def _query(match: re.Match[str]) -> str:
@@ -132,10 +165,13 @@ def redact_text(text: str) -> str:
     """``text`` (a message, a URL, a log line) with known secrets and secret-looking
     parts masked: URL credentials are dropped, secret query values, bearer tokens
     and key-shaped strings are replaced by ``<redacted>``."""
-    text = str(text)
-    for secret in _known_now():
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+    text = _mask(str(text), _known_now())
+    if _short:
+        with _lock:
+            short = sorted(_short, key=len, reverse=True)
+        for secret in short:
+            if secret in text:
+                text = re.sub(rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])", REDACTED, text)
     text = _URL_USERINFO.sub(lambda m: m["scheme"], text)
     text = _QUERY_PARAM.sub(_query, text)
     text = _AUTH_VALUE.sub(lambda m: m["lead"] + REDACTED, text)
