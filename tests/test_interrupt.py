@@ -26,9 +26,11 @@ from textsynth.testing import FaultServer
 INTERRUPTED = "interrupted: run the same command again to resume"
 TERMINATED = "stopped by SIGTERM: run the same command again to resume"
 # each stopping signal: the exit status and the line that says how to resume
+HUNG_UP = "stopped by SIGHUP (its terminal closed): run the same command again to resume"
 STOPS = pytest.mark.parametrize("signum, status, message", [
-    (signal.SIGINT, 130, INTERRUPTED), (signal.SIGTERM, 143, TERMINATED)],
-    ids=["SIGINT", "SIGTERM"])
+    (signal.SIGINT, 130, INTERRUPTED), (signal.SIGTERM, 143, TERMINATED),
+    (getattr(signal, "SIGHUP", 1), 129, HUNG_UP)],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"])
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
@@ -85,6 +87,22 @@ def test_ctrl_c_stores_the_answers_in_flight_and_resume_sends_nothing_for_them(
                                check=False)
         assert again.returncode == 0, again.stderr
         assert srv.duplicates() == {}  # resuming asked nothing that was answered before
+
+
+def test_a_run_under_nohup_goes_on_when_its_terminal_closes(
+        tmp_path: Path, write_recipe: Callable[..., Path]) -> None:
+    # SIGHUP ignored (nohup): the run must not take it back and stop
+    with FaultServer(items=3, latency=0.05) as srv:
+        recipe = _recipe(write_recipe, tmp_path, srv.url)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "textsynth", "run", str(recipe), "--quiet"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        _wait_for(lambda: sum(srv.served.values()) >= 2)
+        proc.send_signal(signal.SIGHUP)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "dataset of 60 rows written" in out
 
 
 @STOPS

@@ -6,6 +6,7 @@ to :mod:`textsynth.console`, which draws it.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -334,14 +335,19 @@ def _say_stopped(exc: BaseException) -> int:
     from textsynth.errors import stopped_message
 
     signum = int(getattr(exc, "signum", signal.SIGINT))
-    _console(stderr=True).print(stopped_message(signum), highlight=False)
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        _console(stderr=True).print(stopped_message(signum), highlight=False)
     return 128 + signum
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     from textsynth.errors import Terminated
 
-    raise Terminated
+    raise Terminated(signum)
+
+
+# stop a command as Ctrl-C does; SIGHUP (its terminal closed) unless ignored (nohup)
+_TERMINATING = (signal.SIGTERM,) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -349,9 +355,11 @@ def main(argv: list[str] | None = None) -> None:
     or command line), never with a traceback. SIGTERM stops a command as Ctrl-C does
     (a run's generation handles both itself: see :class:`~textsynth.engine.Engine`)."""
     usage_errors = _usage_error_types()
-    previous = None
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        for stop in _TERMINATING:
+            if signal.getsignal(stop) is not signal.SIG_IGN:
+                previous[stop] = signal.signal(stop, _on_sigterm)
     try:
         code = app(args=argv, standalone_mode=False)  # typer.Exit comes back as its code
     except TextsynthError as exc:
@@ -366,9 +374,9 @@ def main(argv: list[str] | None = None) -> None:
     except usage_errors as exc:
         _print_error(_usage_line(exc))
         sys.exit(getattr(exc, "exit_code", 2) or 2)
-    finally:
-        if previous is not None:  # main() called from Python: leave its handler as it was
-            signal.signal(signal.SIGTERM, previous)
+    finally:  # main() called from Python: leave its handlers as they were
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
     if isinstance(code, int) and code:
         sys.exit(code)
 

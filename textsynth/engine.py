@@ -53,7 +53,9 @@ __all__ = ["Engine", "ProgressHook", "RunInterrupted", "RunStats"]
 ProgressHook = Callable[[RunSnapshot, str], None]
 _NOTIFY_EVERY = 0.05  # seconds: events of one kind closer than this are not shown
 # what stops a run but keeps the answers in flight: Ctrl-C, and what process managers send
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: the terminal closed (an ssh session dropped); not where it is ignored (nohup)
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
+    (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 @contextmanager
@@ -249,7 +251,8 @@ class Engine:
                 loop.call_soon_threadsafe(self.interrupt)
 
             for stop in _STOP_SIGNALS:
-                previous[stop] = signal.signal(stop, on_signal)
+                if signal.getsignal(stop) is not signal.SIG_IGN:
+                    previous[stop] = signal.signal(stop, on_signal)
         try:
             with _fewer_collections():
                 return await self._run()

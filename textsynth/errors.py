@@ -135,21 +135,26 @@ class ExportError(TextsynthError):
 
 
 INTERRUPTED = "interrupted: run the same command again to resume"
-_SIGINT, _SIGTERM = 2, 15  # the POSIX numbers (also Python's on Windows)
+_SIGHUP, _SIGINT, _SIGTERM = 1, 2, 15  # the POSIX numbers (also Python's on Windows)
 
 
 def stopped_message(signum: int = _SIGINT) -> str:
     """What a run stopped by signal ``signum`` says: how to resume."""
     if signum == _SIGTERM:
         return "stopped by SIGTERM: run the same command again to resume"
+    if signum == _SIGHUP:
+        return ("stopped by SIGHUP (its terminal closed): run the same command again to "
+                "resume; nohup, tmux or screen keep a run going without its terminal")
     return INTERRUPTED
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM while no generation runs (start-up, export): raised where Ctrl-C raises
-    KeyboardInterrupt, so that both stop a command the same way (see ``cli.main``)."""
+    """SIGTERM or SIGHUP while no generation runs (start-up, export): raised where Ctrl-C
+    raises KeyboardInterrupt, so that all stop a command the same way (see ``cli.main``)."""
 
-    signum = _SIGTERM
+    def __init__(self, signum: int = _SIGTERM):
+        super().__init__()
+        self.signum = int(signum)
 
 
 class RunInterrupted(TextsynthError):
