@@ -167,6 +167,9 @@ def test_a_label_given_twice(recipe_dict: dict, labels) -> None:
     ([True, False], r"label 1 is true, not a name: YAML reads an unquoted yes, no, on, off"),
     ({True: "x", "b": "y"}, r"a label name is true"),
     ([1.5, "c"], r"label 1 is the number 1\.5: quote it \('1\.5'\)"),
+    (["c", "a" * 100_000], r"label 2 is 100,000 characters long \('a{24}'\.\.\.\); a label "
+                           r"name is at most 200"),
+    ({"x" * 201: "a description"}, r"a label name is 201 characters long"),
 ])
 def test_a_label_name_that_is_not_text_is_refused(recipe_dict: dict, labels, why: str) -> None:
     # before: written into every prompt as "['a', 'b']", "None" or "True"

@@ -52,7 +52,9 @@ OverwriteOpt = Annotated[bool, typer.Option(
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr)
+    # no automatic highlighting: its patterns are quadratic in a long word (0.17 s for
+    # one of 5,000 characters, minutes for 100,000), and the output is plain text
+    return Console(stderr=stderr, highlight=False)
 
 
 def _load(recipe_path: Path, **overrides: Any) -> Any:

@@ -53,7 +53,7 @@ class RunProgress:
 
     def __init__(self, console: Console | None = None, enabled: bool = True,
                  interval: float = 0.1):
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, highlight=False)
         self.progress = Progress(
             TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(),

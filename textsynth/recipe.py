@@ -47,12 +47,21 @@ MAX_PER_LABEL = 10_000_000
 MAX_VARY_COMBINATIONS = 10_000
 
 
+MAX_LABEL_NAME = 200  # characters: a name, not a description (and a column value)
+
+
 def _check_label_name(name: Any, index: int | None) -> None:
     """A label name is text or a whole number (``0``/``1`` labels); anything else YAML
     made of it is refused rather than written into prompts as ``['a', 'b']`` or ``None``."""
-    if isinstance(name, str) or (isinstance(name, int) and not isinstance(name, bool)):
-        return
     where = f"label {index + 1}" if index is not None else "a label name"
+    if isinstance(name, str):
+        if len(name) > MAX_LABEL_NAME:
+            raise ValueError(f"{where} is {len(name):,} characters long ({name[:24]!r}...); a "
+                             f"label name is at most {MAX_LABEL_NAME} (a longer text goes in "
+                             "its description)")
+        return
+    if isinstance(name, int) and not isinstance(name, bool):
+        return
     if isinstance(name, bool):
         raise ValueError(f"{where} is {str(name).lower()}, not a name: YAML reads an "
                          "unquoted yes, no, on, off, true or false as true or false; "
