@@ -256,6 +256,10 @@ class Sender:
         self.backend.cancel_queued()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=grace)
+        if self._tasks and self.backend.calls_run_to_the_end:
+            # the batch runs on in its thread whatever is done here, and the process waits
+            # for it before it exits: keep its answers rather than drop them
+            await asyncio.wait(list(self._tasks))
         self.abort()
 
     def abort(self) -> None:

@@ -215,6 +215,9 @@ class Engine:
     def activity(self) -> str:
         """What the run waits for now, in a few words ("" when nothing is slow)."""
         if self._interrupted:
+            if self.backend.calls_run_to_the_end:
+                return ("stopping: the model finishes the batch it is on, and its answers "
+                        "are stored (Ctrl-C again quits at once)")
             return (f"stopping: storing the answers in flight (at most "
                     f"{self.interrupt_grace:g} s; Ctrl-C again quits at once)")
         activity = getattr(self.backend, "activity", None)

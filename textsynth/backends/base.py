@@ -128,6 +128,10 @@ class Backend(ABC):
     # plain class attributes, not ClassVar: a wrapper (backends.repair) takes its inner's
     name: str = ""
     reports_request_state: bool = False  # see generate_reporting
+    #: a call runs to its end once begun (a local model's batch in a thread, which the
+    #: process waits for before it exits): a stopped run waits for it and keeps its answers
+    #: rather than dropping them after the grace period
+    calls_run_to_the_end: bool = False
     #: correction turns for an answer that does not fit the output schema, when the
     #: recipe leaves ``generation.repair_turns`` unset (see :mod:`textsynth.backends.repair`)
     default_repair_turns: ClassVar[int] = 0

@@ -36,6 +36,7 @@ class ModelMix(Backend):
         self.name = first.name
         self.backends = list(backends)
         self.reports_request_state = all(b.reports_request_state for b in backends)
+        self.calls_run_to_the_end = any(b.calls_run_to_the_end for b in backends)
 
     @property
     def model_name(self) -> str:

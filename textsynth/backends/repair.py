@@ -86,6 +86,7 @@ class SchemaRepair(Backend):
         self.turns = turns
         self.name = backend.name
         self.reports_request_state = backend.reports_request_state
+        self.calls_run_to_the_end = backend.calls_run_to_the_end
         self.repairs: Counter[str] = Counter()
 
     # -- the wrapped backend's identity and capacity ----------------------------------------

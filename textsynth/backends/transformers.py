@@ -132,6 +132,7 @@ class TransformersBackend(Backend):
     """Generates with a local transformers model, in true batches (left padding)."""
 
     name = "transformers"
+    calls_run_to_the_end = True  # a batch in a thread: it cannot be stopped half-way
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -53,6 +53,7 @@ class VLLMBackend(Backend):
     """Generates with an offline ``vllm.LLM``: continuous batching, seeded per request."""
 
     name = "vllm"
+    calls_run_to_the_end = True  # a batch in a thread: it cannot be stopped half-way
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
