@@ -113,18 +113,16 @@ def fresh_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     from textsynth import redact as module
 
     monkeypatch.setattr(module, "_known", set())
-    monkeypatch.setattr(module, "_short", set(), raising=False)
     monkeypatch.setattr(module, "_cache", ((), []))
 
 
-def test_a_short_key_is_masked_in_messages_as_a_whole_word(fresh_secrets: None) -> None:
-    add_secret("ab1x")  # before: keys under 6 characters were never masked
-    assert redact_text("401: invalid key ab1x (key 'ab1x')") == \
-        f"401: invalid key {REDACTED} (key '{REDACTED}')"
-    assert redact_text("tab1xy stays") == "tab1xy stays"  # not inside another word
-    assert mask_known("ab1x ab1x") == "ab1x ab1x"  # data: it could be any word
-    add_secret("ab")  # too short to mask even in messages
-    assert redact_text("ab cd") == "ab cd"
+def test_a_placeholder_key_is_not_masked(fresh_secrets: None) -> None:
+    # "EMPTY" (what vLLM servers take) or "test": masking them would garble a card's
+    # "test" split and every message that says "empty"
+    add_secret("test")
+    add_secret("EMPTY")
+    assert redact_text("split test: EMPTY or empty") == "split test: EMPTY or empty"
+    assert mask_known("test test") == "test test"
 
 
 @pytest.mark.parametrize("echo", [

@@ -38,8 +38,9 @@ REDACTED = "<redacted>"
 #: environment variables whose values are secrets wherever they turn up
 SECRET_ENV = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "TEXTSYNTH_API_KEY",
               "AZURE_OPENAI_API_KEY", "ANTHROPIC_API_KEY")
-_MIN_SECRET = 6  # shorter values ("x", "1234") would mask ordinary words in data
-_MIN_SHORT = 3  # a shorter known secret is masked in messages as a whole word only
+# shorter values are placeholders ("EMPTY", which vLLM servers take, "test", "none"):
+# masking them would garble ordinary text, a card's "test" split among it
+_MIN_SECRET = 6
 
 # name parts that make an entry secret (a part: split at - _ . space and camelCase)
 _SECRET_PARTS = {"key", "apikey", "token", "secret", "password", "passwd", "pass", "passphrase",
@@ -58,7 +59,6 @@ _AUTH_VALUE = re.compile(r"(?P<lead>\bauthorization[\"']?\s*[:=]\s*[\"']?"
 _BEARER = re.compile(r"\b(?P<lead>Bearer\s+)(?=[A-Za-z._~+/=-]*\d)[A-Za-z0-9._~+/=-]{8,}")
 
 _known: set[str] = set()
-_short: set[str] = set()
 _lock = threading.Lock()
 
 
@@ -93,16 +93,11 @@ def _forms(value: str) -> set[str]:
 
 def add_secret(*values: str | None) -> None:
     """Remember secret values (and the forms a server may echo them in) so that they are
-    masked wherever they appear, in any case. A value of 3 to 5 characters is masked
-    in messages and logs as a whole word only (in data it could be any word); shorter
-    ones are ignored."""
+    masked wherever they appear, in any case. Values shorter than 6 characters are
+    ignored."""
     with _lock:
         for value in values:
-            if not value:
-                continue
-            if len(value) < _MIN_SECRET:
-                if len(value) >= _MIN_SHORT:
-                    _short.add(value)
+            if not value or len(value) < _MIN_SECRET:
                 continue
             _known.update(form for form in _forms(value) if len(form) >= _MIN_SECRET)
 
@@ -166,12 +161,6 @@ def redact_text(text: str) -> str:
     parts masked: URL credentials are dropped, secret query values, bearer tokens
     and key-shaped strings are replaced by ``<redacted>``."""
     text = _mask(str(text), _known_now())
-    if _short:
-        with _lock:
-            short = sorted(_short, key=len, reverse=True)
-        for secret in short:
-            if secret in text:
-                text = re.sub(rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])", REDACTED, text)
     text = _URL_USERINFO.sub(lambda m: m["scheme"], text)
     text = _QUERY_PARAM.sub(_query, text)
     text = _AUTH_VALUE.sub(lambda m: m["lead"] + REDACTED, text)
