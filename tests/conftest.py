@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,3 +42,38 @@ def write_recipe(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture
+def interrupted_run() -> Callable[..., BaseException]:
+    """``interrupted_run(engine, ready, before=None, after=None)`` runs ``engine`` and
+    interrupts it (as the first Ctrl-C does) once ``ready()`` holds, calling ``before()``
+    just before and ``after()`` just after; it returns the :class:`RunInterrupted` the run
+    raised."""
+    import asyncio
+
+    from textsynth.errors import RunInterrupted
+
+    def run(engine: Any, ready: Callable[[], bool], before: Callable[[], Any] | None = None,
+            after: Callable[[], Any] | None = None) -> BaseException:
+        async def stop_soon() -> None:
+            while not ready():
+                await asyncio.sleep(0.01)
+            if before is not None:
+                before()
+            engine.interrupt()
+            if after is not None:
+                after()
+
+        async def main() -> None:
+            stopper = asyncio.create_task(stop_soon())
+            try:
+                await engine.run()
+            finally:
+                await stopper
+
+        with pytest.raises(RunInterrupted) as info:
+            asyncio.run(main())
+        return info.value
+
+    return run

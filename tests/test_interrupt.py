@@ -46,9 +46,17 @@ def _recipe(write_recipe: Callable[..., Path], tmp_path: Path, url: str) -> Path
     })
 
 
+def _in_a_terminal() -> None:
+    """The signals of a command typed at a terminal: CI runs the tests under nohup (SIGHUP
+    ignored) in a background job (SIGINT ignored), and a child inherits that."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(recipe: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "textsynth", "run", str(recipe), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_in_a_terminal)
 
 
 def _wait_for(check: Callable[[], Any], timeout: float = 60) -> None:
@@ -105,6 +113,22 @@ def test_a_run_under_nohup_goes_on_when_its_terminal_closes(
     assert "dataset of 60 rows written" in out
 
 
+def test_sigint_stops_a_run_started_with_it_ignored(
+        tmp_path: Path, write_recipe: Callable[..., Path]) -> None:
+    # a shell starts a background job (`cmd &`) with SIGINT ignored; `kill -INT` must still
+    # stop it as Ctrl-C does (only an ignored SIGHUP, nohup's, stays ignored)
+    with FaultServer(items=3, latency=1.0) as srv:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "textsynth", "run",
+             str(_recipe(write_recipe, tmp_path, srv.url)), "--quiet"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        _wait_for(lambda: sum(srv.served.values()) >= 3 and srv.inflight == 3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and INTERRUPTED in err, err
+
+
 @STOPS
 def test_a_second_ctrl_c_exits_at_once(tmp_path: Path, write_recipe: Callable[..., Path],
                                        signum: int, status: int, message: str) -> None:
@@ -119,11 +143,10 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path: Path, write_recipe: Callable[..
         assert sum(srv.served.values()) == 0  # no answer was awaited
 
 
-def test_engine_interrupt_keeps_the_answers_in_flight(tmp_path: Path) -> None:
+def test_engine_interrupt_keeps_the_answers_in_flight(
+        tmp_path: Path, interrupted_run: Callable[..., Any]) -> None:
     """The library's side of Ctrl-C: ``Engine.interrupt()`` and ``RunInterrupted``."""
-    import asyncio
-
-    from textsynth.engine import Engine, RunInterrupted
+    from textsynth.engine import Engine
     from textsynth.recipe import load_recipe
 
     with FaultServer(items=3, latency=0.5) as srv:
@@ -134,37 +157,27 @@ def test_engine_interrupt_keeps_the_answers_in_flight(tmp_path: Path) -> None:
                                                       "concurrency": 4}}})
         engine = Engine(recipe)
 
-        async def go() -> None:
-            async def stop_soon() -> None:
-                while not srv.served or srv.inflight < 4:
-                    await asyncio.sleep(0.01)
-                engine.interrupt()
-                assert engine.activity().startswith("stopping: storing the answers in flight")
+        def stopping() -> None:
+            assert engine.activity().startswith("stopping: storing the answers in flight")
 
-            stopper = asyncio.create_task(stop_soon())
-            try:
-                await engine.run()
-            finally:
-                await stopper
-
-        with pytest.raises(RunInterrupted, match=INTERRUPTED) as info:
-            asyncio.run(go())
-        assert info.value.stored == engine.store.completion_count() == len(srv.served)
+        stopped = interrupted_run(engine, lambda: srv.served and srv.inflight >= 4,
+                                  after=stopping)
+        assert INTERRUPTED in str(stopped)
+        assert stopped.stored == engine.store.completion_count() == len(srv.served)
         assert srv.inflight == 0 and srv.stats["requests"] == len(srv.served)
     from textsynth.result import StopReason
 
     assert {st.stop for st in engine.result.quotas.values()} == {StopReason.INTERRUPTED}
 
 
-def test_a_local_models_batch_in_flight_is_finished_and_kept(tmp_path: Path) -> None:
+def test_a_local_models_batch_in_flight_is_finished_and_kept(
+        tmp_path: Path, interrupted_run: Callable[..., Any]) -> None:
     """A local model's batch (vllm, transformers) runs on in its thread after Ctrl-C, and
     the process waits for it before it exits: its answers are stored, not dropped after
     the grace period (a vLLM run stopped by SIGTERM kept 64 answers, now 120, and took
     the same 21-22 s to stop)."""
-    import asyncio
-
     from textsynth import FakeBackend
-    from textsynth.engine import Engine, RunInterrupted
+    from textsynth.engine import Engine
     from textsynth.recipe import load_recipe
 
     class LocalModel(FakeBackend):
@@ -180,22 +193,12 @@ def test_a_local_models_batch_in_flight_is_finished_and_kept(tmp_path: Path) -> 
     engine = Engine(recipe, backend=model)
     engine.interrupt_grace = 0.1  # far shorter than a batch
 
-    async def go() -> None:
-        async def stop_soon() -> None:
-            while model.calls < 2:  # the second batch is being written
-                await asyncio.sleep(0.01)
-            assert len(model.requests) == 4
-            engine.interrupt()
-            assert engine.activity().startswith("stopping: the model finishes the batch")
+    def stopping() -> None:
+        assert len(model.requests) == 4
+        assert engine.activity().startswith("stopping: the model finishes the batch")
 
-        stopper = asyncio.create_task(stop_soon())
-        try:
-            await engine.run()
-        finally:
-            await stopper
-
-    with pytest.raises(RunInterrupted):
-        asyncio.run(go())
+    interrupted_run(engine, lambda: model.calls >= 2,  # the second batch is being written
+                    after=stopping)
     assert engine.store.completion_count() == len(model.requests) >= 8  # before: 4
     engine.store.close()
 

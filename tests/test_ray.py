@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,12 +169,10 @@ def test_an_error_raised_inside_a_replica_is_named_in_the_message() -> None:
 
 
 def test_an_interrupted_ray_run_sends_nothing_more_and_keeps_every_answer(
-        tmp_path: Path) -> None:
+        tmp_path: Path, interrupted_run: Callable[..., BaseException]) -> None:
     """A replica takes more calls at once than its backend sends (the openai backend's
     concurrency, 2 here): the rest wait in the replica. The first Ctrl-C drops those
     there, so nothing more goes on the wire, and stores what is on it."""
-    from textsynth.engine import RunInterrupted
-
     with FaultServer(latency=0.5, items=2) as server:
         backend = {"type": "openai", "options": {
             "base_url": server.url, "api_key": "test", "model": "test-model",
@@ -185,22 +184,9 @@ def test_an_interrupted_ray_run_sends_nothing_more_and_keeps_every_answer(
         assert executor.max_concurrency > 2 * 2  # calls queue inside the replicas
 
         at_interrupt: list[int] = []
-
-        async def stop_soon() -> None:
-            while server.stats["requests"] < 8 or server.inflight < 4:
-                await asyncio.sleep(0.01)
-            at_interrupt.append(server.stats["requests"])  # answered, and on the wire
-            engine.interrupt()
-
-        async def main() -> None:
-            stopper = asyncio.create_task(stop_soon())
-            try:
-                await engine.run()
-            finally:
-                await stopper
-
-        with pytest.raises(RunInterrupted):
-            asyncio.run(main())
+        interrupted_run(  # answered, and on the wire
+            engine, lambda: server.stats["requests"] >= 8 and server.inflight >= 4,
+            before=lambda: at_interrupt.append(server.stats["requests"]))
         served = server.stats["requests"]
     # nothing went on the wire after the interrupt (before, the calls queued in the
     # replicas kept going out for the whole grace period), and every answer was stored

@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for stop in _TERMINATING:
-            if signal.getsignal(stop) is not signal.SIG_IGN:
+            if stop == signal.SIGTERM or signal.getsignal(stop) is not signal.SIG_IGN:
                 previous[stop] = signal.signal(stop, _on_sigterm)
     try:
         code = app(args=argv, standalone_mode=False)  # typer.Exit comes back as its code

@@ -56,6 +56,9 @@ _NOTIFY_EVERY = 0.05  # seconds: events of one kind closer than this are not sho
 # SIGHUP: the terminal closed (an ssh session dropped); not where it is ignored (nohup)
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
     (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
+# a SIGHUP the caller ignores stays ignored (nohup); SIGINT is taken whatever its handler (a
+# shell starts background jobs with it ignored, and `kill -INT` must still stop them)
+_IGNORED_STAYS = tuple(s for s in _STOP_SIGNALS if s.name == "SIGHUP")
 
 
 @contextmanager
@@ -254,7 +257,7 @@ class Engine:
                 loop.call_soon_threadsafe(self.interrupt)
 
             for stop in _STOP_SIGNALS:
-                if signal.getsignal(stop) is not signal.SIG_IGN:
+                if stop not in _IGNORED_STAYS or signal.getsignal(stop) is not signal.SIG_IGN:
                     previous[stop] = signal.signal(stop, on_signal)
         try:
             with _fewer_collections():
