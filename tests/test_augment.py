@@ -320,16 +320,24 @@ def test_an_output_folder_that_is_or_holds_the_source_is_refused(tmp_path: Path)
     translate(_write(tmp_path), ["de"], first, backend=FakeBackend(handler=german))
     before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file()}
     for source, out, where in [(first, first, "is the source"),
-                               (first, first / "dataset", "lies inside the source"),
+                               (first, first / "dataset", "lies inside the source's dataset"),
                                (first / "train.jsonl", first, "holds the source"),
                                (first, tmp_path, "holds the source")]:
         with pytest.raises(DataError, match=f"{where}.*replace the rows the translate reads"):
             translate(source, ["it"], out, backend=FakeBackend(handler=german))
     assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
+    def please(request: Request) -> str:
+        return "1. Bitte " + request.messages[-1]["content"].split("Sentence: ")[1].split("\n")[0]
+
+    nested = paraphrase(first, 1, first / "output" / "p", backend=FakeBackend(handler=please))
+    assert nested.accepted == 3  # a folder of its own inside the source reads nothing of it
+    before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file()
+              if "output" not in p.relative_to(first).parts}
     proc = _paraphrase_cli(first, first)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "is the source" in proc.stderr and "pass another --out" in proc.stderr
-    assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
+    assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file()
+            if "output" not in p.relative_to(first).parts} == before
 
 
 def test_cli_translate_missing_source_is_one_line(tmp_path: Path) -> None:

@@ -278,9 +278,12 @@ def _check_apart(source: Path, out: Path, mode: str) -> None:
     replace the very rows it reads (``translate out --out out`` replaced the run's
     dataset with its translation, and a second try read the translation back)."""
     src, dst = source.resolve(), out.resolve()
-    if src == dst or src.is_relative_to(dst) or dst.is_relative_to(src):
+    # inside a source folder only its dataset (dataset/, data/) is read: output/ may go there
+    inside = dst != src and dst.is_relative_to(src) and \
+        dst.relative_to(src).parts[0] in ("dataset", "data")
+    if src == dst or src.is_relative_to(dst) or inside:
         where = ("is the source" if src == dst else "holds the source" if src.is_relative_to(dst)
-                 else "lies inside the source")
+                 else "lies inside the source's dataset")
         raise DataError(f"the output folder {out} {where} ({source}): its export would "
                         f"replace the rows the {mode} reads; pass another --out")
 

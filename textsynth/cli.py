@@ -235,7 +235,7 @@ def _augment(mode: str, source: Path, out: Path | None, extra: dict[str, Any], b
     from textsynth.errors import RunInterrupted
     from textsynth.overrides import backend_options
 
-    folder = out or Path("output") / f"{source.stem}-{mode}"
+    folder = out or Path("output") / f"{source.stem or source.resolve().name}-{mode}"
     options = backend_options(model, option or [])
     try:
         with RunProgress(_console(stderr=True), enabled=not quiet) as bar:
