@@ -8,11 +8,16 @@ Private to :mod:`textsynth.store`, which is the only other module that imports
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["APPLICATION_ID", "SCHEMA", "STORE_NAME", "TABLES", "hint", "peek_meta"]
+from textsynth.errors import StoreError
+
+__all__ = ["APPLICATION_ID", "SCHEMA", "STORE_NAME", "TABLES", "copy_to", "file_id", "hint",
+           "peek_meta", "save_aside", "use_wal", "write_back"]
 
 STORE_NAME = "textsynth.db"
 # PRAGMA application_id of a textsynth store ("TSYN"): tells it from other SQLite files
@@ -97,3 +102,62 @@ def peek_meta(folder: str | Path, key: str) -> Any:
         return json.loads(row[0]) if row else None
     except (sqlite3.Error, ValueError):
         return None
+
+
+def use_wal(db: sqlite3.Connection) -> None:
+    """The journal a store is written with: WAL, synced at checkpoints."""
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``; ``None`` when there is none."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def copy_to(db: sqlite3.Connection, target: Path) -> None:
+    """Write everything ``db`` holds (its WAL included) to a new database file."""
+    copy = sqlite3.connect(target)
+    try:
+        db.backup(copy)
+    finally:
+        copy.close()
+
+
+def write_back(db: sqlite3.Connection, path: Path) -> sqlite3.Connection:
+    """Put the database ``db`` holds at ``path`` again (its file was deleted while open)
+    and return a connection to it; ``db`` is closed. The copy is staged beside it and
+    renamed, so ``path`` never holds half a store."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staged = path.with_name(f"{path.name}.restoring-{os.getpid()}")
+        staged.unlink(missing_ok=True)
+        copy_to(db, staged)
+        db.close()  # the deleted file's WAL and shared memory, where left, go with it
+        os.replace(staged, path)
+        restored = sqlite3.connect(path, isolation_level=None)
+        use_wal(restored)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"the run store {path} was deleted while the run went on, and "
+                         f"could not be written back: {getattr(exc, 'strerror', None) or exc}",
+                         path=str(path)) from exc
+    return restored
+
+
+def save_aside(db: sqlite3.Connection, path: Path) -> NoReturn:
+    """The store at ``path`` was replaced by another file: copy what ``db`` holds beside
+    it, leave that file alone, and stop the run saying how to resume."""
+    aside = path.with_name(f"{path.name}.saved-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        copy_to(db, aside)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"the run store {path} was replaced by another file while the "
+                         f"run went on, and this run's answers could not be saved: {exc}",
+                         path=str(path)) from exc
+    raise StoreError(f"the run store {path} was replaced by another file while the run "
+                     f"went on; it is left as it is, and this run's answers are saved in "
+                     f"{aside}: move that to {path} to resume from them", path=str(path))

@@ -23,13 +23,13 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from textsynth import _store_file as store_file
 from textsynth._json import to_json
 from textsynth._lock import FolderLock
 from textsynth._store_file import APPLICATION_ID, SCHEMA, STORE_NAME, TABLES, hint, peek_meta
@@ -136,7 +136,7 @@ class Store:
             raise
         try:
             self._open()
-            self._file = _file_id(self.path)
+            self._file = store_file.file_id(self.path)
             self._watched = time.monotonic()
         except BaseException:
             self.close()
@@ -168,8 +168,7 @@ class Store:
                 f"{self.path} is an SQLite database of another application ({what}), not a "
                 "textsynth run store: move it away, or choose another output folder",
                 path=str(self.path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        store_file.use_wal(self._db)
         self._db.executescript(SCHEMA)
         if app_id != APPLICATION_ID:
             self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -187,72 +186,35 @@ class Store:
 
     def watch(self, now: bool = False) -> None:
         """Look (at most once a second, or ``now``) whether the store's file is still the
-        one this run writes. A deleted store (``rm -r out`` during a run) is written back
-        from the open one, and the run goes on: before, the run wrote on into the deleted
-        file, ended with exit 0, and the next run paid for every answer again. A store
-        replaced by another file is left alone; this run's answers are saved next to it
-        and the run stops."""
+        one this run writes. A deleted one (``rm -r out``) is written back and the run goes
+        on; one replaced by another file is left alone, and the run stops (see
+        :func:`~textsynth._store_file.save_aside`)."""
         if self._file is None or self._db.in_transaction:
             return
         clock = time.monotonic()
         if not now and clock - self._watched < _WATCH_SECONDS:
             return
         self._watched = clock
-        current = _file_id(self.path)
+        current = store_file.file_id(self.path)
         if current == self._file:
             return
         if current is None:
             self._restore()
         else:
-            self._save_aside()
-
-    def _copy_to(self, target: Path) -> None:
-        copy = sqlite3.connect(target)
-        try:
-            self._db.backup(copy)
-        finally:
-            copy.close()
+            self._file = None  # the run stops here: nothing more is written
+            store_file.save_aside(self._db, self.path)
 
     def _restore(self) -> None:
-        path = self.path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            staged = path.with_name(f"{path.name}.restoring-{os.getpid()}")
-            staged.unlink(missing_ok=True)
-            self._copy_to(staged)
-            # the old file's WAL and shared memory, where the user left them, go with it
-            self._db.close()
-            os.replace(staged, path)
-            self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"the run store {path} was deleted while the run went on, and "
-                             f"could not be written back: {getattr(exc, 'strerror', None) or exc}",
-                             path=str(path)) from exc
-        self._file = _file_id(path)
+        self._db = store_file.write_back(self._db, self.path)
+        self._file = store_file.file_id(self.path)
         if self._lock is not None:
             self._lock.renew()
-        count = self.completion_count()
         log.warning("the run store %s was deleted while the run went on; it was written back "
-                    "with the %d answers stored so far, and the run goes on", path, count)
-
-    def _save_aside(self) -> None:
-        path = self.path
-        aside = path.with_name(f"{path.name}.saved-{time.strftime('%Y%m%d-%H%M%S')}")
-        try:
-            self._copy_to(aside)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"the run store {path} was replaced by another file while the "
-                             f"run went on, and this run's answers could not be saved: {exc}",
-                             path=str(path)) from exc
-        self._file = None  # the run stops here: nothing more is written
-        raise StoreError(f"the run store {path} was replaced by another file while the run "
-                         f"went on; it is left as it is, and this run's answers are saved in "
-                         f"{aside}: move that to {path} to resume from them", path=str(path))
+                    "with the %d answers stored so far, and the run goes on", self.path,
+                    self.completion_count())
 
     def close(self) -> None:
-        if self._file is not None and _file_id(self.path) is None:
+        if self._file is not None and store_file.file_id(self.path) is None:
             with contextlib.suppress(StoreError):  # deleted in the run's last second
                 self._restore()
         try:
@@ -429,14 +391,6 @@ class Store:
         if not self._db.in_transaction:
             self._db.execute("BEGIN")
         return Transaction(self)
-
-
-def _file_id(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_dev, stat.st_ino
 
 
 def _shown(request: Request) -> list[dict[str, str]]:
