@@ -165,10 +165,7 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
             return
         for pattern in (_PRINTF_WIDTH, _FORMAT_WIDTH):
             for match in pattern.finditer(spec):
-                for number in match.groups():
-                    if number and len(number) > 6 and int(number) > self.max_chars:
-                        raise TemplateError(f"a width of {int(number):,} is larger than the "
-                                            f"prompt limit ({self.max_chars:,})")
+                self.check_widths(*(int(n) for n in match.groups() if n and len(n) > 6))
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
@@ -180,10 +177,7 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
             return wrapped
 
         def nested(*args: Any, **kwargs: Any) -> str:  # "{:>{w}}": a width from the values
-            for arg in (*args, *kwargs.values()):
-                if isinstance(arg, int) and arg > self.max_chars:
-                    raise TemplateError(f"a width of {arg:,} is larger than the prompt limit "
-                                        f"({self.max_chars:,})")
+            self.check_widths(*args, *kwargs.values())
             return wrapped(*args, **kwargs)
 
         return nested
@@ -219,12 +213,17 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
         checked.jinja_pass_arg = urlize.jinja_pass_arg  # type: ignore[attr-defined]
         return checked
 
+    def check_widths(self, *values: Any) -> None:
+        """Refuses a whole number among ``values`` that, as a width, makes a value larger
+        than a prompt (padding allocates before any size check)."""
+        for value in values:
+            if isinstance(value, int) and value > self.max_chars:
+                raise TemplateError(f"a width of {value:,} is larger than the prompt limit "
+                                    f"({self.max_chars:,})")
+
     def _width_checked(self, pad: Callable[..., Any]) -> Callable[..., Any]:
         def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
-            for arg in (*args, *kwargs.values()):
-                if isinstance(arg, int) and arg > self.max_chars:
-                    raise TemplateError(f"a width of {arg:,} is larger than the prompt limit "
-                                        f"({self.max_chars:,})")
+            self.check_widths(*args, *kwargs.values())
             return pad(value, *args, **kwargs)
 
         return checked
