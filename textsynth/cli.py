@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from textsynth.errors import TextsynthError
+from textsynth.errors import TextsynthError, stop_signals
 
 app = typer.Typer(
     name="textsynth",
@@ -348,9 +348,6 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated(signum)
 
 
-# stop a command as Ctrl-C does; SIGHUP (its terminal closed) unless ignored (nohup)
-_TERMINATING = (signal.SIGTERM,) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
-
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print as one line and exit non-zero (2 for a bad recipe
@@ -359,8 +356,8 @@ def main(argv: list[str] | None = None) -> None:
     usage_errors = _usage_error_types()
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        for stop in _TERMINATING:
-            if stop == signal.SIGTERM or signal.getsignal(stop) is not signal.SIG_IGN:
+        for stop in stop_signals():  # SIGINT stays Python's: KeyboardInterrupt
+            if stop != signal.SIGINT:
                 previous[stop] = signal.signal(stop, _on_sigterm)
     try:
         code = app(args=argv, standalone_mode=False)  # typer.Exit comes back as its code

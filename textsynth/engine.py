@@ -36,6 +36,7 @@ from textsynth.errors import (
     GenerationError,
     RunInterrupted,
     StoreError,
+    stop_signals,
     stopped_message,
 )
 from textsynth.jobs import JobSource, RecipeJobs
@@ -52,13 +53,6 @@ __all__ = ["Engine", "ProgressHook", "RunInterrupted", "RunStats"]
 #: "interrupted", and "finished" last)
 ProgressHook = Callable[[RunSnapshot, str], None]
 _NOTIFY_EVERY = 0.05  # seconds: events of one kind closer than this are not shown
-# what stops a run but keeps the answers in flight: Ctrl-C, and what process managers send
-# SIGHUP: the terminal closed (an ssh session dropped); not where it is ignored (nohup)
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
-    (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
-# a SIGHUP the caller ignores stays ignored (nohup); SIGINT is taken whatever its handler (a
-# shell starts background jobs with it ignored, and `kill -INT` must still stop them)
-_IGNORED_STAYS = tuple(s for s in _STOP_SIGNALS if s.name == "SIGHUP")
 
 
 @contextmanager
@@ -256,9 +250,8 @@ class Engine:
                 self.stopped_by = signum
                 loop.call_soon_threadsafe(self.interrupt)
 
-            for stop in _STOP_SIGNALS:
-                if stop not in _IGNORED_STAYS or signal.getsignal(stop) is not signal.SIG_IGN:
-                    previous[stop] = signal.signal(stop, on_signal)
+            for stop in stop_signals():
+                previous[stop] = signal.signal(stop, on_signal)
         try:
             with _fewer_collections():
                 return await self._run()

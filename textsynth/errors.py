@@ -23,6 +23,8 @@ Third-party exceptions are translated where they cross into textsynth
 
 from __future__ import annotations
 
+import signal
+
 __all__ = [
     "BackendError",
     "BackendResponseError",
@@ -136,6 +138,18 @@ class ExportError(TextsynthError):
 
 INTERRUPTED = "interrupted: run the same command again to resume"
 _SIGHUP, _SIGINT, _SIGTERM = 1, 2, 15  # the POSIX numbers (also Python's on Windows)
+
+
+def stop_signals() -> list[signal.Signals]:
+    """The signals that stop a run as Ctrl-C does, keeping the answers in flight: SIGINT,
+    SIGTERM (what process managers send) and SIGHUP (its terminal closed), unless SIGHUP
+    is ignored (nohup). SIGINT is taken even where it is ignored: a shell starts a
+    background job with it ignored, and ``kill -INT`` must still stop the run."""
+    stops = [signal.SIGINT, signal.SIGTERM]
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is not None and signal.getsignal(hangup) is not signal.SIG_IGN:
+        stops.append(hangup)
+    return stops
 
 
 def stopped_message(signum: int = _SIGINT) -> str:
