@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textsynth._json import to_json
 from textsynth.export.feature_types import ClassLabel, List, Value, feature_dict
 
 if TYPE_CHECKING:  # imported where used: a run loads pyarrow only when it exports
@@ -128,9 +129,8 @@ def split_table(rows: Sequence[dict[str, Any]], features: dict[str, Any]) -> pa.
         return schema.empty_table()
     encoders = {name: _encoder(feature) for name, feature in features.items()}
     try:
-        lines = b"".join(json.dumps({name: encode(r.get(name))
-                                     for name, encode in encoders.items()},
-                                    ensure_ascii=False).encode("utf-8") + b"\n" for r in rows)
+        lines = b"".join(to_json({name: encode(r.get(name)) for name, encode in encoders.items()})
+                         .encode("utf-8") + b"\n" for r in rows)
         table = pj.read_json(
             pa.BufferReader(lines),
             read_options=pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(lines))),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from textsynth._json import to_json
+from textsynth._json import json_encoder, to_json
 from textsynth.errors import ExportError
 from textsynth.example import Example
 from textsynth.export.arrow import (
@@ -67,6 +66,9 @@ class ExportReport:
     spans_dropped: int = 0
 
 
+_SORTED_JSON = json_encoder(sort_keys=True)
+
+
 def example_rows(examples: Iterable[Example]) -> list[dict[str, Any]]:
     """Flat rows: text, label, language, schema fields, then provenance columns."""
     rows = []
@@ -76,7 +78,7 @@ def example_rows(examples: Iterable[Example]) -> list[dict[str, Any]]:
             row[key] = value
         row.update(
             template=ex.template, template_sha=ex.template_sha, model=ex.model,
-            attributes=json.dumps(ex.attributes, ensure_ascii=False, sort_keys=True),
+            attributes=_SORTED_JSON(ex.attributes) if ex.attributes else "{}",
             seed=ex.seed, request_id=ex.request_id,
         )
         rows.append(row)
@@ -163,7 +165,7 @@ def _write_csv(rows: Iterable[dict[str, Any]], writer: Any, header: bool) -> Non
             writer.writerow(list(row))
             header = False
         writer.writerow([v if isinstance(v, str | int | float) else
-                         json.dumps(v, ensure_ascii=False) for v in row.values()])
+                         to_json(v) for v in row.values()])
 
 
 def _write_all(layout: DatasetLayout, ds: ExportedDataset, store: Store, stage: Path,
