@@ -29,6 +29,25 @@ def test_syntax_error_names_the_line() -> None:
         PromptTemplate.from_string("ok\n{% for x in %}")
 
 
+def test_same_source_in_two_folders_includes_its_own_files(tmp_path: Path) -> None:
+    """Compiled code is shared by source; includes still come from each one's folder, and
+    each template is its own sandbox (one's render state does not leak to the other)."""
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "main.jinja").write_text("{% include 'part.jinja' %} {{ label }}")
+        (folder / "part.jinja").write_text(f"part of {name}")
+    first = PromptTemplate.load("a/main.jinja", tmp_path)
+    second = PromptTemplate.load("b/main.jinja", tmp_path)
+    assert first.render(label="x") == "part of a x"
+    assert second.render(label="y") == "part of b y"
+    assert first.sha == second.sha
+    escape = "{{ ''.__class__.__mro__[1].__subclasses__() }}"
+    for _ in range(2):  # the second one's code comes from the first's compile
+        with pytest.raises(TemplateError, match="unsafe"):
+            PromptTemplate.from_string(escape).render()
+
+
 def test_sandbox_blocks_python_internals() -> None:
     escape = "{{ ''.__class__.__mro__[1].__subclasses__() }}"
     with pytest.raises(TemplateError, match="unsafe"):

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import jinja2
@@ -37,6 +38,11 @@ _PRINTF_WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d*))?[a-zA-Z%]")
 _FORMAT_WIDTH = re.compile(r"\{[^{}]*?:[^{}]*?(\d+)(?:\.(\d+))?[^{}]*\}")
 _NESTED_SPEC = re.compile(r":[^{}]*\{")
 _LONG_WORD = re.compile(rf"\S{{{MAX_WRAPPED_WORD + 1},}}")
+# compiled templates by source: a run loads its template several times (the prompts, the
+# prompt-echo rule, the dataset card), and Jinja's compiler takes ~15 ms a template. The
+# code depends only on the source and the environment's settings, which never change
+_CODE: dict[str, CodeType] = {}
+_CODE_MAX = 64
 clock: Callable[[], float] = time.monotonic  # what render time is measured with
 
 
@@ -307,7 +313,14 @@ class PromptTemplate:
             autoescape=False,
         )
         try:
-            self._template = self._env.from_string(source)
+            code = _CODE.get(source)
+            if code is None:
+                code = self._env.compile(source)
+                if len(_CODE) >= _CODE_MAX:
+                    _CODE.clear()
+                _CODE[source] = code
+            self._template = self._env.template_class.from_code(
+                self._env, code, self._env.make_globals(None))
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"template {name}, line {exc.lineno}: {exc.message}") from None
         except RecursionError:
