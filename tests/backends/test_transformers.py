@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,6 +85,39 @@ def test_small_run_on_embedded_model(tmp_path: Path, backend: TransformersBacken
     rows = [r for split in ds.values() for r in split]
     assert len(rows) == 6 and len({r["text"] for r in rows}) == 6
     assert {r["model"] for r in rows} == {backend.model_name}
+
+
+@model
+def test_a_stopped_run_keeps_the_batch_the_model_is_writing(
+        tmp_path: Path, backend: TransformersBackend, interrupted_run: Any) -> None:
+    """Ctrl-C (or SIGTERM) while the model writes a batch in its thread: the run waits for
+    the batch and stores its answers, however long the batch takes past the grace period,
+    and sends nothing more."""
+    from textsynth.engine import Engine
+
+    started: list[int] = []
+    generate = backend._generate
+
+    def counted(requests: list[Request]) -> Any:
+        started.append(len(requests))
+        return generate(requests)
+
+    recipe = load_recipe({
+        "name": "stopped", "per_label": 30,
+        "labels": {"play_music": "Start playing a song", "set_alarm": "Set a wake-up alarm"},
+        "generation": {"max_tokens": 60, "examples_per_request": 5},
+        "export": {"dir": str(tmp_path / "out")},
+    })
+    backend._generate = counted  # type: ignore[method-assign]
+    try:
+        engine = Engine(recipe, backend=backend)
+        engine.interrupt_grace = 0.1  # far shorter than a batch on two cores
+        interrupted_run(engine, lambda: len(started) >= 2)  # the second batch is being written
+        # every batch the model began was finished and stored; none began after the stop
+        assert engine.store.completion_count() == sum(started) >= 8
+        engine.store.close()
+    finally:
+        del backend._generate
 
 
 def test_missing_local_model_is_a_recipe_error(tmp_path: Path) -> None:
