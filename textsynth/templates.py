@@ -38,11 +38,9 @@ _PRINTF_WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d*))?[a-zA-Z%]")
 _FORMAT_WIDTH = re.compile(r"\{[^{}]*?:[^{}]*?(\d+)(?:\.(\d+))?[^{}]*\}")
 _NESTED_SPEC = re.compile(r":[^{}]*\{")
 _LONG_WORD = re.compile(rf"\S{{{MAX_WRAPPED_WORD + 1},}}")
-# compiled templates by source: a run loads its template several times (the prompts, the
-# prompt-echo rule, the dataset card), and Jinja's compiler takes ~15 ms a template. The
-# code depends only on the source and the environment's settings, which never change
+# Jinja's code by source (64 at most): a run loads its template for the prompts, the prompt-
+# echo rule and the card (~15 ms a compile); only the source and fixed settings shape it
 _CODE: dict[str, CodeType] = {}
-_CODE_MAX = 64
 clock: Callable[[], float] = time.monotonic  # what render time is measured with
 
 
@@ -313,12 +311,9 @@ class PromptTemplate:
             autoescape=False,
         )
         try:
-            code = _CODE.get(source)
-            if code is None:
-                code = self._env.compile(source)
-                if len(_CODE) >= _CODE_MAX:
-                    _CODE.clear()
-                _CODE[source] = code
+            if source not in _CODE and len(_CODE) >= 64:
+                _CODE.clear()
+            code = _CODE.get(source) or _CODE.setdefault(source, self._env.compile(source))
             self._template = self._env.template_class.from_code(
                 self._env, code, self._env.make_globals(None))
         except jinja2.TemplateSyntaxError as exc:
