@@ -16,7 +16,7 @@ from collections.abc import Callable
 from json import encoder as _encoder
 from typing import Any
 
-__all__ = ["json_encoder", "to_json", "valid_text"]
+__all__ = ["json_encoder", "to_json", "to_sorted_json", "valid_text"]
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -58,6 +58,7 @@ def json_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
     return encode
 
 
-# the request body, stored rows and exported lines (request keys sort theirs: see
-# textsynth.backends.base)
+# the request body, stored rows and exported lines
 to_json = json_encoder()
+# with keys sorted: request keys (textsynth.backends.base) and exported attributes
+to_sorted_json = json_encoder(sort_keys=True)

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from textsynth.errors import StoreError
 
-__all__ = ["APPLICATION_ID", "SCHEMA", "STORE_NAME", "TABLES", "copy_to", "file_id", "hint",
+__all__ = ["APPLICATION_ID", "SCHEMA", "STORE_NAME", "TABLES", "file_id", "hint",
            "peek_meta", "save_aside", "use_wal", "write_back"]
 
 STORE_NAME = "textsynth.db"
@@ -119,7 +119,7 @@ def file_id(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
-def copy_to(db: sqlite3.Connection, target: Path) -> None:
+def _copy_to(db: sqlite3.Connection, target: Path) -> None:
     """Write everything ``db`` holds (its WAL included) to a new database file."""
     copy = sqlite3.connect(target)
     try:
@@ -136,7 +136,7 @@ def write_back(db: sqlite3.Connection, path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         staged = path.with_name(f"{path.name}.restoring-{os.getpid()}")
         staged.unlink(missing_ok=True)
-        copy_to(db, staged)
+        _copy_to(db, staged)
         db.close()  # the deleted file's WAL and shared memory, where left, go with it
         os.replace(staged, path)
         restored = sqlite3.connect(path, isolation_level=None)
@@ -153,7 +153,7 @@ def save_aside(db: sqlite3.Connection, path: Path) -> NoReturn:
     it, leave that file alone, and stop the run saying how to resume."""
     aside = path.with_name(f"{path.name}.saved-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
-        copy_to(db, aside)
+        _copy_to(db, aside)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"the run store {path} was replaced by another file while the "
                          f"run went on, and this run's answers could not be saved: {exc}",

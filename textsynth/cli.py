@@ -348,7 +348,6 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated(signum)
 
 
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print as one line and exit non-zero (2 for a bad recipe
     or command line), never with a traceback. SIGTERM stops a command as Ctrl-C does

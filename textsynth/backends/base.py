@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from textsynth._json import json_encoder
+from textsynth._json import to_sorted_json
 from textsynth.errors import RecipeError
 from textsynth.validation import describe
 
@@ -20,8 +20,6 @@ __all__ = ["Backend", "Completion", "Message", "Request", "RequestEvents", "Usag
 RequestEvents = Callable[["Request", str], None]
 
 Message = dict[str, str]
-# the request key's JSON (json.dumps would build an encoder on every call)
-_KEY_JSON = json_encoder(sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ class Request:
         }
         if self.prompt is not None:  # absent otherwise: chat requests keep their keys
             payload["prompt"] = self.prompt
-        raw = _KEY_JSON(payload)
+        raw = to_sorted_json(payload)
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 

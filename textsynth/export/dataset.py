@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from textsynth._json import json_encoder, to_json
+from textsynth._json import to_json, to_sorted_json
 from textsynth.errors import ExportError
 from textsynth.example import Example
 from textsynth.export.arrow import (
@@ -66,9 +66,6 @@ class ExportReport:
     spans_dropped: int = 0
 
 
-_SORTED_JSON = json_encoder(sort_keys=True)
-
-
 def example_rows(examples: Iterable[Example]) -> list[dict[str, Any]]:
     """Flat rows: text, label, language, schema fields, then provenance columns."""
     rows = []
@@ -78,7 +75,7 @@ def example_rows(examples: Iterable[Example]) -> list[dict[str, Any]]:
             row[key] = value
         row.update(
             template=ex.template, template_sha=ex.template_sha, model=ex.model,
-            attributes=_SORTED_JSON(ex.attributes) if ex.attributes else "{}",
+            attributes=to_sorted_json(ex.attributes) if ex.attributes else "{}",
             seed=ex.seed, request_id=ex.request_id,
         )
         rows.append(row)
