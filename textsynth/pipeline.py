@@ -47,7 +47,8 @@ async def generate(work: Recipe | JobSource, backend: Backend | None = None,
     recipe = jobs.recipe
     out = Path(out_dir or jobs.output_dir)
     layout = jobs.layout
-    check_folder(out, output_names(layout.export), overwrite)  # before anything is sent
+    check_folder(out, output_names(layout.export), overwrite,  # before anything is sent
+                 recipe=recipe.name)
     hub = recipe.export.hub
     store = Store.in_dir(out)
     try:

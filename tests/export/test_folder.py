@@ -253,3 +253,27 @@ def test_an_export_never_deletes_another_runs_store(recipe: dict[str, Any]) -> N
     with pytest.raises(ExportError, match="holds another run's store"):
         _run(dict(recipe, per_label=9), overwrite=True)
     assert (out / "dataset" / "other" / "textsynth.db").is_file()
+
+
+def test_a_run_into_another_recipes_output_is_refused(recipe: dict[str, Any],
+                                                      tmp_path: Path) -> None:
+    """It would share that run's store and replace its dataset: one line, nothing
+    written, unless --overwrite; the same recipe resumes there as before."""
+    out = tmp_path / "work" / "out"
+    assert _cli(recipe, tmp_path).returncode == 0
+    before = _tree(out)
+    other = dict(recipe, name="other-recipe", per_label=4)
+    proc = _cli(other, tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert f"{out} holds the run of recipe 'folder-test'" in message
+    assert "'other-recipe'" in message and "--overwrite" in message
+    assert len(proc.stderr.strip().splitlines()) <= 3  # one message, wrapped by the terminal
+    assert _tree(out) == before  # its dataset, card and store untouched
+
+    assert _cli(recipe, tmp_path).returncode == 0  # the same recipe: a resume, as before
+    assert _tree(out)["train.jsonl"] == before["train.jsonl"]
+
+    proc = _cli(other, tmp_path, "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert "other-recipe" in (out / "README.md").read_text()

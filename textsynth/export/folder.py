@@ -133,9 +133,12 @@ def _check_not_in_an_export(out: Path) -> None:
                               "exports and would replace: choose a folder outside it")
 
 
-def check_folder(out: Path, names: Iterable[str], overwrite: bool = False) -> None:
+def check_folder(out: Path, names: Iterable[str], overwrite: bool = False,
+                 recipe: str | None = None) -> None:
     """Refuse, before a run starts, an output folder where the export would replace
-    or remove something textsynth did not write."""
+    or remove something textsynth did not write, or (``recipe``: this run's recipe
+    name) the output of a recipe of another name, whose run store this run would
+    share and whose dataset it would replace."""
     _check_not_in_an_export(out)
     if not (out.exists() or out.is_symlink()):
         return
@@ -155,11 +158,24 @@ def check_folder(out: Path, names: Iterable[str], overwrite: bool = False) -> No
                               "(overwrite=True) to write into it, replacing files of the "
                               "same names")
         return
+    _check_same_recipe(out, recipe)
     taken = foreign(out, names, read_manifest(out))
     if taken:
         raise ExportError(f"{out / taken[0]} was not written by textsynth (it is not in "
                           f"{MANIFEST}) and an export would replace it: move it away, or "
                           f"{_OVERWRITE}")
+
+
+def _check_same_recipe(out: Path, recipe: str | None) -> None:
+    """Refuse the output of another recipe (by name, as its run store recorded it)."""
+    previous = peek_meta(out, "recipe") if recipe is not None else None
+    name = previous.get("name") if isinstance(previous, dict) else None
+    if isinstance(name, str) and name != recipe:
+        raise ExportError(f"{out} holds the run of recipe '{name}': a run of '{recipe}' "
+                          "would share its run store and replace its dataset; give this "
+                          "recipe a folder of its own (export.dir, or --out), or pass "
+                          "--overwrite (overwrite=True) to write there all the same (a "
+                          "renamed recipe resuming its own run)")
 
 
 def claim(out: Path, names: Iterable[str], files: Iterable[str], overwrite: bool) -> None:
