@@ -183,6 +183,11 @@ class Backend(ABC):
         """
         return await self.generate(requests)
 
+    async def ready(self, request: Request) -> None:  # noqa: B027 - optional hook
+        """Get ready to answer requests like ``request`` (a local model loads), raising the
+        error the first of them would meet (a base model given chat messages); nothing
+        is generated. A mixture asks each of its models before it sends any a request."""
+
     def cancel_queued(self) -> None:  # noqa: B027 - optional hook
         """Drop requests that wait in the backend's own queue and were not sent yet.
 

@@ -37,6 +37,7 @@ class ModelMix(Backend):
         self.backends = list(backends)
         self.reports_request_state = all(b.reports_request_state for b in backends)
         self.calls_run_to_the_end = any(b.calls_run_to_the_end for b in backends)
+        self._ready: asyncio.Future[list[None]] | None = None
 
     @property
     def model_name(self) -> str:
@@ -63,8 +64,21 @@ class ModelMix(Backend):
                                  on_state: RequestEvents) -> list[Completion]:
         return await self._fan_out(requests, on_state)
 
+    async def ready(self, request: Request) -> None:
+        """Every model gets ready (local ones load) before any is sent a request: a model
+        that cannot answer this recipe's requests (a base model given chat messages)
+        stops the run before the others have answered (and been paid for) anything."""
+        ready = self._ready
+        if ready is None or (not ready.done() and ready.get_loop() is not
+                             asyncio.get_running_loop()):  # begun in a loop now gone
+            ready = self._ready = asyncio.ensure_future(
+                asyncio.gather(*(b.ready(request) for b in self.backends)))
+        await asyncio.shield(ready)
+
     async def _fan_out(self, requests: Sequence[Request], on_state: RequestEvents | None
                        ) -> list[Completion]:
+        if requests:
+            await self.ready(requests[0])
         groups: dict[int, list[int]] = {}
         for position, request in enumerate(requests):
             groups.setdefault(self.route(request), []).append(position)

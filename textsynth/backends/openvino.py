@@ -197,6 +197,11 @@ class OpenVINOBackend(Backend):
             messages.insert(0, {"role": "system", "content": system})
         return str(self._tokenizer.apply_chat_template(messages, add_generation_prompt=True))
 
+    async def ready(self, request: Request) -> None:
+        if self._pipe is None:
+            await asyncio.to_thread(self.load)
+        self.prompt(request)
+
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
         if self._pipe is None:
             await asyncio.to_thread(self.load)

@@ -206,6 +206,11 @@ class TransformersBackend(Backend):
             model.to(device).eval()
             self._tokenizer, self._model, self._device = tok, model, device
 
+    async def ready(self, request: Request) -> None:
+        if self._model is None:
+            await asyncio.to_thread(self.load)
+        self._prompt(request)
+
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
         if self._model is None:
             await asyncio.to_thread(self.load)
