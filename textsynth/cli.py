@@ -46,7 +46,7 @@ def _root(version: Annotated[bool, typer.Option(
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.")]
 OverwriteOpt = Annotated[bool, typer.Option(
     "--overwrite", help="Write into a folder that is not a textsynth output, replacing files "
-    "of the same names that textsynth did not write.")]
+    "of the same names that textsynth did not write, or into another recipe's output.")]
 
 
 def _console(stderr: bool = False) -> Any:
@@ -305,6 +305,8 @@ def _usage_error_types() -> tuple[type[BaseException], ...]:
     click itself. Both are caught, whichever is installed."""
     found: list[type[BaseException]] = []
     for module in ("typer._click.exceptions", "click.exceptions"):
+        if found and module.partition(".")[0] not in sys.modules:
+            break  # typer's own copy, and click not loaded: it raises nothing here
         try:
             found.append(import_module(module).ClickException)
         except (ImportError, AttributeError):

@@ -16,6 +16,7 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.ext import Extension
 from jinja2.loaders import split_template_path
+from jinja2.runtime import new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
@@ -355,13 +356,12 @@ class PromptTemplate:
         return set(meta.find_undeclared_variables(self._env.parse(self.source)))
 
     def render(self, **context: Any) -> str:
-        env = self._env
+        env, template, size, parts = self._env, self._template, 0, []
         try:
-            env.start()
-            ctx = self._template.new_context({**self._globals, **context}, shared=True)
-            parts: list[str] = []
-            size = 0
-            for i, part in enumerate(self._template.root_render_func(ctx)):
+            env.start()  # Context reads the keys of the flattened globals, not a ChainMap's
+            ctx = new_context(env, template.name, template.blocks,
+                              {**self._globals, **context}, True, self._globals)
+            for i, part in enumerate(template.root_render_func(ctx)):
                 size += len(part)
                 if size > env.max_chars:
                     raise TemplateError(f"the prompt is longer than {env.max_chars:,} "
