@@ -50,6 +50,18 @@ def test_sampling_is_seeded_per_request_not_per_batch(backend: TransformersBacke
 
 
 @model
+def test_n_choices_differ_and_their_prompt_is_counted_once(backend: TransformersBackend) -> None:
+    """As vLLM and hosted APIs count ``n`` (and as the budget's estimate assumes)."""
+    one = _request(4)
+    (both,) = asyncio.run(backend.generate([Request(messages=one.messages, seed=4, n=2,
+                                                    max_tokens=40, temperature=0.9)]))
+    (alone,) = asyncio.run(backend.generate([one]))
+    assert len(both.texts) == 2 and both.texts[0] != both.texts[1]
+    assert both.usage.prompt_tokens == alone.usage.prompt_tokens > 10
+    assert 2 <= both.usage.completion_tokens <= 80
+
+
+@model
 def test_greedy_decoding_is_deterministic(backend: TransformersBackend) -> None:
     a = asyncio.run(backend.generate([_request(5, 0.0)]))
     b = asyncio.run(backend.generate([_request(6, 0.0), _request(5, 0.0)]))

@@ -248,7 +248,9 @@ class OpenVINOBackend(Backend):
 
     def _completion(self, request: Request, prompt_tokens: int,
                     outputs: list[tuple[list[int], str]]) -> Completion:
-        texts, used, finish = [], Usage(), "stop"
+        # the prompt counted once for all choices, as vLLM and hosted APIs count ``n`` (and
+        # as the prefix cache computes it); the budget's estimate assumes the same
+        texts, used, finish = [], Usage(prompt_tokens, 0), "stop"
         for ids, reason in outputs:
             end = next((j for j, t in enumerate(ids) if t in self._eos), len(ids))
             if reason == "length" and end == len(ids):
@@ -256,7 +258,7 @@ class OpenVINOBackend(Backend):
             with self._tok_lock:
                 text = self._tokenizer.decode(ids[:end], skip_special_tokens=True)
             texts.append(text.strip())
-            used = used + Usage(prompt_tokens, end)
+            used.completion_tokens += end
         return Completion(texts, used, finish, self.model_name)
 
     def cancel_queued(self) -> None:

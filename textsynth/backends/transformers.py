@@ -261,8 +261,8 @@ class TransformersBackend(Backend):
         eos = {tok.eos_token_id, tok.pad_token_id, *(_ids(model.generation_config.eos_token_id))}
         results: list[Completion] = []
         i = 0
-        for request in requests:
-            texts, used, finish = [], Usage(), "stop"
+        for request in requests:  # the prompt counted once for all choices (as vLLM does)
+            texts, used, finish = [], Usage(int(enc["attention_mask"][i].sum()), 0), "stop"
             for _ in range(request.n):
                 new = out[i, width:].tolist()
                 n_new = next((j for j, t in enumerate(new) if t in eos), len(new))
@@ -270,8 +270,7 @@ class TransformersBackend(Backend):
                     finish = "length"
                 texts.append(tok.decode(new[: min(n_new, request.max_tokens)],
                                         skip_special_tokens=True).strip())
-                used = used + Usage(int(enc["attention_mask"][i].sum()),
-                                    min(n_new, request.max_tokens))
+                used.completion_tokens += min(n_new, request.max_tokens)
                 i += 1
             results.append(Completion(texts, used, finish, self.model_name))
         return results
