@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import math
 import os
@@ -341,6 +342,9 @@ class _StepLoop:
                 for handle, future in active.values():
                     handle.cancel()
                     future.set_exception(BackendError("the openvino backend was closed"))
+                if active:  # a step frees what they hold (destroyed holding it, the
+                    with contextlib.suppress(Exception):  # pipeline prints "[ERROR] ...
+                        self._pipe.step()  # leaked" lines on the user's terminal)
                 return
             try:
                 self._step(active)
