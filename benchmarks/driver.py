@@ -13,7 +13,8 @@ a recipe of ``--requests`` requests, one row each (20 labels); the figures are
 that process's own: user+sys CPU seconds (start-up, planning, the quality gate,
 the SQLite store and the export included), CPU ms per request sent, and peak RSS.
 ``--marginal`` also runs a quarter of the requests and prints the difference per
-request: the CPU a request costs once start-up and the export are paid.
+request: the CPU a request costs once start-up and the export are paid. It also runs one
+row a label, whose CPU is what any run pays (start-up, planning, a tiny export).
 ``--reference`` also runs a bare aiohttp loop (``benchmarks/throughput.py``'s) on the same
 requests after each CLI run: its CPU per request measures the host, so figures from
 different hosts compare by their ratio, the median of the runs' ratios (the issue's host:
@@ -220,10 +221,14 @@ def main() -> None:
         if args.marginal:
             small = measure(argparse.Namespace(**{**vars(args), "gate": gate,
                                                   "requests": args.requests // 4}))
+            tiny = measure(argparse.Namespace(**{**vars(args), "gate": gate,
+                                                 "requests": LABELS}))
             per = (r["cpu_s"] - small["cpu_s"]) / max(1, r["requests"] - small["requests"])
             fixed = small["cpu_s"] - per * small["requests"]
             print(f"       marginal: {1000 * per:.3f} ms a request ({small['requests']} -> "
-                  f"{r['requests']} requests), fixed about {fixed:.2f} s (start-up, export)")
+                  f"{r['requests']} requests), fixed about {fixed:.2f} s by that line; a run "
+                  f"of {tiny['requests']} requests takes {tiny['cpu_s']:.2f} s (start-up: "
+                  "the line's intercept is lower where a request costs more in a larger run)")
         if gate == "cheap":
             cpu_ok = r["cpu_ms_per_request"] <= TARGET_MS
             rss_ok = r["peak_rss_mb"] <= TARGET_MB
