@@ -96,6 +96,7 @@ class VLLMBackend(Backend):
         super().__init__(options)
         self._llm: Any = None
         self._lock = threading.Lock()
+        self._chat_ok = False  # the model's chat template was found
 
     @property
     def model_name(self) -> str:
@@ -150,6 +151,26 @@ class VLLMBackend(Backend):
                 raise BackendError(f"vLLM cannot start the model {args['model']}: "
                                    f"{_first_line(exc)}") from exc
 
+    async def ready(self, request: Request) -> None:
+        """Chat messages need the model's chat template: read from its tokenizer files
+        before the engine starts (minutes on a CPU), so a model list stops at once."""
+        if request.prompt is None:
+            await asyncio.to_thread(self._check_chat)
+
+    def _check_chat(self) -> None:
+        if self._chat_ok:
+            return
+        if self._llm is not None:
+            tokenizer = self._llm.get_tokenizer()
+        else:
+            hf = require("transformers", "the vllm backend", extra="vllm")
+            tokenizer = hf.AutoTokenizer.from_pretrained(self._folder())
+        if not getattr(tokenizer, "chat_template", None):
+            raise RecipeError(f"the model {self.model_name} has no chat template: a base model "
+                              "continues text and cannot answer chat messages (set "
+                              "generation.style: continue)", field="backend.options.model")
+        self._chat_ok = True
+
     # -- generating ----------------------------------------------------------------------
     async def generate(self, requests: Sequence[Request]) -> list[Completion]:
         if self._llm is None:
@@ -188,6 +209,8 @@ class VLLMBackend(Backend):
         raw = [r.prompt for r in requests if r.prompt is not None]
         if raw and len(raw) < len(requests):
             raise BackendError("a batch mixes raw prompts and chat messages")
+        if not raw:
+            self._check_chat()
         with self._lock:
             try:
                 if raw:  # documents to continue (generation.style: continue): no chat template
