@@ -77,3 +77,25 @@ def interrupted_run() -> Callable[..., BaseException]:
         return info.value
 
     return run
+
+
+@pytest.fixture
+def base_model(tmp_path: Path) -> tuple[Path, Path]:
+    """The embedded model as a plain model folder, and a copy of it without its chat
+    template: a base model (weights linked, not copied)."""
+    import json
+
+    from textsynth.backends.transformers import embedded_model_path
+    from textsynth.backends.vllm import plain_model_dir
+
+    plain = plain_model_dir(embedded_model_path(), tmp_path / "models")
+    base = tmp_path / "base-model"
+    base.mkdir()
+    for item in plain.iterdir():
+        if item.name == "tokenizer_config.json":
+            config = json.loads(item.read_text())
+            config.pop("chat_template", None)
+            (base / item.name).write_text(json.dumps(config))
+        elif item.name != "chat_template.jinja":
+            (base / item.name).symlink_to(item)
+    return plain, base

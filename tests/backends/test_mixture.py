@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -95,24 +94,13 @@ def test_both_models_write_rows_the_same_for_a_seed_and_resume_pays_nothing_twic
 
 @pytest.mark.model
 def test_a_base_model_in_the_list_stops_a_chat_recipe_before_any_model_answers(
-        tmp_path: Path) -> None:
+        tmp_path: Path, base_model: tuple[Path, Path]) -> None:
     """Both models load before either is sent a request: the one without a chat
     template fails the run at once, and nothing was generated (the store is empty)."""
     pytest.importorskip("transformers")
-    from textsynth.backends.transformers import embedded_model_path
-    from textsynth.backends.vllm import plain_model_dir
     from textsynth.store import Store
 
-    plain = plain_model_dir(embedded_model_path(), tmp_path / "models")
-    base = tmp_path / "base-model"  # the same model, its chat template removed
-    base.mkdir()
-    for item in plain.iterdir():
-        if item.name == "tokenizer_config.json":
-            config = json.loads(item.read_text())
-            config.pop("chat_template", None)
-            (base / item.name).write_text(json.dumps(config))
-        elif item.name != "chat_template.jinja":
-            (base / item.name).symlink_to(item)
+    base = base_model[1]  # the embedded model, its chat template removed
     recipe = load_recipe({
         "name": "mix-base", "per_label": 3, "labels": {"turn_on": "Switch something on"},
         "backend": {"type": "transformers", "options": {

@@ -45,22 +45,11 @@ def test_without_vllm_the_error_names_the_extra() -> None:
 
 @needs_vllm
 @pytest.mark.vllm
-def test_a_base_model_refuses_chat_before_its_engine_starts(tmp_path: Path) -> None:
+def test_a_base_model_refuses_chat_before_its_engine_starts(
+        base_model: tuple[Path, Path]) -> None:
     """``ready`` reads the chat template from the tokenizer files (no engine: that takes
     minutes on a CPU), so a list of models stops at once on a base model."""
-    from textsynth.backends.transformers import embedded_model_path
-    from textsynth.backends.vllm import plain_model_dir
-
-    plain = plain_model_dir(embedded_model_path(), tmp_path / "models")
-    base = tmp_path / "base-model"  # the same model, its chat template removed
-    base.mkdir()
-    for item in plain.iterdir():
-        if item.name == "tokenizer_config.json":
-            config = json.loads(item.read_text())
-            config.pop("chat_template", None)
-            (base / item.name).write_text(json.dumps(config))
-        elif item.name != "chat_template.jinja":
-            (base / item.name).symlink_to(item)
+    plain, base = base_model  # the embedded model, and a copy without its chat template
     chat, raw = _request(0), Request((), prompt="- Turn the lights on\n-", seed=1)
     with pytest.raises(RecipeError, match="base-model has no chat template"):
         asyncio.run(VLLMBackend({"model": str(base)}).ready(chat))
