@@ -162,6 +162,26 @@ def test_progress_takes_the_newest_state_at_most_ten_times_a_second() -> None:
         total = bar.progress.tasks[-1]
         assert total.completed == 1  # within the interval: kept, not drawn
         bar(snap(50, "waiting 3 s for retry (429)"), "processed")
-        assert total.completed == 50 and "waiting 3 s" in total.fields["info"]
+        assert total.completed == 50 and bar.progress.activity == "waiting 3 s for retry (429)"
         bar(snap(51, "waiting 3 s for retry (429)"), "sent")
     assert total.completed == 51  # the last state is shown when the run ends
+
+
+def test_what_the_run_waits_for_is_shown_whole_in_a_narrow_terminal() -> None:
+    """On a line of its own, wrapped: in a column of the bars, 80 columns cut it off."""
+    import io
+
+    from rich.console import Console
+
+    from textsynth.console import RunProgress
+    from textsynth.result import QuotaSnapshot, RunSnapshot
+
+    wait = ("stopping: storing the answers in flight (at most 5 s; Ctrl-C again quits at "
+            "once); loading the model [gemma3-270m]")
+    out = io.StringIO()
+    bar = RunProgress(Console(file=out, width=80, color_system=None, force_terminal=True))
+    with bar:
+        bar(RunSnapshot((QuotaSnapshot("turn_on_lights", 30, 0, 0, 0),), 0, 0, 0, wait), "tick")
+    shown = " ".join(out.getvalue().split())
+    assert wait in shown  # every word, in order, brackets and all
+    assert "0 sent, 0 cached, 0 tokens, 0 rejected" in shown

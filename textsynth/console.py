@@ -10,14 +10,15 @@ labels and reject reasons fold inside their own column.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from textsynth.result import StopReason
 
@@ -42,6 +43,18 @@ __all__ = [
 
 
 # -- progress ----------------------------------------------------------------------------
+class _Bars(Progress):
+    """The bars, then what the run waits for on a line of its own: wrapped in a narrow
+    terminal, where a column of the bars would cut it off."""
+
+    activity = ""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield from super().get_renderables()
+        if self.activity:
+            yield Text(self.activity, style="yellow")
+
+
 class RunProgress:
     """A live bar per label (accepted / target) plus requests, tokens and rejects, and
     what the run waits for when it waits ("waiting 42 s for retry (429)").
@@ -54,7 +67,7 @@ class RunProgress:
     def __init__(self, console: Console | None = None, enabled: bool = True,
                  interval: float = 0.1):
         self.console = console or Console(stderr=True, highlight=False)
-        self.progress = Progress(
+        self.progress = _Bars(
             TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
             console=self.console, disable=not enabled, transient=False,
@@ -98,8 +111,8 @@ class RunProgress:
                                  info=f"{quota.jobs} req, {quota.rejected} rej")
         info = (f"{run.sent} sent, {run.cached} cached, {run.tokens:,} tokens, "
                 f"{run.rejected} rejected")
-        if run.activity:  # retries, slow answers, Ctrl-C: never a silent wait
-            info += f" [yellow]{escape(run.activity)}[/yellow]"
+        # retries, slow answers, a model loading, Ctrl-C: never a silent wait
+        self.progress.activity = run.activity
         self.progress.update(self._totals, completed=run.accepted, info=info)
 
 

@@ -117,3 +117,23 @@ def test_a_backend_that_reports_nothing_answers_through_generate_reporting() -> 
                                                 lambda r, state: seen.append(state)))
     assert out[0].text == "Write three." and seen == []
     assert not Echo.reports_request_state and Echo.default_repair_turns == 0
+
+
+def test_activity_says_what_a_backend_is_busy_with_and_lists_and_fleets_say_each() -> None:
+    """What the progress display shows while requests wait (a model loading)."""
+    from textsynth.backends.endpoints import EndpointPool
+    from textsynth.backends.fake import FakeBackend
+    from textsynth.backends.mixture import ModelMix
+
+    a, b, c = FakeBackend(), FakeBackend(), FakeBackend()
+    assert a.activity() == ""
+    with pytest.raises(RuntimeError), a.busy("loading the model x"):
+        assert a.activity() == "loading the model x"
+        raise RuntimeError("the load failed")
+    assert a.activity() == ""  # cleared however the block ends
+    mix, pool = ModelMix([a, b]), EndpointPool([b, c])
+    with a.busy("loading the model x"), b.busy("loading the model y"):
+        assert mix.activity() == "loading the model x; loading the model y"
+        with c.busy("loading the model y"):
+            assert pool.activity() == "loading the model y"  # said once
+    assert mix.activity() == pool.activity() == ""

@@ -750,7 +750,7 @@ def test_the_progress_display_shows_a_wait_for_a_retry(tmp_path: Path) -> None:
 
     def hook(engine: Engine, event: str) -> None:
         bar(engine, event)
-        shown.append(bar.progress.tasks[-1].fields["info"])
+        shown.append(bar.progress.activity)
 
     with FaultServer(items=3, retry_after=2.5, script=["rate_limit", "rate_limit"]) as srv:
         engine = Engine(make_recipe(tmp_path, srv.url, labels=1, per_label=6), progress=hook)

@@ -62,6 +62,22 @@ def test_n_choices_differ_and_their_prompt_is_counted_once(backend: Transformers
 
 
 @model
+def test_the_progress_display_hears_while_the_model_loads() -> None:
+    import threading
+    import time
+
+    b = TransformersBackend({"threads": 2})
+    seen: set[str] = set()
+    loading = threading.Thread(target=b.load)
+    loading.start()
+    while loading.is_alive():
+        seen.add(b.activity())
+        time.sleep(0.01)
+    assert "loading the model smollm2-135m-instruct" in seen
+    assert b.activity() == ""
+
+
+@model
 def test_greedy_decoding_is_deterministic(backend: TransformersBackend) -> None:
     a = asyncio.run(backend.generate([_request(5, 0.0)]))
     b = asyncio.run(backend.generate([_request(6, 0.0), _request(5, 0.0)]))

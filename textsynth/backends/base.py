@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -133,6 +134,7 @@ class Backend(ABC):
     #: correction turns for an answer that does not fit the output schema, when the
     #: recipe leaves ``generation.repair_turns`` unset (see :mod:`textsynth.backends.repair`)
     default_repair_turns: ClassVar[int] = 0
+    _busy = ""  # see busy()
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -182,6 +184,20 @@ class Backend(ABC):
         :mod:`textsynth._dispatch`). Other backends report nothing.
         """
         return await self.generate(requests)
+
+    def activity(self) -> str:
+        """What requests wait for now, in a few words, for the progress display ("" when
+        nothing is slow): a local model loading, a retry's wait."""
+        return self._busy
+
+    @contextlib.contextmanager
+    def busy(self, what: str) -> Iterator[None]:
+        """Say ``what`` as the backend's :meth:`activity` while the block runs."""
+        self._busy = what
+        try:
+            yield
+        finally:
+            self._busy = ""
 
     async def ready(self, request: Request) -> None:  # noqa: B027 - optional hook
         """Get ready to answer requests like ``request`` (a local model loads), raising the

@@ -65,6 +65,11 @@ class EndpointPool(Backend):
     def max_concurrency(self) -> int:
         return sum(e.backend.max_concurrency for e in self.endpoints)
 
+    def activity(self) -> str:
+        """What the fleet waits for: each endpoint's wait, once (they often say the same)."""
+        return "; ".join(dict.fromkeys(a for a in (e.backend.activity()
+                                                    for e in self.endpoints) if a))
+
     def _pick(self, tried: set[int]) -> tuple[int, float]:
         """The endpoint for the next call, and how long to wait before calling it."""
         now = time.monotonic()

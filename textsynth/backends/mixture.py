@@ -51,6 +51,9 @@ class ModelMix(Backend):
     def max_concurrency(self) -> int:
         return sum(b.max_concurrency for b in self.backends)
 
+    def activity(self) -> str:
+        return "; ".join(a for a in (b.activity() for b in self.backends) if a)
+
     def route(self, request: Request) -> int:
         """Which backend answers ``request``: its job's index modulo their number (a
         request with no job, such as a judge's, by its seed)."""

@@ -142,7 +142,7 @@ class OpenVINOBackend(Backend):
 
     def load(self) -> None:
         """Convert (first time only) and load the model; called by the first :meth:`generate`."""
-        with self._lock:
+        with self._lock, self.busy(f"loading the model {Path(self.options.model).name}"):
             if self._pipe is not None:
                 return
             ov_genai = require("openvino_genai", "the openvino backend")

@@ -173,7 +173,7 @@ class TransformersBackend(Backend):
 
     def load(self) -> None:
         """Load the model and tokenizer (once); called by the first :meth:`generate`."""
-        with self._lock:
+        with self._lock, self.busy(f"loading the model {Path(self.options.model).name}"):
             if self._model is not None:
                 return
             torch = require("torch", "the transformers backend")

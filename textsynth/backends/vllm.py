@@ -136,7 +136,7 @@ class VLLMBackend(Backend):
 
     def load(self) -> None:
         """Build the engine (once); called by the first :meth:`generate`."""
-        with self._lock:
+        with self._lock, self.busy(f"starting vLLM on {Path(self.options.model).name}"):
             if self._llm is not None:
                 return
             # vLLM logs every engine step at INFO; the run's own progress display is enough
