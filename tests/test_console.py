@@ -184,4 +184,5 @@ def test_what_the_run_waits_for_is_shown_whole_in_a_narrow_terminal() -> None:
         bar(RunSnapshot((QuotaSnapshot("turn_on_lights", 30, 0, 0, 0),), 0, 0, 0, wait), "tick")
     shown = " ".join(out.getvalue().split())
     assert wait in shown  # every word, in order, brackets and all
-    assert "0 sent, 0 cached, 0 tokens, 0 rejected" in shown
+    assert "0 requests sent, 0 from the store, 0 tokens, 0 rejected" in shown
+    assert "0:00:0" in shown  # the bars' clock, whole: the totals no longer squeeze it

@@ -44,13 +44,16 @@ __all__ = [
 
 # -- progress ----------------------------------------------------------------------------
 class _Bars(Progress):
-    """The bars, then what the run waits for on a line of its own: wrapped in a narrow
-    terminal, where a column of the bars would cut it off."""
+    """The bars, then the run's totals and what it waits for, each on a line of its own:
+    wrapped in a narrow terminal, where a column of the bars would cut them off."""
 
+    totals = ""
     activity = ""
 
     def get_renderables(self) -> Iterable[RenderableType]:
         yield from super().get_renderables()
+        if self.totals:
+            yield Text(self.totals)
         if self.activity:
             yield Text(self.activity, style="yellow")
 
@@ -109,11 +112,11 @@ class RunProgress:
         for quota in run.quotas:
             self.progress.update(self._tasks[quota.name], completed=quota.accepted,
                                  info=f"{quota.jobs} req, {quota.rejected} rej")
-        info = (f"{run.sent} sent, {run.cached} cached, {run.tokens:,} tokens, "
-                f"{run.rejected} rejected")
+        self.progress.totals = (f"{run.sent} requests sent, {run.cached} from the store, "
+                                f"{run.tokens:,} tokens, {run.rejected} rejected")
         # retries, slow answers, a model loading, Ctrl-C: never a silent wait
         self.progress.activity = run.activity
-        self.progress.update(self._totals, completed=run.accepted, info=info)
+        self.progress.update(self._totals, completed=run.accepted)
 
 
 # -- run tables --------------------------------------------------------------------------
