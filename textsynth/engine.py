@@ -217,8 +217,7 @@ class Engine:
                         "are stored (Ctrl-C again quits at once)")
             return (f"stopping: storing the answers in flight (at most "
                     f"{self.interrupt_grace:g} s; Ctrl-C again quits at once)")
-        activity = getattr(self.backend, "activity", None)
-        return str(activity()) if callable(activity) else ""
+        return self.backend.activity()
 
     def interrupt(self) -> None:
         """Stop sending, keep the answers in flight for a grace period, then raise

@@ -199,6 +199,14 @@ class Backend(ABC):
         finally:
             self._busy = ""
 
+    def check_chat_template(self, tokenizer: Any) -> None:
+        """Chat messages need ``tokenizer``'s chat template: a :class:`RecipeError` (one
+        line, the same on every local backend) for a base model, which has none."""
+        if not getattr(tokenizer, "chat_template", None):
+            raise RecipeError(f"the model {self.model_name} has no chat template: a base model "
+                              "continues text and cannot answer chat messages (set "
+                              "generation.style: continue)", field="backend.options.model")
+
     async def ready(self, request: Request) -> None:  # noqa: B027 - optional hook
         """Get ready to answer requests like ``request`` (a local model loads), raising the
         error the first of them would meet (a base model given chat messages); nothing

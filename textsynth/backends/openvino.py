@@ -188,10 +188,7 @@ class OpenVINOBackend(Backend):
         or the request's raw prompt as it is."""
         if request.prompt is not None:
             return request.prompt
-        if not self._tokenizer.chat_template:
-            raise RecipeError(f"the model {self.model_name} has no chat template: a base model "
-                              "continues text and cannot answer chat messages (set "
-                              "generation.style: continue)", field="backend.options.model")
+        self.check_chat_template(self._tokenizer)
         messages = list(request.messages)
         system: str | None = self.options.system_prompt
         if system and not any(m["role"] == "system" for m in messages):

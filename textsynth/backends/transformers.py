@@ -220,11 +220,7 @@ class TransformersBackend(Backend):
         if request.prompt is not None:  # a document to continue: no chat template
             return request.prompt
         messages = list(request.messages)
-        if not getattr(self._tokenizer, "chat_template", None):
-            raise RecipeError(f"the model {self.model_name} has no chat template: a base model "
-                              "continues text and cannot answer chat messages (set "
-                              "generation.style: continue)",
-                              field="backend.options.model")
+        self.check_chat_template(self._tokenizer)
         system: str | None = self.options.system_prompt
         if system and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system})

@@ -165,10 +165,7 @@ class VLLMBackend(Backend):
         else:
             hf = require("transformers", "the vllm backend", extra="vllm")
             tokenizer = hf.AutoTokenizer.from_pretrained(self._folder())
-        if not getattr(tokenizer, "chat_template", None):
-            raise RecipeError(f"the model {self.model_name} has no chat template: a base model "
-                              "continues text and cannot answer chat messages (set "
-                              "generation.style: continue)", field="backend.options.model")
+        self.check_chat_template(tokenizer)
         self._chat_ok = True
 
     # -- generating ----------------------------------------------------------------------
