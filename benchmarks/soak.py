@@ -43,7 +43,10 @@ def _recipe(folder: Path, url: str, rows: int, max_retry_after: float) -> Path:
     path.write_text(yaml.safe_dump({
         "name": "soak", "labels": {f"label_{i}": f"label {i}" for i in range(LABELS)},
         "per_label": rows // LABELS, "generation": {"examples_per_request": 1},
-        "quality": {"min_words": 1},
+        # the rules that need no model: the mock's rows are made-up words, which the
+        # rules that read meaning (classifier, novelty, semantic dedup, lingua) reject
+        "quality": {"min_words": 1, "language_id": False, "novelty": False,
+                    "semantic": False, "classifier": False},
         "export": {"dir": str(folder / "out"), "formats": ["parquet", "jsonl"]},
         "backend": {"type": "openai", "options": {
             "base_url": url, "model": "soak", "api_key": "soak-key-not-secret",
