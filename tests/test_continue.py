@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from textsynth import FakeBackend, load_recipe
+from textsynth import FakeBackend, load_recipe, run_recipe
 from textsynth.backends.base import Completion, Request, Usage
 from textsynth.engine import Engine
 from textsynth.errors import RecipeError
@@ -120,3 +120,36 @@ def test_bootstrap_adds_accepted_rows_next_to_the_seed_examples(recipe_dict: dic
     assert len(shown) == 4 and {"Lights on please", "Turn the fan on"} <= set(shown)
     assert len([t for t in shown if t in accepted]) == 2
     assert len(prompts[0].splitlines()) == 4  # nothing accepted yet: the two seeds only
+
+
+
+def test_a_continued_list_of_slot_rows_exports_their_entities(recipe_dict: dict) -> None:
+    """`schema: slots` read through a continued list: the export keeps the entity spans,
+    the BIO tags and the Rasa markup (it dropped them: the export's columns were read from
+    the list reader, which declares none)."""
+    recipe_dict["labels"] = {"turn_on": {
+        "description": "Switch the lights on in a room", "slots": ["room"],
+        "examples": ["turn on the lights in the kitchen", "lights on in the office please"]}}
+    recipe_dict.update(schema="slots", template="slots_continue", per_label=4,
+                       slots={"room": ["kitchen", "office", "garage"]})
+    recipe_dict["generation"] = {"style": "continue", "examples_per_request": 2}
+    recipe_dict["export"].update(formats=["jsonl", "rasa"], bio_tags=True)
+    fake = FakeBackend(responses=[" switch on the garage light {seed}\n- office lights on {seed}"])
+    result = run_recipe(load_recipe(recipe_dict), backend=fake)
+    assert result.stats.stop_reasons == {}
+    # the examples are shown with this job's room, whichever room they were written with
+    prompt = fake.requests[0].prompt
+    assert prompt is not None and prompt.endswith("\n-")
+    shown = prompt.splitlines()[1:-1]
+    assert len(shown) == 2
+    assert sum(all(room in line for line in shown) for room in ("kitchen", "office", "garage")) == 1
+    out = Path(recipe_dict["export"]["dir"])
+    rows = [json.loads(line) for f in out.glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert len(rows) == 4
+    for row in rows:
+        [entity] = row["entities"]
+        assert row["text"][entity["start"]:entity["end"]] == entity["value"]
+        assert entity["entity"] == "room" and entity["value"] in ("garage", "office")
+        assert "B-room" in row["tags"] and len(row["tags"]) == len(row["tokens"])
+    nlu = (out / "rasa" / "nlu.yml").read_text()
+    assert "[garage](room)" in nlu and "[office](room)" in nlu

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from textsynth.export.features import DatasetLayout
 from textsynth.plan import Job, Planner, Quota
-from textsynth.prompt import AcceptedTexts, PromptBuilder
+from textsynth.prompt import AcceptedTexts, ContinuedList, PromptBuilder
 from textsynth.recipe import BudgetSpec, Recipe
 from textsynth.schemas import OutputSchema, Parsed
 from textsynth.templates import PromptTemplate
@@ -138,7 +138,11 @@ class RecipeJobs(JobSource):
 
     @property
     def layout(self) -> DatasetLayout:
-        return DatasetLayout.of(self.recipe, self.schema)
+        # a continued list's lines are read by the recipe's own schema: its columns
+        # (the entities of `schema: slots`) are the export's
+        schema = self.schema
+        return DatasetLayout.of(
+            self.recipe, schema.inner if isinstance(schema, ContinuedList) else schema)
 
     def request(self, job: Job) -> Request:
         return self.prompts.request(job)
