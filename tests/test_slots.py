@@ -161,3 +161,30 @@ def test_smart_home_slots_example_on_the_embedded_model(tmp_path: Path) -> None:
         for span in row["entities"]:
             assert row["text"][span["start"]:span["end"]] == span["value"]
     assert (tmp_path / "out" / "rasa" / "nlu.yml").is_file()
+
+
+def test_a_row_must_name_every_slot_its_label_uses(recipe_dict: dict) -> None:
+    """set_heat uses a room and a temperature: a row that names the room and a
+    temperature no slot declares ("19 degrees") would be exported with that temperature
+    unannotated, so it is rejected (slot_missing); a row naming both is kept."""
+    recipe_dict["labels"] = {"set_heat": {"description": "Set a room's heating",
+                                          "slots": ["room", "temperature"]}}
+    recipe_dict.update(schema="slots", template="slots", per_label=3,
+                       slots={"room": ["kitchen", "garage"],
+                              "temperature": ["20 degrees", "21 degrees"]})
+    recipe = load_recipe(recipe_dict)
+
+    def answer(request: object) -> str:
+        seed = request.seed  # type: ignore[attr-defined]
+        return (f"1. set the kitchen to 19 degrees {seed}\n"
+                f"2. set the garage to 21 degrees {seed}")
+
+    engine = Engine(recipe, backend=FakeBackend(handler=answer), store=Store(":memory:"))
+    result = asyncio.run(engine.run())
+    assert result.complete
+    assert result.rejected["slot_missing"] >= 1
+    rows = list(engine.store.examples())
+    assert len(rows) == 3
+    for row in rows:
+        assert {span["entity"] for span in row.fields["entities"]} == {"room", "temperature"}
+        assert "19 degrees" not in row.text

@@ -147,6 +147,18 @@ class RecipeJobs(JobSource):
     def request(self, job: Job) -> Request:
         return self.prompts.request(job)
 
+    def check(self, job: Job, parsed: Parsed) -> tuple[Parsed, Problem | None]:
+        """A row with entities must name a value of each slot type its label uses: a row
+        of set_thermostat that names the room and "19 degrees", which no slot declares,
+        would be exported with that temperature unannotated."""
+        entities = parsed.fields.get("entities") if job.slot_values else None
+        if entities is not None:
+            named = {e.get("entity") for e in entities if isinstance(e, dict)}
+            missing = [name for name in job.slot_values if name not in named]
+            if missing:
+                return parsed, ("slot_missing", ", ".join(missing))
+        return parsed, None
+
     def attach(self, accepted: AcceptedTexts | None, lag: int) -> None:
         self.prompts.accepted, self.prompts.lag = accepted, lag
 
