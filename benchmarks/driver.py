@@ -1,7 +1,7 @@
 """CPU and memory of the driver: ``textsynth run`` through the openai backend, end to end.
 
     python benchmarks/driver.py                      # 9,000 requests, 200 ms, 256 at once
-    python benchmarks/driver.py --requests 2000 --gate cheap
+    python benchmarks/driver.py --requests 2000 --gate both   # cheap, then the defaults
     python benchmarks/driver.py --profile /tmp/driver.prof   # cProfile of the CLI run
     python benchmarks/driver.py --gate cheap --marginal      # per request, start-up apart
     python benchmarks/driver.py --gate cheap --reference     # and a bare aiohttp loop here
@@ -29,7 +29,9 @@ Two quality gates (``--gate``):
   all-MiniLM-L6-v2 (semantic dedup, request filter, in-loop classifier) and
   language identification (lingua) and ROUGE novelty are off. Embedding
   9,000 rows is model work, not driver overhead.
-* ``full``: the recipe's defaults (the MiniLM rules on, where installed).
+* ``full``: the recipe's defaults (the MiniLM rules on, where installed). They reject
+  nearly every one of the mock's made-up rows (its classifier sees no label in them), so
+  the run tops its quotas up for ever; the line says so instead of giving a figure.
 * ``issue``: the gate the issue's figures (1.4 ms, 12.4 s) were measured with, the
   defaults when it was filed: length, assistant-speak, PII and exact dedup. MinHash
   near-duplicates and the form rule were turned on, or written, for issue 12 after that;
@@ -197,7 +199,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=9000)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--gate", choices=["cheap", "issue", "full", "both"], default="both")
+    parser.add_argument("--gate", choices=["cheap", "issue", "full", "both"], default="cheap")
     parser.add_argument("--repeat", type=int, default=1, help="runs per gate (the median shown)")
     parser.add_argument("--profile", type=Path,
                         help="write a cProfile (CPU time) of the CLI run here")
@@ -226,6 +228,12 @@ def main() -> None:
         print(f"{gate:<6} {r['requests']:>8} {r['rows'] or 0:>6} {r['seconds']:>7.1f} "
               f"{r['cpu_s']:>7.2f} {r['user_s']:>6.2f} {r['sys_s']:>6.2f} "
               f"{r['cpu_ms_per_request']:>10.3f} {r['peak_rss_mb']:>11.0f}", flush=True)
+        wanted = args.requests // LABELS * LABELS
+        if (r["rows"] or 0) < wanted:  # the rules rejected the mock's rows: more requests
+            print(f"       only {r['rows'] or 0} of {wanted} rows: the rules rejected the "
+                  "mock's made-up rows and the run kept topping up its quotas, so this line "
+                  "measures those rules, not the driver")
+            continue
         if args.json:
             print(json.dumps(runs))
         if args.marginal:

@@ -14,6 +14,8 @@ import os
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# spinning OpenMP threads wait for a core another process holds: figures then measure that
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from textsynth.backends.base import Request
 from textsynth.backends.transformers import TransformersBackend

@@ -45,7 +45,8 @@ ABLATIONS: dict[str, list[str]] = {
     "no rules (exact dedup only)": [
         "quality.label_consistency=null", "quality.assistant_speak=false",
         "quality.language_id=null", "quality.near_duplicates=null", "quality.novelty=null",
-        "quality.semantic=null", "quality.pii=off", "quality.withdraw_conflicts=false",
+        "quality.semantic=null", "quality.pii='off'", "quality.withdraw_conflicts=false",
+        "quality.form=false", "quality.classifier=false", "quality.seed_leak=false",
         "quality.min_words=1", "quality.max_words=60", "quality.max_chars=400"],
 }
 

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,15 +68,19 @@ async def _engine(url: str, requests: int, concurrency: int, lookahead: int) -> 
                     "classifier": False, "request": False},
     })
     engine = Engine(recipe)
-    cpu, start = time.process_time(), time.perf_counter()
-    result = await engine.run()
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    rows = sum(1 for _ in engine.store.examples())
-    return {"seconds": seconds, "cpu": cpu, "requests": result.sent, "rows": rows,
-            "unique_rows": len({e.text for e in engine.store.examples()}),
-            "complete": result.complete, "replaced": result.replaced,
-            "cancelled": result.cancelled,
-            "backend": dict(engine.backend.stats)}  # type: ignore[attr-defined]
+    try:
+        cpu, start = time.process_time(), time.perf_counter()
+        result = await engine.run()
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        rows = sum(1 for _ in engine.store.examples())
+        return {"seconds": seconds, "cpu": cpu, "requests": result.sent, "rows": rows,
+                "unique_rows": len({e.text for e in engine.store.examples()}),
+                "complete": result.complete, "replaced": result.replaced,
+                "cancelled": result.cancelled,
+                "backend": dict(engine.backend.stats)}  # type: ignore[attr-defined]
+    finally:
+        engine.store.close()
+        shutil.rmtree(out, ignore_errors=True)
 
 
 async def _sdk(url: str, requests: int, concurrency: int, aiohttp: bool) -> dict[str, Any]:
