@@ -130,7 +130,7 @@ def test_a_continued_list_of_slot_rows_exports_their_entities(recipe_dict: dict)
     recipe_dict["labels"] = {"turn_on": {
         "description": "Switch the lights on in a room", "slots": ["room"],
         "examples": ["turn on the lights in the kitchen", "lights on in the office please"]}}
-    recipe_dict.update(schema="slots", template="slots_continue", per_label=4,
+    recipe_dict.update(schema="slots", template="continue", per_label=4,
                        slots={"room": ["kitchen", "office", "garage"]})
     recipe_dict["generation"] = {"style": "continue", "examples_per_request": 2}
     recipe_dict["export"].update(formats=["jsonl", "rasa"], bio_tags=True)
