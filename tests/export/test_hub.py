@@ -98,9 +98,10 @@ def test_repo_id_defaults_to_the_recipe_hub_setting(slots_recipe_dict: dict,
     slots_recipe_dict["export"]["hub"] = {"repo_id": "tester/from-recipe"}
     slots_recipe_dict["per_label"] = 2
     recipe_path = tmp_path / "recipe.yaml"
+    # one answer for both labels: it names a value of every slot type either label uses
     slots_recipe_dict["backend"] = {"type": "fake", "options": {"responses": [
-        '{"text": "could you switch the lamp in the kitchen on {seed}", "intent": "{label}", '
-        '"entities": {"room": "kitchen"}}']}}
+        '{"text": "could you switch the lamp in the kitchen on for Queen {seed}", '
+        '"intent": "{label}", "entities": {"room": "kitchen", "artist": "Queen"}}']}}
     recipe_path.write_text(yaml.safe_dump(slots_recipe_dict))
     out = Path(slots_recipe_dict["export"]["dir"])
     with FakeHub() as hub:
