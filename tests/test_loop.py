@@ -86,7 +86,10 @@ def test_a_callers_own_freeze_is_left_frozen(monkeypatch: pytest.MonkeyPatch) ->
         mine = gc.get_freeze_count()
         assert mine > 0
         _loop.run(_loop_module())
-        assert gc.get_freeze_count() >= mine  # not thawed by the run
+        # not thawed by the run (a thaw leaves none frozen); a frozen object whose last
+        # reference goes away during the run is still freed, so a few may be gone (one CI
+        # run saw 744,205 of 744,207)
+        assert gc.get_freeze_count() > mine // 2
     finally:
         gc.unfreeze()
 
