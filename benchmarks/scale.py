@@ -58,6 +58,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from driver import OFF as CHEAP_GATE  # benchmarks/, the script's folder, is on the path
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -66,11 +68,6 @@ REPLY = ('["please {label} the thing number {seed} now", "kindly {label} item {s
          '"could you {label} object {seed} b", "I want you to {label} {seed} c", '
          '"go and {label} unit {seed} d"]')
 LABELS = {f"intent_{i}": f"Intent number {i}" for i in range(8)}
-# the rules that need no model (as driver.py's cheap gate): the rules that embed or score
-# every candidate (semantic dedup, the classifier, novelty, lingua) would judge REPLY's
-# rows, which differ only in their numbers, as one row said again and again
-CHEAP_GATE = {"language_id": False, "novelty": False, "semantic": False, "classifier": False,
-              "request": False}
 
 
 def _recipe(out: Path, per_label: int, replicas: int, args: argparse.Namespace,
@@ -82,6 +79,8 @@ def _recipe(out: Path, per_label: int, replicas: int, args: argparse.Namespace,
         "backend": {"type": "fake", "options": {
             "responses": [REPLY], "batch_size": args.batch, "latency": args.latency,
             "concurrency": args.concurrency * (1 if ray else replicas)}},
+        # the rules that need no model (driver.py's cheap gate): the ones that embed or
+        # score each candidate would take REPLY's rows, alike but for a number, for one row
         "quality": dict(CHEAP_GATE),
         "export": {"dir": str(out)},
     }

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from driver import OFF as CHEAP_GATE  # the benchmarks' folder is the script's
 
 from textsynth.testing import FaultServer
 
@@ -43,10 +44,9 @@ def _recipe(folder: Path, url: str, rows: int, max_retry_after: float) -> Path:
     path.write_text(yaml.safe_dump({
         "name": "soak", "labels": {f"label_{i}": f"label {i}" for i in range(LABELS)},
         "per_label": rows // LABELS, "generation": {"examples_per_request": 1},
-        # the rules that need no model: the mock's rows are made-up words, which the
-        # rules that read meaning (classifier, novelty, semantic dedup, lingua) reject
-        "quality": {"min_words": 1, "language_id": False, "novelty": False,
-                    "semantic": False, "classifier": False},
+        # the rules that need no model (driver.py's cheap gate): the mock's rows are
+        # made-up words, which the rules that read meaning reject
+        "quality": {"min_words": 1, **CHEAP_GATE},
         "export": {"dir": str(folder / "out"), "formats": ["parquet", "jsonl"]},
         "backend": {"type": "openai", "options": {
             "base_url": url, "model": "soak", "api_key": "soak-key-not-secret",

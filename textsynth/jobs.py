@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from textsynth.export.features import DatasetLayout
 from textsynth.plan import Job, Planner, Quota
-from textsynth.prompt import AcceptedTexts, ContinuedList, PromptBuilder
+from textsynth.prompt import AcceptedTexts, PromptBuilder
 from textsynth.recipe import BudgetSpec, Recipe
 from textsynth.schemas import OutputSchema, Parsed
 from textsynth.templates import PromptTemplate
@@ -138,11 +138,7 @@ class RecipeJobs(JobSource):
 
     @property
     def layout(self) -> DatasetLayout:
-        # a continued list's lines are read by the recipe's own schema: its columns
-        # (the entities of `schema: slots`) are the export's
-        schema = self.schema
-        return DatasetLayout.of(
-            self.recipe, schema.inner if isinstance(schema, ContinuedList) else schema)
+        return DatasetLayout.of(self.recipe, self.prompts.output_schema)
 
     def request(self, job: Job) -> Request:
         return self.prompts.request(job)
@@ -153,7 +149,7 @@ class RecipeJobs(JobSource):
         would be exported with that temperature unannotated."""
         entities = parsed.fields.get("entities") if job.slot_values else None
         if entities is not None:
-            named = {e.get("entity") for e in entities if isinstance(e, dict)}
+            named = {e["entity"] for e in entities}
             missing = [name for name in job.slot_values if name not in named]
             if missing:
                 return parsed, ("slot_missing", ", ".join(missing))

@@ -135,12 +135,17 @@ class PromptBuilder:
         return self.recipe.generation.style == "continue"
 
     @cached_property
+    def output_schema(self) -> OutputSchema:
+        """The recipe's output schema: what a row holds, and so the export's columns."""
+        return load_schema(self.recipe.output_schema).for_recipe(self.recipe)
+
+    @cached_property
     def schema(self) -> OutputSchema:
-        """The recipe's output schema (its JSON schema rides in every request)."""
-        schema = load_schema(self.recipe.output_schema).for_recipe(self.recipe)
+        """What reads an answer (its JSON schema rides in every request): the output
+        schema, or for a continued list the lines it adds, read by the output schema."""
         if self.continues:
-            return ContinuedList(schema, self.recipe.generation.examples_per_request)
-        return schema
+            return ContinuedList(self.output_schema, self.recipe.generation.examples_per_request)
+        return self.output_schema
 
     def context(self, label: str, language: str, attributes: dict[str, str],
                 examples: list[str], avoid: list[str],
