@@ -31,8 +31,26 @@ def test_style_is_validated_and_picks_the_continued_template(recipe_dict: dict) 
     with pytest.raises(RecipeError, match=r"generation\.style.*'chat' or 'continue'"):
         load_recipe(recipe_dict | {"generation": {"style": "complete"}})
     assert load_recipe(_recipe(recipe_dict)).template == "continue"
-    own = load_recipe(_recipe(recipe_dict) | {"template": "slots"})
-    assert own.template == "slots"  # a template the recipe names is kept
+    own = load_recipe(_recipe(recipe_dict) | {"template": "mine.jinja"})
+    assert own.template == "mine.jinja"  # a template of the recipe's own is kept
+
+
+@pytest.mark.parametrize("name", ["slots", "paraphrase", "translate", "judge_label"])
+def test_a_built_in_instruction_is_not_continued_as_a_document(recipe_dict: dict,
+                                                               name: str) -> None:
+    # rendered as a document, the model would continue "Write 5 different things ..."
+    assert load_recipe(recipe_dict | {"template": name}).template == name  # chat: fine
+    with pytest.raises(RecipeError, match=rf"template '{name}' is an instruction for chat "
+                                          r"prompts; .*use template: continue"):
+        load_recipe(_recipe(recipe_dict) | {"template": name})
+
+
+def test_every_built_in_template_is_either_a_list_or_an_instruction() -> None:
+    from textsynth.recipe import _INSTRUCTIONS
+    from textsynth.templates import builtin_templates
+
+    # a new built-in instruction must be named there, or continue would render it
+    assert set(builtin_templates()) == _INSTRUCTIONS | {"continue", "utterances"}
 
 
 def test_requests_carry_a_document_that_ends_in_a_list_marker(recipe_dict: dict) -> None:

@@ -43,6 +43,9 @@ __all__ = [
     "load_recipe",
 ]
 
+# built-in templates that instruct a chat model: never a document to continue
+_INSTRUCTIONS = frozenset({"slots", "paraphrase", "translate", "judge_label"})
+
 MAX_PER_LABEL = 10_000_000
 MAX_VARY_COMBINATIONS = 10_000
 
@@ -188,6 +191,12 @@ class Recipe(Strict):
         # the built-in instruction `utterances` has a continued-list form of its own
         if self.generation.style == "continue" and self.template == "utterances":
             self.template = "continue"
+        # another built-in instruction would be continued as a document, words and all
+        elif self.generation.style == "continue" and self.template in _INSTRUCTIONS:
+            raise ValueError(
+                f"template '{self.template}' is an instruction for chat prompts; with "
+                "generation.style: continue use template: continue (a list of the label's "
+                "examples, slot values swapped in) or a template of your own")
         return self
 
     @model_validator(mode="after")
