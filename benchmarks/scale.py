@@ -25,7 +25,8 @@ per CPU second of that process (the wall clock of a shared machine says little).
 Candidates are generated as they are fed (the benchmark holds only the last 50k), so
 ``added MiB`` is the gate's; ``state MiB`` is what the dedup rules report holding (texts and
 most MinHash signatures are spilled to a temporary file). Sizes not run (10M by default)
-are extrapolated from the largest one run, and the line says so.
+are extrapolated from the largest one run, and the line says so. ``gate`` and ``semantic``
+run each size with one OpenMP thread unless ``OMP_NUM_THREADS`` is set.
 ``--semantic N`` adds the semantic rule (all-MiniLM-L6-v2 on CPU) at N candidates.
 
 ``semantic``: the semantic index alone, with synthetic unit vectors (384 dimensions, as
@@ -220,6 +221,13 @@ def _prepare(gate: Any, batch: list[Any]) -> None:
     _LOOP.run_until_complete(gate.prepare(batch))
 
 
+def _one_thread() -> dict[str, str]:
+    """The environment of a gate or semantic size's process: one OpenMP thread unless
+    ``OMP_NUM_THREADS`` says otherwise (numpy's and faiss's threads would otherwise move
+    the CPU per candidate with the host's cores and load; the README's figures use 1)."""
+    return {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
+
 def gate(args: argparse.Namespace) -> None:
     runs = [(n, False) for n in args.sizes] + ([(args.semantic, True)] if args.semantic else [])
     print(f"{'gate':<22} {'candidates':>10} {'seconds':>8} {'CPU s':>8} {'cand/CPU s':>10} "
@@ -228,7 +236,8 @@ def gate(args: argparse.Namespace) -> None:
     for n, semantic in runs:
         cmd = [sys.executable, __file__, "gate-one", str(n)] + (["--semantic", "1"] if semantic
                                                                else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                              env=_one_thread())
         name = "exact+minhash+semantic" if semantic else "exact+minhash"
         if proc.returncode != 0:
             print(f"{name:<22} {n:>10} failed: {proc.stderr.strip().splitlines()[-1]}")
@@ -364,7 +373,8 @@ def semantic(args: argparse.Namespace) -> None:
             proc = subprocess.run([sys.executable, __file__, "semantic-one", str(n),
                                    str(queries), "--index", kind, "--sample",
                                    str(args.sample)],
-                                  capture_output=True, text=True, check=False)
+                                  capture_output=True, text=True, check=False,
+                                  env=_one_thread())
             if proc.returncode != 0:
                 print(f"{n:>10} {kind:>11} failed: {proc.stderr.strip().splitlines()[-1]}")
                 continue
