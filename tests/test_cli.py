@@ -201,6 +201,8 @@ def _main_exit(args: list[str], capsys) -> tuple[int, str, str]:
     (["run", "r.yaml", "--per-label", "many"], "'--per-label'"),
     (["eval"], "Missing argument"),
     (["preview", "r.yaml", "-n", "0"], "'-n'"),
+    # every prompt is rendered before any is shown: a huge -n is refused, not left to run
+    (["preview", "r.yaml", "-n", "100000000"], "less than or equal to 10000"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], expected: str, capsys) -> None:
     code, _, err = _main_exit(args, capsys)

@@ -107,7 +107,8 @@ def run(
 @app.command()
 def preview(
     recipe_path: RecipeArg,
-    n: Annotated[int, typer.Option("-n", min=1, help="How many prompts.")] = 5,
+    n: Annotated[int, typer.Option("-n", min=1, max=10_000,  # all are rendered first
+                                   help="How many prompts.")] = 5,
 ) -> None:
     """Print rendered prompts without loading a model."""
     from textsynth.console import print_notes, print_prompts
