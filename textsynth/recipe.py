@@ -279,7 +279,9 @@ class Recipe(Strict):
         ``backend``, ``model`` and any backend option; ``base_url`` alone means the
         ``openai`` backend (see :func:`textsynth.overrides.apply_overrides`).
         """
-        data = apply_overrides(self.model_dump(by_alias=True), changes)
+        # only what the recipe set, as it was read: a default stays a default (a rule only
+        # on by default is skipped when its packages are missing; one asked for is not)
+        data = apply_overrides(self.model_dump(by_alias=True, exclude_unset=True), changes)
         data["source"] = self.source
         return _validate(data, str(self.source) if self.source else None)
 

@@ -340,6 +340,26 @@ def test_a_default_rule_without_its_package_is_skipped_but_a_named_one_fails(
         build_gate(load_recipe(recipe_dict))
 
 
+def test_command_line_overrides_leave_a_default_rule_a_default(
+        recipe_dict: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--per-label``, ``--seed``, ``--out`` or ``--base-url`` rebuild the recipe; a rule
+    that was only on by default stays so: skipped without its package, and off for a
+    recipe of one label (they used to count as asked for and stop the run)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "lingua" else real(name, *a))
+    recipe_dict["quality"] = {"semantic": False, "classifier": False}
+    recipe = load_recipe(recipe_dict).with_overrides(per_label=3, seed=2, out="elsewhere",
+                                                     base_url="http://127.0.0.1:9/v1")
+    assert (recipe.per_label, recipe.seed, recipe.backend.type) == (3, 2, "openai")
+    assert recipe.quality.model_fields_set == {"semantic", "classifier"}
+    assert "language" not in [r.name for r in build_gate(recipe).rules]
+    one = {**recipe_dict, "labels": {"turn_on": "Switch something on"}, "quality": {}}
+    assert build_gate(load_recipe(one).with_overrides(seed=1, out="elsewhere")).rules
+
+
 def test_audit_withdraws_accepted_rows_that_another_label_owns() -> None:
     """Rows accepted while the classifier knew little (here: every row passes) are judged
     again at the end by models that did not see them; those another label owns go."""
