@@ -113,6 +113,27 @@ def test_wrong_language_answers_are_rejected(tmp_path: Path) -> None:
     assert {r["language"] for r in _rows(tmp_path / "out")} == {"de"}
 
 
+def test_translating_into_a_language_identification_does_not_know(tmp_path: Path) -> None:
+    """Amharic: lingua does not know it, and translate has no quality switch; the rows are
+    kept unchecked (German beside them is still checked), where the run used to stop."""
+    pytest.importorskip("lingua")
+    amharic = {**PHRASES, "Amharic": "እባክህ ዘፈን {n} አጫውትልኝ"}
+
+    def answer(request: Request) -> str:
+        language = request.messages[-1]["content"].strip().rsplit("\n", 1)[-1].rstrip(":")
+        if language == "German" and _source(request).split()[3] == "0":
+            return "Please play the song 0 for me now"  # English: still rejected
+        return amharic[language].format(n=_source(request).split()[3])
+
+    outcome = translate(_write(tmp_path, SONGS), ["am", "de"], tmp_path / "out",
+                        backend=FakeBackend(handler=answer), max_attempts=1)
+    assert outcome.stats.rejected["wrong_language"] == 1
+    rows = _rows(tmp_path / "out")
+    assert sorted(r["text"] for r in rows if r["language"] == "am") == [
+        f"እባክህ ዘፈን {i} አጫውትልኝ" for i in range(3)]
+    assert len([r for r in rows if r["language"] == "de"]) == 2
+
+
 def test_lost_slot_and_copied_source_are_retried_with_a_new_seed(tmp_path: Path) -> None:
     answers: dict[str, int] = {}
 

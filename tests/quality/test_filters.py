@@ -174,8 +174,33 @@ def test_language_identification_on_real_text(language_rule, text: str, language
 
 def test_unknown_language_code_is_a_recipe_error() -> None:
     pytest.importorskip("lingua")
-    with pytest.raises(RecipeError, match="'xx'"):
+    with pytest.raises(RecipeError, match=r"'xx'.*not a language code textsynth knows"):
         LanguageFilter(["xx"])
+
+
+def test_a_language_lingua_does_not_know_is_kept_unchecked(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Amharic and Malayalam are languages (a corpus in them is what a user may be
+    building), not typos: their rows pass unjudged, said once, where they used to stop
+    the run, and translate had no way round it."""
+    pytest.importorskip("lingua")
+    with caplog.at_level("WARNING", logger="textsynth"):
+        rule = LanguageFilter(["am", "ml", "am", "de"])
+    assert rule.unchecked == {"am", "ml"}
+    assert caplog.text.count("does not know Amharic (am)") == 1
+    assert "Malayalam (ml)" in caplog.text
+    english = "what's the weather in Paris tomorrow"
+    assert reason(rule, english, language="am") == ""
+    assert reason(rule, english, language="de") == "wrong_language"  # others still judged
+
+
+def test_norwegian_is_checked_as_bokmal() -> None:
+    pytest.importorskip("lingua")
+    rule = LanguageFilter(["no"])
+    assert not rule.unchecked
+    assert reason(rule, "Hvordan blir været i Oslo i morgen", language="no") == ""
+    assert reason(rule, "what's the weather in Paris tomorrow", language="no") == \
+        "wrong_language"
 
 
 SEEDS = {"AddToPlaylist": ["add Steve Jordan to inez's tgif",

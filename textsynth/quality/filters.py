@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -23,6 +24,8 @@ __all__ = [
     "SeedLeakFilter",
     "load_callable",
 ]
+
+_log = logging.getLogger("textsynth")
 
 
 class LengthFilter(Rule):
@@ -81,19 +84,31 @@ class RegexFilter(Rule):
 
 
 class LanguageFilter(Rule):
-    """The candidate must be in its slot's language (lingua); short texts are not judged."""
+    """The candidate must be in its slot's language (lingua); short texts are not judged,
+    nor are the rows of a language lingua does not know (``unchecked``, said once in the
+    log): Amharic or Malayalam rows are kept as they are, where a code that is no
+    language at all ("ge") is a :class:`RecipeError`."""
 
     name = "language"
 
     def __init__(self, languages: Iterable[str], min_ratio: float = 0.5, min_words: int = 3):
-        from textsynth.quality.language import LanguageIdentifier
+        from textsynth.languages import LANGUAGE_NAMES, base_code, language_name
+        from textsynth.quality.language import LanguageIdentifier, identifiable
 
         super().__init__()
         self.min_words = min_words
         self.min_ratio = min_ratio
         self._identifiers: dict[str, LanguageIdentifier] = {}
+        self.unchecked: set[str] = set()
         for code in languages:  # built now, so an unknown code fails before generation
-            self._identifier(code)
+            if base_code(code) in LANGUAGE_NAMES and not identifiable(code):
+                if code not in self.unchecked:
+                    _log.warning("quality.language_id: language identification does not know "
+                                 "%s (%s): its rows are not checked for their language",
+                                 language_name(code), code)
+                self.unchecked.add(code)
+            else:
+                self._identifier(code)
 
     def _identifier(self, code: str) -> Any:
         from textsynth.quality.language import LanguageIdentifier
@@ -103,7 +118,7 @@ class LanguageFilter(Rule):
         return self._identifiers[code]
 
     def check(self, example: Example) -> Verdict:
-        if len(word_tokens(example.text)) < self.min_words:
+        if len(word_tokens(example.text)) < self.min_words or example.language in self.unchecked:
             return KEEP
         guess = self._identifier(example.language).guess(example.text)
         if guess.best == example.language.split("-")[0].lower():

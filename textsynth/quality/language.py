@@ -15,8 +15,9 @@ from typing import Any
 
 from textsynth._deps import require
 from textsynth.errors import RecipeError
+from textsynth.languages import LANGUAGE_NAMES, base_code
 
-__all__ = ["COMMON_LANGUAGES", "LanguageGuess", "LanguageIdentifier"]
+__all__ = ["COMMON_LANGUAGES", "LanguageGuess", "LanguageIdentifier", "identifiable"]
 
 COMMON_LANGUAGES = (
     "en", "es", "fr", "de", "it", "pt", "nl", "ru", "zh", "ja", "ko", "ar", "hi", "tr", "pl",
@@ -35,14 +36,28 @@ def _detector(codes: tuple[str, ...]) -> Any:
     return lingua.LanguageDetectorBuilder.from_languages(*languages).build()
 
 
+# codes lingua knows under another name: plain Norwegian is mostly written as Bokmål
+_LINGUA_CODES = {"no": "nb"}
+
+
+def identifiable(code: str) -> bool:
+    """Whether lingua knows the language of ``code`` (it knows 75; Amharic, Burmese,
+    Malayalam, Nepali and some 30 more of :data:`~textsynth.languages.LANGUAGE_NAMES` it
+    does not)."""
+    base = base_code(code)
+    lingua = _lingua()
+    return hasattr(lingua.IsoCode639_1, _LINGUA_CODES.get(base, base).upper())
+
+
 def _language(lingua: Any, code: str) -> Any:
-    base = code.lower().split("-")[0].split("_")[0]
+    base = base_code(code)
     try:
-        iso = getattr(lingua.IsoCode639_1, base.upper())
+        iso = getattr(lingua.IsoCode639_1, _LINGUA_CODES.get(base, base).upper())
         return lingua.Language.from_iso_code_639_1(iso)
     except (AttributeError, ValueError):
-        raise RecipeError(f"language '{code}' is not known to language identification "
-                          "(use an ISO 639-1 code such as 'en', or set "
+        known = "" if base in LANGUAGE_NAMES else " and not a language code textsynth knows"
+        raise RecipeError(f"language '{code}' is not known to language identification"
+                          f"{known} (use an ISO 639-1 code such as 'de', or set "
                           "quality.language_id: false)", field="language") from None
 
 
@@ -67,7 +82,7 @@ class LanguageIdentifier:
     """
 
     def __init__(self, expected: Sequence[str], min_ratio: float = 0.5):
-        self.expected = [c.lower().split("-")[0].split("_")[0] for c in expected]
+        self.expected = [_LINGUA_CODES.get(base_code(c), base_code(c)) for c in expected]
         self.min_ratio = min_ratio
         self._codes = tuple(sorted({*self.expected, *COMMON_LANGUAGES}))
         lingua = _lingua()
