@@ -4,12 +4,13 @@ in one call, returning one :class:`~textsynth.result.RunResult`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from textsynth import _loop
 from textsynth.backends import Backend
 from textsynth.engine import Engine, ProgressHook
 from textsynth.jobs import JobSource, RecipeJobs
-from textsynth.recipe import Recipe
+from textsynth.recipe import Recipe, load_recipe
 from textsynth.result import RunResult
 
 __all__ = ["generate", "preview_prompts", "run_recipe"]
@@ -82,10 +83,11 @@ async def generate(work: Recipe | JobSource, backend: Backend | None = None,
     return result
 
 
-def run_recipe(recipe: Recipe, backend: Backend | None = None,
-               progress: ProgressHook | None = None, out_dir: Path | None = None,
+def run_recipe(recipe: Recipe | str | Path | dict[str, Any], backend: Backend | None = None,
+               progress: ProgressHook | None = None, out_dir: str | Path | None = None,
                overwrite: bool = False) -> RunResult:
-    """Generate the dataset for ``recipe`` and write it to its output folder.
+    """Generate the dataset for ``recipe`` (a :class:`Recipe`, or a YAML file or mapping
+    that :func:`~textsynth.recipe.load_recipe` reads) and write it to its output folder.
 
     The folder must be new, empty, or a textsynth output folder; files in it that
     textsynth did not write are never replaced, unless ``overwrite``. ``progress`` is
@@ -94,4 +96,7 @@ def run_recipe(recipe: Recipe, backend: Backend | None = None,
     >>> result = run_recipe(load_recipe("examples/smart_home_intents.yaml"))  # doctest: +SKIP
     >>> result.complete, result.stats.shortfalls  # doctest: +SKIP
     """
-    return _loop.run(generate(recipe, backend, progress, out_dir, overwrite))
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    return _loop.run(generate(recipe, backend, progress,
+                              Path(out_dir) if out_dir is not None else None, overwrite))
