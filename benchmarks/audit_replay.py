@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=0, help="withdrawn rows to print")
     args = parser.parse_args()
 
-    from textsynth.evaluate import evaluate
+    from textsynth.evaluation import evaluate
     from textsynth.fidelity import RealJudge
     from textsynth.quality.classifier import cross_fitted, label_prototypes
     from textsynth.quality.semantic import Embedder

@@ -129,7 +129,7 @@ def main() -> None:
 
 
 def snips_figures(sets: dict[str, list[tuple[str, str]]]) -> None:
-    from textsynth.evaluate import evaluate
+    from textsynth.evaluation import evaluate
     from textsynth.fidelity import RealJudge
     from textsynth.sources import LabeledSet
 

@@ -130,7 +130,7 @@ def continue_lists(tok: Any, model: Any, prompts: list[str], samples: int, seed:
 
 
 def score(task: str, rows: list[tuple[str, str]]) -> dict[str, Any]:
-    from textsynth.evaluate import evaluate
+    from textsynth.evaluation import evaluate
     from textsynth.fidelity import RealJudge
     from textsynth.sources import LabeledSet
 

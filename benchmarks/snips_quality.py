@@ -71,7 +71,7 @@ SETTINGS: dict[str, list[str]] = {
 
 def score(name: str, run: RunFigures, judge: Any, test: Path, worst: int) -> dict[str, Any]:
     """Fidelity and TSTR of one run's accepted rows; prints one line, returns the figures."""
-    from textsynth.evaluate import evaluate
+    from textsynth.evaluation import evaluate
 
     figures: dict[str, Any] = {"variant": name, "folder": str(run.folder), "rows": run.rows,
                                "unfinished": run.partial,

@@ -309,7 +309,7 @@ def recipe_file(recipe: str, language: str, out: Path) -> str:
 
 def baselines(language: str, dev: Path) -> dict[str, Any]:
     """TSTR of the parallel English rows and of the translated label names, on ``dev``."""
-    from textsynth.evaluate import evaluate
+    from textsynth.evaluation import evaluate
     from textsynth.sources import LabeledSet
 
     english = evaluate(XSID / "en" / "dev.jsonl", dev, embeddings=False)
@@ -338,7 +338,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write every figure to this JSON file")
     args = parser.parse_args()
 
-    from textsynth.evaluate import evaluate
+    from textsynth.evaluation import evaluate
     from textsynth.fidelity import RealJudge
 
     lang = args.language

@@ -10,7 +10,7 @@ import pytest
 
 from textsynth import FakeBackend, Request, load_recipe, run_recipe
 from textsynth.errors import DataError, MissingDependency
-from textsynth.evaluate import evaluate, load_label_names, parse_label_map, readable_label
+from textsynth.evaluation import evaluate, load_label_names, parse_label_map, readable_label
 from textsynth.sources import LabeledSet, load_labeled
 
 # the shared folder sits beside the checkout (or beside its parent, for a worktree)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from textsynth.errors import DataError
-from textsynth.evaluate import evaluate
+from textsynth.evaluation import evaluate
 from textsynth.fidelity import _split, judge_fidelity
 from textsynth.sources import LabeledSet
 

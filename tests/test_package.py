@@ -98,3 +98,29 @@ def test_public_names_are_exactly_all() -> None:
     assert public - modules - {"annotations", "TYPE_CHECKING", "Any"} <= set(textsynth.__all__)
     for name in textsynth.__all__:  # lazy names resolve too
         assert getattr(textsynth, name) is not None, name
+
+
+def test_no_public_name_is_shadowed_by_a_submodule() -> None:
+    """Importing a submodule sets it as an attribute of the package: a module named
+    like a public function (``textsynth/evaluate.py`` beside ``textsynth.evaluate()``)
+    turned the function into the module once anything had imported it, so
+    ``textsynth.evaluate(...)`` worked once and then raised "'module' object is not
+    callable". Every public name stays what it is, before and after every module is
+    imported, in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, types, textsynth\n"
+        "before = {n: type(getattr(textsynth, n)).__name__ for n in textsynth.__all__}\n"
+        "for m in pkgutil.walk_packages(textsynth.__path__, 'textsynth.'):\n"
+        "    if m.name.split('.')[-1] not in ('__main__',):\n"
+        "        try: importlib.import_module(m.name)\n"
+        "        except ImportError: pass  # an optional engine not installed\n"
+        "bad = [n for n in textsynth.__all__\n"
+        "       if isinstance(getattr(textsynth, n), types.ModuleType)]\n"
+        "print(bad, sorted(n for n in before if before[n] == 'module'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300).stdout
+    assert out.strip() == "[] []"
+    assert "evaluate" not in _modules() and "textsynth.evaluate" not in _modules()

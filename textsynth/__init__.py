@@ -63,7 +63,7 @@ from textsynth.templates import PromptTemplate
 if TYPE_CHECKING:
     from textsynth.augment import paraphrase, translate
     from textsynth.engine import Engine
-    from textsynth.evaluate import Evaluation, evaluate
+    from textsynth.evaluation import Evaluation, evaluate
     from textsynth.pipeline import run_recipe
     from textsynth.report import QualityReport, build_report, write_report
     from textsynth.result import RunResult, RunStats
@@ -124,8 +124,8 @@ _LAZY = {
     "RunStats": "textsynth.result",
     "run_recipe": "textsynth.pipeline",
     "Store": "textsynth.store",
-    "Evaluation": "textsynth.evaluate",
-    "evaluate": "textsynth.evaluate",
+    "Evaluation": "textsynth.evaluation",
+    "evaluate": "textsynth.evaluation",
     "LabeledSet": "textsynth.sources",
     "load_labeled": "textsynth.sources",
     "QualityReport": "textsynth.report",

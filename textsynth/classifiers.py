@@ -1,4 +1,4 @@
-"""Text classifiers and label matching shared by :mod:`textsynth.evaluate` (TSTR) and
+"""Text classifiers and label matching shared by :mod:`textsynth.evaluation` (TSTR) and
 :mod:`textsynth.fidelity` (the real-data judge): TF-IDF + logistic regression, MiniLM
 embeddings (:mod:`textsynth.embeddings`), readable label names and label maps."""
 

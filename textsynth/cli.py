@@ -212,7 +212,7 @@ def eval_command(
     """Score a synthetic set against real data: train on it and test on real rows (--test),
     and judge its rows with a classifier trained on real rows (--judge-real)."""
     from textsynth.console import eval_tables, print_notes
-    from textsynth.evaluate import evaluate
+    from textsynth.evaluation import evaluate
 
     result = evaluate(data, test, train_real=train_real, label_names=label_names,
                       label_map=label_map, embeddings=None if embeddings else False, split=split,

@@ -2,7 +2,7 @@
 
 The library returns data (:class:`~textsynth.result.RunResult` for ``run``, ``translate``
 and ``paraphrase``, :class:`~textsynth.report.QualityReport`,
-:class:`~textsynth.evaluate.Evaluation`); this module is the only one that turns it into
+:class:`~textsynth.evaluation.Evaluation`); this module is the only one that turns it into
 what a terminal shows. Tables fit an 80-column terminal: numbers never wrap, and long
 labels and reject reasons fold inside their own column.
 """
@@ -23,7 +23,7 @@ from rich.text import Text
 from textsynth.result import StopReason
 
 if TYPE_CHECKING:
-    from textsynth.evaluate import Evaluation
+    from textsynth.evaluation import Evaluation
     from textsynth.fidelity import Fidelity
     from textsynth.report import QualityReport
     from textsynth.result import RunResult, RunSnapshot, RunStats
@@ -297,7 +297,7 @@ def fidelity_tables(fid: Fidelity, worst: int = 15) -> list[Table]:
 def eval_tables(ev: Evaluation) -> list[Table]:
     """Scores per training set and classifier, per-label F1, then fidelity."""
     from textsynth.classifiers import TFIDF
-    from textsynth.evaluate import SYNTHETIC
+    from textsynth.evaluation import SYNTHETIC
 
     tail = fidelity_tables(ev.fidelity) if ev.fidelity is not None else []
     if not ev.results:
