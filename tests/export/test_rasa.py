@@ -65,6 +65,14 @@ def test_yaml_special_intent_names_are_quoted() -> None:
     assert yaml.safe_load(text)["nlu"][0]["intent"] == "yes"  # not the boolean True
 
 
+def test_intent_names_in_other_scripts_are_written_as_they_read() -> None:
+    rows = [{"text": "開燈", "label": "開燈", "entities": []},
+            {"text": "Licht an", "label": "Straße_Licht", "entities": []}]
+    text, _ = rasa_nlu_yaml(rows, ["開燈", "Straße_Licht"])
+    assert "- intent: 開燈\n" in text and "- intent: Straße_Licht\n" in text  # not \u958B
+    assert [i["intent"] for i in yaml.safe_load(text)["nlu"]] == ["開燈", "Straße_Licht"]
+
+
 @pytest.mark.parametrize(("text", "entities", "want"), [
     ("lights in the kitchen", [{"start": 14, "end": 21, "entity": "room"}],
      "lights in the [kitchen](room)"),

@@ -88,7 +88,8 @@ def rasa_nlu_yaml(rows: Iterable[dict[str, Any]], intents: Sequence[str]) -> tup
 
 def _scalar(value: str) -> str:
     """A plain YAML scalar when safe, else a quoted one."""
-    dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000,
+                           allow_unicode=True).strip()
     return dumped.removesuffix("\n...").strip()
 
 
