@@ -178,6 +178,20 @@ def test_a_label_name_that_is_not_text_is_refused(recipe_dict: dict, labels, why
         load_recipe(recipe_dict)
 
 
+@pytest.mark.parametrize(("yaml_text", "field"), [
+    ("language: no\n", "language"), ("languages: [en, no]\n", "languages")])
+def test_an_unquoted_no_is_told_apart_from_norwegian(tmp_path: Path, yaml_text: str,
+                                                     field: str) -> None:
+    # YAML 1.1 reads no as false; it used to say "Input should be a valid string (got False)"
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\nper_label: 2\nlabels: [a, b]\n" + yaml_text, encoding="utf-8")
+    with pytest.raises(RecipeError, match=rf"{field}: false is not a language code: YAML "
+                                          r"reads an unquoted no.*quote it \('no' for"):
+        load_recipe(path)
+    path.write_text(path.read_text().replace("no", "'no'"), encoding="utf-8")
+    assert "no" in load_recipe(path).all_languages
+
+
 def test_whole_numbers_are_label_names(recipe_dict: dict) -> None:
     recipe_dict["labels"] = [0, 1]
     assert list(load_recipe(recipe_dict).labels) == ["0", "1"]

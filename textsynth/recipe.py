@@ -129,6 +129,17 @@ class Recipe(Strict):
                     k: v for k, v in options.items() if k != "reasks"}},
                 "generation": {**generation, "repair_turns": turns}}
 
+    @field_validator("language", "languages", mode="before")
+    @classmethod
+    def _language_codes(cls, v: Any) -> Any:
+        # YAML 1.1 reads an unquoted no (Norwegian) as false: "the Norway problem"
+        for code in v if isinstance(v, list) else [v]:
+            if isinstance(code, bool):
+                raise ValueError(f"{str(code).lower()} is not a language code: YAML reads an "
+                                 "unquoted no, yes, on or off as true or false; quote it "
+                                 "('no' for Norwegian)")
+        return v
+
     @field_validator("labels", mode="before")
     @classmethod
     def _labels(cls, v: Any) -> Any:
