@@ -134,6 +134,20 @@ def test_translating_into_a_language_identification_does_not_know(tmp_path: Path
     assert len([r for r in rows if r["language"] == "de"]) == 2
 
 
+def test_translating_with_the_embedded_model_says_it_writes_english(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="textsynth"):
+        AugmentJobs("translate", _write(tmp_path), tmp_path / "out", languages=["de", "it"])
+    assert "note: the embedded SmolLM2-135M writes mostly English, and its German and " \
+           "Italian will be poor" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="textsynth"):  # a hosted model: nothing to say
+        AugmentJobs("translate", _write(tmp_path), tmp_path / "out2", languages=["de"],
+                    backend_type="openai",
+                    backend_options={"base_url": "http://127.0.0.1:9/v1", "api_key": "x"})
+    assert "SmolLM2" not in caplog.text
+
+
 def test_lost_slot_and_copied_source_are_retried_with_a_new_seed(tmp_path: Path) -> None:
     answers: dict[str, int] = {}
 

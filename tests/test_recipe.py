@@ -218,3 +218,22 @@ def test_advice_names_the_labels_with_only_a_name() -> None:
     assert note.startswith("1 of 3 labels have neither a description nor examples (c)")
     described = load_recipe({"name": "t", "per_label": 1, "labels": {"a": "switch a light on"}})
     assert described.advice() == []
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    ({"languages": ["de", "it", "sw"]}, "its German, Italian and Swahili will be poor"),
+    ({"language": "fr"}, "its French will be poor"),
+    ({"languages": ["en", "en-GB"]}, None),
+    ({"language": "de", "backend": {"type": "openai",
+                                    "options": {"base_url": "http://127.0.0.1:9/v1"}}}, None),
+    ({"language": "de", "backend": {"type": "openvino",
+                                    "options": {"model": "gemma3-270m"}}}, None),
+])
+def test_advice_warns_that_the_embedded_model_writes_english(extra: dict,
+                                                            named: str | None) -> None:
+    recipe = load_recipe({"name": "t", "per_label": 1, "labels": {"a": "switch a light on"},
+                          "backend": {"type": "openvino"}, **extra})
+    notes = [n for n in recipe.advice() if "SmolLM2" in n]
+    assert (notes[0].split(", and ", 1)[1].split(" (")[0] if notes else None) == named
+    assert notes == ([recipe.language_advice()] if named else [])
+

@@ -22,6 +22,7 @@ the source. The output is exported like a recipe's (``dataset/``, parquet, JSONL
 
 from __future__ import annotations
 
+import logging
 import shlex
 from collections import Counter
 from collections.abc import Sequence
@@ -131,6 +132,9 @@ class AugmentJobs(JobSource):
         self.recipe = self._recipe(targets, backend, backend_type, backend_options, template,
                                    quality, splits, source_language, Path(out_dir))
         self.template = PromptTemplate.load(self.recipe.template, self.recipe.base_dir)
+        note = self.recipe.language_advice()
+        if note:  # the command line shows it before the run starts
+            logging.getLogger("textsynth").warning("note: %s", note)
         self.schema = AugmentedRows(mode)
         self.multilingual = len(targets or []) > 1
         self._quotas = [Quota(row.label, lang, row.id) for row in self.rows.values()

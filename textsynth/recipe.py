@@ -281,7 +281,26 @@ class Recipe(Strict):
                 f"examples ({shown}): the model has only the name to go on. A one-line "
                 "description per label, in the user's words, helps most (docs/quality.md, "
                 "\"Label names only\").")
+        note = self.language_advice()
+        if note:
+            notes.append(note)
         return notes
+
+    def language_advice(self) -> str | None:
+        """A note when the embedded English model is to write another language (``run``
+        with ``languages``, or ``translate``): most of what it writes there is not usable."""
+        from textsynth.backends.transformers import DEFAULT_MODEL
+        from textsynth.languages import base_code, language_name
+
+        others = [language_name(c) for c in self.all_languages if base_code(c) != "en"]
+        if not others or self.backend.type not in ("openvino", "transformers", "vllm") \
+                or self.backend.options.get("model", DEFAULT_MODEL) != DEFAULT_MODEL:
+            return None
+        named = " and ".join([", ".join(others[:-1]), others[-1]] if others[:-1] else others)
+        return (f"the embedded SmolLM2-135M writes mostly English, and its {named} will be "
+                "poor (its German was mostly not German: docs/quality.md, \"A new "
+                "language\"); read the rows, or use a larger model (--model) or a hosted one "
+                "(--base-url)")
 
     def with_overrides(self, **changes: Any) -> Recipe:
         """A copy with overrides applied and validated (``None`` values are ignored).
