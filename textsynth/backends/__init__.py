@@ -40,7 +40,15 @@ _entry_points_loaded = False
 
 
 def register_backend(name: str, cls: type[Backend] | str) -> None:
-    """Register a backend class (or a lazy ``"module:Class"`` path) under ``name``."""
+    """Register a backend class (or a lazy ``"module:Class"`` path) under ``name``; a name
+    registered already (a built-in one too) now means ``cls``."""
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"a backend name is a non-empty string, not {name!r}")
+    if isinstance(cls, str):
+        if not all(cls.partition(":")[::2]):
+            raise TypeError(f"a lazy backend is 'module:Class', not {cls!r}")
+    elif not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise TypeError(f"backend '{name}': {cls!r} is not a subclass of textsynth.Backend")
     _registry[name] = cls
 
 
@@ -70,7 +78,14 @@ def get_backend(name: str) -> type[Backend]:
         raise RecipeError(f"unknown backend '{name}' (known: {known})", field="backend.type")
     if isinstance(target, str):
         module, _, attr = target.partition(":")
-        cls: type[Backend] = getattr(import_module(module), attr)
+        try:  # a plugin's entry point, or a lazy registration: it may not import
+            cls = getattr(import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise RecipeError(f"backend '{name}' ({target}) cannot be loaded: {exc}",
+                              field="backend.type") from None
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise RecipeError(f"backend '{name}' ({target}) is not a subclass of "
+                              "textsynth.Backend", field="backend.type")
         _registry[name] = cls
         return cls
     return target
