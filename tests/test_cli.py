@@ -135,6 +135,25 @@ def test_preview_prints_prompts_without_a_model(write_recipe, recipe_dict: dict)
     assert proc.stdout.count("Example format:") == 3 and "switch something on" in proc.stdout
 
 
+def test_preview_shows_the_prompts_of_a_run_with_the_same_set_and_seed(
+        write_recipe, recipe_dict: dict, capsys) -> None:
+    """``preview --set`` renders what ``run --set`` would send (it took no --set)."""
+    path = str(write_recipe(recipe_dict))
+    assert main(["preview", path, "-n", "1", "--set", "generation.style=continue",
+                 "--set", "labels.turn_on.examples=[Lamp on please]"]) is None
+    shown = capsys.readouterr().out
+    assert "- Lamp on please\n-" in shown and "Example format:" not in shown
+    recipe_dict["vary"] = {"mood": ["calm", "rushed", "grumpy", "cheerful"]}
+    path = str(write_recipe(recipe_dict))
+    main(["preview", path, "-n", "1"])
+    first = capsys.readouterr().out
+    main(["preview", path, "-n", "1", "--seed", "7"])
+    assert capsys.readouterr().out != first  # another seed, another order of attributes
+    with pytest.raises(SystemExit) as exc:
+        main(["preview", path, "--set", "per_label=-1"])
+    assert exc.value.code == 2 and "per_label" in capsys.readouterr().err
+
+
 def test_main_in_process_reports_error(capsys, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["run", str(tmp_path / "missing.yaml")])

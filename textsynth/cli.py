@@ -65,6 +65,11 @@ def _load(recipe_path: Path, **overrides: Any) -> Any:
     return recipe.with_overrides(**overrides) if changed else recipe
 
 
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Any recipe field by its path, as YAML: generation.temperature=0.5 "
+    "(repeatable).")]
+
+
 @app.command()
 def run(
     recipe_path: RecipeArg,
@@ -77,9 +82,7 @@ def run(
     base_url: Annotated[str | None, typer.Option(
         "--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
         "(implies --backend openai; the key comes from OPENAI_API_KEY).")] = None,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Any recipe field by its path, as YAML: generation.temperature=0.5 "
-        "(repeatable).")] = None,
+    set_: SetOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -109,12 +112,15 @@ def preview(
     recipe_path: RecipeArg,
     n: Annotated[int, typer.Option("-n", min=1, max=10_000,  # all are rendered first
                                    help="How many prompts.")] = 5,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    set_: SetOpt = None,
 ) -> None:
     """Print rendered prompts without loading a model."""
     from textsynth.console import print_notes, print_prompts
+    from textsynth.overrides import parse_assignments
     from textsynth.pipeline import preview_prompts
 
-    recipe = _load(recipe_path)
+    recipe = _load(recipe_path, set=parse_assignments(set_ or [], "set"), seed=seed)
     print_prompts(_console(), preview_prompts(recipe, n))
     print_notes(_console(), recipe.advice())
 
