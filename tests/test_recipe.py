@@ -237,3 +237,18 @@ def test_advice_warns_that_the_embedded_model_writes_english(extra: dict,
     assert (notes[0].split(", and ", 1)[1].split(" (")[0] if notes else None) == named
     assert notes == ([recipe.language_advice()] if named else [])
 
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("license", "CC BY 4.0", r"license: a license identifier such as cc-by-4.0, mit or other, "
+                             r"not 'CC BY 4.0'"),
+    ("license", "cc-by-4.0\nextra: 1", r"license: a license identifier"),
+    ("name", "evil\nlicense: mit", r"name: a recipe's name is one line"),
+])
+def test_what_the_card_shows_is_one_clean_line(recipe_dict: dict, field: str, value: str,
+                                               why: str) -> None:
+    # before: the card read "license: 'cc-by-4.0\n extra: 1'" and "# evil\nlicense: mit"
+    with pytest.raises(RecipeError, match=why):
+        load_recipe({**recipe_dict, field: value})
+    for good in ("cc-by-4.0", "apache-2.0", "cc0-1.0", "other", "openrail++"):
+        assert load_recipe({**recipe_dict, "license": good}).license == good
+

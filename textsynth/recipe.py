@@ -43,6 +43,8 @@ __all__ = [
     "load_recipe",
 ]
 
+# a license as the Hub's dataset cards name one: cc-by-4.0, apache-2.0, mit, other ...
+_LICENSE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*")
 # built-in templates that instruct a chat model: never a document to continue
 _INSTRUCTIONS = frozenset({"slots", "paraphrase", "translate", "judge_label"})
 
@@ -128,6 +130,20 @@ class Recipe(Strict):
         return {**data, "backend": {**backend, "options": {
                     k: v for k, v in options.items() if k != "reasks"}},
                 "generation": {**generation, "repair_turns": turns}}
+
+    @field_validator("name")
+    @classmethod
+    def _one_line_name(cls, v: str) -> str:
+        if "\n" in v or "\r" in v:  # the card's title and the output folder's name
+            raise ValueError("a recipe's name is one line")
+        return v
+
+    @field_validator("license")
+    @classmethod
+    def _license_id(cls, v: str | None) -> str | None:
+        if v is not None and not _LICENSE.fullmatch(v):  # the Hub reads an identifier
+            raise ValueError(f"a license identifier such as cc-by-4.0, mit or other, not {v!r}")
+        return v
 
     @field_validator("language", "languages", mode="before")
     @classmethod
