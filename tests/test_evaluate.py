@@ -121,6 +121,10 @@ def test_label_helpers(tmp_path: Path) -> None:
     assert parse_label_map("a=B, c=D") == {"a": "B", "c": "D"}
     with pytest.raises(DataError, match="not synthetic=test"):
         parse_label_map("a:B")
+    # a label mapped two ways: the last one silently won
+    with pytest.raises(DataError, match=r"'a' is mapped twice \('B' and 'C'\)"):
+        parse_label_map("a=B,c=D,a=C")
+    assert parse_label_map("a=B,a=B") == {"a": "B"}  # said twice, the same way: fine
     path = tmp_path / "names.json"
     path.write_text(json.dumps({"labels": [{"label": "PlayMusic", "name": "play a song"}]}))
     assert load_label_names(path, ["PlayMusic", "GetWeather"]) == {

@@ -53,7 +53,10 @@ def parse_label_map(spec: str | Path | Mapping[str, str] | None) -> dict[str, st
         synthetic, sep, real = part.partition("=")
         if not sep or not synthetic.strip() or not real.strip():
             raise DataError(f"label map entry {part!r} is not synthetic=test")
-        out[synthetic.strip()] = real.strip()
+        before = out.setdefault(synthetic.strip(), real.strip())
+        if before != real.strip():
+            raise DataError(f"label map: '{synthetic.strip()}' is mapped twice ('{before}' and "
+                            f"'{real.strip()}')")
     return out
 
 
