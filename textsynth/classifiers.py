@@ -48,7 +48,7 @@ def parse_label_map(spec: str | Path | Mapping[str, str] | None) -> dict[str, st
         if not isinstance(value, dict):
             raise DataError("label map must be a JSON object", source=text)
         return {str(k): str(v) for k, v in value.items()}
-    out = {}
+    out: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         synthetic, sep, real = part.partition("=")
         if not sep or not synthetic.strip() or not real.strip():
