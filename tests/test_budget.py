@@ -44,3 +44,17 @@ def test_correction_turns_are_part_of_a_schema_requests_worst_case() -> None:
     assert two.estimate(request) == Usage(11 + 2 * 2 * 131, 40 * 3)
     no_schema = Request(messages=request.messages, max_tokens=20, n=2)
     assert two.estimate(no_schema) == Usage(11, 40)  # a judge's question is not repaired
+
+
+def test_a_cost_limit_without_prices_is_refused(recipe_dict: dict) -> None:
+    """Before: every token cost 0, so ``max_cost: 5`` never stopped a paid run."""
+    import pytest
+
+    from textsynth.errors import RecipeError
+    from textsynth.recipe import load_recipe
+
+    with pytest.raises(RecipeError, match=r"budget: max_cost needs the prices it counts"):
+        load_recipe({**recipe_dict, "budget": {"max_cost": 5.0}})
+    priced = load_recipe({**recipe_dict, "budget": {"max_cost": 5.0, "output_price": 0.6}})
+    assert priced.budget.max_cost == 5.0
+    assert load_recipe({**recipe_dict, "budget": {"input_price": 1.0}}).budget.max_cost is None

@@ -10,7 +10,7 @@ import math
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from textsynth.quality.rejects import REJECTS_SPLIT
 
@@ -84,6 +84,15 @@ class BudgetSpec(Strict):
     max_cost: float | None = Field(None, gt=0)
     input_price: float = Field(0.0, ge=0, description="price per million prompt tokens")
     output_price: float = Field(0.0, ge=0, description="price per million completion tokens")
+
+    @model_validator(mode="after")
+    def _priced(self) -> BudgetSpec:
+        # without a price every token costs 0: a cost limit would never stop the run
+        if self.max_cost is not None and not (self.input_price or self.output_price):
+            raise ValueError("max_cost needs the prices it counts: input_price and "
+                             "output_price (per million tokens); without them nothing costs "
+                             "anything and the run is not limited")
+        return self
 
 
 class ExecutionSpec(Strict):
