@@ -117,6 +117,22 @@ class HubSpec(Strict):
     private: bool = False
     revision: str | None = None
 
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id(cls, v: str) -> str:
+        # checked before the run, not after it has paid for every row and tries to push
+        try:
+            from huggingface_hub.errors import HFValidationError
+            from huggingface_hub.utils._validators import validate_repo_id
+        except ImportError:  # the Hub client checks it when it pushes
+            return v
+        try:
+            validate_repo_id(v)
+        except HFValidationError as exc:
+            raise ValueError(f"'{v}' is not a repo id ('name' or 'namespace/name'): "
+                             f"{str(exc).splitlines()[0].split(' Use `repo_type`')[0]}") from None
+        return v
+
 
 class ExportSpec(Strict):
     dir: str | None = None

@@ -178,3 +178,21 @@ def test_folder_without_parquet_or_repo_id(slots_recipe_dict: dict, tmp_path: Pa
     assert proc.returncode != 0 and "give REPO_ID" in proc.stderr
     _fails(_push(tmp_path, tmp_path / "nowhere", "http://127.0.0.1:9", REPO), "is not a folder")
     _fails(_push(tmp_path, out, "http://127.0.0.1:9", "not a/valid/id"), "not a valid repo id")
+
+
+@pytest.mark.parametrize(("repo_id", "why"), [
+    ("bad name!", r"must use alphanumeric chars"),
+    ("a/b/c", r"in the form 'repo_name' or 'namespace/repo_name': 'a/b/c'\.$"),
+])
+def test_a_recipe_with_a_repo_id_the_hub_refuses_stops_before_the_run(
+        recipe_dict: dict, repo_id: str, why: str) -> None:
+    """Before: the run paid for every row, exported, and only the push said so."""
+    from textsynth.errors import RecipeError
+    from textsynth.recipe import load_recipe
+
+    recipe_dict["export"]["hub"] = {"repo_id": repo_id}
+    with pytest.raises(RecipeError, match=rf"export\.hub\.repo_id: '{repo_id}' is not a repo "
+                                          rf"id \('name' or 'namespace/name'\): .*{why}"):
+        load_recipe(recipe_dict)
+    recipe_dict["export"]["hub"] = {"repo_id": "my-org/smart_home.v2"}
+    assert load_recipe(recipe_dict).export.hub is not None
