@@ -252,3 +252,15 @@ def test_what_the_card_shows_is_one_clean_line(recipe_dict: dict, field: str, va
     for good in ("cc-by-4.0", "apache-2.0", "cc0-1.0", "other", "openrail++"):
         assert load_recipe({**recipe_dict, "license": good}).license == good
 
+
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("slots", {"room": []}, r"slots: 'room' needs at least one value"),
+    ("slots", {"room": ["kitchen", " "]}, r"slots: 'room' has a blank value"),
+    ("vary", {"mood": [""]}, r"vary: 'mood' has a blank value"),
+])
+def test_slot_and_vary_values_are_words(recipe_dict: dict, field: str, value: dict,
+                                        why: str) -> None:
+    # before: a blank slot value went into prompts as 'must mention the room ""'
+    with pytest.raises(RecipeError, match=why):
+        load_recipe({**recipe_dict, field: value})

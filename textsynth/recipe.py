@@ -202,6 +202,8 @@ class Recipe(Strict):
         for key, values in v.items():
             if not values:
                 raise ValueError(f"'{key}' needs at least one value")
+            if not all(value.strip() for value in values):  # 'must mention the room ""'
+                raise ValueError(f"'{key}' has a blank value")
         return v
 
     @field_validator("vary")
