@@ -264,3 +264,18 @@ def test_slot_and_vary_values_are_words(recipe_dict: dict, field: str, value: di
     # before: a blank slot value went into prompts as 'must mention the room ""'
     with pytest.raises(RecipeError, match=why):
         load_recipe({**recipe_dict, field: value})
+
+
+def test_seed_examples_are_not_blank_and_a_continued_list_shows_one_a_line(
+        recipe_dict: dict) -> None:
+    # before: a blank example was shown as an empty item "- " of the list the model
+    # continues (where an empty line ends a list), and a line break split one example in two
+    for key in ("examples", "counter_examples"):
+        labels = {"turn_on": {"description": "on", key: ["Lights on", "  "]}, "turn_off": "off"}
+        with pytest.raises(RecipeError, match=rf"labels\.turn_on\.{key}: example 2 is blank"):
+            load_recipe({**recipe_dict, "labels": labels})
+    labels = {"turn_on": {"examples": ["Lights on\nplease", "Lamp on"]}, "turn_off": "off"}
+    assert load_recipe({**recipe_dict, "labels": labels}).labels["turn_on"].examples[0]
+    with pytest.raises(RecipeError, match=r"labels\.turn_on\.examples: example 1 holds a line "
+                                          r"break; a continued list shows one example a line"):
+        load_recipe({**recipe_dict, "labels": labels, "generation": {"style": "continue"}})

@@ -55,6 +55,14 @@ class LabelSpec(Strict):
         "example of the label"))
     slots: list[str] | None = Field(None, description="slot types this label uses (default: all)")
 
+    @field_validator("examples", "counter_examples")
+    @classmethod
+    def _not_blank(cls, v: list[str]) -> list[str]:
+        for i, text in enumerate(v):
+            if not text.strip():  # a list item "- " in the prompt, an empty seed row
+                raise ValueError(f"example {i + 1} is blank")
+        return v
+
 
 class GenerationSpec(Strict):
     style: Literal["chat", "continue"] = Field("chat", description=(
