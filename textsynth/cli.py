@@ -136,9 +136,15 @@ def push(
                                                 help="Commit message.")] = None,
 ) -> None:
     """Upload a run's Parquet shards and dataset card to the Hugging Face Hub."""
+    from textsynth.errors import ExportError
     from textsynth.export.hub import push_dataset, recipe_hub
 
-    hub = recipe_hub(output_dir)
+    try:
+        hub = recipe_hub(output_dir)
+    except ExportError:  # the run's own repo id is not valid: one named here replaces it
+        if repo_id is None:
+            raise
+        hub = None
     target = repo_id or (hub.repo_id if hub else None)
     if not target:
         raise typer.BadParameter("give REPO_ID (the recipe has no export.hub.repo_id)")

@@ -196,3 +196,24 @@ def test_a_recipe_with_a_repo_id_the_hub_refuses_stops_before_the_run(
         load_recipe(recipe_dict)
     recipe_dict["export"]["hub"] = {"repo_id": "my-org/smart_home.v2"}
     assert load_recipe(recipe_dict).export.hub is not None
+
+
+def test_a_stored_repo_id_the_hub_refuses_is_one_line_and_a_named_repo_replaces_it(
+        slots_run: RunResult, tmp_path: Path) -> None:
+    """A run stored before repo ids were checked may hold one the Hub refuses."""
+    import shutil
+
+    from textsynth.store import Store
+
+    out = tmp_path / "old-run"
+    shutil.copytree(slots_run.out_dir, out, ignore=shutil.ignore_patterns("*.lock"))
+    store = Store(out / "textsynth.db")
+    recipe = store.get_meta("recipe")
+    recipe["export"]["hub"] = {"repo_id": "bad name!"}
+    with store.transaction():
+        store.set_meta("recipe", recipe)
+    store.close()
+    with FakeHub() as hub:
+        _fails(_push(tmp_path, out, hub.endpoint), "the run's export.hub is not valid")
+        assert _push(tmp_path, out, hub.endpoint, REPO).returncode == 0
+        assert "README.md" in hub.repos[REPO]

@@ -46,7 +46,16 @@ def recipe_hub(out_dir: str | Path) -> HubSpec | None:
     recipe = peek_meta(out_dir, "recipe")
     export = recipe.get("export") if isinstance(recipe, dict) else None
     hub = export.get("hub") if isinstance(export, dict) else None
-    return HubSpec.model_validate(hub) if hub else None
+    if not hub:
+        return None
+    from pydantic import ValidationError
+
+    try:
+        return HubSpec.model_validate(hub)
+    except ValidationError as exc:  # a run stored before the recipe's repo id was checked
+        raise ExportError(f"{out_dir}: the run's export.hub is not valid "
+                          f"({exc.errors()[0]['msg']}): name the repo on the command line"
+                          ) from None
 
 
 def _files(out: Path) -> tuple[Path, list[Path]]:
