@@ -10,7 +10,7 @@ import pytest
 
 from textsynth import Request, load_recipe
 from textsynth.backends.transformers import TransformersBackend, _RowSampler, embedded_model_path
-from textsynth.errors import RecipeError
+from textsynth.errors import BackendError, RecipeError
 from textsynth.pipeline import run_recipe
 
 model = pytest.mark.model
@@ -152,6 +152,18 @@ def test_missing_local_model_is_a_recipe_error(tmp_path: Path) -> None:
     b = TransformersBackend({"model": str(tmp_path / "nope")})
     with pytest.raises(RecipeError, match="not found"):
         b.load()
+
+
+def test_a_folder_that_is_no_model_is_said_so_in_one_line(tmp_path: Path) -> None:
+    # before: transformers' five-line tokenizer error about sentencepiece and tiktoken
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(RecipeError, match=r"is not a transformers model folder \(no "
+                                          r"config\.json\)"):
+        TransformersBackend({"model": str(tmp_path)}).load()
+    (tmp_path / "config.json").write_text("{}")  # a config, but no model: still one line
+    with pytest.raises(BackendError) as exc:
+        TransformersBackend({"model": str(tmp_path)}).load()
+    assert "\n" not in str(exc.value) and str(exc.value).startswith("cannot load local model")
 
 
 def _pick(rows: list[Request], logits: list[list[float]], step: int = 0) -> list[int]:

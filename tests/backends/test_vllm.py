@@ -37,6 +37,16 @@ def test_batched_tokens_below_the_model_length_is_a_recipe_error() -> None:
             "type": "vllm", "options": {"max_model_len": 4096, "max_num_batched_tokens": 2048}}})
 
 
+def test_a_folder_that_is_no_model_is_refused_before_the_engine_starts(tmp_path: Path) -> None:
+    # before: vLLM's engine started (minutes on a CPU) and then failed on the folder
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(RecipeError, match=r"is not a transformers model folder \(no "
+                                          r"config\.json\)"):
+        VLLMBackend({"model": str(tmp_path)})._folder()
+    with pytest.raises(RecipeError, match="not found"):
+        VLLMBackend({"model": str(tmp_path / "nope")})._folder()
+
+
 @pytest.mark.skipif(HAS_VLLM, reason="vllm is installed")
 def test_without_vllm_the_error_names_the_extra() -> None:
     with pytest.raises(MissingDependency, match=r"textsynth\[vllm\]"):

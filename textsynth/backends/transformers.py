@@ -169,6 +169,10 @@ class TransformersBackend(Backend):
         if not path.is_dir():
             raise RecipeError(f"local model '{opts.model}' not found (a folder or a .gguf file; "
                               "models are never downloaded)", field="backend.options.model")
+        if opts.gguf_file is None and not (path / "config.json").is_file():
+            raise RecipeError(f"'{opts.model}' is not a transformers model folder (no "
+                              "config.json): give a folder saved by save_pretrained, or a .gguf "
+                              "file", field="backend.options.model")
         return path, opts.gguf_file
 
     def load(self) -> None:
@@ -199,7 +203,9 @@ class TransformersBackend(Backend):
                 model = transformers.AutoModelForCausalLM.from_pretrained(
                     folder, dtype=dtype, **kwargs)
             except (OSError, ValueError) as exc:
-                raise BackendError(f"cannot load local model from {folder}: {exc}") from exc
+                # transformers' messages run over several lines: one line here
+                raise BackendError(f"cannot load local model from {folder}: "
+                                   f"{' '.join(str(exc).split())}") from exc
             tok.padding_side = "left"
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token

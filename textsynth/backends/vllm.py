@@ -114,6 +114,10 @@ class VLLMBackend(Backend):
         if not path.is_dir():
             raise RecipeError(f"local model '{opts.model}' not found (a folder or a .gguf file; "
                               "models are never downloaded)", field="backend.options.model")
+        if not (path / "config.json").is_file():  # before the engine's minutes of start-up
+            raise RecipeError(f"'{opts.model}' is not a transformers model folder (no "
+                              "config.json): give a folder saved by save_pretrained, or a .gguf "
+                              "file", field="backend.options.model")
         return path
 
     def _engine_args(self, folder: Path, on_cpu: bool) -> dict[str, Any]:
