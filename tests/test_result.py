@@ -35,6 +35,19 @@ def test_a_short_quota_without_a_recorded_stop_ran_out_of_attempts() -> None:
     assert r.stop_reasons == {"turn_off/en": StopReason.ATTEMPT_LIMIT}
 
 
+def test_a_quota_whose_answers_were_cut_off_is_told_to_raise_max_tokens() -> None:
+    # before: "raise generation.max_attempts ... or loosen the quality rules", neither of
+    # which helps when every answer stops at max_tokens
+    cut = QuotaStats(2, candidates=4, rejected=Counter({"parse:truncated": 4}),
+                     stop=StopReason.ATTEMPT_LIMIT)
+    assert cut.advice == ("4 of its answers were cut off at max_tokens: raise "
+                          "generation.max_tokens")
+    mixed = QuotaStats(2, rejected=Counter({"parse:truncated": 2, "duplicate": 3}))
+    assert mixed.advice == StopReason.ATTEMPT_LIMIT.advice  # the cut-off ones are a minority
+    spent = QuotaStats(2, rejected=Counter({"parse:truncated": 4}), stop=StopReason.BUDGET)
+    assert spent.advice == StopReason.BUDGET.advice
+
+
 def test_rejects_add_up_over_quotas() -> None:
     assert result().rejected == Counter(too_short=3, exact_duplicate=2)
 

@@ -221,7 +221,7 @@ def print_result(console: Console, result: RunResult) -> None:
         if st.shortfall:
             reason = st.stop or StopReason.ATTEMPT_LIMIT
             console.print(f"[yellow]{escape(group)}: {st.shortfall} short of the quota[/yellow] "
-                          f"({reason.value}; {reason.advice})")
+                          f"({reason.value}; {escape(st.advice)})")
 
 
 def print_prompts(console: Console, prompts: Sequence[tuple[str, Sequence[dict[str, str]]]]

@@ -65,6 +65,16 @@ class QuotaStats:
     def full(self) -> bool:
         return self.accepted >= self.target
 
+    @property
+    def advice(self) -> str:
+        """What a user can do about this quota left short: the stop reason's advice, or,
+        when most of its candidates were answers cut off at ``max_tokens``, that."""
+        reason = self.stop or StopReason.ATTEMPT_LIMIT
+        cut = self.rejected.get("parse:truncated", 0)
+        if reason is StopReason.ATTEMPT_LIMIT and cut and 2 * cut >= sum(self.rejected.values()):
+            return f"{cut} of its answers were cut off at max_tokens: raise generation.max_tokens"
+        return reason.advice
+
     def add(self, other: QuotaStats) -> None:
         """Count ``other`` in too (quotas shown as one line); a short one's stop reason wins."""
         self.target += other.target
