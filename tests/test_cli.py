@@ -336,3 +336,25 @@ def test_bad_inputs_are_one_line_and_exit_2(case: str, write_recipe, recipe_dict
                 "template-1/0": "ZeroDivisionError", "template-loop-out": "outside the template",
                 "schema-colon": "schema: expected 'module:Class'"}[case]
     assert expected in err
+
+
+@pytest.mark.parametrize("command", ["translate", "paraphrase"])
+def test_translate_and_paraphrase_take_max_tokens(command: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A label left short by answers cut off at max_tokens is told to raise it; these two
+    commands had no way to."""
+    from textsynth import augment
+
+    seen: dict = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop here: only the options matter
+
+    monkeypatch.setattr(augment, command, fake)
+    source = tmp_path / "s.jsonl"
+    source.write_text('{"text": "lights on", "label": "on"}\n')
+    args = [command, str(source), "--max-tokens", "300", "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit):
+        main([*args, "--to", "de"] if command == "translate" else args)
+    assert seen["max_tokens"] == 300

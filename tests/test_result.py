@@ -41,7 +41,7 @@ def test_a_quota_whose_answers_were_cut_off_is_told_to_raise_max_tokens() -> Non
     cut = QuotaStats(2, candidates=4, rejected=Counter({"parse:truncated": 4}),
                      stop=StopReason.ATTEMPT_LIMIT)
     assert cut.advice == ("4 of its answers were cut off at max_tokens: raise "
-                          "generation.max_tokens")
+                          "generation.max_tokens (--max-tokens for translate and paraphrase)")
     mixed = QuotaStats(2, rejected=Counter({"parse:truncated": 2, "duplicate": 3}))
     assert mixed.advice == StopReason.ATTEMPT_LIMIT.advice  # the cut-off ones are a minority
     spent = QuotaStats(2, rejected=Counter({"parse:truncated": 4}), stop=StopReason.BUDGET)

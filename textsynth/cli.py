@@ -276,6 +276,8 @@ AttemptsOpt = Annotated[int, typer.Option("--max-attempts", min=1,
 SourceLangOpt = Annotated[str, typer.Option(
     "--source-language", help="Language of rows without a language column.")]
 TemplateOpt = Annotated[str | None, typer.Option("--template", help="Prompt template.")]
+TokensOpt = Annotated[int | None, typer.Option("--max-tokens", min=1,
+                                              help="Tokens an answer may have.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Output folder.")]
@@ -287,14 +289,14 @@ def translate(
     to: Annotated[str, typer.Option("--to", help="Target languages, comma-separated: de,it")],
     out: OutOpt = None, backend: BackendOpt = "openvino", model: ModelOpt = None,
     option: OptionOpt = None, source_language: SourceLangOpt = "en",
-    max_attempts: AttemptsOpt = 3, template: TemplateOpt = None, seed: SeedOpt = 0,
-    quiet: QuietOpt = False, overwrite: OverwriteOpt = False,
+    max_attempts: AttemptsOpt = 3, max_tokens: TokensOpt = None, template: TemplateOpt = None,
+    seed: SeedOpt = 0, quiet: QuietOpt = False, overwrite: OverwriteOpt = False,
 ) -> None:
     """Translate a labeled dataset into other languages, keeping labels and slots."""
     languages = [c.strip() for c in to.split(",") if c.strip()]
     _augment("translate", source, out, {"languages": languages, "source_language":
-             source_language, "max_attempts": max_attempts, "template": template,
-             "seed": seed}, backend, model, option, quiet, overwrite)
+             source_language, "max_attempts": max_attempts, "max_tokens": max_tokens,
+             "template": template, "seed": seed}, backend, model, option, quiet, overwrite)
 
 
 @app.command()
@@ -303,13 +305,13 @@ def paraphrase(
     n: Annotated[int, typer.Option("-n", min=1, help="Paraphrases per source row.")] = 3,
     out: OutOpt = None, backend: BackendOpt = "openvino", model: ModelOpt = None,
     option: OptionOpt = None, source_language: SourceLangOpt = "en",
-    max_attempts: AttemptsOpt = 3, template: TemplateOpt = None, seed: SeedOpt = 0,
-    quiet: QuietOpt = False, overwrite: OverwriteOpt = False,
+    max_attempts: AttemptsOpt = 3, max_tokens: TokensOpt = None, template: TemplateOpt = None,
+    seed: SeedOpt = 0, quiet: QuietOpt = False, overwrite: OverwriteOpt = False,
 ) -> None:
     """Augment a small real seed set with paraphrases, keeping labels and slots."""
     _augment("paraphrase", source, out, {"n": n, "source_language": source_language,
-             "max_attempts": max_attempts, "template": template, "seed": seed}, backend,
-             model, option, quiet, overwrite)
+             "max_attempts": max_attempts, "max_tokens": max_tokens, "template": template,
+             "seed": seed}, backend, model, option, quiet, overwrite)
 
 
 def _usage_error_types() -> tuple[type[BaseException], ...]:

@@ -72,7 +72,8 @@ class QuotaStats:
         reason = self.stop or StopReason.ATTEMPT_LIMIT
         cut = self.rejected.get("parse:truncated", 0)
         if reason is StopReason.ATTEMPT_LIMIT and cut and 2 * cut >= sum(self.rejected.values()):
-            return f"{cut} of its answers were cut off at max_tokens: raise generation.max_tokens"
+            return (f"{cut} of its answers were cut off at max_tokens: raise "
+                    "generation.max_tokens (--max-tokens for translate and paraphrase)")
         return reason.advice
 
     def add(self, other: QuotaStats) -> None:
