@@ -279,3 +279,15 @@ def test_seed_examples_are_not_blank_and_a_continued_list_shows_one_a_line(
     with pytest.raises(RecipeError, match=r"labels\.turn_on\.examples: example 1 holds a line "
                                           r"break; a continued list shows one example a line"):
         load_recipe({**recipe_dict, "labels": labels, "generation": {"style": "continue"}})
+
+
+@pytest.mark.parametrize(("quality", "why"), [
+    ({"min_words": 5, "max_words": 3}, r"quality: min_words \(5\) is above max_words \(3\)"),
+    ({"max_words": 1}, r"quality: min_words \(2\) is above max_words \(1\)"),  # the default 2
+    ({"min_chars": 100, "max_chars": 50}, r"min_chars \(100\) is above max_chars \(50\)"),
+])
+def test_crossed_length_bounds_are_refused(recipe_dict: dict, quality: dict, why: str) -> None:
+    # before: accepted, and every candidate was rejected until the attempts ran out
+    with pytest.raises(RecipeError, match=why):
+        load_recipe({**recipe_dict, "quality": {**recipe_dict["quality"], **quality}})
+    assert load_recipe({**recipe_dict, "quality": {"min_words": 3, "max_words": 3}})

@@ -16,7 +16,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from textsynth.validation import message
 
@@ -147,6 +155,15 @@ class QualitySpec(BaseModel):
         "drop narration, chatter, questions to the user, meta-text and option lists"))
     judge: Any = Field(None, description="a separate backend for the model judge "
                                          "({type, options}); default: the generation backend")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> QualitySpec:
+        # crossed bounds reject every candidate: the run would spend all its attempts
+        for low, high in (("min_words", "max_words"), ("min_chars", "max_chars")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} ({getattr(self, low)}) is above {high} "
+                                 f"({getattr(self, high)}): no candidate could pass")
+        return self
 
     @field_validator("near_duplicates", "semantic", mode="before")
     @classmethod
