@@ -371,3 +371,31 @@ def test_a_prompt_longer_than_one_prefill_step_is_a_clear_error(cache: Path) -> 
             asyncio.run(b.generate([_request(1)]))
     finally:
         asyncio.run(b.aclose())
+
+
+def test_a_model_cache_that_cannot_be_used_is_one_recipe_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: a FileExistsError or PermissionError traceback from deep in the conversion."""
+    import os
+
+    from textsynth.backends._openvino_convert import cache_root
+
+    a_file = tmp_path / "cache.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(RecipeError, match=r"cannot use .*cache\.txt as the model cache"):
+        cache_root(str(a_file))
+    monkeypatch.setenv("TEXTSYNTH_CACHE", str(a_file))
+    with pytest.raises(RecipeError, match=r"backend\.options\.cache_dir: cannot use"):
+        cache_root()
+    # a cache where the model is not converted yet and nothing can be written
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF not really")
+    root = tmp_path / "readonly"
+    root.mkdir()
+    (root / "openvino").write_text("in the way")  # mkdir of the conversion folder fails
+    with pytest.raises(RecipeError, match=r"cannot convert the model into the cache"):
+        prepare_model(gguf, root, "0")
+    # the hash memo is a memo: a cache it cannot be written to still gives the digest
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(PermissionError()))
+    assert source_digest(gguf, tmp_path / "memo") == source_digest(gguf, tmp_path / "memo")
+    assert not list((tmp_path / "memo").glob("*.tmp"))

@@ -14,6 +14,7 @@ converting at once do not corrupt each other.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -42,13 +43,21 @@ class PreparedModel:
 
 
 def cache_root(option: str | None = None) -> Path:
-    """``option``, else ``$TEXTSYNTH_CACHE``, else ``$XDG_CACHE_HOME/textsynth``."""
+    """``option``, else ``$TEXTSYNTH_CACHE``, else ``$XDG_CACHE_HOME/textsynth``: the model
+    cache, created if need be (one that cannot be is a :class:`RecipeError`)."""
     if option:
-        return Path(option).expanduser()
-    if os.environ.get("TEXTSYNTH_CACHE"):
-        return Path(os.environ["TEXTSYNTH_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "textsynth"
+        root = Path(option).expanduser()
+    elif os.environ.get("TEXTSYNTH_CACHE"):
+        root = Path(os.environ["TEXTSYNTH_CACHE"]).expanduser()
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "textsynth"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, a path that cannot be made
+        raise RecipeError(f"cannot use {root} as the model cache ({exc.strerror or exc}): "
+                          "point TEXTSYNTH_CACHE or backend.options.cache_dir at a folder",
+                          field="backend.options.cache_dir") from None
+    return root
 
 
 def _is_ir(folder: Path) -> bool:
@@ -88,11 +97,14 @@ def source_digest(source: Path, root: Path) -> str:
             changed = True
         name = "" if source.is_file() else str(f.relative_to(source))
         total.update(f"{name}\0{entry[2]}\n".encode())
-    if changed:
-        root.mkdir(parents=True, exist_ok=True)
+    if changed:  # a memo only: a cache that cannot be written (shared, read-only) still serves
         tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(memo))
-        os.replace(tmp, memo_path)
+        with contextlib.suppress(OSError):
+            root.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(memo))
+            os.replace(tmp, memo_path)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return total.hexdigest()
 
 
@@ -108,9 +120,16 @@ def prepare_model(source: Path, root: Path, engine_version: str) -> PreparedMode
     target = root / "openvino" / key
     if _is_ir(target):
         return PreparedModel(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = tempfile.TemporaryDirectory(prefix=f".{key}.", dir=target.parent)
+    except OSError as exc:  # a read-only cache without this model converted
+        raise RecipeError(f"cannot convert the model into the cache {root} "
+                          f"({exc.strerror or exc}): point TEXTSYNTH_CACHE or "
+                          "backend.options.cache_dir at a folder textsynth can write",
+                          field="backend.options.cache_dir") from None
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f".{key}.", dir=target.parent) as tmp:
+    with scratch as tmp:
         work = Path(tmp) / "model"
         work.mkdir()
         if is_gguf:
