@@ -47,6 +47,21 @@ def test_a_folder_that_is_no_model_is_refused_before_the_engine_starts(tmp_path:
         VLLMBackend({"model": str(tmp_path / "nope")})._folder()
 
 
+def test_the_converted_model_goes_to_the_cache_every_local_backend_uses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # before: always ~/.cache/textsynth/models (cache_dir aside): TEXTSYNTH_CACHE and
+    # XDG_CACHE_HOME, which the openvino backend and Gemma follow, were not
+    import textsynth.backends.vllm as vllm_backend
+
+    seen: list[Path] = []
+    monkeypatch.setattr(vllm_backend, "plain_model_dir",
+                        lambda gguf, cache: seen.append(cache) or cache / "x")
+    monkeypatch.setenv("TEXTSYNTH_CACHE", str(tmp_path / "env"))
+    VLLMBackend()._folder()
+    VLLMBackend({"cache_dir": str(tmp_path / "own")})._folder()
+    assert seen == [tmp_path / "env" / "models", tmp_path / "own" / "models"]
+
+
 @pytest.mark.skipif(HAS_VLLM, reason="vllm is installed")
 def test_without_vllm_the_error_names_the_extra() -> None:
     with pytest.raises(MissingDependency, match=r"textsynth\[vllm\]"):

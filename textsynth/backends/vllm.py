@@ -16,7 +16,9 @@ does not fit waits for the next step, so the engine cannot die that way at any b
 size. It costs nothing for short generation prompts.
 
 The default model, the embedded SmolLM2-135M-Instruct GGUF, is converted once to a
-plain model folder (vLLM does not load that GGUF on CPU) under ``cache_dir``.
+plain model folder (vLLM does not load that GGUF on CPU) under ``models/`` of the cache
+that every local backend uses (``cache_dir``, else ``$TEXTSYNTH_CACHE``, else
+``$XDG_CACHE_HOME/textsynth``).
 """
 
 from __future__ import annotations
@@ -77,8 +79,9 @@ class VLLMBackend(Backend):
             "auto", description="constrain answers to the schema: always (json_schema), never "
                                 "(prompt), or for pydantic schemas only (auto)")
         system_prompt: str | None = DEFAULT_SYSTEM
-        cache_dir: str | None = Field(None, description="where converted GGUF models go "
-                                                        "(default ~/.cache/textsynth/models)")
+        cache_dir: str | None = Field(None, description="cache folder; converted GGUF models "
+                                      "go to its models/ (default $TEXTSYNTH_CACHE, else "
+                                      "~/.cache/textsynth)")
         engine_args: dict[str, Any] = Field({}, description="more vllm.LLM arguments")
 
         @model_validator(mode="after")
@@ -105,7 +108,10 @@ class VLLMBackend(Backend):
     # -- loading -----------------------------------------------------------------------
     def _folder(self) -> Path:
         opts = self.options
-        cache = Path(opts.cache_dir or Path.home() / ".cache" / "textsynth" / "models")
+        from textsynth.backends._openvino_convert import cache_root
+
+        # the cache every local backend uses: cache_dir, $TEXTSYNTH_CACHE or the XDG one
+        cache = cache_root(opts.cache_dir) / "models"
         if opts.model == DEFAULT_MODEL:
             return plain_model_dir(embedded_model_path(), cache)
         path = Path(opts.model).expanduser()
