@@ -217,22 +217,22 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _style_template(self) -> Recipe:
-        # the built-in instruction `utterances` has a continued-list form of its own
-        if self.generation.style == "continue" and self.template == "utterances":
-            self.template = "continue"
-        if self.generation.style == "continue":  # a continued list holds a row a line
-            for name, spec in self.labels.items():
-                broken = next((i for i, e in enumerate(spec.examples) if "\n" in e.strip()),
-                              None)
-                if broken is not None:
-                    raise ValueError(f"labels.{name}.examples: example {broken + 1} holds a "
-                                     "line break; a continued list shows one example a line")
+        if self.generation.style != "continue":
+            return self
+        # the built-in instruction `utterances` has a continued-list form of its own;
         # another built-in instruction would be continued as a document, words and all
-        if self.generation.style == "continue" and self.template in _INSTRUCTIONS:
+        if self.template == "utterances":
+            self.template = "continue"
+        elif self.template in _INSTRUCTIONS:
             raise ValueError(
                 f"template '{self.template}' is an instruction for chat prompts; with "
                 "generation.style: continue use template: continue (a list of the label's "
                 "examples, slot values swapped in) or a template of your own")
+        for name, spec in self.labels.items():  # a continued list holds a row a line
+            broken = next((i for i, e in enumerate(spec.examples) if "\n" in e.strip()), None)
+            if broken is not None:
+                raise ValueError(f"labels.{name}.examples: example {broken + 1} holds a line "
+                                 "break; a continued list shows one example a line")
         return self
 
     @model_validator(mode="after")

